@@ -1,0 +1,618 @@
+// Package component implements the XEP-0114 external component stream
+// (namespace jabber:component:accept) on top of gosrc.io/xmpp's stream
+// primitives: dial and handshake with a deadline, one writer, a reader that
+// never blocks on a request's caller and never ends the stream on one bad
+// stanza, IQ round trips with our own correlation, and an XEP-0199 keepalive.
+//
+// gosrc.io/xmpp v0.5.1's Component is not used for the session itself: its
+// reader ends the stream on any stanza it cannot decode (a <priority> out of
+// int8 range is enough), routes synchronously, and registers IQ results after
+// sending. See ../shared/notes/go-xmpp.md (C1–C9, S1–S8, P1).
+package component
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gosrc.io/xmpp/stanza"
+)
+
+// NSPing is XEP-0199 XMPP Ping.
+const NSPing = "urn:xmpp:ping"
+
+// Config says where and as whom to connect.
+type Config struct {
+	Address string // host:port of the server's component listener
+	Name    string // the component's JID, e.g. pubpresence.example.org
+	Secret  string
+
+	DialTimeout       time.Duration // dial + stream open + handshake; default 10s
+	WriteTimeout      time.Duration // one write on the socket; default 10s
+	KeepaliveInterval time.Duration // ping period; 0 disables the keepalive
+	KeepaliveTimeout  time.Duration // a ping unanswered this long ends the stream; default 10s
+	PingTo            string        // whom to ping (a served domain); default the component's own server via Name
+	InboundQueue      int           // stanzas buffered for Inbound; default 4096
+}
+
+func (c *Config) withDefaults() Config {
+	cfg := *c
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.KeepaliveTimeout <= 0 {
+		cfg.KeepaliveTimeout = 10 * time.Second
+	}
+	if cfg.PingTo == "" {
+		cfg.PingTo = cfg.Name
+	}
+	if cfg.InboundQueue <= 0 {
+		cfg.InboundQueue = 4096
+	}
+	return cfg
+}
+
+// Stanza is one inbound top-level element other than an IQ result: a
+// presence, a message, or an IQ get/set the component does not answer itself.
+// Inner is the raw XML between the start and end tags.
+type Stanza struct {
+	Name               string // presence, message, iq
+	ID, Type, From, To string
+	Inner              []byte
+}
+
+// Stats counts what the reader saw; read it with Conn.Stats.
+type Stats struct {
+	Received       uint64 // top-level stanzas read
+	UnknownResults uint64 // IQ results whose id matches no request in flight
+	Dropped        uint64 // stanzas not queued (the replies to pings or disco when the writer was full)
+}
+
+// Conn is one authenticated component stream. All methods are safe for
+// concurrent use. A Conn is not reused after it ends: dial a new one.
+type Conn struct {
+	cfg    Config
+	nc     net.Conn
+	dec    *xml.Decoder
+	prefix string // id prefix, random per stream
+
+	out     chan []byte // the one writer's queue
+	inbound chan Stanza
+
+	mu      sync.Mutex
+	pending map[string]*request
+	seq     uint64
+
+	done      chan struct{}
+	closeOnce sync.Once
+	closing   atomic.Bool
+	err       error // why the stream ended; set before done is closed
+	readDone  chan struct{}
+
+	received, unknown, dropped atomic.Uint64
+}
+
+type request struct {
+	to string
+	ch chan response // buffered, 1
+}
+
+type response struct {
+	inner []byte
+	err   error
+}
+
+// Dial connects, opens the stream and authenticates, all within
+// cfg.DialTimeout (or ctx, whichever ends first). A rejected handshake
+// comes back as a *StreamError ("not-authorized", "conflict", "host-unknown").
+func Dial(ctx context.Context, cfg Config) (*Conn, error) {
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", cfg.Address, err)
+	}
+	deadline, _ := ctx.Deadline()
+	_ = nc.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	c, err := handshake(nc, cfg)
+	if err != nil {
+		_ = nc.Close()
+		if ctx.Err() != nil && !isStreamError(err) {
+			return nil, fmt.Errorf("handshake with %s: %w", cfg.Address, ctx.Err())
+		}
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Time{})
+	go c.readLoop()
+	go c.writeLoop()
+	if cfg.KeepaliveInterval > 0 {
+		go c.keepalive()
+	}
+	return c, nil
+}
+
+func isStreamError(err error) bool {
+	var se *StreamError
+	return errors.As(err, &se)
+}
+
+func handshake(nc net.Conn, cfg Config) (*Conn, error) {
+	open := fmt.Sprintf("<?xml version='1.0'?><stream:stream xmlns='%s' xmlns:stream='%s' to='%s'>",
+		stanza.NSComponent, stanza.NSStream, escape(cfg.Name))
+	if _, err := io.WriteString(nc, open); err != nil {
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	dec := xml.NewDecoder(bufio.NewReaderSize(nc, 64<<10))
+	id, err := stanza.InitStream(dec)
+	if err != nil {
+		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	sum := sha1.Sum([]byte(id + cfg.Secret))
+	if _, err := io.WriteString(nc, "<handshake>"+hex.EncodeToString(sum[:])+"</handshake>"); err != nil {
+		return nil, fmt.Errorf("send handshake: %w", err)
+	}
+	p, err := stanza.NextPacket(dec)
+	if err != nil {
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	switch p := p.(type) {
+	case stanza.Handshake:
+	case stanza.StreamError:
+		return nil, &StreamError{Condition: p.Error.Local, Text: p.Text}
+	default:
+		return nil, fmt.Errorf("handshake: unexpected <%s/>", p.Name())
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	return &Conn{
+		cfg:      cfg,
+		nc:       nc,
+		dec:      dec,
+		prefix:   hex.EncodeToString(rnd[:]) + "-",
+		out:      make(chan []byte, 1024),
+		inbound:  make(chan Stanza, cfg.InboundQueue),
+		pending:  make(map[string]*request),
+		done:     make(chan struct{}),
+		readDone: make(chan struct{}),
+	}, nil
+}
+
+// Name returns the component's JID.
+func (c *Conn) Name() string { return c.cfg.Name }
+
+// Inbound delivers presences, messages and unanswered IQ requests, in stream
+// order. When nobody reads it and its buffer is full, the reader waits: read
+// it from a loop that never waits on this Conn's requests.
+func (c *Conn) Inbound() <-chan Stanza { return c.inbound }
+
+// Done is closed when the stream has ended; Err then says why.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns why the stream ended, or nil while it is up.
+func (c *Conn) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// Stats returns the reader's counters.
+func (c *Conn) Stats() Stats {
+	return Stats{Received: c.received.Load(), UnknownResults: c.unknown.Load(), Dropped: c.dropped.Load()}
+}
+
+// Close ends the stream: it sends </stream:stream>, waits a short while for
+// the server's own close, and closes the socket.
+func (c *Conn) Close() error {
+	c.closing.Store(true)
+	select {
+	case c.out <- []byte(stanza.StreamClose):
+	default:
+	}
+	select {
+	case <-c.readDone:
+	case <-time.After(time.Second):
+	}
+	c.fail(ErrClosed)
+	return nil
+}
+
+// fail ends the stream once, with err as the reason.
+func (c *Conn) fail(err error) {
+	c.closeOnce.Do(func() {
+		c.err = err
+		close(c.done)
+		_ = c.nc.Close()
+		c.mu.Lock()
+		for id, r := range c.pending {
+			r.ch <- response{err: fmt.Errorf("%w: %v", ErrClosed, err)}
+			delete(c.pending, id)
+		}
+		c.mu.Unlock()
+	})
+}
+
+// Send queues one stanza, already serialised, for the writer. It waits while
+// the writer's queue is full, until ctx ends or the stream does.
+func (c *Conn) Send(ctx context.Context, raw []byte) error {
+	select {
+	case c.out <- raw:
+		return nil
+	case <-c.done:
+		return fmt.Errorf("%w: %v", ErrClosed, c.err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// SendPresence sends a presence from the component to to. typ is "" for
+// available; show and status are left out when empty.
+func (c *Conn) SendPresence(ctx context.Context, to, typ, show, status string) error {
+	b := make([]byte, 0, 128)
+	b = append(b, "<presence from='"...)
+	b = appendEscaped(b, c.cfg.Name)
+	b = append(b, "' to='"...)
+	b = appendEscaped(b, to)
+	if typ != "" {
+		b = append(b, "' type='"...)
+		b = appendEscaped(b, typ)
+	}
+	b = append(b, "'>"...)
+	if show != "" {
+		b = append(b, "<show>"...)
+		b = appendEscaped(b, show)
+		b = append(b, "</show>"...)
+	}
+	if status != "" {
+		b = append(b, "<status>"...)
+		b = appendEscaped(b, status)
+		b = append(b, "</status>"...)
+	}
+	b = append(b, "</presence>"...)
+	return c.Send(ctx, b)
+}
+
+// IQ sends an IQ request of type typ ("get" or "set") to to with payload as
+// its child, and returns the inner XML of the result. An error answer comes
+// back as a *StanzaError. ctx bounds the round trip; when it ends first, a
+// late answer is dropped and counted.
+func (c *Conn) IQ(ctx context.Context, typ, to string, payload []byte) ([]byte, error) {
+	call, err := c.Start(ctx, typ, to, payload)
+	if err != nil {
+		return nil, err
+	}
+	return call.Wait(ctx)
+}
+
+// Call is an IQ request on its way; Wait collects the answer.
+type Call struct {
+	c  *Conn
+	id string
+	r  *request
+}
+
+// Start queues an IQ request and returns without waiting for the answer.
+// Requests started one after another go out on the stream in that order.
+// The request is registered before it is sent, so a fast answer is never
+// lost. Every Call must be waited for (or its ctx ended) once.
+func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call, error) {
+	r := &request{to: to, ch: make(chan response, 1)}
+	c.mu.Lock()
+	c.seq++
+	id := c.prefix + strconv.FormatUint(c.seq, 36)
+	c.pending[id] = r
+	c.mu.Unlock()
+
+	b := make([]byte, 0, len(payload)+128)
+	b = append(b, "<iq type='"...)
+	b = append(b, typ...)
+	b = append(b, "' id='"...)
+	b = append(b, id...)
+	b = append(b, "' from='"...)
+	b = appendEscaped(b, c.cfg.Name)
+	b = append(b, "' to='"...)
+	b = appendEscaped(b, to)
+	b = append(b, "'>"...)
+	b = append(b, payload...)
+	b = append(b, "</iq>"...)
+
+	if err := c.Send(ctx, b); err != nil {
+		c.forget(id)
+		return nil, err
+	}
+	return &Call{c: c, id: id, r: r}, nil
+}
+
+// Wait returns the inner XML of the result, a *StanzaError, or ctx's error.
+func (call *Call) Wait(ctx context.Context) ([]byte, error) {
+	select {
+	case resp := <-call.r.ch:
+		return resp.inner, resp.err
+	case <-ctx.Done():
+		call.c.forget(call.id)
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Conn) forget(id string) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
+}
+
+func (c *Conn) writeLoop() {
+	w := bufio.NewWriterSize(c.nc, 64<<10)
+	for {
+		var b []byte
+		select {
+		case b = <-c.out:
+		case <-c.done:
+			return
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+		_, err := w.Write(b)
+		// Write what is queued behind it in the same flush.
+		for err == nil && len(c.out) > 0 && w.Buffered() < 32<<10 {
+			_, err = w.Write(<-c.out)
+		}
+		if err == nil {
+			err = w.Flush()
+		}
+		if err != nil {
+			c.fail(fmt.Errorf("write: %w", err))
+			return
+		}
+	}
+}
+
+// rawElement captures one top-level element without interpreting its content.
+type rawElement struct {
+	XMLName xml.Name
+	Attrs   []xml.Attr `xml:",any,attr"`
+	Inner   []byte     `xml:",innerxml"`
+}
+
+func (e *rawElement) attr(name string) string {
+	for _, a := range e.Attrs {
+		if a.Name.Local == name && (a.Name.Space == "" || name == "lang") {
+			return a.Value
+		}
+	}
+	return ""
+}
+
+func (c *Conn) readLoop() {
+	defer close(c.readDone)
+	for {
+		tok, err := c.dec.Token()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			c.fail(fmt.Errorf("read: %w", err))
+			return
+		}
+		switch t := tok.(type) {
+		case xml.EndElement: // </stream:stream>
+			if c.closing.Load() {
+				c.fail(ErrClosed)
+				return
+			}
+			c.fail(&StreamError{Condition: "closed", Text: "server closed the stream"})
+			return
+		case xml.StartElement:
+			var e rawElement
+			if err := c.dec.DecodeElement(&e, &t); err != nil {
+				c.fail(fmt.Errorf("read: %w", err))
+				return
+			}
+			c.received.Add(1)
+			if t.Name.Space == stanza.NSStream && t.Name.Local == "error" {
+				c.fail(parseStreamError(e.Inner))
+				return
+			}
+			if !c.dispatch(&e) {
+				return
+			}
+		}
+	}
+}
+
+// dispatch handles one element; it returns false when the stream ended
+// while waiting to queue it.
+func (c *Conn) dispatch(e *rawElement) bool {
+	s := Stanza{
+		Name:  e.XMLName.Local,
+		ID:    e.attr("id"),
+		Type:  e.attr("type"),
+		From:  e.attr("from"),
+		To:    e.attr("to"),
+		Inner: e.Inner,
+	}
+	if s.Name == "iq" {
+		switch s.Type {
+		case "result", "error":
+			c.deliver(s)
+			return true
+		case "get", "set":
+			if c.answer(s) {
+				return true
+			}
+		default:
+			return true // not an IQ: ignore
+		}
+	}
+	select {
+	case c.inbound <- s:
+		return true
+	case <-c.done:
+		return false
+	}
+}
+
+// deliver hands an IQ result to its waiter without ever blocking.
+func (c *Conn) deliver(s Stanza) {
+	c.mu.Lock()
+	r, ok := c.pending[s.ID]
+	if ok && (s.From == r.to || s.From == "" && r.to == c.cfg.Name) {
+		delete(c.pending, s.ID)
+	} else {
+		ok = false
+	}
+	c.mu.Unlock()
+	if !ok {
+		c.unknown.Add(1)
+		return
+	}
+	if s.Type == "error" {
+		r.ch <- response{err: ParseError(s.Inner)}
+		return
+	}
+	r.ch <- response{inner: s.Inner}
+}
+
+// answer replies to the IQ requests every component must answer (ping and
+// disco#info); it returns false for the others.
+func (c *Conn) answer(s Stanza) bool {
+	space, local := firstChild(s.Inner)
+	var reply []byte
+	switch {
+	case s.Type == "get" && space == NSPing && local == "ping":
+		reply = c.reply(s, "result", "")
+	case s.Type == "get" && space == "http://jabber.org/protocol/disco#info" && local == "query":
+		reply = c.reply(s, "result", "<query xmlns='http://jabber.org/protocol/disco#info'>"+
+			"<identity category='component' type='presence' name='pubpresence'/>"+
+			"<feature var='http://jabber.org/protocol/disco#info'/><feature var='urn:xmpp:ping'/></query>")
+	default:
+		reply = c.reply(s, "error", "<error type='cancel'><service-unavailable xmlns='"+NSStanzas+"'/></error>")
+	}
+	select {
+	case c.out <- reply:
+	default:
+		c.dropped.Add(1)
+	}
+	return true
+}
+
+func (c *Conn) reply(s Stanza, typ, payload string) []byte {
+	b := make([]byte, 0, 96+len(payload))
+	b = append(b, "<iq type='"...)
+	b = append(b, typ...)
+	b = append(b, "' id='"...)
+	b = appendEscaped(b, s.ID)
+	b = append(b, "' from='"...)
+	b = appendEscaped(b, c.cfg.Name)
+	b = append(b, "' to='"...)
+	b = appendEscaped(b, s.From)
+	b = append(b, "'>"...)
+	b = append(b, payload...)
+	return append(b, "</iq>"...)
+}
+
+// firstChild returns the name of the first element in inner.
+func firstChild(inner []byte) (space, local string) {
+	d := xml.NewDecoder(bytes.NewReader(inner))
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return "", ""
+		}
+		if t, ok := tok.(xml.StartElement); ok {
+			return t.Name.Space, t.Name.Local
+		}
+	}
+}
+
+func parseStreamError(inner []byte) *StreamError {
+	e := &StreamError{Condition: "undefined-condition"}
+	d := xml.NewDecoder(bytes.NewReader(inner))
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return e
+		}
+		t, ok := tok.(xml.StartElement)
+		if !ok || t.Name.Space != NSStreams {
+			continue
+		}
+		if t.Name.Local == "text" {
+			var s string
+			_ = d.DecodeElement(&s, &t)
+			e.Text = s
+			continue
+		}
+		e.Condition = t.Name.Local
+	}
+}
+
+// keepalive pings the server every KeepaliveInterval and ends the stream when
+// a ping goes unanswered for KeepaliveTimeout. An error answer still proves
+// the peer alive (XEP-0199 §4).
+func (c *Conn) keepalive() {
+	t := time.NewTicker(c.cfg.KeepaliveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.KeepaliveTimeout)
+		_, err := c.IQ(ctx, "get", c.cfg.PingTo, []byte("<ping xmlns='urn:xmpp:ping'/>"))
+		cancel()
+		var se *StanzaError
+		if err != nil && !errors.As(err, &se) {
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("keepalive: no answer to a ping within %s", c.cfg.KeepaliveTimeout)
+			}
+			c.fail(err)
+			return
+		}
+	}
+}
+
+func escape(s string) string { return string(appendEscaped(nil, s)) }
+
+// appendEscaped appends s escaped for XML text and single- or double-quoted
+// attribute values.
+func appendEscaped(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; ch {
+		case '&':
+			b = append(b, "&amp;"...)
+		case '<':
+			b = append(b, "&lt;"...)
+		case '>':
+			b = append(b, "&gt;"...)
+		case '\'':
+			b = append(b, "&apos;"...)
+		case '"':
+			b = append(b, "&quot;"...)
+		default:
+			b = append(b, ch)
+		}
+	}
+	return b
+}

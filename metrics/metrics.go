@@ -1,0 +1,75 @@
+// Package metrics defines pubpresence's Prometheus metrics on a registry of
+// its own.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the service's instruments.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	State          *prometheus.GaugeVec // state{state="init"|"online"} 1 for the current one
+	Connected      prometheus.Gauge
+	Connections    prometheus.Gauge
+	Users          prometheus.Gauge
+	Events         *prometheus.CounterVec   // presence stanzas by kind
+	Malformed      *prometheus.CounterVec   // input dropped or repaired, by reason
+	Requests       *prometheus.CounterVec   // pubsub requests by node, op, result
+	RequestSeconds *prometheus.HistogramVec // pubsub request latency by node, op
+	IQErrors       *prometheus.CounterVec   // error answers by condition
+	Reconnects     prometheus.Counter
+	Syncs          *prometheus.CounterVec // syncs by kind (initial, reconcile) and result
+	SyncSeconds    *prometheus.HistogramVec
+	SyncSessions   prometheus.Gauge       // sessions the last sync found on the server
+	Fixes          *prometheus.CounterVec // reconciliation fixes by kind (ghost, missing, item)
+	QueueDepth     prometheus.Gauge
+	LiveDropped    prometheus.Counter
+}
+
+// New creates the metrics and registers them, with the Go and process
+// collectors, on a new registry.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry:    r,
+		State:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pubpresence_state", Help: "Service state: 1 for the current one of init and online."}, []string{"state"}),
+		Connected:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_connected", Help: "1 while the component stream is up."}),
+		Connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_tracked_connections", Help: "User connections (full JIDs) tracked as online."}),
+		Users:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_tracked_users", Help: "Users (bare JIDs) with at least one tracked connection."}),
+		Events:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_presence_events_total", Help: "Presence stanzas received, by type."}, []string{"type"}),
+		Malformed:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_malformed_total", Help: "Malformed input repaired or dropped, by reason."}, []string{"reason"}),
+		Requests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_pubsub_requests_total", Help: "Publish and retract requests answered, by node, operation and result."}, []string{"node", "op", "result"}),
+		RequestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pubpresence_pubsub_request_duration_seconds", Help: "Time from queueing a pubsub request's send to its answer.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"node", "op"}),
+		IQErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_iq_errors_total", Help: "Error answers to the service's requests, by condition."}, []string{"condition"}),
+		Reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_reconnects_total", Help: "Component streams lost or refused, each followed by a new attempt."}),
+		Syncs:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_syncs_total", Help: "Resyncs with the server, by kind (initial, reconcile) and result."}, []string{"kind", "result"}),
+		SyncSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pubpresence_sync_duration_seconds", Help: "Duration of a resync, from its start to the actual node being equal to the server's truth.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}, []string{"kind"}),
+		SyncSessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_sync_sessions", Help: "Online sessions the server listed at the last resync."}),
+		Fixes:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_reconcile_fixes_total", Help: "Differences a resync corrected, by kind (ghost, missing, item)."}, []string{"kind"}),
+		QueueDepth:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_publish_queue_depth", Help: "Pubsub requests queued, not yet sent."}),
+		LiveDropped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_live_dropped_total", Help: "Live events dropped because the publish queue was full."}),
+	}
+	r.MustRegister(m.State, m.Connected, m.Connections, m.Users, m.Events, m.Malformed, m.Requests,
+		m.RequestSeconds, m.IQErrors, m.Reconnects, m.Syncs, m.SyncSeconds, m.SyncSessions, m.Fixes,
+		m.QueueDepth, m.LiveDropped,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.State.WithLabelValues("init").Set(1)
+	m.State.WithLabelValues("online").Set(0)
+	return m
+}
+
+// SetState marks state ("init" or "online") as the current one.
+func (m *Metrics) SetState(state string) {
+	for _, s := range []string{"init", "online"} {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		m.State.WithLabelValues(s).Set(v)
+	}
+}

@@ -1,0 +1,332 @@
+// Package pubsub implements the XEP-0060 operations pubpresence performs as a
+// node owner and publisher (create, configure, affiliations, publish,
+// retract, items), the <user/> and status item codecs, and the publish queue.
+package pubsub
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pubpresence/pubpresence/component"
+)
+
+// Namespaces of XEP-0060 and XEP-0004.
+const (
+	NS           = "http://jabber.org/protocol/pubsub"
+	NSOwner      = "http://jabber.org/protocol/pubsub#owner"
+	NSEvent      = "http://jabber.org/protocol/pubsub#event"
+	NSErrors     = "http://jabber.org/protocol/pubsub#errors"
+	NSNodeConfig = "http://jabber.org/protocol/pubsub#node_config"
+	NSData       = "jabber:x:data"
+)
+
+// IQer sends one IQ request and returns the inner XML of its result; an
+// error answer is a *component.StanzaError. *component.Conn is one.
+type IQer interface {
+	IQ(ctx context.Context, typ, to string, payload []byte) ([]byte, error)
+}
+
+// NodeConfig is the configuration pubpresence keeps on one node.
+type NodeConfig struct {
+	Node        string
+	Title       string
+	Persist     bool   // pubsub#persist_items
+	MaxItems    string // pubsub#max_items: a number or "max"
+	SendLast    string // pubsub#send_last_published_item: never, on_sub
+	AccessModel string // whitelist or open
+}
+
+// form returns the submitted node_config form, FORM_TYPE included.
+func (nc NodeConfig) form() []byte {
+	var b bytes.Buffer
+	b.WriteString("<x xmlns='jabber:x:data' type='submit'>")
+	field := func(v, val string) {
+		b.WriteString("<field var='")
+		b.WriteString(v)
+		b.WriteString("'><value>")
+		xml.EscapeText(&b, []byte(val))
+		b.WriteString("</value></field>")
+	}
+	b.WriteString("<field var='FORM_TYPE' type='hidden'><value>" + NSNodeConfig + "</value></field>")
+	if nc.Title != "" {
+		field("pubsub#title", nc.Title)
+	}
+	field("pubsub#persist_items", boolValue(nc.Persist))
+	field("pubsub#max_items", nc.MaxItems)
+	field("pubsub#access_model", nc.AccessModel)
+	field("pubsub#publish_model", "publishers")
+	field("pubsub#send_last_published_item", nc.SendLast)
+	field("pubsub#deliver_notifications", "1")
+	field("pubsub#deliver_payloads", "1")
+	field("pubsub#notify_retract", "1")
+	field("pubsub#notify_delete", "1")
+	field("pubsub#notification_type", "headline")
+	b.WriteString("</x>")
+	return b.Bytes()
+}
+
+func boolValue(v bool) string {
+	if v {
+		return "1"
+	}
+	return "0"
+}
+
+// Ensure makes node exist with cfg: it creates the node with its
+// configuration, or, when the node exists already, configures it. It never
+// deletes or purges a node. created says which happened.
+func Ensure(ctx context.Context, iq IQer, service string, cfg NodeConfig) (created bool, err error) {
+	form := cfg.form()
+	var b bytes.Buffer
+	b.WriteString("<pubsub xmlns='" + NS + "'><create node='")
+	xml.EscapeText(&b, []byte(cfg.Node))
+	b.WriteString("'/><configure>")
+	b.Write(form)
+	b.WriteString("</configure></pubsub>")
+	_, err = iq.IQ(ctx, "set", service, b.Bytes())
+	if err == nil {
+		return true, nil
+	}
+	if component.Condition(err) != "conflict" {
+		return false, fmt.Errorf("create node %s: %w", cfg.Node, err)
+	}
+	if err := Configure(ctx, iq, service, cfg.Node, form); err != nil {
+		return false, err
+	}
+	return false, nil
+}
+
+// Configure submits a node_config form to an existing node.
+func Configure(ctx context.Context, iq IQer, service, node string, form []byte) error {
+	var b bytes.Buffer
+	b.WriteString("<pubsub xmlns='" + NSOwner + "'><configure node='")
+	xml.EscapeText(&b, []byte(node))
+	b.WriteString("'>")
+	b.Write(form)
+	b.WriteString("</configure></pubsub>")
+	if _, err := iq.IQ(ctx, "set", service, b.Bytes()); err != nil {
+		return fmt.Errorf("configure node %s: %w", node, err)
+	}
+	return nil
+}
+
+// MaxItemsLimit reads the node's configuration form and returns the
+// largest pubsub#max_items the server allows (the range Prosody announces
+// for "max"), or 0 when the server does not say.
+func MaxItemsLimit(ctx context.Context, iq IQer, service, node string) (int, error) {
+	var b bytes.Buffer
+	b.WriteString("<pubsub xmlns='" + NSOwner + "'><configure node='")
+	xml.EscapeText(&b, []byte(node))
+	b.WriteString("'/></pubsub>")
+	inner, err := iq.IQ(ctx, "get", service, b.Bytes())
+	if err != nil {
+		return 0, fmt.Errorf("get configuration of %s: %w", node, err)
+	}
+	var x struct {
+		Fields []struct {
+			Var   string `xml:"var,attr"`
+			Range struct {
+				Max string `xml:"max,attr"`
+			} `xml:"validate>range"`
+			Value string `xml:"value"`
+		} `xml:"configure>x>field"`
+	}
+	if err := xml.Unmarshal(wrap(inner), &x); err != nil {
+		return 0, fmt.Errorf("configuration of %s: %w", node, err)
+	}
+	for _, f := range x.Fields {
+		if f.Var != "pubsub#max_items" {
+			continue
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(f.Range.Max)); err == nil {
+			return n, nil
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(f.Value)); err == nil {
+			return n, nil
+		}
+	}
+	return 0, nil
+}
+
+// Affiliations returns the node's affiliations, JID → affiliation.
+func Affiliations(ctx context.Context, iq IQer, service, node string) (map[string]string, error) {
+	var b bytes.Buffer
+	b.WriteString("<pubsub xmlns='" + NSOwner + "'><affiliations node='")
+	xml.EscapeText(&b, []byte(node))
+	b.WriteString("'/></pubsub>")
+	inner, err := iq.IQ(ctx, "get", service, b.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("affiliations of %s: %w", node, err)
+	}
+	var x struct {
+		Affs []struct {
+			JID  string `xml:"jid,attr"`
+			Affl string `xml:"affiliation,attr"`
+		} `xml:"affiliations>affiliation"`
+	}
+	if err := xml.Unmarshal(wrap(inner), &x); err != nil {
+		return nil, fmt.Errorf("affiliations of %s: %w", node, err)
+	}
+	m := make(map[string]string, len(x.Affs))
+	for _, a := range x.Affs {
+		m[strings.ToLower(a.JID)] = a.Affl
+	}
+	return m, nil
+}
+
+// SetAffiliations changes affiliations, JID → affiliation ("member", "none"…).
+func SetAffiliations(ctx context.Context, iq IQer, service, node string, affs map[string]string) error {
+	if len(affs) == 0 {
+		return nil
+	}
+	jids := make([]string, 0, len(affs))
+	for j := range affs {
+		jids = append(jids, j)
+	}
+	sort.Strings(jids)
+	var b bytes.Buffer
+	b.WriteString("<pubsub xmlns='" + NSOwner + "'><affiliations node='")
+	xml.EscapeText(&b, []byte(node))
+	b.WriteString("'>")
+	for _, j := range jids {
+		b.WriteString("<affiliation jid='")
+		xml.EscapeText(&b, []byte(j))
+		b.WriteString("' affiliation='")
+		xml.EscapeText(&b, []byte(affs[j]))
+		b.WriteString("'/>")
+	}
+	b.WriteString("</affiliations></pubsub>")
+	if _, err := iq.IQ(ctx, "set", service, b.Bytes()); err != nil {
+		return fmt.Errorf("set affiliations of %s: %w", node, err)
+	}
+	return nil
+}
+
+// SyncMembers makes the members of node exactly readers: readers become
+// members, other members lose their affiliation. Owners and publishers are
+// left alone.
+func SyncMembers(ctx context.Context, iq IQer, service, node string, readers []string) error {
+	have, err := Affiliations(ctx, iq, service, node)
+	if err != nil {
+		return err
+	}
+	want := make(map[string]bool, len(readers))
+	change := make(map[string]string)
+	for _, r := range readers {
+		r = strings.ToLower(r)
+		want[r] = true
+		if have[r] != "member" && have[r] != "owner" && have[r] != "publisher" {
+			change[r] = "member"
+		}
+	}
+	for j, a := range have {
+		if a == "member" && !want[j] {
+			change[j] = "none"
+		}
+	}
+	return SetAffiliations(ctx, iq, service, node, change)
+}
+
+// Item is one item of a node: its id and its one payload element.
+type Item struct {
+	ID      string
+	Payload []byte
+}
+
+// Items fetches every item of node, oldest first as the server returns them.
+func Items(ctx context.Context, iq IQer, service, node string) ([]Item, error) {
+	var b bytes.Buffer
+	b.WriteString("<pubsub xmlns='" + NS + "'><items node='")
+	xml.EscapeText(&b, []byte(node))
+	b.WriteString("'/></pubsub>")
+	inner, err := iq.IQ(ctx, "get", service, b.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("items of %s: %w", node, err)
+	}
+	var x struct {
+		Items []struct {
+			ID    string `xml:"id,attr"`
+			Inner []byte `xml:",innerxml"`
+		} `xml:"pubsub>items>item"`
+	}
+	if err := xml.Unmarshal(wrap(inner), &x); err != nil {
+		return nil, fmt.Errorf("items of %s: %w", node, err)
+	}
+	items := make([]Item, len(x.Items))
+	for i, it := range x.Items {
+		items[i] = Item{ID: it.ID, Payload: bytes.TrimSpace(it.Inner)}
+	}
+	return items, nil
+}
+
+// PublishRequest returns the <pubsub/> payload that publishes one item.
+func PublishRequest(b []byte, node, id string, payload []byte) []byte {
+	b = append(b, "<pubsub xmlns='"+NS+"'><publish node='"...)
+	b = appendAttr(b, node)
+	b = append(b, "'><item id='"...)
+	b = appendAttr(b, id)
+	b = append(b, "'>"...)
+	b = append(b, payload...)
+	return append(b, "</item></publish></pubsub>"...)
+}
+
+// RetractRequest returns the <pubsub/> payload that retracts one item and
+// tells subscribers (Prosody notifies only when the request asks for it).
+func RetractRequest(b []byte, node, id string) []byte {
+	b = append(b, "<pubsub xmlns='"+NS+"'><retract node='"...)
+	b = appendAttr(b, node)
+	b = append(b, "' notify='true'><item id='"...)
+	b = appendAttr(b, id)
+	return append(b, "'/></retract></pubsub>"...)
+}
+
+// Publish publishes one item.
+func Publish(ctx context.Context, iq IQer, service, node, id string, payload []byte) error {
+	if _, err := iq.IQ(ctx, "set", service, PublishRequest(nil, node, id, payload)); err != nil {
+		return fmt.Errorf("publish %s to %s: %w", id, node, err)
+	}
+	return nil
+}
+
+// Retract removes one item, notifying subscribers. An item that is not
+// there is not an error.
+func Retract(ctx context.Context, iq IQer, service, node, id string) error {
+	_, err := iq.IQ(ctx, "set", service, RetractRequest(nil, node, id))
+	if err != nil && component.Condition(err) != "item-not-found" {
+		return fmt.Errorf("retract %s from %s: %w", id, node, err)
+	}
+	return nil
+}
+
+func wrap(inner []byte) []byte {
+	b := make([]byte, 0, len(inner)+7)
+	b = append(b, "<r>"...)
+	b = append(b, inner...)
+	return append(b, "</r>"...)
+}
+
+// appendAttr appends s escaped for a quoted attribute value.
+func appendAttr(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; ch {
+		case '&':
+			b = append(b, "&amp;"...)
+		case '<':
+			b = append(b, "&lt;"...)
+		case '>':
+			b = append(b, "&gt;"...)
+		case '\'':
+			b = append(b, "&apos;"...)
+		case '"':
+			b = append(b, "&quot;"...)
+		default:
+			b = append(b, ch)
+		}
+	}
+	return b
+}

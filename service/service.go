@@ -1,0 +1,464 @@
+// Package service is pubpresence's main loop: it keeps the component stream
+// up, turns the presence it receives into changes of the state model, and
+// keeps the pubsub nodes equal to that state through the init/online life
+// cycle (PRODUCT.md §3–4).
+//
+// One goroutine per stream (the session loop) owns the state. Everything
+// that waits on the server — admin commands, node setup, fetching items,
+// publishing — runs on other goroutines and reports back to the loop as a
+// function to run, so the loop never waits on the stream it reads.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pubpresence/pubpresence/admin"
+	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/config"
+	"github.com/pubpresence/pubpresence/metrics"
+	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
+	"github.com/pubpresence/pubpresence/status"
+)
+
+// Service is pubpresence. Create it with New and call Run once.
+type Service struct {
+	cfg     *config.Config
+	log     zerolog.Logger
+	metrics *metrics.Metrics
+	status  *status.Tracker
+
+	domains map[string]bool
+	state   *presence.State // owned by the running session loop
+	// subscribers are the bare JIDs the component sends its own presence
+	// to: the servers keep no roster for a component.
+	subscribers map[string]bool
+	now         func() time.Time
+}
+
+// New returns a service for cfg. m and st may be nil.
+func New(cfg *config.Config, log zerolog.Logger, m *metrics.Metrics, st *status.Tracker) *Service {
+	if m == nil {
+		m = metrics.New()
+	}
+	if st == nil {
+		st = &status.Tracker{}
+	}
+	s := &Service{cfg: cfg, log: log, metrics: m, status: st,
+		domains: make(map[string]bool), state: presence.NewState(),
+		subscribers: make(map[string]bool), now: func() time.Time { return time.Now().UTC() }}
+	for _, d := range cfg.XMPP.Domains {
+		s.domains[strings.ToLower(d)] = true
+	}
+	return s
+}
+
+// Run keeps the service going until ctx ends, reconnecting with backoff
+// after every loss of the stream. It returns nil after a clean stop.
+func (s *Service) Run(ctx context.Context) error {
+	x := s.cfg.XMPP
+	ccfg := component.Config{
+		Address:           x.Address,
+		Name:              x.Component,
+		Secret:            x.Secret,
+		DialTimeout:       x.DialTimeout.Duration,
+		KeepaliveInterval: x.KeepaliveInterval.Duration,
+		KeepaliveTimeout:  x.KeepaliveTimeout.Duration,
+		PingTo:            x.Domains[0],
+	}
+	hooks := component.Hooks{
+		Connected: func(c *component.Conn) {
+			s.status.SetConnected(true)
+			s.metrics.Connected.Set(1)
+			s.log.Info().Str("address", x.Address).Str("component", x.Component).Msg("connected")
+		},
+		Disconnected: func(err error, up time.Duration) {
+			s.status.SetConnected(false)
+			s.metrics.Connected.Set(0)
+			s.metrics.SetState(string(status.Init))
+			if ctx.Err() != nil {
+				return
+			}
+			s.metrics.Reconnects.Inc()
+			s.log.Warn().Err(err).Dur("up", up).Msg("disconnected; reconnecting")
+		},
+		DialFailed: func(err error, wait time.Duration) {
+			s.metrics.Reconnects.Inc()
+			ev := s.log.Error().Err(err).Dur("retry_in", wait)
+			var se *component.StreamError
+			if errors.As(err, &se) {
+				switch se.Condition {
+				case "not-authorized":
+					ev.Msg("the server refused the component secret (xmpp.secret)")
+					return
+				case "conflict":
+					ev.Msg("another connection already uses this component name")
+					return
+				case "host-unknown":
+					ev.Msg("the server has no component with this name (xmpp.component)")
+					return
+				}
+			}
+			ev.Msg("cannot connect")
+		},
+	}
+	err := component.Run(ctx, ccfg, x.ReconnectMax.Duration, hooks, s.session)
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// session runs one stream: the life cycle and the event loop.
+func (s *Service) session(ctx context.Context, c *component.Conn) error {
+	ss := newSession(s, c)
+	return ss.run(ctx)
+}
+
+// session is the state of one stream. Its fields are used by the loop
+// goroutine only, except where noted.
+type session struct {
+	*Service
+	conn  *component.Conn
+	admin *admin.Client
+	queue *pubsub.Queue
+	calls chan func() // work for the loop, from other goroutines
+	ctx   context.Context
+
+	phase     status.State
+	actualOn  bool        // changes go to the actual node (after the first diff)
+	sync      *syncRun    // the resync in progress, or nil
+	retry     *time.Timer // next attempt of a failed initial resync
+	failures  int         // failed initial resyncs in a row
+	dirty     atomic.Bool // a publish to actual failed: reconcile soon (any goroutine)
+	maxItems  int         // the server's cap on items per node, 0 unknown
+	ips       map[string]string
+	parked    map[string][]presence.Update // events waiting for their connection's IP
+	lookups   map[string]bool              // bare JIDs whose user-stats is in flight
+	lookupSem chan struct{}
+}
+
+func newSession(s *Service, c *component.Conn) *session {
+	ss := &session{
+		Service:   s,
+		conn:      c,
+		admin:     &admin.Client{IQ: c, Concurrency: s.cfg.Sync.AdminConcurrency},
+		calls:     make(chan func(), 64),
+		phase:     status.Init,
+		ips:       make(map[string]string),
+		parked:    make(map[string][]presence.Update),
+		lookups:   make(map[string]bool),
+		lookupSem: make(chan struct{}, s.cfg.Sync.AdminConcurrency),
+	}
+	n := s.cfg.Nodes
+	ss.queue = pubsub.NewQueue(c, pubsub.QueueConfig{
+		Service: s.cfg.XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
+		Timeout: s.cfg.XMPP.RequestTimeout.Duration,
+	}, ss.published)
+	return ss
+}
+
+// do runs f on the loop goroutine. Called from other goroutines.
+func (ss *session) do(f func()) {
+	select {
+	case ss.calls <- f:
+	case <-ss.ctx.Done():
+	}
+}
+
+// goAsync runs f on a new goroutine owned by the session.
+func (ss *session) goAsync(f func(ctx context.Context)) {
+	go f(ss.ctx)
+}
+
+func (ss *session) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ss.ctx = ctx
+	ss.metrics.SetState(string(status.Init))
+	ss.status.Set(status.Init)
+
+	// The status item goes first; the queue starts sending once the nodes
+	// exist, so nothing is published to a node that is not there yet.
+	ss.queue.Raw(ss.cfg.Nodes.Status, status.ItemID, status.Init.Item())
+	ss.announce(ctx)
+	queueDone := make(chan struct{})
+	queueStart := make(chan struct{})
+	go func() {
+		defer close(queueDone)
+		select {
+		case <-queueStart:
+			ss.queue.Run(ctx)
+		case <-ctx.Done():
+		}
+	}()
+	defer func() { cancel(); <-queueDone }()
+	ss.startSync(true, queueStart)
+
+	var reconcile <-chan time.Time
+	if d := ss.cfg.Sync.ReconcileInterval.Duration; d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		reconcile = t.C
+	}
+	check := time.NewTicker(5 * time.Second)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case st := <-ss.conn.Inbound():
+			ss.handle(st)
+		case f := <-ss.calls:
+			f()
+		case <-reconcile:
+			if ss.phase == status.Online {
+				ss.startSync(false, nil)
+			}
+		case <-check.C:
+			ss.metrics.QueueDepth.Set(float64(ss.queue.Len()))
+			if ss.phase == status.Online && ss.dirty.Load() {
+				ss.startSync(false, nil)
+			}
+		}
+	}
+}
+
+// announce sends the component's presence for the current phase to every
+// known subscriber.
+func (ss *session) announce(ctx context.Context) {
+	show, text := ss.phase.Presence()
+	for jid := range ss.subscribers {
+		if err := ss.conn.SendPresence(ctx, jid, "", show, text); err != nil {
+			return
+		}
+	}
+}
+
+// handle applies one inbound stanza.
+func (ss *session) handle(st component.Stanza) {
+	if st.Name != "presence" {
+		ss.log.Debug().Str("name", st.Name).Str("from", st.From).Msg("ignored stanza")
+		return
+	}
+	u, err := presence.ParsePresence(st.From, st.Type, st.Inner)
+	if err != nil {
+		reason := "invalid"
+		var me *presence.MalformedError
+		if errors.As(err, &me) {
+			reason = me.Reason
+		}
+		ss.metrics.Malformed.WithLabelValues(reason).Inc()
+		ss.log.Debug().Err(err).Str("from", st.From).Msg("dropped malformed presence")
+		return
+	}
+	for _, reason := range u.Malformed {
+		ss.metrics.Malformed.WithLabelValues(reason).Inc()
+		ss.log.Debug().Str("from", st.From).Str("reason", reason).Msg("repaired malformed presence")
+	}
+	ss.metrics.Events.WithLabelValues(u.Kind.String()).Inc()
+	bare := u.From.Bare()
+	if !ss.domains[u.From.Domain] || u.From.Local == "" {
+		ss.metrics.Malformed.WithLabelValues("foreign").Inc()
+		if u.Kind == presence.Subscribe {
+			ss.send("unsubscribed", bare)
+		}
+		return
+	}
+	ss.answered(bare)
+	switch u.Kind {
+	case presence.Subscribe:
+		ss.subscribers[bare] = true
+		ss.send("subscribed", bare)
+		ss.send("subscribe", bare)
+		show, text := ss.phase.Presence()
+		_ = ss.conn.SendPresence(ss.ctx, bare, "", show, text)
+	case presence.Subscribed:
+		ss.subscribers[bare] = true
+	case presence.Unsubscribe, presence.Unsubscribed:
+		delete(ss.subscribers, bare)
+		if u.Kind == presence.Unsubscribe {
+			ss.send("unsubscribed", bare)
+		} else {
+			ss.send("unsubscribe", bare)
+		}
+		for _, c := range ss.state.RemoveUser(bare) {
+			ss.removed(c)
+		}
+	case presence.Probe:
+		ss.subscribers[bare] = true
+		show, text := ss.phase.Presence()
+		_ = ss.conn.SendPresence(ss.ctx, u.From.Full(), "", show, text)
+	case presence.Available, presence.Unavailable:
+		if u.From.Resource == "" {
+			// A bare-JID unavailable answers a probe of a user with no
+			// session, or is Prosody's receipt for our subscribe: it is not
+			// a connection's event. Ghosts are left to the resync.
+			return
+		}
+		ss.subscribers[bare] = true
+		ss.event(u)
+	case presence.Error:
+		ss.log.Debug().Str("from", st.From).Msg("error presence")
+	}
+	ss.gauges()
+}
+
+// send sends a presence of type typ from the component to to.
+func (ss *session) send(typ, to string) {
+	if err := ss.conn.SendPresence(ss.ctx, to, typ, "", ""); err != nil {
+		ss.log.Debug().Err(err).Str("to", to).Str("type", typ).Msg("send presence")
+	}
+}
+
+// event applies an available or unavailable presence of one connection,
+// after looking up its IP when it is a new connection.
+func (ss *session) event(u presence.Update) {
+	jid := u.From.Full()
+	if q, ok := ss.parked[jid]; ok {
+		ss.parked[jid] = append(q, u)
+		return
+	}
+	if u.Kind == presence.Unavailable {
+		if c, ok := ss.state.Remove(jid); ok {
+			ss.removed(c)
+		}
+		delete(ss.ips, jid)
+		return
+	}
+	ip, known := ss.ips[jid]
+	if old, ok := ss.state.Get(jid); ok {
+		ip, known = old.IP, true
+	}
+	if !known && ss.cfg.Nodes.PublishIP {
+		ss.parked[jid] = []presence.Update{u}
+		ss.lookup(u.From.Bare())
+		return
+	}
+	ss.apply(presence.Conn{JID: jid, Show: u.Show, Text: u.Text, Priority: u.Priority, IP: ip, Since: ss.now()})
+}
+
+// lookup runs user-stats for bare and replays the parked events of its
+// connections with the addresses found (or none, if it fails).
+func (ss *session) lookup(bare string) {
+	if ss.lookups[bare] {
+		return
+	}
+	ss.lookups[bare] = true
+	ss.goAsync(func(ctx context.Context) {
+		select {
+		case ss.lookupSem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		ctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
+		sessions, err := ss.admin.UserStats(ctx, bare)
+		cancel()
+		<-ss.lookupSem
+		ss.do(func() {
+			delete(ss.lookups, bare)
+			if err != nil {
+				ss.iqError(err)
+				ss.log.Warn().Err(err).Str("user", bare).Msg("user-stats failed; publishing without ip")
+			}
+			for _, se := range sessions {
+				if se.IP != "" {
+					ss.ips[se.JID] = se.IP
+				}
+			}
+			ss.replay(bare)
+		})
+	})
+}
+
+// replay applies the parked events of bare's connections in order.
+func (ss *session) replay(bare string) {
+	for jid, q := range ss.parked {
+		if !strings.HasPrefix(jid, bare+"/") {
+			continue
+		}
+		delete(ss.parked, jid)
+		if _, ok := ss.ips[jid]; !ok {
+			ss.ips[jid] = ""
+		}
+		for _, u := range q {
+			ss.event(u)
+		}
+	}
+}
+
+// apply stores c and publishes it if it changed anything visible.
+func (ss *session) apply(c presence.Conn) {
+	c, changed := ss.state.Set(c)
+	if !changed {
+		return
+	}
+	ss.ips[c.JID] = c.IP
+	ss.publishLive(c)
+	if ss.actualOn {
+		ss.queue.Actual(c)
+	}
+}
+
+// removed publishes that c went away.
+func (ss *session) removed(c presence.Conn) {
+	c.Since = ss.now()
+	delete(ss.ips, c.JID)
+	ss.publishLive(c)
+	if ss.actualOn {
+		ss.queue.Retract(c.JID)
+	}
+}
+
+func (ss *session) publishLive(c presence.Conn) {
+	if err := ss.queue.Live(c); err != nil {
+		ss.metrics.LiveDropped.Inc()
+		ss.log.Warn().Str("jid", c.JID).Msg("live queue full: event dropped")
+	}
+}
+
+func (ss *session) gauges() {
+	ss.metrics.Connections.Set(float64(ss.state.Len()))
+	ss.metrics.Users.Set(float64(ss.state.Users()))
+}
+
+// published is called by the queue for every answer, on its goroutines.
+func (ss *session) published(r pubsub.Result) {
+	result := "ok"
+	if r.Err != nil {
+		result = "error"
+		if r.Node == ss.cfg.Nodes.Actual {
+			ss.dirty.Store(true)
+		}
+		ss.iqError(r.Err)
+		if !errors.Is(r.Err, context.Canceled) && !errors.Is(r.Err, component.ErrClosed) {
+			ss.log.Warn().Err(r.Err).Str("node", r.Node).Str("op", r.Op).Str("id", r.ID).Msg("pubsub request failed")
+		}
+	}
+	ss.metrics.Requests.WithLabelValues(r.Node, r.Op, result).Inc()
+	ss.metrics.RequestSeconds.WithLabelValues(r.Node, r.Op).Observe(r.Duration.Seconds())
+}
+
+func (ss *session) iqError(err error) {
+	cond := component.Condition(err)
+	switch {
+	case cond != "":
+	case errors.Is(err, context.DeadlineExceeded):
+		cond = "timeout"
+	case errors.Is(err, component.ErrClosed), errors.Is(err, context.Canceled):
+		return
+	default:
+		cond = "other"
+	}
+	ss.metrics.IQErrors.WithLabelValues(cond).Inc()
+}
+
+// errorf wraps err with what was being done.
+func errorf(what string, err error) error { return fmt.Errorf("%s: %w", what, err) }

@@ -1,0 +1,341 @@
+package service
+
+import (
+	"context"
+	"time"
+
+	"github.com/pubpresence/pubpresence/admin"
+	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
+	"github.com/pubpresence/pubpresence/status"
+)
+
+// syncRun is one resync with the server (PRODUCT.md §3 steps 2–5): the
+// initial one after a connect, or a periodic reconciliation.
+//
+//  1. (initial) ensure the nodes, then let the queue send;
+//  2. list the online sessions with admin commands;
+//  3. probe their users and wait for the answers, which arrive as ordinary
+//     presence and are applied as they come; a user who does not answer
+//     within the grace period (or the deadline) is not subscribed to us;
+//  4. drop connections the server no longer lists (ghosts), fetch the actual
+//     node and make it equal to the state;
+//  5. (initial) once those requests are answered, publish online.
+type syncRun struct {
+	initial  bool
+	start    time.Time
+	seq      uint64          // state.Seq() before the sessions were asked for
+	online   map[string]bool // full JIDs the server listed
+	awaiting map[string]bool // users probed that have not answered
+	grace    *time.Timer
+	deadline *time.Timer
+	settled  bool
+	ghosts   int
+}
+
+func (sr *syncRun) kind() string {
+	if sr.initial {
+		return "initial"
+	}
+	return "reconcile"
+}
+
+func (sr *syncRun) stopTimers() {
+	if sr.grace != nil {
+		sr.grace.Stop()
+	}
+	if sr.deadline != nil {
+		sr.deadline.Stop()
+	}
+}
+
+// startSync begins a resync unless one is running. queueStart, for the
+// initial one, is closed once the nodes exist.
+func (ss *session) startSync(initial bool, queueStart chan struct{}) {
+	if ss.sync != nil {
+		return
+	}
+	sr := &syncRun{initial: initial, start: time.Now(), seq: ss.state.Seq()}
+	ss.sync = sr
+	ss.dirty.Store(false)
+	ss.goAsync(func(ctx context.Context) {
+		if initial {
+			if err := ss.ensureNodes(ctx); err != nil {
+				ss.do(func() { ss.syncFailed(sr, errorf("set up nodes", err), queueStart) })
+				return
+			}
+			ss.do(func() {
+				if queueStart != nil {
+					select {
+					case <-queueStart:
+					default:
+						close(queueStart)
+					}
+				}
+			})
+		}
+		var all []admin.Session
+		for _, d := range ss.cfg.XMPP.Domains {
+			actx, cancel := context.WithTimeout(ctx, ss.cfg.Sync.InitTimeout.Duration+ss.cfg.XMPP.RequestTimeout.Duration)
+			sessions, _, err := ss.admin.OnlineSessions(actx, d)
+			cancel()
+			if err != nil {
+				ss.do(func() { ss.syncFailed(sr, errorf("list online sessions of "+d, err), queueStart) })
+				return
+			}
+			all = append(all, sessions...)
+		}
+		ss.do(func() { ss.discovered(sr, all) })
+	})
+}
+
+// ensureNodes creates or reconfigures the three nodes and their members.
+func (ss *session) ensureNodes(ctx context.Context) error {
+	n := ss.cfg.Nodes
+	service := ss.cfg.XMPP.Pubsub
+	nodes := []pubsub.NodeConfig{
+		{Node: n.Live, Title: "pubpresence: presence events", Persist: false, MaxItems: "1", SendLast: "never", AccessModel: n.AccessModel},
+		{Node: n.Actual, Title: "pubpresence: online connections", Persist: true, MaxItems: "max", SendLast: "never", AccessModel: n.AccessModel},
+		{Node: n.Status, Title: "pubpresence: service status", Persist: true, MaxItems: "1", SendLast: "on_sub", AccessModel: n.AccessModel},
+	}
+	for _, nc := range nodes {
+		rctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
+		created, err := pubsub.Ensure(rctx, ss.conn, service, nc)
+		if err == nil && n.AccessModel == "whitelist" {
+			err = pubsub.SyncMembers(rctx, ss.conn, service, nc.Node, n.Readers)
+		}
+		cancel()
+		if err != nil {
+			return err
+		}
+		ss.log.Info().Str("node", nc.Node).Bool("created", created).Str("access_model", nc.AccessModel).Msg("node ready")
+	}
+	rctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
+	defer cancel()
+	limit, err := pubsub.MaxItemsLimit(rctx, ss.conn, service, n.Actual)
+	if err != nil {
+		ss.log.Warn().Err(err).Msg("cannot read the server's item limit")
+	} else {
+		ss.do(func() { ss.maxItems = limit })
+	}
+	return nil
+}
+
+// syncFailed ends a resync that could not finish. An initial one is tried
+// again after a backoff, staying in init.
+func (ss *session) syncFailed(sr *syncRun, err error, queueStart chan struct{}) {
+	if ss.sync != sr {
+		return
+	}
+	sr.stopTimers()
+	ss.sync = nil
+	ss.iqError(err)
+	ss.metrics.Syncs.WithLabelValues(sr.kind(), "error").Inc()
+	ev := ss.log.Error().Err(err).Str("kind", sr.kind())
+	switch component.Condition(err) {
+	case "forbidden", "not-authorized", "not-allowed":
+		ev = ev.Str("hint", "give the component JID admin rights on the server and owner rights on the pubsub service")
+	case "item-not-found", "service-unavailable", "remote-server-not-found":
+		ev = ev.Str("hint", "check xmpp.pubsub and xmpp.domains, and that the server has the pubsub service and admin commands")
+	}
+	if !sr.initial {
+		ev.Msg("reconciliation failed")
+		return
+	}
+	ss.failures++
+	wait := 2 * time.Second << min(ss.failures-1, 5)
+	ev.Dur("retry_in", wait).Msg("initial sync failed; staying in init")
+	ss.retry = time.AfterFunc(wait, func() { ss.do(func() { ss.startSync(true, queueStart) }) })
+	context.AfterFunc(ss.ctx, func() { ss.retry.Stop() })
+}
+
+// discovered takes the server's list of sessions and probes their users.
+func (ss *session) discovered(sr *syncRun, sessions []admin.Session) {
+	if ss.sync != sr {
+		return
+	}
+	sr.online = make(map[string]bool, len(sessions))
+	sr.awaiting = make(map[string]bool)
+	for _, se := range sessions {
+		j, err := presence.ParseJID(se.JID)
+		if err != nil || j.Resource == "" || !ss.domains[j.Domain] {
+			continue
+		}
+		jid := j.Full()
+		sr.online[jid] = true
+		if se.IP != "" {
+			ss.ips[jid] = se.IP
+			if c, ok := ss.state.Get(jid); ok && c.IP != se.IP {
+				c.IP = se.IP
+				c.Since = ss.now()
+				ss.apply(c)
+			}
+		}
+		if _, tracked := ss.state.Get(jid); sr.initial || !tracked {
+			sr.awaiting[j.Bare()] = true
+		}
+	}
+	ss.metrics.SyncSessions.Set(float64(len(sr.online)))
+	if len(sr.awaiting) == 0 {
+		ss.settle(sr)
+		return
+	}
+	left := ss.cfg.Sync.InitTimeout.Duration - time.Since(sr.start)
+	sr.deadline = time.AfterFunc(max(left, 0), func() { ss.do(func() { ss.settle(sr) }) })
+	users := make([]string, 0, len(sr.awaiting))
+	for u := range sr.awaiting {
+		users = append(users, u)
+	}
+	ss.goAsync(func(ctx context.Context) {
+		for _, u := range users {
+			if err := ss.conn.SendPresence(ctx, u, "probe", "", ""); err != nil {
+				return
+			}
+		}
+		ss.do(func() { ss.armGrace(sr) })
+	})
+	ss.log.Debug().Int("sessions", len(sr.online)).Int("probed", len(users)).Msg("probing")
+}
+
+func (ss *session) armGrace(sr *syncRun) {
+	if ss.sync != sr || sr.settled {
+		return
+	}
+	if sr.grace == nil {
+		sr.grace = time.AfterFunc(ss.cfg.Sync.ProbeGrace.Duration, func() { ss.do(func() { ss.settle(sr) }) })
+		return
+	}
+	sr.grace.Reset(ss.cfg.Sync.ProbeGrace.Duration)
+}
+
+// answered notes that bare answered a probe (or sent anything).
+func (ss *session) answered(bare string) {
+	sr := ss.sync
+	if sr == nil || sr.settled || !sr.awaiting[bare] {
+		return
+	}
+	delete(sr.awaiting, bare)
+	if len(sr.awaiting) == 0 {
+		ss.settle(sr)
+		return
+	}
+	if sr.grace != nil {
+		sr.grace.Reset(ss.cfg.Sync.ProbeGrace.Duration)
+	}
+}
+
+// settle drops the ghosts and fetches the actual node to compare.
+func (ss *session) settle(sr *syncRun) {
+	if ss.sync != sr || sr.settled {
+		return
+	}
+	sr.settled = true
+	sr.stopTimers()
+	for _, jid := range ss.state.Stale(sr.online, sr.seq) {
+		if c, ok := ss.state.Remove(jid); ok {
+			ss.removed(c)
+			sr.ghosts++
+		}
+	}
+	if sr.ghosts > 0 && !sr.initial {
+		ss.metrics.Fixes.WithLabelValues("ghost").Add(float64(sr.ghosts))
+	}
+	ss.gauges()
+	ss.goAsync(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
+		items, err := pubsub.Items(ctx, ss.conn, ss.cfg.XMPP.Pubsub, ss.cfg.Nodes.Actual)
+		cancel()
+		ss.do(func() {
+			if err != nil {
+				ss.syncFailed(sr, errorf("fetch "+ss.cfg.Nodes.Actual, err), nil)
+				return
+			}
+			ss.converge(sr, items)
+		})
+	})
+}
+
+// converge makes the actual node equal to the state.
+func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
+	if ss.sync != sr {
+		return
+	}
+	have := make([]presence.Conn, 0, len(items))
+	var bad []string
+	for _, it := range items {
+		c, err := pubsub.ParseUser(it.Payload)
+		if err != nil || c.JID != it.ID {
+			bad = append(bad, it.ID)
+			continue
+		}
+		have = append(have, c)
+	}
+	plan := presence.Diff(have, ss.state.Snapshot())
+	for _, c := range plan.Unchanged {
+		ss.state.SetSince(c.JID, c.Since)
+	}
+	for _, id := range append(plan.Retract, bad...) {
+		ss.queue.Retract(id)
+	}
+	for _, c := range plan.Publish {
+		ss.queue.Actual(c)
+	}
+	ss.actualOn = true
+	fixes := len(plan.Retract) + len(plan.Publish) + len(bad)
+	if !sr.initial && fixes > 0 {
+		ss.metrics.Fixes.WithLabelValues("item").Add(float64(fixes))
+	}
+	if ss.maxItems > 0 && ss.state.Len() > ss.maxItems {
+		ss.log.Error().Int("connections", ss.state.Len()).Int("server_limit", ss.maxItems).
+			Msg("more connections than the server keeps items on " + ss.cfg.Nodes.Actual +
+				": raise pubsub_max_items (Prosody) or max_items_node (ejabberd)")
+	}
+	ev := ss.log.Info()
+	if !sr.initial && fixes == 0 && sr.ghosts == 0 {
+		ev = ss.log.Debug()
+	}
+	ev.Str("kind", sr.kind()).Int("connections", ss.state.Len()).Int("users", ss.state.Users()).
+		Int("items", len(items)).Int("publish", len(plan.Publish)).Int("retract", len(plan.Retract)+len(bad)).
+		Int("ghosts", sr.ghosts).Dur("took", time.Since(sr.start)).Msg("resync")
+	if !sr.initial {
+		ss.finishSync(sr)
+		return
+	}
+	ss.afterQueue(func() {
+		ss.queue.Raw(ss.cfg.Nodes.Status, status.ItemID, status.Online.Item())
+		ss.afterQueue(func() { ss.goOnline(sr) })
+	})
+}
+
+// afterQueue runs f on the loop once every request queued so far is answered.
+func (ss *session) afterQueue(f func()) {
+	b := ss.queue.Barrier()
+	ss.goAsync(func(ctx context.Context) {
+		select {
+		case <-b:
+			ss.do(f)
+		case <-ctx.Done():
+		}
+	})
+}
+
+func (ss *session) goOnline(sr *syncRun) {
+	if ss.sync != sr {
+		return
+	}
+	ss.phase = status.Online
+	ss.status.Set(status.Online)
+	ss.metrics.SetState(string(status.Online))
+	ss.finishSync(sr)
+	ss.log.Info().Int("connections", ss.state.Len()).Int("users", ss.state.Users()).
+		Dur("took", time.Since(sr.start)).Msg("online")
+	ss.announce(ss.ctx)
+}
+
+func (ss *session) finishSync(sr *syncRun) {
+	ss.sync = nil
+	ss.failures = 0
+	ss.metrics.Syncs.WithLabelValues(sr.kind(), "ok").Inc()
+	ss.metrics.SyncSeconds.WithLabelValues(sr.kind()).Observe(time.Since(sr.start).Seconds())
+}

@@ -1,0 +1,67 @@
+// Package status holds the service's own state, init or online (the seed's
+// protocol on presence/status), and what it means for the component's
+// presence: dnd while initialising, plain available once online.
+package status
+
+import (
+	"sync/atomic"
+
+	"github.com/pubpresence/pubpresence/pubsub"
+)
+
+// State is the service state published on the status node.
+type State string
+
+// The two states of the seed's protocol.
+const (
+	Init   State = "init"
+	Online State = "online"
+)
+
+// ItemID is the id of the one item on the status node.
+const ItemID = "current"
+
+// Item returns the status node's payload for s: the seed's data form.
+func (s State) Item() []byte { return pubsub.AppendStatus(nil, string(s)) }
+
+// Presence returns the show and status text the component answers probes
+// with in state s: dnd while initialising, plain available when online.
+func (s State) Presence() (show, text string) {
+	if s == Online {
+		return "", ""
+	}
+	return "dnd", "initialising"
+}
+
+// Tracker holds the current state and whether the stream is up, for
+// readers on other goroutines (health checks, metrics). The zero value is
+// disconnected and in Init.
+type Tracker struct {
+	online    atomic.Bool
+	connected atomic.Bool
+}
+
+// Set records the state.
+func (t *Tracker) Set(s State) { t.online.Store(s == Online) }
+
+// SetConnected records whether the component stream is up.
+func (t *Tracker) SetConnected(up bool) {
+	t.connected.Store(up)
+	if !up {
+		t.online.Store(false)
+	}
+}
+
+// State returns the current state.
+func (t *Tracker) State() State {
+	if t.online.Load() {
+		return Online
+	}
+	return Init
+}
+
+// Connected reports whether the component stream is up.
+func (t *Tracker) Connected() bool { return t.connected.Load() }
+
+// Ready reports whether the service is connected and online.
+func (t *Tracker) Ready() bool { return t.connected.Load() && t.online.Load() }

@@ -1,0 +1,32 @@
+// Package web serves pubpresence's HTTP endpoints: Prometheus metrics at
+// /metrics, liveness at /healthz and readiness at /readyz.
+package web
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pubpresence/pubpresence/metrics"
+	"github.com/pubpresence/pubpresence/status"
+)
+
+// Handler returns the HTTP handler for m and st.
+func Handler(m *metrics.Metrics, st *status.Tracker) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case !st.Connected():
+			http.Error(w, "not connected", http.StatusServiceUnavailable)
+		case !st.Ready():
+			http.Error(w, "init", http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("online\n"))
+		}
+	})
+	return mux
+}
