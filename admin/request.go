@@ -1,0 +1,94 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/xml"
+)
+
+// field is one submitted data form field.
+type field struct {
+	name, value string
+}
+
+var onlineUsersFields = []field{{"max_items", "all"}, {"details", "1"}}
+
+// OnlineUsersRequest is the one-shot execute of get-online-users-list: the
+// submitted form (hidden FORM_TYPE, max_items "all", details "1") goes in the
+// first execute, so Prosody answers "completed" at once and keeps no session
+// (prosody.md §4.2).
+//
+// ejabberd 23.01 does not accept it: its mod_configure has no set_form clause
+// for this node, so a submitted form gets service-unavailable, while the
+// plain execute (OnlineUsersExecuteRequest) completes at once (ejabberd.md
+// §5.3). Client.OnlineUsers handles both.
+func OnlineUsersRequest() []byte {
+	return commandRequest(NodeOnlineUsersList, "execute", "", onlineUsersFields)
+}
+
+// OnlineUsersExecuteRequest is get-online-users-list executed with no form.
+// ejabberd answers "completed" with the list; Prosody answers "executing" with
+// a form to fill in (answer it with OnlineUsersCompleteRequest).
+func OnlineUsersExecuteRequest() []byte {
+	return commandRequest(NodeOnlineUsersList, "execute", "", nil)
+}
+
+// OnlineUsersCompleteRequest completes the get-online-users-list session
+// sessionid with max_items "all" and details "1" (prosody.md §4.3).
+func OnlineUsersCompleteRequest(sessionid string) []byte {
+	return commandRequest(NodeOnlineUsersList, "complete", sessionid, onlineUsersFields)
+}
+
+// UserStatsRequest is the one-shot execute of user-stats for the account
+// bare, with the form in the first execute; both servers answer "completed".
+func UserStatsRequest(bare string) []byte {
+	return commandRequest(NodeUserStats, "execute", "", []field{{"accountjid", bare}})
+}
+
+// OnlineResourcesRequest is the disco#items query of ejabberd's
+// "online users" node.
+func OnlineResourcesRequest() []byte {
+	var b bytes.Buffer
+	b.WriteString("<query xmlns='" + NSDiscoItems + "' node='")
+	escape(&b, NodeOnlineUsers)
+	b.WriteString("'/>")
+	return b.Bytes()
+}
+
+// commandRequest builds <command/> for node. With fields, it carries a
+// submitted form with the admin FORM_TYPE.
+func commandRequest(node, action, sessionid string, fields []field) []byte {
+	var b bytes.Buffer
+	b.WriteString("<command xmlns='" + NSCommands + "' node='")
+	escape(&b, node)
+	b.WriteString("'")
+	if action != "" {
+		b.WriteString(" action='")
+		escape(&b, action)
+		b.WriteString("'")
+	}
+	if sessionid != "" {
+		b.WriteString(" sessionid='")
+		escape(&b, sessionid)
+		b.WriteString("'")
+	}
+	if fields == nil {
+		b.WriteString("/>")
+		return b.Bytes()
+	}
+	b.WriteString("><x xmlns='" + NSData + "' type='submit'>")
+	b.WriteString("<field var='FORM_TYPE' type='hidden'><value>" + NSAdmin + "</value></field>")
+	for _, f := range fields {
+		b.WriteString("<field var='")
+		escape(&b, f.name)
+		b.WriteString("'><value>")
+		escape(&b, f.value)
+		b.WriteString("</value></field>")
+	}
+	b.WriteString("</x></command>")
+	return b.Bytes()
+}
+
+// escape writes s as XML text that is also safe inside a quoted attribute.
+func escape(b *bytes.Buffer, s string) {
+	_ = xml.EscapeText(b, []byte(s)) // a bytes.Buffer never fails
+}
