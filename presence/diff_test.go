@@ -1,0 +1,68 @@
+package presence
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestDiff(t *testing.T) {
+	on := func(jid string) Conn { return Conn{JID: jid, Show: Online, Since: t1} }
+	held := func(jid string) Conn { return Conn{JID: jid, Show: Online, Since: t0} }
+	away := func(jid string) Conn { return Conn{JID: jid, Show: Away, Since: t1} }
+	tests := []struct {
+		name       string
+		have, want []Conn
+		plan       Plan
+	}{
+		{name: "empty"},
+		{
+			name: "all new",
+			want: []Conn{on("b@x/1"), on("a@x/1")},
+			plan: Plan{Publish: []Conn{on("a@x/1"), on("b@x/1")}},
+		},
+		{
+			name: "all stale",
+			have: []Conn{held("b@x/1"), held("a@x/1")},
+			plan: Plan{Retract: []string{"a@x/1", "b@x/1"}},
+		},
+		{
+			name: "mixed",
+			have: []Conn{held("a@x/1"), held("b@x/1"), held("c@x/1")},
+			want: []Conn{away("b@x/1"), on("a@x/1"), on("d@x/1")},
+			plan: Plan{
+				Publish:   []Conn{away("b@x/1"), on("d@x/1")},
+				Retract:   []string{"c@x/1"},
+				Unchanged: []Conn{held("a@x/1")},
+			},
+		},
+		{
+			name: "duplicate in have: the last counts",
+			have: []Conn{held("a@x/1"), away("a@x/1")},
+			want: []Conn{on("a@x/1")},
+			plan: Plan{Publish: []Conn{on("a@x/1")}},
+		},
+		{
+			name: "duplicate in have: the last counts, unchanged",
+			have: []Conn{away("a@x/1"), held("a@x/1"), held("b@x/1"), held("b@x/1")},
+			want: []Conn{on("a@x/1")},
+			plan: Plan{Retract: []string{"b@x/1"}, Unchanged: []Conn{held("a@x/1")}},
+		},
+		{
+			name: "duplicate in want: the last counts",
+			want: []Conn{away("a@x/1"), on("a@x/1")},
+			plan: Plan{Publish: []Conn{on("a@x/1")}},
+		},
+		{
+			name: "item id differing in case is retracted",
+			have: []Conn{held("Alice@x/1")},
+			want: []Conn{on("alice@x/1")},
+			plan: Plan{Publish: []Conn{on("alice@x/1")}, Retract: []string{"Alice@x/1"}},
+		},
+	}
+	for _, tt := range tests {
+		got := Diff(tt.have, tt.want)
+		if !reflect.DeepEqual(got, tt.plan) {
+			t.Errorf("%s:\n got %+v\nwant %+v", tt.name, got, tt.plan)
+		}
+	}
+}

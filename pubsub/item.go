@@ -1,0 +1,387 @@
+package pubsub
+
+import (
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pubpresence/pubpresence/presence"
+)
+
+// NSUser is the namespace of the <user/> payload.
+const NSUser = "urn:pubpresence:0"
+
+// StatusField is the data form field that carries the service state.
+const StatusField = "pubpresence#status"
+
+// itemSinceLayout is XEP-0082 DateTime in UTC with whole seconds.
+const itemSinceLayout = "2006-01-02T15:04:05Z"
+
+// AppendUser appends the <user/> payload for c (no <item> wrapper) to b:
+//
+//	<user xmlns='urn:pubpresence:0' status='away' name='alice@example.org'
+//	  fulljid='alice@example.org/laptop' ip='203.0.113.7' priority='5'
+//	  since='2026-11-21T09:00:00Z'><text>At lunch</text></user>
+//
+// ip is left out when c.IP is empty or !withIP; priority is always written;
+// since is left out when c.Since is zero (or outside years 0–9999), else
+// written in UTC with whole seconds; <text> only when c.Text is not empty
+// (<user …/> otherwise). Values are escaped like xml.EscapeText, and
+// characters XML cannot carry become U+FFFD, so the output is always
+// well-formed.
+func AppendUser(b []byte, c presence.Conn, withIP bool) []byte {
+	b = append(b, "<user xmlns='"+NSUser+"' status='"...)
+	b = itemAppendEscaped(b, string(c.Show))
+	b = append(b, "' name='"...)
+	b = itemAppendEscaped(b, c.Bare())
+	b = append(b, "' fulljid='"...)
+	b = itemAppendEscaped(b, c.JID)
+	if withIP && c.IP != "" {
+		b = append(b, "' ip='"...)
+		b = itemAppendEscaped(b, c.IP)
+	}
+	b = append(b, "' priority='"...)
+	b = strconv.AppendInt(b, int64(c.Priority), 10)
+	if !c.Since.IsZero() {
+		if t := c.Since.UTC(); t.Year() >= 0 && t.Year() <= 9999 {
+			b = append(b, "' since='"...)
+			b = t.AppendFormat(b, itemSinceLayout)
+		}
+	}
+	if c.Text == "" {
+		return append(b, "'/>"...)
+	}
+	b = append(b, "'><text>"...)
+	b = itemAppendEscaped(b, c.Text)
+	return append(b, "</text></user>"...)
+}
+
+// itemAppendEscaped appends s to b escaped as xml.EscapeText does: & < > " '
+// and \t \n \r become references; invalid UTF-8 and characters outside
+// XML's range become U+FFFD.
+func itemAppendEscaped(b []byte, s string) []byte {
+	last := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if itemPlain[c] {
+			i++
+			continue
+		}
+		var esc string
+		width := 1
+		switch c {
+		case '&':
+			esc = "&amp;"
+		case '<':
+			esc = "&lt;"
+		case '>':
+			esc = "&gt;"
+		case '"':
+			esc = "&#34;"
+		case '\'':
+			esc = "&#39;"
+		case '\t':
+			esc = "&#x9;"
+		case '\n':
+			esc = "&#xA;"
+		case '\r':
+			esc = "&#xD;"
+		default:
+			if c < 0x20 {
+				esc = "\uFFFD"
+				break
+			}
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 || !itemXMLChar(r) {
+				esc = "\uFFFD"
+				width = n
+				break
+			}
+			i += n
+			continue
+		}
+		b = append(b, s[last:i]...)
+		b = append(b, esc...)
+		i += width
+		last = i
+	}
+	return append(b, s[last:]...)
+}
+
+// itemPlain holds the bytes itemAppendEscaped copies as they are.
+var itemPlain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = true
+	}
+	for _, c := range "&<>\"'" {
+		t[c] = false
+	}
+	return t
+}()
+
+// itemXMLChar reports whether r is a character XML 1.0 allows.
+func itemXMLChar(r rune) bool {
+	return r == 0x09 || r == 0x0A || r == 0x0D ||
+		r >= 0x20 && r <= 0xD7FF ||
+		r >= 0xE000 && r <= 0xFFFD ||
+		r >= 0x10000 && r <= 0x10FFFF
+}
+
+// itemUserSpace reports whether a <user/> in space is one ParseUser reads:
+// NSUser, or none or a pubsub namespace, as the seed's publishers sent it
+// without one and Prosody then delivers it in the pubsub namespace.
+func itemUserSpace(space string) bool {
+	switch space {
+	case NSUser, "", NS, NSEvent:
+		return true
+	}
+	return false
+}
+
+// ParseUser reads a <user/> payload back, as found inside an <item/> fetched
+// from presence/actual or delivered on presence/live. It also reads the
+// seed's form (<user status ip name fulljid/>, no priority, since or text,
+// in no namespace or the pubsub one). The JID is normalised; name is not
+// read, as it follows from fulljid. A priority out of range is clamped and
+// one that is not a number, like an unreadable since, is left at zero.
+//
+// It fails for anything that is not a <user/> element in one of those
+// namespaces, for a missing or invalid fulljid (one without a resource
+// included), and for a status other than the six of presence.Show.
+func ParseUser(payload []byte) (presence.Conn, error) {
+	d := xml.NewDecoder(bytes.NewReader(payload))
+	se, err := itemRoot(d)
+	if err != nil {
+		return presence.Conn{}, fmt.Errorf("user item: %w", err)
+	}
+	if se.Name.Local != "user" || !itemUserSpace(se.Name.Space) {
+		return presence.Conn{}, fmt.Errorf("user item: <%s xmlns='%s'> is not a <user/>", itemClip(se.Name.Local), itemClip(se.Name.Space))
+	}
+	var c presence.Conn
+	var fulljid, status string
+	haveJID, haveStatus := false, false
+	for _, a := range se.Attr {
+		if a.Name.Space != "" {
+			continue
+		}
+		switch a.Name.Local {
+		case "fulljid":
+			fulljid, haveJID = a.Value, true
+		case "status":
+			status, haveStatus = a.Value, true
+		case "ip":
+			c.IP = a.Value
+		case "priority":
+			c.Priority = itemPriority(a.Value)
+		case "since":
+			if t, err := time.Parse(time.RFC3339, strings.TrimSpace(a.Value)); err == nil {
+				c.Since = t.UTC()
+			}
+		}
+	}
+	if !haveJID {
+		return presence.Conn{}, errors.New("user item: no fulljid")
+	}
+	j, err := presence.ParseJID(fulljid)
+	if err != nil {
+		return presence.Conn{}, fmt.Errorf("user item: fulljid: %w", err)
+	}
+	if j.Resource == "" {
+		return presence.Conn{}, fmt.Errorf("user item: fulljid %q has no resource", itemClip(fulljid))
+	}
+	c.JID = j.Full()
+	c.Show = presence.Show(status)
+	if !haveStatus || !c.Show.Valid() {
+		return presence.Conn{}, fmt.Errorf("user item %s: status %q", c.JID, itemClip(status))
+	}
+	// Children: the first <text/> in the user's namespace.
+	haveText := false
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return presence.Conn{}, fmt.Errorf("user item %s: %w", c.JID, itemEOF(err))
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if t.Name.Local != "text" || t.Name.Space != se.Name.Space || haveText {
+				if err := d.Skip(); err != nil {
+					return presence.Conn{}, fmt.Errorf("user item %s: %w", c.JID, itemEOF(err))
+				}
+				continue
+			}
+			haveText = true
+			if c.Text, err = itemText(d); err != nil {
+				return presence.Conn{}, fmt.Errorf("user item %s: %w", c.JID, err)
+			}
+		case xml.EndElement:
+			return c, nil
+		}
+	}
+}
+
+// itemPriority reads a priority attribute: clamped to −128…127, 0 when it
+// is not a number.
+func itemPriority(v string) int {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	switch {
+	case err != nil && errors.Is(err, strconv.ErrRange) && strings.HasPrefix(strings.TrimSpace(v), "-"):
+		return -128
+	case err != nil && errors.Is(err, strconv.ErrRange):
+		return 127
+	case err != nil:
+		return 0
+	}
+	return max(-128, min(127, n))
+}
+
+// AppendStatus appends the seed's status form for state ("init" or
+// "online") to b:
+//
+//	<x xmlns='jabber:x:data' type='result'><field var='pubpresence#status'><value>online</value></field></x>
+func AppendStatus(b []byte, state string) []byte {
+	b = append(b, "<x xmlns='"+NSData+"' type='result'><field var='"+StatusField+"'><value>"...)
+	b = itemAppendEscaped(b, state)
+	return append(b, "</value></field></x>"...)
+}
+
+// ParseStatus returns the value of the pubpresence#status field of a status
+// form (white space around it trimmed). It fails when payload is not a
+// jabber:x:data form or has no such field.
+func ParseStatus(payload []byte) (string, error) {
+	d := xml.NewDecoder(bytes.NewReader(payload))
+	se, err := itemRoot(d)
+	if err != nil {
+		return "", fmt.Errorf("status item: %w", err)
+	}
+	if se.Name.Local != "x" || se.Name.Space != NSData {
+		return "", fmt.Errorf("status item: <%s xmlns='%s'> is not a data form", itemClip(se.Name.Local), itemClip(se.Name.Space))
+	}
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return "", fmt.Errorf("status item: %w", itemEOF(err))
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if t.Name.Local != "field" || t.Name.Space != NSData || itemAttr(t, "var") != StatusField {
+				if err := d.Skip(); err != nil {
+					return "", fmt.Errorf("status item: %w", itemEOF(err))
+				}
+				continue
+			}
+			v, ok, err := itemFieldValue(d)
+			if err != nil {
+				return "", fmt.Errorf("status item: %w", err)
+			}
+			if !ok {
+				return "", errors.New("status item: " + StatusField + " has no value")
+			}
+			return strings.TrimSpace(v), nil
+		case xml.EndElement:
+			return "", errors.New("status item: no " + StatusField + " field")
+		}
+	}
+}
+
+// itemFieldValue reads the first <value/> of the <field/> just opened and
+// consumes the field.
+func itemFieldValue(d *xml.Decoder) (v string, ok bool, err error) {
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return "", false, itemEOF(err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if t.Name.Local == "value" && t.Name.Space == NSData && !ok {
+				if v, err = itemText(d); err != nil {
+					return "", false, err
+				}
+				ok = true
+				continue
+			}
+			if err := d.Skip(); err != nil {
+				return "", false, itemEOF(err)
+			}
+		case xml.EndElement:
+			return v, ok, nil
+		}
+	}
+}
+
+// itemRoot returns the first element of a payload, skipping white space,
+// comments and processing instructions before it.
+func itemRoot(d *xml.Decoder) (xml.StartElement, error) {
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			return xml.StartElement{}, errors.New("no element")
+		}
+		if err != nil {
+			return xml.StartElement{}, err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			return t, nil
+		case xml.CharData:
+			if len(bytes.TrimSpace(t)) > 0 {
+				return xml.StartElement{}, errors.New("text before the element")
+			}
+		}
+	}
+}
+
+// itemText returns the character data of the element just opened (that of
+// child elements left out) and consumes its end.
+func itemText(d *xml.Decoder) (string, error) {
+	var b []byte
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return "", itemEOF(err)
+		}
+		switch t := tok.(type) {
+		case xml.CharData:
+			b = append(b, t...)
+		case xml.StartElement:
+			if err := d.Skip(); err != nil {
+				return "", itemEOF(err)
+			}
+		case xml.EndElement:
+			return string(b), nil
+		}
+	}
+}
+
+// itemAttr returns the value of the attribute local (no namespace) of se.
+func itemAttr(se xml.StartElement, local string) string {
+	for _, a := range se.Attr {
+		if a.Name.Space == "" && a.Name.Local == local {
+			return a.Value
+		}
+	}
+	return ""
+}
+
+// itemEOF turns the end of input inside an element into an error that says so.
+func itemEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// itemClip shortens s for an error message.
+func itemClip(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return strings.ToValidUTF8(s[:max], "") + "…"
+}

@@ -1,0 +1,119 @@
+package pubsub
+
+import (
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pubpresence/pubpresence/presence"
+)
+
+// FuzzParseUser checks that ParseUser never panics and that what it accepts
+// is a usable connection that encodes and reads back the same.
+func FuzzParseUser(f *testing.F) {
+	for _, s := range []string{
+		`<user xmlns='urn:pubpresence:0' status='away' name='alice@example.org' fulljid='alice@example.org/laptop' ip='203.0.113.7' priority='5' since='2026-11-21T09:00:00Z'><text>At lunch</text></user>`,
+		`<user status='online' ip='ip_addr' name='name@domain' fulljid='name@domain/resource'/>`,
+		`<user xmlns='http://jabber.org/protocol/pubsub' status='dnd' fulljid='a@b/c' priority='-200'/>`,
+		`<user xmlns='urn:pubpresence:0' status='xa' fulljid='A@B/c&amp;d'><x><text>n</text></x><text>t&#x9;</text></user>`,
+		`<x xmlns='jabber:x:data' type='result'><field var='pubpresence#status'><value>online</value></field></x>`,
+		`<user status='online' fulljid='a@b/c' since='0000-01-01T00:00:00Z'/>`,
+		`<user`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		c, err := ParseUser(payload)
+		if err != nil {
+			return
+		}
+		if !c.Show.Valid() {
+			t.Fatalf("Show %q", c.Show)
+		}
+		if c.Priority < -128 || c.Priority > 127 {
+			t.Fatalf("Priority %d", c.Priority)
+		}
+		j, err := presence.ParseJID(c.JID)
+		if err != nil || j.Full() != c.JID || j.Resource == "" {
+			t.Fatalf("JID %q not a normalised full JID: %v", c.JID, err)
+		}
+		if c.Since.Location() != time.UTC {
+			t.Fatalf("Since %v not UTC", c.Since)
+		}
+		// Whatever was read encodes to well-formed XML and reads back the same
+		// (Since to the second).
+		b := AppendUser(nil, c, true)
+		itemWellFormed(t, b)
+		back, err := ParseUser(b)
+		if err != nil {
+			t.Fatalf("ParseUser(AppendUser(%+v)): %v", c, err)
+		}
+		want := c
+		want.Since = itemSinceEncoded(c.Since)
+		if back != want {
+			t.Fatalf("re-encoded:\n got %+v\nwant %+v", back, want)
+		}
+	})
+}
+
+// itemSinceEncoded is t as AppendUser writes it and ParseUser reads it.
+func itemSinceEncoded(t time.Time) time.Time {
+	if t.IsZero() || t.UTC().Year() < 0 || t.UTC().Year() > 9999 {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Second)
+}
+
+// FuzzAppendUser checks that AppendUser always writes one well-formed
+// element and that ParseUser gives back an equal connection for valid input.
+func FuzzAppendUser(f *testing.F) {
+	f.Add("alice@example.org/laptop", "away", "At lunch", 5, "203.0.113.7", int64(1795251600), true)
+	f.Add("a@b/c&d<e>'f\"", "online", "x\x00y\xff\r\n\t", -128, "", int64(0), false)
+	f.Add("zoë@exämple.org/☺", "offline", "\uFFFE\U0010FFFF", 127, "::1", int64(-62135596800), true)
+	f.Add("", "", "", 1000, "<ip>", int64(253402300800), true)
+	f.Fuzz(func(t *testing.T, jid, show, text string, prio int, ip string, since int64, withIP bool) {
+		var ts time.Time
+		if since != 0 {
+			ts = time.Unix(since, 0)
+		}
+		c := presence.Conn{JID: jid, Show: presence.Show(show), Text: text, Priority: prio, IP: ip, Since: ts}
+		b := AppendUser(nil, c, withIP)
+		itemWellFormed(t, b)
+		if !itemValidConn(c) {
+			return
+		}
+		got, err := ParseUser(b)
+		if err != nil {
+			t.Fatalf("ParseUser(%s): %v", b, err)
+		}
+		want := c
+		want.Since = itemSinceEncoded(c.Since)
+		if !withIP {
+			want.IP = ""
+		}
+		if got != want {
+			t.Fatalf("round trip:\n got %+v\nwant %+v\n via %s", got, want, b)
+		}
+	})
+}
+
+// itemValidConn reports whether c is a connection the service could hold:
+// a normalised full JID, one of the six shows, a priority in range and
+// strings XML can carry.
+func itemValidConn(c presence.Conn) bool {
+	j, err := presence.ParseJID(c.JID)
+	if err != nil || j.Full() != c.JID || j.Resource == "" || !c.Show.Valid() || c.Priority < -128 || c.Priority > 127 {
+		return false
+	}
+	for _, s := range []string{c.JID, c.Text, c.IP} {
+		if !utf8.ValidString(s) {
+			return false
+		}
+		for _, r := range s {
+			if !itemXMLChar(r) {
+				return false
+			}
+		}
+	}
+	return true
+}
