@@ -408,8 +408,9 @@ func (c *Conn) readLoop() {
 	for {
 		tok, err := c.dec.Token()
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
+			var se *xml.SyntaxError
+			if errors.Is(err, io.EOF) || errors.As(err, &se) && se.Msg == "unexpected EOF" {
+				err = errors.New("the server closed the connection without closing the stream")
 			}
 			c.fail(fmt.Errorf("read: %w", err))
 			return

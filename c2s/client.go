@@ -1,0 +1,652 @@
+package c2s
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Tunables. StanzaBuffer is the capacity of the Stanzas channel.
+const (
+	StanzaBuffer   = 4096
+	defaultTimeout = 10 * time.Second
+	writeTimeout   = 30 * time.Second
+	closeWait      = 2 * time.Second
+)
+
+// Config says where and as whom to log in.
+type Config struct {
+	Addr     string        // server c2s address, "127.0.0.1:5222"
+	JID      string        // bare JID, "alice@localhost"
+	Password string        // account password
+	Resource string        // requested resource; "" lets the server pick
+	Timeout  time.Duration // bound on dial and login; 0 means 10s
+	// Mechanism forces a SASL mechanism (MechPlain or MechSCRAMSHA1).
+	// "" uses SCRAM-SHA-1 when the server offers it, PLAIN otherwise.
+	Mechanism string
+}
+
+// Stanza is one inbound top-level element of the stream.
+type Stanza struct {
+	Name  string // "message", "presence" or "iq"
+	Type  string
+	From  string
+	To    string
+	ID    string
+	Inner []byte // the content between the start and end tags, as received
+	Raw   []byte // the whole element, as received
+	// Seq is the element's position in the stream (1, 2, …), counted over
+	// every stanza including IQ answers. It orders a Request's answer
+	// against the stanzas delivered on Stanzas.
+	Seq uint64
+}
+
+// Client is one logged-in session. It is safe for concurrent use: writes
+// are serialised by one mutex, and one goroutine reads the stream.
+//
+// The reader delivers every stanza except IQ answers on Stanzas. When that
+// channel's buffer (StanzaBuffer) is full the reader blocks, and so do IQ
+// answers behind it: a caller that waits for an IQ answer must keep
+// draining Stanzas (from another goroutine) or expect few stanzas.
+type Client struct {
+	conn   net.Conn
+	jid    string // bound full JID
+	bare   string
+	domain string
+
+	wmu     sync.Mutex
+	wclosed atomic.Bool // no more writes
+
+	mu      sync.Mutex
+	pending map[string]*pendingIQ
+
+	ids       atomic.Uint64
+	stanzas   chan Stanza
+	quit      chan struct{} // closed by Close/Abort: stop blocking on stanzas
+	closeOnce sync.Once
+	done      chan struct{} // closed when the reader ends
+	err       error         // why the reader ended; read after done
+}
+
+type pendingIQ struct {
+	to string
+	ch chan Stanza
+}
+
+// Dial connects, opens the stream, authenticates and binds a resource. It
+// does not send initial presence (see Presence). A server that requires
+// STARTTLS is refused: this client speaks plain TCP only.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	bare, res, _ := strings.Cut(cfg.JID, "/")
+	if cfg.Resource != "" {
+		res = cfg.Resource
+	}
+	local, domain, ok := strings.Cut(bare, "@")
+	if !ok || local == "" || domain == "" {
+		return nil, fmt.Errorf("c2s: JID %q: need user@domain", cfg.JID)
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = defaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("c2s: dial %s: %w", cfg.Addr, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+
+	c := &Client{
+		conn:    conn,
+		bare:    bare,
+		domain:  domain,
+		pending: make(map[string]*pendingIQ),
+		stanzas: make(chan Stanza, StanzaBuffer),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	br := bufio.NewReader(conn)
+	sr, err := c.login(br, local, cfg.Password, res, cfg.Mechanism)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		conn.Close()
+		cause := ctx.Err()
+		if cause == nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			cause = context.DeadlineExceeded // the socket deadline fired first
+		}
+		if cause != nil && !errors.Is(err, cause) {
+			err = fmt.Errorf("%w (%w)", cause, err)
+		}
+		return nil, fmt.Errorf("c2s: login %s at %s: %w", bare, cfg.Addr, err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	go c.readLoop(sr)
+	return c, nil
+}
+
+// login runs the stream negotiation and returns the reader of the final stream.
+func (c *Client) login(br *bufio.Reader, local, password, resource, mech string) (*streamReader, error) {
+	sr, features, err := c.openStream(br)
+	if err != nil {
+		return nil, err
+	}
+	if tls := child(features, NSTLS, "starttls"); tls != nil && tls.child("", "required") != nil {
+		return nil, errors.New("server requires STARTTLS, which this client does not support")
+	}
+	mechs := child(features, NSSASL, "mechanisms")
+	if mechs == nil {
+		return nil, errors.New("server offers no SASL mechanisms")
+	}
+	offered := map[string]bool{}
+	for _, m := range mechs.Children {
+		if m.Name.Local == "mechanism" {
+			offered[strings.TrimSpace(m.Text)] = true
+		}
+	}
+	switch {
+	case mech != "":
+		if !offered[mech] {
+			return nil, fmt.Errorf("server does not offer SASL %s", mech)
+		}
+	case offered[MechSCRAMSHA1]:
+		mech = MechSCRAMSHA1
+	case offered[MechPlain]:
+		mech = MechPlain
+	default:
+		return nil, errors.New("server offers neither SCRAM-SHA-1 nor PLAIN")
+	}
+	if err := c.authenticate(sr, mech, local, password); err != nil {
+		return nil, err
+	}
+
+	sr, features, err = c.openStream(br)
+	if err != nil {
+		return nil, err
+	}
+	if child(features, NSBind, "bind") == nil {
+		return nil, errors.New("server offers no resource binding")
+	}
+	bind := "<bind xmlns='" + NSBind + "'/>"
+	if resource != "" {
+		bind = "<bind xmlns='" + NSBind + "'><resource>" + escape(resource) + "</resource></bind>"
+	}
+	st, err := c.loginIQ(sr, "bind_1", bind)
+	if err != nil {
+		return nil, fmt.Errorf("bind: %w", err)
+	}
+	nodes, _ := parseFragment(st.Inner)
+	if b := child(nodes, NSBind, "bind"); b != nil {
+		if j := b.child("", "jid"); j != nil {
+			c.jid = strings.TrimSpace(j.Text)
+		}
+	}
+	if !strings.Contains(c.jid, "/") {
+		return nil, fmt.Errorf("bind: no full JID in answer %q", st.Raw)
+	}
+	if s := child(features, NSSession, "session"); s != nil && s.child("", "optional") == nil {
+		if _, err := c.loginIQ(sr, "sess_1", "<session xmlns='"+NSSession+"'/>"); err != nil {
+			return nil, fmt.Errorf("session: %w", err)
+		}
+	}
+	return sr, nil
+}
+
+// openStream sends a stream header and reads the server's header and features.
+func (c *Client) openStream(br *bufio.Reader) (*streamReader, []*node, error) {
+	hdr := "<?xml version='1.0'?><stream:stream xmlns='" + NSClient + "' xmlns:stream='" + NSStream +
+		"' to='" + escape(c.domain) + "' version='1.0' xml:lang='en'>"
+	if err := c.write(hdr); err != nil {
+		return nil, nil, err
+	}
+	sr := newStreamReader(br)
+	if _, err := sr.header(); err != nil {
+		return nil, nil, err
+	}
+	el, err := c.loginNext(sr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if el.Name.Space != NSStream || el.Name.Local != "features" {
+		return nil, nil, fmt.Errorf("expected stream features, got <%s>", el.Name.Local)
+	}
+	features, err := parseFragment(el.Inner)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream features: %w", err)
+	}
+	return sr, features, nil
+}
+
+// loginNext reads the next element during login, turning a stream error
+// into an error.
+func (c *Client) loginNext(sr *streamReader) (*element, error) {
+	el, err := sr.next()
+	if err != nil {
+		return nil, err
+	}
+	if el.Name.Space == NSStream && el.Name.Local == "error" {
+		return nil, parseStreamError(el.Inner)
+	}
+	return el, nil
+}
+
+func (c *Client) authenticate(sr *streamReader, mech, local, password string) error {
+	var initial []byte
+	var sc *scram
+	switch mech {
+	case MechPlain:
+		initial = plainResponse(local, password)
+	case MechSCRAMSHA1:
+		var err error
+		if sc, err = newSCRAM(local, password); err != nil {
+			return err
+		}
+		initial = sc.first()
+	default:
+		return fmt.Errorf("unsupported SASL mechanism %q", mech)
+	}
+	if err := c.write("<auth xmlns='" + NSSASL + "' mechanism='" + mech + "'>" +
+		base64.StdEncoding.EncodeToString(initial) + "</auth>"); err != nil {
+		return err
+	}
+	sent := false // SCRAM client-final sent
+	verified := false
+	for {
+		el, err := c.loginNext(sr)
+		if err != nil {
+			return err
+		}
+		if el.Name.Space != NSSASL {
+			return fmt.Errorf("sasl: unexpected <%s>", el.Name.Local)
+		}
+		if el.Name.Local == "failure" {
+			return parseAuthFailure(mech, el.Inner)
+		}
+		data, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(el.Inner)))
+		if err != nil {
+			return fmt.Errorf("sasl %s: bad base64 in <%s>", mech, el.Name.Local)
+		}
+		switch el.Name.Local {
+		case "success":
+			if sc == nil {
+				return nil
+			}
+			if !sent {
+				return errors.New("scram: success before the exchange finished")
+			}
+			if !verified {
+				// RFC 6120 §6.3.10: the server-final-message comes with success.
+				return sc.verify(data)
+			}
+			return nil
+		case "challenge":
+			var resp []byte
+			switch {
+			case sc == nil:
+				return fmt.Errorf("sasl %s: unexpected challenge", mech)
+			case !sent:
+				if resp, err = sc.final(data); err != nil {
+					c.abortAuth()
+					return err
+				}
+				sent = true
+			case !verified:
+				if err := sc.verify(data); err != nil {
+					c.abortAuth()
+					return err
+				}
+				verified = true
+			default:
+				return errors.New("scram: too many challenges")
+			}
+			if err := c.write("<response xmlns='" + NSSASL + "'>" + base64.StdEncoding.EncodeToString(resp) + "</response>"); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("sasl: unexpected <%s>", el.Name.Local)
+		}
+	}
+}
+
+func (c *Client) abortAuth() { _ = c.write("<abort xmlns='" + NSSASL + "'/>") }
+
+// loginIQ sends an IQ set to the server during login and waits for its answer.
+func (c *Client) loginIQ(sr *streamReader, id, payload string) (Stanza, error) {
+	if err := c.write("<iq type='set' id='" + id + "'>" + payload + "</iq>"); err != nil {
+		return Stanza{}, err
+	}
+	for {
+		el, err := c.loginNext(sr)
+		if err != nil {
+			return Stanza{}, err
+		}
+		st := toStanza(el, 0)
+		if st.Name != "iq" || st.ID != id {
+			continue
+		}
+		if st.Type == "error" {
+			return st, ParseError(st.Inner)
+		}
+		return st, nil
+	}
+}
+
+func toStanza(el *element, seq uint64) Stanza {
+	return Stanza{
+		Name:  el.Name.Local,
+		Type:  el.attr("type"),
+		From:  el.attr("from"),
+		To:    el.attr("to"),
+		ID:    el.attr("id"),
+		Inner: el.Inner,
+		Raw:   el.Raw,
+		Seq:   seq,
+	}
+}
+
+func child(nodes []*node, space, local string) *node {
+	for _, n := range nodes {
+		if n.Name.Local == local && (space == "" || n.Name.Space == space) {
+			return n
+		}
+	}
+	return nil
+}
+
+// readLoop is the one reader of the stream after login.
+func (c *Client) readLoop(sr *streamReader) {
+	var seq uint64
+	var err error
+	for {
+		var el *element
+		el, err = sr.next()
+		if err != nil {
+			break
+		}
+		if el.Name.Space == NSStream {
+			if el.Name.Local == "error" {
+				err = parseStreamError(el.Inner)
+				break
+			}
+			continue
+		}
+		seq++
+		st := toStanza(el, seq)
+		if st.Name == "iq" {
+			switch st.Type {
+			case "result", "error":
+				c.resolve(st)
+				continue
+			case "get", "set":
+				go c.answerIQ(st)
+			}
+		}
+		select {
+		case c.stanzas <- st:
+		case <-c.quit:
+		}
+	}
+	c.finish(err)
+}
+
+// finish ends the session after the reader stopped.
+func (c *Client) finish(err error) {
+	select {
+	case <-c.quit:
+		err = nil // we closed it
+	default:
+		if errors.Is(err, errStreamEnd) {
+			c.wmu.Lock()
+			if !c.wclosed.Load() {
+				_ = c.conn.SetWriteDeadline(time.Now().Add(closeWait))
+				_, _ = io.WriteString(c.conn, "</stream:stream>")
+			}
+			c.wmu.Unlock()
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	c.wclosed.Store(true)
+	c.err = err
+	c.conn.Close()
+	close(c.stanzas)
+	close(c.done)
+}
+
+// resolve hands an IQ answer to the Request waiting for it. Answers nobody
+// waits for, or from another address than the request went to, are dropped.
+func (c *Client) resolve(st Stanza) {
+	c.mu.Lock()
+	p := c.pending[st.ID]
+	if p != nil && c.fromMatches(p.to, st.From) {
+		delete(c.pending, st.ID)
+	} else {
+		p = nil
+	}
+	c.mu.Unlock()
+	if p != nil {
+		p.ch <- st // buffered, one answer per request
+	}
+}
+
+func (c *Client) fromMatches(to, from string) bool {
+	if strings.EqualFold(to, from) {
+		return true
+	}
+	self := to == "" || strings.EqualFold(to, c.bare) || strings.EqualFold(to, c.domain) || strings.EqualFold(to, c.jid)
+	return self && (from == "" || strings.EqualFold(from, c.bare) || strings.EqualFold(from, c.domain) || strings.EqualFold(from, c.jid))
+}
+
+// answerIQ answers a request from the server or a peer: ping and disco#info
+// get a result, a roster push is acknowledged, anything else gets
+// service-unavailable (RFC 6120 §8.2.3 wants every get/set answered).
+func (c *Client) answerIQ(st Stanza) {
+	to := ""
+	if st.From != "" {
+		to = " to='" + escape(st.From) + "'"
+	}
+	head := "<iq type='result' id='" + escape(st.ID) + "'" + to
+	nodes, _ := parseFragment(st.Inner)
+	var q *node
+	if len(nodes) > 0 {
+		q = nodes[0]
+	}
+	switch {
+	case q != nil && st.Type == "get" && q.Name.Space == NSPing && q.Name.Local == "ping":
+		_ = c.write(head + "/>")
+	case q != nil && st.Type == "get" && q.Name.Space == NSDiscoInfo && q.Name.Local == "query":
+		node := ""
+		if n := q.attr("node"); n != "" {
+			node = " node='" + escape(n) + "'"
+		}
+		_ = c.write(head + "><query xmlns='" + NSDiscoInfo + "'" + node + ">" +
+			"<identity category='client' type='bot' name='pubpresence'/>" +
+			"<feature var='" + NSDiscoInfo + "'/><feature var='" + NSPing + "'/></query></iq>")
+	case q != nil && st.Type == "set" && q.Name.Space == NSRoster && c.fromMatches("", st.From):
+		_ = c.write(head + "/>")
+	default:
+		_ = c.write("<iq type='error' id='" + escape(st.ID) + "'" + to +
+			"><error type='cancel'><service-unavailable xmlns='" + NSStanzas + "'/></error></iq>")
+	}
+}
+
+// write sends raw XML under the writer mutex.
+func (c *Client) write(s string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wclosed.Load() {
+		return ErrClosed
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := io.WriteString(c.conn, s); err != nil {
+		return fmt.Errorf("c2s: write: %w", err)
+	}
+	return nil
+}
+
+// JID returns the full JID the server bound for this session.
+func (c *Client) JID() string { return c.jid }
+
+// Bare returns the bare JID of the account.
+func (c *Client) Bare() string { return c.bare }
+
+// Send writes raw XML, which must be one or more whole stanzas.
+func (c *Client) Send(raw string) error { return c.write(raw) }
+
+// Request sends an IQ of type typ ("get" or "set") to the address to (""
+// means the account itself) with payload as its content, and waits for the
+// answer, which it returns whole. An answer of type "error" is returned
+// with an *IQError. The id is registered before the IQ is sent.
+func (c *Client) Request(ctx context.Context, typ, to, payload string) (Stanza, error) {
+	id := "c2s" + strconv.FormatUint(c.ids.Add(1), 36)
+	p := &pendingIQ{to: to, ch: make(chan Stanza, 1)}
+	c.mu.Lock()
+	c.pending[id] = p
+	c.mu.Unlock()
+	forget := func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}
+	attrTo := ""
+	if to != "" {
+		attrTo = " to='" + escape(to) + "'"
+	}
+	if err := c.write("<iq type='" + escape(typ) + "' id='" + id + "'" + attrTo + ">" + payload + "</iq>"); err != nil {
+		forget()
+		return Stanza{}, err
+	}
+	var st Stanza
+	select {
+	case st = <-p.ch:
+	case <-ctx.Done():
+		forget()
+		return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, ctx.Err())
+	case <-c.done:
+		select {
+		case st = <-p.ch:
+		default:
+			forget()
+			return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, ErrClosed)
+		}
+	}
+	if st.Type == "error" {
+		return st, ParseError(st.Inner)
+	}
+	return st, nil
+}
+
+// IQ is Request returning only the answer's inner XML.
+func (c *Client) IQ(ctx context.Context, typ, to, payload string) ([]byte, error) {
+	st, err := c.Request(ctx, typ, to, payload)
+	if err != nil {
+		return nil, err
+	}
+	return st.Inner, nil
+}
+
+// Presence sends available presence: show is "" (plain available), "chat",
+// "away", "xa" or "dnd"; status and priority are left out when empty / 0.
+func (c *Client) Presence(show, status string, priority int) error {
+	var b strings.Builder
+	b.WriteString("<presence>")
+	if show != "" {
+		b.WriteString("<show>" + escape(show) + "</show>")
+	}
+	if status != "" {
+		b.WriteString("<status>" + escape(status) + "</status>")
+	}
+	if priority != 0 {
+		b.WriteString("<priority>" + strconv.Itoa(priority) + "</priority>")
+	}
+	b.WriteString("</presence>")
+	return c.write(b.String())
+}
+
+// ApproveAndSubscribe pre-approves a subscription from to and asks for one
+// to it (RFC 6121 §3.4): once to sends its own subscribe, the server accepts
+// it without asking, and both sides end with subscription "both".
+func (c *Client) ApproveAndSubscribe(to string) error {
+	t := escape(to)
+	return c.write("<presence type='subscribed' to='" + t + "'/><presence type='subscribe' to='" + t + "'/>")
+}
+
+// Stanzas returns the channel of inbound stanzas: messages, presences and
+// IQ requests (which the client has already answered: a result for ping and
+// disco#info and roster pushes, service-unavailable for the rest), in stream
+// order. IQ answers go to their Request instead. It is closed when the
+// reader ends. See Client about its buffer.
+func (c *Client) Stanzas() <-chan Stanza { return c.stanzas }
+
+// Done is closed when the reader has ended and the connection is closed.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err returns why the session ended once Done is closed: nil after Close or
+// Abort, a *StreamError, or a read error. Before that it returns nil.
+func (c *Client) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// Close ends the session politely: unavailable presence and
+// </stream:stream>, then it waits up to two seconds for the server to close
+// its side before closing the connection. Further calls do nothing.
+func (c *Client) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.quit)
+		c.wmu.Lock()
+		if !c.wclosed.Load() {
+			_ = c.conn.SetWriteDeadline(time.Now().Add(closeWait))
+			_, err = io.WriteString(c.conn, "<presence type='unavailable'/></stream:stream>")
+			c.wclosed.Store(true)
+		}
+		c.wmu.Unlock()
+		t := time.NewTimer(closeWait)
+		select {
+		case <-c.done:
+		case <-t.C:
+		}
+		t.Stop()
+		c.conn.Close()
+		<-c.done
+	})
+	if err != nil {
+		return fmt.Errorf("c2s: close: %w", err)
+	}
+	return nil
+}
+
+// Abort closes the TCP connection at once, with no unavailable presence and
+// no stream close, as a crashed client would. Further calls do nothing.
+func (c *Client) Abort() error {
+	c.closeOnce.Do(func() {
+		close(c.quit)
+		c.wclosed.Store(true)
+		c.conn.Close()
+		<-c.done
+	})
+	return nil
+}

@@ -1,0 +1,447 @@
+package c2s
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeConn is the server side of one test connection.
+type fakeConn struct {
+	t    *testing.T
+	conn net.Conn
+	br   *bufio.Reader
+	sr   *streamReader
+}
+
+func (f *fakeConn) send(s string) {
+	if _, err := f.conn.Write([]byte(s)); err != nil {
+		f.t.Errorf("fake server write: %v", err)
+	}
+}
+
+// open reads the client's stream header and answers with ours and features.
+func (f *fakeConn) open(features string) {
+	f.sr = newStreamReader(f.br)
+	if _, err := f.sr.header(); err != nil {
+		f.t.Errorf("fake server: client header: %v", err)
+		return
+	}
+	f.send(testHeader + "<stream:features>" + features + "</stream:features>")
+}
+
+func (f *fakeConn) next() *element {
+	el, err := f.sr.next()
+	if err != nil {
+		f.t.Errorf("fake server: read: %v", err)
+		return &element{}
+	}
+	return el
+}
+
+const plainOnly = "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms>"
+
+// login plays a server accepting PLAIN for alice/pw and binding res "r".
+func (f *fakeConn) login() bool {
+	f.open(plainOnly)
+	auth := f.next()
+	resp, _ := base64.StdEncoding.DecodeString(string(auth.Inner))
+	if auth.attr("mechanism") != "PLAIN" || string(resp) != "\x00alice\x00pw" {
+		f.send("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/><text>bad</text></failure>")
+		return false
+	}
+	f.send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+	f.open("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>")
+	bind := f.next()
+	f.send("<iq type='result' id='" + bind.attr("id") + "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/r</jid></bind></iq>")
+	return true
+}
+
+// fakeServer accepts one connection and runs script on it.
+func fakeServer(t *testing.T, script func(f *fakeConn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		conn, err := ln.Accept()
+		ln.Close()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		script(&fakeConn{t: t, conn: conn, br: bufio.NewReader(conn)})
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("fake server did not finish")
+		}
+	})
+	return ln.Addr().String()
+}
+
+func dialFake(t *testing.T, addr string) *Client {
+	t.Helper()
+	c, err := Dial(context.Background(), Config{Addr: addr, JID: "alice@localhost", Password: "pw", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Abort() })
+	return c
+}
+
+func TestDialLoginAndBind(t *testing.T) {
+	addr := fakeServer(t, func(f *fakeConn) {
+		if !f.login() {
+			return
+		}
+		f.sr.next() // until the client closes
+	})
+	c := dialFake(t, addr)
+	if c.JID() != "alice@localhost/r" {
+		t.Fatalf("JID = %q", c.JID())
+	}
+	if c.Bare() != "alice@localhost" {
+		t.Fatalf("Bare = %q", c.Bare())
+	}
+}
+
+func TestDialFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		cfg    Config
+		script func(f *fakeConn)
+		check  func(t *testing.T, err error)
+	}{
+		{"wrong password", Config{Password: "nope"}, func(f *fakeConn) { f.login() },
+			func(t *testing.T, err error) {
+				var ae *AuthError
+				if !errors.As(err, &ae) || ae.Condition != "not-authorized" || ae.Text != "bad" {
+					t.Fatalf("err = %v, want AuthError not-authorized", err)
+				}
+			}},
+		{"tls required", Config{}, func(f *fakeConn) {
+			f.open("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>" + plainOnly)
+			f.sr.next()
+		}, func(t *testing.T, err error) {
+			if err == nil || !strings.Contains(err.Error(), "STARTTLS") {
+				t.Fatalf("err = %v, want STARTTLS refusal", err)
+			}
+		}},
+		{"mechanism not offered", Config{Mechanism: MechSCRAMSHA1}, func(f *fakeConn) { f.open(plainOnly); f.sr.next() },
+			func(t *testing.T, err error) {
+				if err == nil || !strings.Contains(err.Error(), "does not offer SASL SCRAM-SHA-1") {
+					t.Fatalf("err = %v", err)
+				}
+			}},
+		{"stream error", Config{}, func(f *fakeConn) {
+			f.sr = newStreamReader(f.br)
+			f.sr.header()
+			f.send(testHeader + "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
+		}, func(t *testing.T, err error) {
+			var se *StreamError
+			if !errors.As(err, &se) || se.Condition != "host-unknown" {
+				t.Fatalf("err = %v, want StreamError host-unknown", err)
+			}
+		}},
+		{"bind refused", Config{}, func(f *fakeConn) {
+			f.open(plainOnly)
+			f.next()
+			f.send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+			f.open("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>")
+			b := f.next()
+			f.send("<iq type='error' id='" + b.attr("id") + "'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+			f.sr.next()
+		}, func(t *testing.T, err error) {
+			if Condition(err) != "conflict" {
+				t.Fatalf("err = %v, want conflict", err)
+			}
+		}},
+		{"server silent", Config{Timeout: 200 * time.Millisecond}, func(f *fakeConn) { f.sr = newStreamReader(f.br); f.sr.header(); f.sr.next() },
+			func(t *testing.T, err error) {
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("err = %v, want deadline exceeded", err)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := fakeServer(t, tt.script)
+			cfg := tt.cfg
+			cfg.Addr, cfg.JID = addr, "alice@localhost"
+			if cfg.Password == "" {
+				cfg.Password = "pw"
+			}
+			c, err := Dial(context.Background(), cfg)
+			if err == nil {
+				c.Abort()
+				t.Fatal("Dial succeeded")
+			}
+			tt.check(t, err)
+		})
+	}
+	if _, err := Dial(context.Background(), Config{Addr: "127.0.0.1:1", JID: "nodomain"}); err == nil {
+		t.Error("Dial accepted a JID without domain")
+	}
+}
+
+func TestIQCorrelationAndErrors(t *testing.T) {
+	addr := fakeServer(t, func(f *fakeConn) {
+		if !f.login() {
+			return
+		}
+		a, b := f.next(), f.next()
+		// Answer in reverse order, plus an answer nobody asked for and one
+		// from the wrong address.
+		f.send("<iq type='result' id='nobody' from='pubsub.localhost'/>")
+		f.send("<iq type='result' id='" + b.attr("id") + "' from='evil.localhost'/>")
+		f.send("<iq type='error' id='" + b.attr("id") + "' from='pubsub.localhost'><error type='cancel'>" +
+			"<feature-not-implemented xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>" +
+			"<persistent-items xmlns='http://jabber.org/protocol/pubsub#errors'/>" +
+			"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>no</text></error></iq>")
+		f.send("<iq type='result' id='" + a.attr("id") + "'><x xmlns='urn:x'>1</x></iq>")
+		f.sr.next()
+	})
+	c := dialFake(t, addr)
+	ctx := context.Background()
+	type answer struct {
+		inner []byte
+		err   error
+	}
+	ca, cb := make(chan answer), make(chan answer)
+	go func() { in, err := c.IQ(ctx, "get", "", "<a/>"); ca <- answer{in, err} }()
+	time.Sleep(50 * time.Millisecond) // a before b
+	go func() { in, err := c.IQ(ctx, "get", "pubsub.localhost", "<b/>"); cb <- answer{in, err} }()
+	b := <-cb
+	var ie *IQError
+	if !errors.As(b.err, &ie) || ie.Type != "cancel" || ie.Condition != "feature-not-implemented" ||
+		ie.App != "persistent-items" || ie.Text != "no" {
+		t.Fatalf("b: err = %#v", b.err)
+	}
+	a := <-ca
+	if a.err != nil || string(a.inner) != "<x xmlns='urn:x'>1</x>" {
+		t.Fatalf("a: %q %v", a.inner, a.err)
+	}
+}
+
+func TestInboundStanzasAndAutoAnswers(t *testing.T) {
+	answers := make(chan string, 4)
+	addr := fakeServer(t, func(f *fakeConn) {
+		if !f.login() {
+			return
+		}
+		f.send("<iq type='get' id='p1' from='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+		f.send("<message from='bob@localhost/x' type='chat'><body>hi</body></message>")
+		f.send("<iq type='get' id='d1' from='bob@localhost/x'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+		f.send("<iq type='set' id='r1'><query xmlns='jabber:iq:roster'><item jid='bob@localhost'/></query></iq>")
+		f.send("<iq type='get' id='v1' from='bob@localhost/x'><query xmlns='jabber:iq:version'/></iq>")
+		f.send("<presence from='bob@localhost/x'><show>away</show><status>lunch</status><priority>-3</priority></presence>")
+		got := map[string]string{}
+		for len(got) < 4 {
+			el := f.next()
+			if el.Name.Local == "" {
+				return
+			}
+			got[el.attr("id")] = el.attr("type") + " " + string(el.Inner)
+		}
+		for _, id := range []string{"p1", "d1", "r1", "v1"} {
+			answers <- id + ": " + got[id]
+		}
+		f.sr.next()
+	})
+	c := dialFake(t, addr)
+	var names []string
+	var last Stanza
+	for range 6 {
+		select {
+		case st := <-c.Stanzas():
+			names = append(names, st.Name+"/"+st.Type)
+			if st.Seq != uint64(len(names)) {
+				t.Errorf("stanza %d has Seq %d", len(names), st.Seq)
+			}
+			last = st
+		case <-time.After(5 * time.Second):
+			t.Fatalf("stanzas so far: %v", names)
+		}
+	}
+	if got, want := strings.Join(names, " "), "iq/get message/chat iq/get iq/set iq/get presence/"; got != want {
+		t.Errorf("stanzas = %q, want %q", got, want)
+	}
+	if show, status, prio := last.PresenceDetails(); show != "away" || status != "lunch" || prio != -3 {
+		t.Errorf("presence details = %q %q %d", show, status, prio)
+	}
+	want := []string{
+		"p1: result ",
+		"d1: result <query xmlns='http://jabber.org/protocol/disco#info'><identity category='client' type='bot' name='pubpresence'/>" +
+			"<feature var='http://jabber.org/protocol/disco#info'/><feature var='urn:xmpp:ping'/></query>",
+		"r1: result ",
+		"v1: error <error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>",
+	}
+	for _, w := range want {
+		select {
+		case got := <-answers:
+			if got != w {
+				t.Errorf("answer %q, want %q", got, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no answer from the client")
+		}
+	}
+}
+
+func TestCloseAndAbort(t *testing.T) {
+	t.Run("close", func(t *testing.T) {
+		seen := make(chan string, 1)
+		addr := fakeServer(t, func(f *fakeConn) {
+			if !f.login() {
+				return
+			}
+			el := f.next()
+			_, err := f.sr.next()
+			seen <- fmt.Sprint(el.Name.Local, " ", el.attr("type"), " ", errors.Is(err, errStreamEnd))
+			f.send("</stream:stream>")
+		})
+		c := dialFake(t, addr)
+		start := time.Now()
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("Close took %v although the server closed at once", d)
+		}
+		if got := <-seen; got != "presence unavailable true" {
+			t.Errorf("server saw %q", got)
+		}
+		assertEnded(t, c, nil)
+		if err := c.Send("<presence/>"); !errors.Is(err, ErrClosed) {
+			t.Errorf("Send after Close = %v", err)
+		}
+		if _, err := c.IQ(context.Background(), "get", "", "<x/>"); !errors.Is(err, ErrClosed) {
+			t.Errorf("IQ after Close = %v", err)
+		}
+	})
+	t.Run("abort", func(t *testing.T) {
+		seen := make(chan error, 1)
+		addr := fakeServer(t, func(f *fakeConn) {
+			if !f.login() {
+				return
+			}
+			_, err := f.sr.next()
+			seen <- err
+		})
+		c := dialFake(t, addr)
+		c.Abort()
+		if err := <-seen; err == nil || errors.Is(err, errStreamEnd) {
+			t.Errorf("server read %v, want a bare connection close", err)
+		}
+		assertEnded(t, c, nil)
+	})
+	t.Run("server stream error", func(t *testing.T) {
+		addr := fakeServer(t, func(f *fakeConn) {
+			if !f.login() {
+				return
+			}
+			f.send("<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
+		})
+		c := dialFake(t, addr)
+		var se *StreamError
+		<-c.Done()
+		if err := c.Err(); !errors.As(err, &se) || se.Condition != "system-shutdown" {
+			t.Fatalf("Err = %v, want system-shutdown", err)
+		}
+	})
+	t.Run("pending iq fails on close", func(t *testing.T) {
+		addr := fakeServer(t, func(f *fakeConn) {
+			if !f.login() {
+				return
+			}
+			f.next()
+			f.conn.Close()
+		})
+		c := dialFake(t, addr)
+		_, err := c.IQ(context.Background(), "get", "", "<x/>")
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("IQ = %v, want ErrClosed", err)
+		}
+		<-c.Done()
+		if c.Err() == nil {
+			t.Fatal("Err is nil after the server dropped the connection")
+		}
+	})
+}
+
+func assertEnded(t *testing.T, c *Client, want error) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("Done not closed")
+	}
+	if err := c.Err(); err != want {
+		t.Errorf("Err = %v, want %v", err, want)
+	}
+	if _, ok := <-c.Stanzas(); ok {
+		t.Error("Stanzas still open")
+	}
+}
+
+func TestEventParsing(t *testing.T) {
+	st := Stanza{Name: "message", Inner: []byte(`<event xmlns='http://jabber.org/protocol/pubsub#event'><items node='presence/actual'>` +
+		`<item id='a@b/c'><user xmlns='urn:pubpresence:0' status='away'/></item><retract id='a@b/d'/></items></event>`)}
+	ev, ok := st.Event()
+	if !ok || ev.Node != "presence/actual" || len(ev.Items) != 2 {
+		t.Fatalf("event = %+v %v", ev, ok)
+	}
+	if ev.Items[0].ID != "a@b/c" || ev.Items[0].Retract || string(ev.Items[0].Payload) != `<user xmlns='urn:pubpresence:0' status='away'/>` {
+		t.Errorf("item 0 = %+v", ev.Items[0])
+	}
+	if ev.Items[1].ID != "a@b/d" || !ev.Items[1].Retract {
+		t.Errorf("item 1 = %+v", ev.Items[1])
+	}
+	for inner, want := range map[string]Event{
+		`<event xmlns='http://jabber.org/protocol/pubsub#event'><purge node='n'/></event>`:  {Node: "n", Purge: true},
+		`<event xmlns='http://jabber.org/protocol/pubsub#event'><delete node='n'/></event>`: {Node: "n", Delete: true},
+	} {
+		got, ok := Stanza{Name: "message", Inner: []byte(inner)}.Event()
+		if !ok || got.Node != want.Node || got.Purge != want.Purge || got.Delete != want.Delete {
+			t.Errorf("%s: %+v %v", inner, got, ok)
+		}
+	}
+	for _, bad := range []Stanza{
+		{Name: "message", Inner: []byte("<body>hi</body>")},
+		{Name: "presence", Inner: st.Inner},
+		{Name: "message", Type: "error", Inner: st.Inner},
+		{Name: "message", Inner: []byte("<event xmlns='other'><items node='n'/></event>")},
+	} {
+		if _, ok := bad.Event(); ok {
+			t.Errorf("Event accepted %+v", bad)
+		}
+	}
+}
+
+func TestParseItems(t *testing.T) {
+	items, err := ParseItems([]byte(`<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'>` +
+		`<item id='1'><x xmlns='jabber:x:data' type='result'/></item><item id='2'/></items></pubsub>`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 2 || items[0].ID != "1" || string(items[0].Payload) != `<x xmlns='jabber:x:data' type='result'/>` ||
+		items[1].ID != "2" || items[1].Payload != nil {
+		t.Fatalf("items = %+v", items)
+	}
+	if _, err := ParseItems([]byte("<query xmlns='x'/>")); err == nil {
+		t.Error("ParseItems accepted an answer without pubsub")
+	}
+}

@@ -1,0 +1,25 @@
+// Package c2s implements a small XMPP client (RFC 6120/6121) over plain TCP:
+// stream, SASL (SCRAM-SHA-1 or PLAIN), resource binding, IQ correlation,
+// presence, and the few XEP-0060 pubsub requests a presence watcher needs.
+//
+// It is meant for tests and for the watch command against loopback servers
+// that offer no TLS; it refuses servers that require STARTTLS.
+package c2s
+
+// Namespaces used by the client.
+const (
+	NSClient     = "jabber:client"
+	NSStream     = "http://etherx.jabber.org/streams"
+	NSSASL       = "urn:ietf:params:xml:ns:xmpp-sasl"
+	NSBind       = "urn:ietf:params:xml:ns:xmpp-bind"
+	NSSession    = "urn:ietf:params:xml:ns:xmpp-session"
+	NSTLS        = "urn:ietf:params:xml:ns:xmpp-tls"
+	NSStanzas    = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	NSStreams    = "urn:ietf:params:xml:ns:xmpp-streams"
+	NSPing       = "urn:xmpp:ping"
+	NSDiscoInfo  = "http://jabber.org/protocol/disco#info"
+	NSRoster     = "jabber:iq:roster"
+	NSPubsub     = "http://jabber.org/protocol/pubsub"
+	NSPubsubEvt  = "http://jabber.org/protocol/pubsub#event"
+	NSPubsubErrs = "http://jabber.org/protocol/pubsub#errors"
+)

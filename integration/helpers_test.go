@@ -1,0 +1,366 @@
+//go:build integration
+
+// Package integration runs pubpresence end to end against real servers
+// started by the tests themselves, on loopback.
+package integration
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
+	"github.com/pubpresence/pubpresence/watch"
+)
+
+const (
+	password = "pw"
+	reader   = "monitor"
+	// wait bounds how long a test waits for the system to reach a state.
+	// It is a bound against hanging, not a speed assertion.
+	wait = 30 * time.Second
+)
+
+var nodes = watch.Nodes{Live: "presence/live", Actual: "presence/actual", Status: "presence/status"}
+
+// binary is the pubpresence command built once for the whole run.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pubpresence-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "pubpresence")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/pubpresence")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build pubpresence:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// svcOptions are the settings a test may change in the service's config.
+type svcOptions struct {
+	reconcile string
+	grace     string
+	initLimit string
+	accessModel string
+}
+
+// service is a pubpresence process under test.
+type service struct {
+	t       testing.TB
+	srv     *server.Server
+	dir     string
+	config  string
+	http    string
+	logPath string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startService writes a config for srv and starts pubpresence.
+func startService(t testing.TB, srv *server.Server, opts ...func(*svcOptions)) *service {
+	t.Helper()
+	o := svcOptions{reconcile: "0", grace: "500ms", initLimit: "10s", accessModel: "whitelist"}
+	for _, f := range opts {
+		f(&o)
+	}
+	s := &service{t: t, srv: srv, dir: t.TempDir(), http: freePort(t)}
+	s.config = filepath.Join(s.dir, "pubpresence.toml")
+	s.logPath = filepath.Join(s.dir, "pubpresence.log")
+	cfg := fmt.Sprintf(`[xmpp]
+address = %q
+component = %q
+secret = %q
+domains = [%q]
+pubsub = %q
+dial_timeout = "5s"
+keepalive_interval = "2s"
+keepalive_timeout = "2s"
+request_timeout = "10s"
+reconnect_max = "1s"
+
+[nodes]
+access_model = %q
+readers = ["%s@%s"]
+
+[sync]
+reconcile_interval = %q
+init_timeout = %q
+probe_grace = %q
+
+[http]
+listen = %q
+
+[log]
+level = "debug"
+`, srv.ComponentAddr, srv.Component, srv.Secret, srv.Domain, srv.Pubsub,
+		o.accessModel, reader, srv.Domain, o.reconcile, o.initLimit, o.grace, s.http)
+	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("pubpresence log tail:\n%s", s.LogTail(40))
+			t.Logf("server log tail:\n%s", srv.LogTail(30))
+		}
+	})
+	return s
+}
+
+// Start starts the process (again).
+func (s *service) Start() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "run", "--config", s.config)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	f.Close()
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	s.cmd, s.done = cmd, done
+}
+
+func (s *service) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	s.mu.Lock()
+	s.cmd = nil
+	s.mu.Unlock()
+}
+
+// Stop ends the process with SIGTERM and waits.
+func (s *service) Stop() { s.signal(syscall.SIGTERM) }
+
+// Kill ends the process with SIGKILL: nothing is cleaned up.
+func (s *service) Kill() { s.signal(syscall.SIGKILL) }
+
+// LogTail returns the last n lines of the service's log.
+func (s *service) LogTail(n int) string {
+	b, _ := os.ReadFile(s.logPath)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Metric returns the value of one sample of /metrics, e.g.
+// `pubpresence_malformed_total{reason="priority"}`; 0 when absent.
+func (s *service) Metric(t testing.TB, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + s.http + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, sample+" ") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(line[len(sample):]), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", sample, err)
+			}
+			return v
+		}
+	}
+	return 0
+}
+
+// Ready returns the status code of /readyz.
+func (s *service) Ready() int {
+	resp, err := http.Get("http://" + s.http + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// waitUntil polls cond until it holds or the bound passes.
+func waitUntil(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// dial logs a user in without presence.
+func dial(t testing.TB, srv *server.Server, local, resource string) *c2s.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	cl, err := c2s.Dial(ctx, c2s.Config{Addr: srv.C2SAddr, JID: local + "@" + srv.Domain, Password: password, Resource: resource})
+	if err != nil {
+		t.Fatalf("login %s/%s: %v", local, resource, err)
+	}
+	t.Cleanup(func() { _ = cl.Abort() })
+	return cl
+}
+
+// online logs a user in, subscribes it to the component (pre-approved, as
+// a client would) and sends available presence.
+func online(t testing.TB, srv *server.Server, local, resource string) *c2s.Client {
+	t.Helper()
+	cl := dial(t, srv, local, resource)
+	if err := cl.ApproveAndSubscribe(srv.Component); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Presence("", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// watcher logs the reader in and follows the nodes as the seed's client does.
+func watcher(t testing.TB, srv *server.Server) *watch.Follower {
+	t.Helper()
+	cl := dial(t, srv, reader, "watch")
+	f := watch.NewFollower(cl, srv.Pubsub, nodes)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return f
+}
+
+// conn is what a test expects of one connection.
+type conn struct {
+	show presence.Show
+	text string
+	prio int
+	ip   string
+}
+
+func describe(conns []presence.Conn) string {
+	var b strings.Builder
+	for _, c := range conns {
+		fmt.Fprintf(&b, "  %s %s %q prio=%d ip=%s\n", c.JID, c.Show, c.Text, c.Priority, c.IP)
+	}
+	return b.String()
+}
+
+// matches reports whether conns are exactly want.
+func matches(conns []presence.Conn, want map[string]conn) bool {
+	if len(conns) != len(want) {
+		return false
+	}
+	for _, c := range conns {
+		w, ok := want[c.JID]
+		if !ok || c.Show != w.show || c.Text != w.text || c.Priority != w.prio || (w.ip != "" && c.IP != w.ip) {
+			return false
+		}
+	}
+	return true
+}
+
+// waitView waits until the follower is online with exactly want.
+func waitView(t testing.TB, f *watch.Follower, want map[string]conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	st, conns, err := f.WaitFor(ctx, func(st string, conns []presence.Conn) bool {
+		return st == "online" && matches(conns, want)
+	})
+	if err != nil {
+		t.Fatalf("watcher: status %q, connections:\n%swant %d: %v", st, describe(conns), len(want), want)
+	}
+}
+
+// actualItems fetches presence/actual directly, as the reader.
+func actualItems(t testing.TB, cl *c2s.Client, srv *server.Server) []presence.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	items, err := cl.Items(ctx, srv.Pubsub, nodes.Actual)
+	if err != nil {
+		t.Fatalf("fetch %s: %v", nodes.Actual, err)
+	}
+	conns := make([]presence.Conn, 0, len(items))
+	for _, it := range items {
+		c, err := pubsub.ParseUser(it.Payload)
+		if err != nil {
+			t.Fatalf("item %s: %v", it.ID, err)
+		}
+		if c.JID != it.ID {
+			t.Fatalf("item id %s holds %s", it.ID, c.JID)
+		}
+		conns = append(conns, c)
+	}
+	sort.Slice(conns, func(i, j int) bool { return conns[i].JID < conns[j].JID })
+	return conns
+}
+
+func users(prefix string, n int) []string {
+	u := make([]string, n)
+	for i := range u {
+		u[i] = fmt.Sprintf("%s%03d", prefix, i)
+	}
+	return u
+}
+
+func createUsers(t testing.TB, srv *server.Server, locals ...string) {
+	t.Helper()
+	if err := srv.CreateUsers(append([]string{reader}, locals...), password); err != nil {
+		t.Fatalf("create users: %v", err)
+	}
+}

@@ -1,0 +1,209 @@
+package server
+
+import (
+	_ "embed"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"text/template"
+)
+
+// configTemplate is the Prosody config the harness writes. It is kept in its
+// own file so the docs can show the same text.
+//
+//go:embed prosody.cfg.lua.tmpl
+var configTemplate string
+
+var prosodyTemplate = template.Must(template.New("prosody").Funcs(template.FuncMap{
+	"lua":     luaString,
+	"luaList": luaList,
+}).Parse(configTemplate))
+
+// Option changes how StartProsody configures the server.
+type Option func(*options)
+
+type options struct {
+	admin           bool
+	maxItems        int
+	storage         string
+	component       string
+	secret          string
+	conflictResolve string
+	dir             string
+}
+
+func defaultOptions() options {
+	return options{
+		admin:     true,
+		maxItems:  10000,
+		storage:   "sql",
+		component: "pubpresence.localhost",
+		secret:    "s3cret",
+	}
+}
+
+// WithoutAdmin makes the component an ordinary component: not in admins, so no
+// XEP-0133 commands and no owner rights on pubsub. By default it is a global admin.
+func WithoutAdmin() Option { return func(o *options) { o.admin = false } }
+
+// WithMaxItems sets pubsub_max_items (default 10000). storage_archive_item_limit
+// is set to ten times that, and at least 100000.
+func WithMaxItems(n int) Option { return func(o *options) { o.maxItems = n } }
+
+// WithStorage selects the storage backend: "sql" (SQLite, the default) or
+// "internal" (flat files).
+func WithStorage(s string) Option { return func(o *options) { o.storage = s } }
+
+// WithComponent sets the component's name and secret (default
+// "pubpresence.localhost" and "s3cret").
+func WithComponent(name, secret string) Option {
+	return func(o *options) { o.component, o.secret = name, secret }
+}
+
+// WithConflictResolve sets component_conflict_resolve ("kick_new" or
+// "kick_old"). By default it is left out, which means kick_new.
+func WithConflictResolve(s string) Option { return func(o *options) { o.conflictResolve = s } }
+
+// WithDir makes the server use dir (created if missing) instead of a fresh
+// t.TempDir(). Existing data in it is kept.
+func WithDir(dir string) Option { return func(o *options) { o.dir = dir } }
+
+func (o options) validate() error {
+	if o.maxItems < 1 {
+		return fmt.Errorf("pubsub max items %d: must be at least 1", o.maxItems)
+	}
+	switch o.storage {
+	case "sql", "internal":
+	default:
+		return fmt.Errorf("storage %q: want \"sql\" or \"internal\"", o.storage)
+	}
+	switch o.conflictResolve {
+	case "", "kick_new", "kick_old":
+	default:
+		return fmt.Errorf("component_conflict_resolve %q: want \"kick_new\" or \"kick_old\"", o.conflictResolve)
+	}
+	if o.component == "" || strings.ContainsAny(o.component, "@/ \t\r\n") {
+		return fmt.Errorf("component name %q: want a bare domain", o.component)
+	}
+	if o.secret == "" {
+		return fmt.Errorf("component %s: empty secret", o.component)
+	}
+	return nil
+}
+
+// configData is what the template needs.
+type configData struct {
+	Dir, PidFile, DataPath, CertsPath, LogFile, LogLevel string
+
+	Interfaces             []string
+	C2SPort, ComponentPort int
+
+	Storage                string
+	MaxItems, ArchiveLimit int
+
+	ComponentAdmin bool
+	Admins         []string
+
+	Domain, Pubsub, Component, Secret, ConflictResolve string
+	Harness, HarnessSecret                             string
+}
+
+func (s *Server) configData() configData {
+	ifaces := []string{"127.0.0.1"}
+	if s.C2SAddr6 != "" {
+		ifaces = append(ifaces, "::1")
+	}
+	level := "info"
+	if debugLog() {
+		level = "debug"
+	}
+	var admins []string
+	if s.opts.admin {
+		admins = append(admins, s.Component)
+	}
+	admins = append(admins, s.harness)
+	return configData{
+		Dir:             s.Dir,
+		PidFile:         filepath.Join(s.Dir, "prosody.pid"),
+		DataPath:        filepath.Join(s.Dir, "data"),
+		CertsPath:       filepath.Join(s.Dir, "certs"),
+		LogFile:         s.LogPath,
+		LogLevel:        level,
+		Interfaces:      ifaces,
+		C2SPort:         s.c2sPort,
+		ComponentPort:   s.componentPort,
+		Storage:         s.opts.storage,
+		MaxItems:        s.opts.maxItems,
+		ArchiveLimit:    max(100000, 10*s.opts.maxItems),
+		ComponentAdmin:  s.opts.admin,
+		Admins:          admins,
+		Domain:          s.Domain,
+		Pubsub:          s.Pubsub,
+		Component:       s.Component,
+		Secret:          s.Secret,
+		ConflictResolve: s.opts.conflictResolve,
+		Harness:         s.harness,
+		HarnessSecret:   s.harnessSecret,
+	}
+}
+
+// renderConfig returns the whole prosody.cfg.lua for d.
+func renderConfig(d configData) (string, error) {
+	var b strings.Builder
+	if err := prosodyTemplate.ExecuteTemplate(&b, "prosody.cfg.lua", d); err != nil {
+		return "", fmt.Errorf("render prosody config: %w", err)
+	}
+	return b.String(), nil
+}
+
+// renderSnippet returns only the lines an operator adds for the component.
+func renderSnippet(d configData) (string, error) {
+	d.Admins = nil
+	if d.ComponentAdmin {
+		d.Admins = []string{d.Component}
+	}
+	var global, hosts strings.Builder
+	if err := prosodyTemplate.ExecuteTemplate(&global, "component-global", d); err != nil {
+		return "", fmt.Errorf("render config snippet: %w", err)
+	}
+	if err := prosodyTemplate.ExecuteTemplate(&hosts, "component-hosts", d); err != nil {
+		return "", fmt.Errorf("render config snippet: %w", err)
+	}
+	return "-- In the global section, before the first VirtualHost or Component line:\n" +
+		strings.TrimSpace(global.String()) + "\n\n" +
+		"-- After the VirtualHost " + luaString(d.Domain) + " section:\n" +
+		strings.TrimSpace(hosts.String()) + "\n", nil
+}
+
+// luaString quotes s as a Lua string literal. Bytes outside printable ASCII
+// are written as decimal escapes, which every Lua version reads.
+func luaString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c >= 0x7f:
+			fmt.Fprintf(&b, "\\%03d", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// luaList writes a Lua table of strings: { "a", "b" }.
+func luaList(items []string) string {
+	if len(items) == 0 {
+		return "{ }"
+	}
+	quoted := make([]string, len(items))
+	for i, it := range items {
+		quoted[i] = luaString(it)
+	}
+	return "{ " + strings.Join(quoted, ", ") + " }"
+}

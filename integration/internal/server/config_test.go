@@ -1,0 +1,173 @@
+package server
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestLuaString(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", `""`},
+		{"localhost", `"localhost"`},
+		{`a"b`, `"a\"b"`},
+		{`C:\dir`, `"C:\\dir"`},
+		{"line\nbreak", `"line\010break"`},
+		{"tab\tnul\x00", `"tab\009nul\000"`},
+		{"é", `"\195\169"`},
+		{"]]--", `"]]--"`},
+	}
+	for _, tt := range tests {
+		if got := luaString(tt.in); got != tt.want {
+			t.Errorf("luaString(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestLuaList(t *testing.T) {
+	tests := []struct {
+		in   []string
+		want string
+	}{
+		{nil, "{ }"},
+		{[]string{"127.0.0.1"}, `{ "127.0.0.1" }`},
+		{[]string{"127.0.0.1", "::1"}, `{ "127.0.0.1", "::1" }`},
+	}
+	for _, tt := range tests {
+		if got := luaList(tt.in); got != tt.want {
+			t.Errorf("luaList(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    []Option
+		wantErr string // "" for valid
+	}{
+		{"defaults", nil, ""},
+		{"internal storage", []Option{WithStorage("internal")}, ""},
+		{"memory storage", []Option{WithStorage("memory")}, `storage "memory"`},
+		{"zero max items", []Option{WithMaxItems(0)}, "max items 0"},
+		{"kick_old", []Option{WithConflictResolve("kick_old")}, ""},
+		{"bad conflict", []Option{WithConflictResolve("kick_all")}, "kick_all"},
+		{"component with localpart", []Option{WithComponent("a@b", "x")}, `"a@b"`},
+		{"empty secret", []Option{WithComponent("c.localhost", "")}, "empty secret"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := defaultOptions()
+			for _, opt := range tt.opts {
+				opt(&o)
+			}
+			err := o.validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("validate() = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("validate() = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// testServer builds a Server as StartProsody would, without running anything.
+func testServer(t *testing.T, opts ...Option) *Server {
+	t.Helper()
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s, err := newProsody(t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.c2sPort, s.componentPort = 15222, 15347
+	s.C2SAddr6 = "[::1]:15222"
+	return s
+}
+
+func TestRenderConfig(t *testing.T) {
+	tests := []struct {
+		name          string
+		opts          []Option
+		want, notWant []string
+	}{
+		{
+			name: "defaults",
+			want: []string{
+				`admins = { "pubpresence.localhost", "harness.localhost" }`,
+				`storage = "sql"`,
+				`sql = { driver = "SQLite3", database = "prosody.sqlite" }`,
+				"pubsub_max_items = 10000 ",
+				"storage_archive_item_limit = 100000 ",
+				"c2s_ports = { 15222 }",
+				"component_ports = { 15347 }",
+				`c2s_interfaces = { "127.0.0.1", "::1" }`,
+				`modules_disabled = { "s2s" }`,
+				`"ping";`,
+				"c2s_require_encryption = false",
+				"allow_unencrypted_plain_auth = true",
+				"run_as_root = true",
+				`{ levels = { min = "info" }, to = "file"`,
+				`Component "pubsub.localhost" "pubsub"`,
+				"Component \"pubpresence.localhost\"\n\tcomponent_secret = \"s3cret\"",
+				`Component "harness.localhost"`,
+			},
+			notWant: []string{"component_conflict_resolve", "http", "*"},
+		},
+		{
+			name:    "without admin",
+			opts:    []Option{WithoutAdmin(), WithStorage("internal"), WithMaxItems(50000)},
+			want:    []string{`admins = { "harness.localhost" }`, `storage = "internal"`, "pubsub_max_items = 50000 ", "storage_archive_item_limit = 500000 "},
+			notWant: []string{`"pubpresence.localhost", "harness`, "SQLite3", "The component is a global admin"},
+		},
+		{
+			name: "component and conflict",
+			opts: []Option{WithComponent("pp.localhost", `se"cret`), WithConflictResolve("kick_old")},
+			want: []string{"Component \"pp.localhost\"\n\tcomponent_secret = \"se\\\"cret\"\n\tcomponent_conflict_resolve = \"kick_old\""},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := testServer(t, tt.opts...)
+			cfg, err := renderConfig(s.configData())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(cfg, w) {
+					t.Errorf("config lacks %q:\n%s", w, cfg)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(cfg, w) {
+					t.Errorf("config has %q:\n%s", w, cfg)
+				}
+			}
+			if !strings.Contains(cfg, luaString(s.harnessSecret)) {
+				t.Errorf("config lacks the harness secret")
+			}
+		})
+	}
+}
+
+func TestConfigSnippet(t *testing.T) {
+	s := testServer(t)
+	got := s.ConfigSnippet()
+	for _, w := range []string{`admins = { "pubpresence.localhost" }`, "component_ports = { 15347 }",
+		`storage = "sql"`, "pubsub_max_items = 10000", `Component "pubsub.localhost" "pubsub"`,
+		`component_secret = "s3cret"`} {
+		if !strings.Contains(got, w) {
+			t.Errorf("snippet lacks %q:\n%s", w, got)
+		}
+	}
+	for _, w := range []string{"harness", s.harnessSecret, "run_as_root", "c2s_require_encryption", "\nVirtualHost", s.Dir} {
+		if strings.Contains(got, w) {
+			t.Errorf("snippet has harness-only %q:\n%s", w, got)
+		}
+	}
+	if got := testServer(t, WithoutAdmin()).ConfigSnippet(); strings.Contains(got, "admins") {
+		t.Errorf("snippet without admin has admins:\n%s", got)
+	}
+}

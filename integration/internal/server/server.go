@@ -1,0 +1,491 @@
+// Package server starts private XMPP servers for integration tests.
+//
+// Each server runs from a generated config in its own directory, listens on
+// free loopback ports only, and is stopped when the test ends. Processes are
+// tracked by pid, never by name: other Prosody instances may run on the same
+// machine.
+package server
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Timeouts of the process life cycle.
+const (
+	startTimeout = 20 * time.Second
+	stopTimeout  = 10 * time.Second
+	// startAttempts bounds the retries with fresh ports when a port picked as
+	// free was taken by someone else before Prosody could bind it.
+	startAttempts = 5
+)
+
+// RequireServersEnv names the environment variable that turns a missing
+// server binary from a skip into a test failure (CI sets it to "1").
+const RequireServersEnv = "PUBPRESENCE_REQUIRE_SERVERS"
+
+// DebugEnv names the environment variable that sets the server's log level
+// to debug when it is "1".
+const DebugEnv = "PUBPRESENCE_SERVER_DEBUG"
+
+// errAddrInUse reports that the server could not bind one of its ports.
+var errAddrInUse = errors.New("address already in use")
+
+// Server is a running private XMPP server on loopback.
+type Server struct {
+	Kind          string // "prosody"
+	Domain        string // "localhost"
+	Component     string // "pubpresence.localhost"
+	Secret        string // component secret
+	Pubsub        string // "pubsub.localhost"
+	C2SAddr       string // "127.0.0.1:PORT"
+	C2SAddr6      string // "[::1]:PORT", or "" when this machine has no IPv6 loopback
+	ComponentAddr string // "127.0.0.1:PORT"
+	// ComponentAddr6 is "[::1]:PORT" (the same port as ComponentAddr), or ""
+	// when this machine has no IPv6 loopback.
+	ComponentAddr6 string
+	Dir            string // private directory (config, data, log, pid)
+	ConfigPath     string // Dir/prosody.cfg.lua
+	LogPath        string // Dir/prosody.log
+
+	opts          options
+	harness       string // admin component the harness itself uses
+	harnessSecret string
+	c2sPort       int
+	componentPort int
+
+	mu   sync.Mutex
+	proc *process // nil when stopped
+}
+
+// process is one run of the server binary.
+type process struct {
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited and been reaped
+	waitErr error         // valid after done is closed
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// StartProsody writes a config into a private directory, picks free loopback
+// ports, starts `prosody -F` in its own process group, waits until the c2s
+// and component ports accept and the server answers a component handshake
+// (at most 20 s), and registers t.Cleanup(Stop). When the prosody binary is
+// not installed it skips the test, or fails it if PUBPRESENCE_REQUIRE_SERVERS
+// is "1".
+func StartProsody(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("prosody"); err != nil {
+		msg := "prosody is not installed (run scripts/install-servers.sh)"
+		if os.Getenv(RequireServersEnv) == "1" {
+			t.Fatalf("%s and %s=1: %v", msg, RequireServersEnv, err)
+		}
+		t.Skipf("%s; set %s=1 to fail instead of skipping", msg, RequireServersEnv)
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := o.validate(); err != nil {
+		t.Fatalf("start prosody: %v", err)
+	}
+	dir := o.dir
+	if dir == "" {
+		dir = tempDir(t)
+	}
+	s, err := newProsody(dir, o)
+	if err != nil {
+		t.Fatalf("start prosody: %v", err)
+	}
+	began := time.Now()
+	for attempt := 1; ; attempt++ {
+		err = s.pickPorts()
+		if err == nil {
+			err = s.writeConfig()
+		}
+		if err == nil {
+			err = s.Start()
+		}
+		if err == nil || !errors.Is(err, errAddrInUse) || attempt == startAttempts {
+			break
+		}
+		t.Logf("prosody: port taken, retrying with fresh ports: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("start prosody in %s: %v\n--- log tail ---\n%s", dir, err, s.LogTail(40))
+	}
+	t.Logf("prosody started in %v: c2s %s, component %s, dir %s",
+		time.Since(began).Round(time.Millisecond), s.C2SAddr, s.ComponentAddr, dir)
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("stop prosody: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("prosody log tail (%s):\n%s", s.LogPath, s.LogTail(40))
+		}
+	})
+	return s
+}
+
+// tempDir returns a fresh directory that is removed when the test ends. It
+// is on tmpfs (/dev/shm) when the machine has one: Prosody's SQLite storage
+// syncs to disk on every write, which cost 15 to 100 ms per created user on
+// a busy disk, and nothing here needs to survive a reboot.
+func tempDir(t testing.TB) string {
+	dir, err := os.MkdirTemp("/dev/shm", "pubpresence-server-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove server dir: %v", err)
+		}
+	})
+	return dir
+}
+
+func newProsody(dir string, o options) (*Server, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("server dir: %w", err)
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "data"), filepath.Join(dir, "certs")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("server dir: %w", err)
+		}
+	}
+	secret := make([]byte, 16)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("harness secret: %w", err)
+	}
+	return &Server{
+		Kind:          "prosody",
+		Domain:        "localhost",
+		Component:     o.component,
+		Secret:        o.secret,
+		Pubsub:        "pubsub.localhost",
+		Dir:           dir,
+		ConfigPath:    filepath.Join(dir, "prosody.cfg.lua"),
+		LogPath:       filepath.Join(dir, "prosody.log"),
+		opts:          o,
+		harness:       "harness.localhost",
+		harnessSecret: hex.EncodeToString(secret),
+	}, nil
+}
+
+// pickPorts chooses two distinct free ports, free on ::1 too when IPv6
+// loopback works, and sets the address fields.
+func (s *Server) pickPorts() error {
+	ipv6 := hasIPv6Loopback()
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for tries := 0; len(ports) < 2; tries++ {
+		if tries == 50 {
+			return errors.New("pick ports: no free port pair on 127.0.0.1 and ::1 after 50 tries")
+		}
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("pick ports: %w", err)
+		}
+		held = append(held, l)
+		port := l.Addr().(*net.TCPAddr).Port
+		if ipv6 {
+			l6, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(port)))
+			if err != nil {
+				continue // taken on ::1: keep the v4 one held so it is not picked again
+			}
+			held = append(held, l6)
+		}
+		ports = append(ports, port)
+	}
+	s.c2sPort, s.componentPort = ports[0], ports[1]
+	s.C2SAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.c2sPort))
+	s.ComponentAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.componentPort))
+	s.C2SAddr6, s.ComponentAddr6 = "", ""
+	if ipv6 {
+		s.C2SAddr6 = net.JoinHostPort("::1", strconv.Itoa(s.c2sPort))
+		s.ComponentAddr6 = net.JoinHostPort("::1", strconv.Itoa(s.componentPort))
+	}
+	return nil
+}
+
+func hasIPv6Loopback() bool {
+	l, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+func debugLog() bool { return os.Getenv(DebugEnv) == "1" }
+
+func (s *Server) writeConfig() error {
+	cfg, err := renderConfig(s.configData())
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(s.ConfigPath, []byte(cfg), 0o600); err != nil {
+		return fmt.Errorf("write prosody config: %w", err)
+	}
+	return nil
+}
+
+// ConfigSnippet returns the server-side config this harness uses for the
+// component (listener, secret, admin rights, pubsub component and limits),
+// as an operator would add it to prosody.cfg.lua.
+func (s *Server) ConfigSnippet() string {
+	snippet, err := renderSnippet(s.configData())
+	if err != nil {
+		// The template is fixed and parsed at init; this is a programming error.
+		panic(err)
+	}
+	return snippet
+}
+
+// Start starts the server again after Stop or Kill, with the same config,
+// ports and data. It returns once the server accepts connections.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil && !s.proc.exited() {
+		return fmt.Errorf("start %s: already running (pid %d)", s.Kind, s.proc.cmd.Process.Pid)
+	}
+	s.proc = nil
+	logStart := fileSize(s.LogPath)
+	console, err := os.OpenFile(filepath.Join(s.Dir, "console.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", s.Kind, err)
+	}
+	defer console.Close() // the child has its own copy
+	cmd := exec.Command("prosody", "--config", s.ConfigPath, "-F")
+	cmd.Dir = s.Dir
+	cmd.Stdout, cmd.Stderr = console, console
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:   true,            // its own process group: no terminal signals from the test run
+		Pdeathsig: syscall.SIGKILL, // don't outlive a crashed test binary
+	}
+	began := time.Now()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", s.Kind, err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	s.proc = p
+	if err := s.waitReady(p, logStart, began.Add(startTimeout)); err != nil {
+		s.killLocked()
+		return fmt.Errorf("start %s (pid %d): %w", s.Kind, cmd.Process.Pid, err)
+	}
+	return nil
+}
+
+// waitReady waits until every listener accepts and the server completes a
+// handshake for the harness component, which proves the listener is ours
+// and the event loop runs.
+func (s *Server) waitReady(p *process, logStart int64, deadline time.Time) error {
+	addrs := []string{s.C2SAddr, s.ComponentAddr}
+	if s.C2SAddr6 != "" {
+		addrs = append(addrs, s.C2SAddr6, s.ComponentAddr6)
+	}
+	var lastErr error
+	for {
+		if p.exited() {
+			return fmt.Errorf("exited during start-up: %v", p.waitErr)
+		}
+		if err := s.bindError(logStart); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v: %v", startTimeout, lastErr)
+		}
+		lastErr = nil
+		for _, a := range addrs {
+			c, err := net.DialTimeout("tcp", a, 250*time.Millisecond)
+			if err != nil {
+				lastErr = err
+				break
+			}
+			c.Close()
+		}
+		if lastErr == nil {
+			// Bounded per try: a stranger holding the port may never answer.
+			c, err := dialComponent(s.ComponentAddr, s.harness, s.harnessSecret, min(3*time.Second, time.Until(deadline)))
+			if err == nil {
+				c.close()
+				return s.bindError(logStart)
+			}
+			lastErr = err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// bindError reports a failed listen that the server logged since logStart.
+// Prosody keeps running when it cannot bind a port.
+func (s *Server) bindError(logStart int64) error {
+	f, err := os.Open(s.LogPath)
+	if err != nil {
+		return nil // no log yet
+	}
+	defer f.Close()
+	if _, err := f.Seek(logStart, io.SeekStart); err != nil {
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "Failed to open server port") || strings.Contains(line, "Failed to activate service") {
+			return fmt.Errorf("%w: %s", errAddrInUse, strings.TrimSpace(line))
+		}
+	}
+	return nil
+}
+
+// Stop sends SIGTERM and waits for the server to exit, at most 10 s, then
+// sends SIGKILL. Stopping a stopped server does nothing. If the server had
+// died on its own since it was started, Stop reports how.
+func (s *Server) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.proc
+	if p == nil {
+		return nil
+	}
+	if p.exited() {
+		s.proc = nil
+		if p.waitErr != nil {
+			return fmt.Errorf("stop %s (pid %d): it had exited on its own: %w", s.Kind, p.cmd.Process.Pid, p.waitErr)
+		}
+		return nil
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop %s (pid %d): %w", s.Kind, p.cmd.Process.Pid, err)
+	}
+	select {
+	case <-p.done:
+		s.proc = nil
+		return nil
+	case <-time.After(stopTimeout):
+	}
+	s.killLocked()
+	return fmt.Errorf("stop %s (pid %d): still running %v after SIGTERM, killed", s.Kind, p.cmd.Process.Pid, stopTimeout)
+}
+
+// Kill sends SIGKILL and waits for the server to exit. Killing a stopped
+// server does nothing.
+func (s *Server) Kill() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.killLocked()
+	return nil
+}
+
+func (s *Server) killLocked() {
+	p := s.proc
+	if p == nil {
+		return
+	}
+	// os.Process signals through a pidfd where the kernel has them, so a
+	// reaped and reused pid is never hit.
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	s.proc = nil
+}
+
+// Restart stops the server and starts it again with the same config, ports
+// and data.
+func (s *Server) Restart() error {
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	return s.Start()
+}
+
+// Pid returns the server's process id, or 0 when it is not running.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil || s.proc.exited() {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
+// LogTail returns the last n lines of the server's log, followed by the
+// last n lines of its console output when there is any (start-up errors go
+// there).
+func (s *Server) LogTail(n int) string {
+	out := tail(s.LogPath, n)
+	if c := tail(filepath.Join(s.Dir, "console.log"), n); c != "" {
+		out += "--- console ---\n" + c
+	}
+	return out
+}
+
+// tail returns the last n lines of the file at path, reading at most its
+// last 256 KiB.
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const maxRead = 256 << 10
+	if size := fileSize(path); size > maxRead {
+		if _, err := f.Seek(size-maxRead, io.SeekStart); err != nil {
+			return ""
+		}
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxRead))
+	if err != nil {
+		return ""
+	}
+	b = bytes.TrimRight(b, "\n")
+	if len(b) == 0 {
+		return ""
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}

@@ -1,0 +1,356 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
+)
+
+// servers are the XMPP servers every test body runs against.
+var servers = []struct {
+	name  string
+	start func(testing.TB, ...server.Option) *server.Server
+}{
+	{"prosody", server.StartProsody},
+}
+
+// eachServer runs body once per server, each in its own subtest.
+func eachServer(t *testing.T, body func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server)) {
+	for _, s := range servers {
+		t.Run(s.name, func(t *testing.T) { body(t, s.start) })
+	}
+}
+
+// eventItem is one item of a pubsub event notification.
+type eventItem struct {
+	Node    string
+	ID      string
+	Retract bool
+	Payload []byte
+}
+
+// events reads pubsub notifications from cl's stanzas into a channel.
+func events(t testing.TB, cl *c2s.Client) <-chan eventItem {
+	ch := make(chan eventItem, 4096)
+	go func() {
+		for st := range cl.Stanzas() {
+			if st.Name != "message" {
+				continue
+			}
+			var m struct {
+				Items []struct {
+					Node  string `xml:"node,attr"`
+					Items []struct {
+						ID    string `xml:"id,attr"`
+						Inner []byte `xml:",innerxml"`
+					} `xml:"item"`
+					Retracts []struct {
+						ID string `xml:"id,attr"`
+					} `xml:"retract"`
+				} `xml:"event>items"`
+			}
+			if err := xml.Unmarshal(append(append([]byte("<m>"), st.Inner...), "</m>"...), &m); err != nil {
+				continue
+			}
+			for _, its := range m.Items {
+				for _, it := range its.Items {
+					ch <- eventItem{Node: its.Node, ID: it.ID, Payload: bytes.TrimSpace(it.Inner)}
+				}
+				for _, r := range its.Retracts {
+					ch <- eventItem{Node: its.Node, ID: r.ID, Retract: true}
+				}
+			}
+		}
+		close(ch)
+	}()
+	return ch
+}
+
+// next waits for the next event that pred accepts, skipping others.
+func next(t testing.TB, ch <-chan eventItem, what string, pred func(eventItem) bool) eventItem {
+	t.Helper()
+	timeout := time.After(wait)
+	for {
+		select {
+		case e, ok := <-ch:
+			if !ok {
+				t.Fatalf("stream ended waiting for %s", what)
+			}
+			if pred(e) {
+				return e
+			}
+		case <-timeout:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func statusOf(e eventItem) string {
+	s, _ := pubsub.ParseStatus(e.Payload)
+	return s
+}
+
+func userOf(t testing.TB, e eventItem) presence.Conn {
+	t.Helper()
+	c, err := pubsub.ParseUser(e.Payload)
+	if err != nil {
+		t.Fatalf("event %s on %s: %v", e.ID, e.Node, err)
+	}
+	return c
+}
+
+func subscribe(t testing.TB, cl *c2s.Client, srv *server.Server, node string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := cl.Subscribe(ctx, srv.Pubsub, node); err != nil {
+		t.Fatalf("subscribe %s: %v", node, err)
+	}
+}
+
+// TestIntegrationLifecycle: a watcher following the seed's protocol sees
+// init then online, and presence/actual equals the logged-in connections.
+func TestIntegrationLifecycle(t *testing.T) {
+	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+		srv := start(t)
+		createUsers(t, srv, "alice", "bob")
+		svc := startService(t, srv)
+		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+
+		online(t, srv, "alice", "laptop")
+		online(t, srv, "alice", "phone")
+		online(t, srv, "bob", "desk")
+		want := map[string]conn{
+			"alice@localhost/laptop": {show: presence.Online, ip: "127.0.0.1"},
+			"alice@localhost/phone":  {show: presence.Online, ip: "127.0.0.1"},
+			"bob@localhost/desk":     {show: presence.Online, ip: "127.0.0.1"},
+		}
+		waitView(t, watcher(t, srv), want)
+
+		// A restart of the service: a subscriber of the status node sees
+		// init, then online; when online is published, actual is already true.
+		svc.Stop()
+		st := dial(t, srv, reader, "status")
+		evs := events(t, st)
+		subscribe(t, st, srv, nodes.Status)
+		next(t, evs, "last status item on subscribe", func(e eventItem) bool { return e.Node == nodes.Status })
+		svc.Start()
+		next(t, evs, "init", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "init" })
+		next(t, evs, "online", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "online" })
+		if got := actualItems(t, st, srv); !matches(got, want) {
+			t.Fatalf("actual at online:\n%s", describe(got))
+		}
+		waitView(t, watcher(t, srv), want)
+	})
+}
+
+// TestIntegrationPresenceChanges: login, changes, a second resource, clean
+// logout and an abrupt close, as seen on live and on actual.
+func TestIntegrationPresenceChanges(t *testing.T) {
+	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+		srv := start(t)
+		createUsers(t, srv, "alice")
+		svc := startService(t, srv)
+		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+		w := watcher(t, srv)
+		lc := dial(t, srv, reader, "live")
+		live := events(t, lc)
+		subscribe(t, lc, srv, nodes.Live)
+		isLive := func(jid string, show presence.Show) func(eventItem) bool {
+			return func(e eventItem) bool {
+				if e.Node != nodes.Live || e.Retract {
+					return false
+				}
+				c, err := pubsub.ParseUser(e.Payload)
+				return err == nil && c.JID == jid && c.Show == show
+			}
+		}
+
+		laptop := online(t, srv, "alice", "laptop")
+		e := next(t, live, "alice/laptop online on live", isLive("alice@localhost/laptop", presence.Online))
+		if c := userOf(t, e); c.IP != "127.0.0.1" || c.Since.IsZero() {
+			t.Errorf("live event: ip %q since %v, want 127.0.0.1 and a time", c.IP, c.Since)
+		}
+		waitView(t, w, map[string]conn{"alice@localhost/laptop": {show: presence.Online, ip: "127.0.0.1"}})
+
+		if err := laptop.Presence("away", "At lunch", 5); err != nil {
+			t.Fatal(err)
+		}
+		next(t, live, "away on live", isLive("alice@localhost/laptop", presence.Away))
+		waitView(t, w, map[string]conn{"alice@localhost/laptop": {show: presence.Away, text: "At lunch", prio: 5, ip: "127.0.0.1"}})
+
+		phone := dial(t, srv, "alice", "phone")
+		if err := phone.Presence("dnd", "", -1); err != nil {
+			t.Fatal(err)
+		}
+		two := map[string]conn{
+			"alice@localhost/laptop": {show: presence.Away, text: "At lunch", prio: 5, ip: "127.0.0.1"},
+			"alice@localhost/phone":  {show: presence.DND, prio: -1, ip: "127.0.0.1"},
+		}
+		waitView(t, w, two)
+		if got := actualItems(t, lc, srv); !matches(got, two) {
+			t.Fatalf("actual:\n%s", describe(got))
+		}
+
+		// Clean logout.
+		_ = phone.Close()
+		next(t, live, "phone offline on live", isLive("alice@localhost/phone", presence.Offline))
+		one := map[string]conn{"alice@localhost/laptop": two["alice@localhost/laptop"]}
+		waitView(t, w, one)
+		waitUntil(t, "phone retracted from actual", func() bool { return matches(actualItems(t, lc, srv), one) })
+
+		// Abrupt TCP close.
+		_ = laptop.Abort()
+		next(t, live, "laptop offline on live", isLive("alice@localhost/laptop", presence.Offline))
+		waitView(t, w, map[string]conn{})
+		waitUntil(t, "laptop retracted from actual", func() bool { return len(actualItems(t, lc, srv)) == 0 })
+	})
+}
+
+// TestIntegrationServiceRestart: the service is killed, users come and go
+// meanwhile, and after a restart the stale items are gone and the new ones
+// are there before online is published.
+func TestIntegrationServiceRestart(t *testing.T) {
+	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+		srv := start(t)
+		names := users("u", 8)
+		createUsers(t, srv, names...)
+		svc := startService(t, srv)
+		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+		clients := map[string]*c2s.Client{}
+		want := map[string]conn{}
+		for _, n := range names {
+			clients[n] = online(t, srv, n, "r1")
+			want[n+"@localhost/r1"] = conn{show: presence.Online, ip: "127.0.0.1"}
+		}
+		w := watcher(t, srv)
+		waitView(t, w, want)
+
+		svc.Kill()
+		for _, n := range names[:3] { // leave
+			if n == names[0] {
+				_ = clients[n].Close()
+			} else {
+				_ = clients[n].Abort()
+			}
+			delete(want, n+"@localhost/r1")
+		}
+		extra := dial(t, srv, names[3], "r2") // a new connection
+		if err := extra.Presence("chat", "new", 2); err != nil {
+			t.Fatal(err)
+		}
+		want[names[3]+"@localhost/r2"] = conn{show: presence.Chat, text: "new", prio: 2, ip: "127.0.0.1"}
+		if err := clients[names[4]].Presence("xa", "", 0); err != nil { // a change
+			t.Fatal(err)
+		}
+		want[names[4]+"@localhost/r1"] = conn{show: presence.XA, ip: "127.0.0.1"}
+
+		st := dial(t, srv, reader, "status")
+		evs := events(t, st)
+		subscribe(t, st, srv, nodes.Status)
+		svc.Start()
+		next(t, evs, "init", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "init" })
+		next(t, evs, "online", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "online" })
+		if got := actualItems(t, st, srv); !matches(got, want) {
+			t.Fatalf("actual when online was published:\n%swant %v", describe(got), want)
+		}
+		waitView(t, w, want)
+	})
+}
+
+// TestIntegrationServerRestart: the server restarts under the running
+// service; the service reconnects and converges.
+func TestIntegrationServerRestart(t *testing.T) {
+	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+		srv := start(t)
+		createUsers(t, srv, "alice", "bob", "carol")
+		svc := startService(t, srv)
+		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+		online(t, srv, "alice", "r")
+		online(t, srv, "bob", "r")
+		w := watcher(t, srv)
+		waitView(t, w, map[string]conn{
+			"alice@localhost/r": {show: presence.Online, ip: "127.0.0.1"},
+			"bob@localhost/r":   {show: presence.Online, ip: "127.0.0.1"},
+		})
+
+		if err := srv.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "a reconnect", func() bool {
+			return svc.Metric(t, "pubpresence_reconnects_total") >= 1
+		})
+		// bob comes back while the component may still be away: his
+		// presence bounces, and the resync's probe must find him.
+		b := dial(t, srv, "bob", "r2")
+		if err := b.Presence("away", "back", 0); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, "readyz after reconnect", func() bool { return svc.Ready() == http.StatusOK })
+		online(t, srv, "carol", "r")
+		w2 := watcher(t, srv)
+		want := map[string]conn{
+			"carol@localhost/r": {show: presence.Online, ip: "127.0.0.1"},
+			"bob@localhost/r2":  {show: presence.Away, text: "back", ip: "127.0.0.1"},
+		}
+		waitView(t, w2, want)
+		if got := actualItems(t, dial(t, srv, reader, "check"), srv); !matches(got, want) {
+			t.Fatalf("actual after server restart:\n%s", describe(got))
+		}
+	})
+}
+
+// TestIntegrationMalformedPresence: a priority out of range, an unknown show
+// and a 64 KiB status are counted and repaired; the service keeps serving.
+func TestIntegrationMalformedPresence(t *testing.T) {
+	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+		srv := start(t)
+		createUsers(t, srv, "mallory", "alice")
+		svc := startService(t, srv)
+		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+		w := watcher(t, srv)
+		m := online(t, srv, "mallory", "x")
+		waitView(t, w, map[string]conn{"mallory@localhost/x": {show: presence.Online}})
+
+		if err := m.Send("<presence><priority>999</priority><show>bogus</show></presence>"); err != nil {
+			t.Fatal(err)
+		}
+		waitView(t, w, map[string]conn{"mallory@localhost/x": {show: presence.Online, prio: 127}})
+		huge := strings.Repeat("x", 64<<10)
+		if err := m.Send("<presence><show>away</show><status>" + huge + "</status></presence>"); err != nil {
+			t.Fatal(err)
+		}
+		waitView(t, w, map[string]conn{"mallory@localhost/x": {show: presence.Away, text: huge[:presence.MaxText]}})
+		if err := m.Send("<presence><priority>nope</priority><x xmlns='urn:example'><status>nested</status><priority>9</priority></x></presence>"); err != nil {
+			t.Fatal(err)
+		}
+		waitView(t, w, map[string]conn{"mallory@localhost/x": {show: presence.Online}})
+
+		for _, reason := range []string{"priority", "show", "text_too_long"} {
+			if v := svc.Metric(t, fmt.Sprintf("pubpresence_malformed_total{reason=%q}", reason)); v < 1 {
+				t.Errorf("malformed %s counted %v times, want ≥ 1", reason, v)
+			}
+		}
+		// Still serving others, on the same stream.
+		online(t, srv, "alice", "r")
+		waitView(t, w, map[string]conn{
+			"mallory@localhost/x": {show: presence.Online},
+			"alice@localhost/r":   {show: presence.Online, ip: "127.0.0.1"},
+		})
+		if v := svc.Metric(t, "pubpresence_reconnects_total"); v != 0 {
+			t.Errorf("%v reconnects: bad input must not end the stream", v)
+		}
+	})
+}

@@ -1,0 +1,418 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
+)
+
+// Nodes names the three pubsub nodes of the service.
+type Nodes struct {
+	Live   string // non-persistent, one event per change
+	Actual string // persistent, one item per online connection
+	Status string // persistent, the service state ("init", "online")
+}
+
+// DefaultNodes returns the default node names.
+func DefaultNodes() Nodes {
+	return Nodes{Live: "presence/live", Actual: "presence/actual", Status: "presence/status"}
+}
+
+// ErrStopped is returned by WaitFor when Run has ended without an error of
+// its own (which cannot happen before its ctx ends).
+var ErrStopped = errors.New("watch: follower stopped")
+
+// Retry bounds for subscribing to a node that does not exist yet.
+const (
+	subscribeRetryMin = 100 * time.Millisecond
+	subscribeRetryMax = 2 * time.Second
+	unsubscribeWait   = 2 * time.Second
+)
+
+// session is what the Follower needs of a c2s client.
+type session interface {
+	Stanzas() <-chan c2s.Stanza
+	Subscribe(ctx context.Context, service, node string) error
+	Unsubscribe(ctx context.Context, service, node string) error
+	Items(ctx context.Context, service, node string) ([]c2s.Item, error)
+	Err() error
+}
+
+// Follower drives a c2s session through the seed's client protocol:
+//
+//  1. subscribe to the live and actual nodes, and last to the status node,
+//     whose current item the server sends on subscription (on_sub);
+//  2. while the status is not "online", discard what live says;
+//  3. on "online", fetch every item of the actual node: that is the state;
+//  4. from then on, apply live items (and retracts on actual) in order.
+//
+// When the status goes back to "init" (the service restarted) it starts
+// again at step 2, keeping the last state until the new snapshot arrives.
+//
+// Between asking for the snapshot and receiving it, live events are kept
+// and replayed, in order, on top of the snapshot: live events of one
+// connection come in order, so the replay ends on the newest state whatever
+// the order in which the service updates live and actual.
+//
+// The Follower owns the session's Stanzas channel: stanzas that are not
+// notifications from the service about these nodes are dropped.
+type Follower struct {
+	sess    session
+	service string
+	nodes   Nodes
+
+	// OnEvent, when set before Run, is called from Run's goroutine with each
+	// event applied to the view after the snapshot (not with the events the
+	// protocol discards). It must not block for long.
+	OnEvent func(Event)
+
+	mu      sync.Mutex
+	view    View
+	changed chan struct{} // closed and replaced on every change
+	changes chan struct{} // cap 1, for Changes
+	ran     bool
+	ended   chan struct{} // closed when Run returns
+	runErr  error
+}
+
+// NewFollower returns a Follower of the nodes on service (the pubsub
+// service, "pubsub.example.org") for the logged-in client cl. Call Run.
+func NewFollower(cl *c2s.Client, service string, nodes Nodes) *Follower {
+	return newFollower(cl, service, nodes)
+}
+
+func newFollower(s session, service string, nodes Nodes) *Follower {
+	return &Follower{
+		sess:    s,
+		service: service,
+		nodes:   nodes,
+		changed: make(chan struct{}),
+		changes: make(chan struct{}, 1),
+		ended:   make(chan struct{}),
+	}
+}
+
+// Snapshot returns the current status and connections (sorted by JID).
+func (f *Follower) Snapshot() (status string, conns []presence.Conn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.view.Status(), f.view.Conns()
+}
+
+// Changes returns a channel that receives a value (without blocking the
+// Follower; at most one is pending) after every change of the view.
+func (f *Follower) Changes() <-chan struct{} { return f.changes }
+
+// WaitFor blocks until cond(status, conns) holds, ctx ends or Run ends,
+// and returns the last snapshot with nil, ctx.Err(), or Run's error.
+func (f *Follower) WaitFor(ctx context.Context, cond func(status string, conns []presence.Conn) bool) (string, []presence.Conn, error) {
+	for {
+		f.mu.Lock()
+		status, conns := f.view.Status(), f.view.Conns()
+		changed := f.changed
+		f.mu.Unlock()
+		if cond(status, conns) {
+			return status, conns, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return status, conns, ctx.Err()
+		case <-f.ended:
+			status, conns = f.Snapshot()
+			if cond(status, conns) {
+				return status, conns, nil
+			}
+			f.mu.Lock()
+			err := f.runErr
+			f.mu.Unlock()
+			if err == nil {
+				err = ErrStopped
+			}
+			return status, conns, err
+		}
+	}
+}
+
+// update runs fn on the view under the lock and signals a change when it
+// reports one.
+func (f *Follower) update(fn func(v *View) bool) {
+	f.mu.Lock()
+	changed := fn(&f.view)
+	if changed {
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
+	f.mu.Unlock()
+	if changed {
+		select {
+		case f.changes <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// change is one buffered or applied change: a live event, a retract on
+// actual (an Event with Show offline), or a purge of actual.
+type change struct {
+	ev    Event
+	clear bool
+}
+
+type fetchResult struct {
+	gen      int
+	snapshot []Event
+	err      error
+}
+
+// Run follows the nodes until ctx ends or the session does. On the way out
+// it unsubscribes (best effort, two seconds at most). It returns ctx.Err(),
+// or why it could not go on (the connection ended, a subscription or a
+// fetch was refused). Run may be called once.
+func (f *Follower) Run(ctx context.Context) (err error) {
+	f.mu.Lock()
+	if f.ran {
+		f.mu.Unlock()
+		return errors.New("watch: Run called twice")
+	}
+	f.ran = true
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.runErr = err
+		f.mu.Unlock()
+		close(f.ended)
+	}()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	subscribed := make(chan error, 1)
+	go func() { subscribed <- f.subscribe(ctx) }()
+	defer f.unsubscribe(ctx)
+
+	const (
+		waiting   = iota // status not online: discard
+		fetching         // snapshot requested: keep changes
+		following        // apply changes
+	)
+	phase := waiting
+	var pending []change
+	gen := 0
+	fetched := make(chan fetchResult, 1)
+	stopFetch := func() {}
+	defer func() { stopFetch() }()
+
+	startFetch := func() {
+		stopFetch()
+		gen++
+		fctx, fcancel := context.WithCancel(ctx)
+		stopFetch = fcancel
+		g := gen
+		go func() {
+			snap, err := f.fetch(fctx)
+			select {
+			case fetched <- fetchResult{gen: g, snapshot: snap, err: err}:
+			case <-fctx.Done():
+			}
+		}()
+		phase, pending = fetching, nil
+	}
+	apply := func(ch change) {
+		if ch.clear {
+			f.update((*View).Clear)
+			return
+		}
+		f.update(func(v *View) bool { return v.Apply(ch.ev) })
+		if f.OnEvent != nil {
+			f.OnEvent(ch.ev)
+		}
+	}
+	onChange := func(ch change) {
+		switch phase {
+		case fetching:
+			pending = append(pending, ch)
+		case following:
+			apply(ch)
+		}
+	}
+
+	stanzas := f.sess.Stanzas()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-subscribed:
+			if err != nil {
+				return err
+			}
+		case r := <-fetched:
+			if r.gen != gen {
+				continue
+			}
+			if r.err != nil {
+				return r.err
+			}
+			f.update(func(v *View) bool { return v.Load(r.snapshot) })
+			for _, ch := range pending {
+				apply(ch)
+			}
+			phase, pending = following, nil
+		case st, ok := <-stanzas:
+			if !ok {
+				err := f.sess.Err()
+				if err == nil {
+					err = c2s.ErrClosed
+				}
+				return fmt.Errorf("watch: connection ended: %w", err)
+			}
+			if !strings.EqualFold(st.From, f.service) {
+				continue
+			}
+			ev, ok := st.Event()
+			if !ok {
+				continue
+			}
+			switch ev.Node {
+			case f.nodes.Status:
+				s, ok := statusOf(ev)
+				if !ok {
+					continue
+				}
+				f.update(func(v *View) bool { return v.SetStatus(s) })
+				if s == StatusOnline {
+					startFetch() // also on a repeated "online": a fresh snapshot is never wrong
+				} else {
+					stopFetch()
+					phase, pending = waiting, nil
+				}
+			case f.nodes.Live:
+				for _, it := range ev.Items {
+					if it.Retract {
+						continue
+					}
+					if e, ok := parseUser(it.Item); ok {
+						onChange(change{ev: e})
+					}
+				}
+			case f.nodes.Actual:
+				if ev.Purge || ev.Delete {
+					onChange(change{clear: true})
+				}
+				for _, it := range ev.Items {
+					if it.Retract {
+						onChange(change{ev: Event{ID: it.ID, Conn: presence.Conn{JID: it.ID, Show: presence.Offline}}})
+					}
+				}
+			}
+		}
+	}
+}
+
+// statusOf reads the service status from a notification on the status
+// node: the last item wins; a retract, purge or delete means "" (unknown).
+// ok is false when nothing in it can be read.
+func statusOf(ev c2s.Event) (string, bool) {
+	if ev.Purge || ev.Delete {
+		return "", true
+	}
+	s, ok := "", false
+	for _, it := range ev.Items {
+		if it.Retract {
+			s, ok = "", true
+			continue
+		}
+		if v, err := pubsub.ParseStatus(it.Payload); err == nil {
+			s, ok = v, true
+		}
+	}
+	return s, ok
+}
+
+// parseUser reads a <user/> item; items that cannot be read are skipped.
+func parseUser(it c2s.Item) (Event, bool) {
+	c, err := pubsub.ParseUser(it.Payload)
+	if err != nil {
+		return Event{}, false
+	}
+	if c.JID == "" {
+		c.JID = it.ID
+	}
+	id := it.ID
+	if id == "" {
+		id = c.JID
+	}
+	return Event{ID: id, Conn: c}, true
+}
+
+// fetch reads the actual node.
+func (f *Follower) fetch(ctx context.Context) ([]Event, error) {
+	items, err := f.sess.Items(ctx, f.service, f.nodes.Actual)
+	if err != nil {
+		return nil, fmt.Errorf("watch: fetch state: %w", err)
+	}
+	snap := make([]Event, 0, len(items))
+	for _, it := range items {
+		if e, ok := parseUser(it); ok {
+			snap = append(snap, e)
+		}
+	}
+	return snap, nil
+}
+
+// subscribe subscribes to live, actual and then status. A node that does
+// not exist yet (the service has not created it) is retried until ctx ends.
+func (f *Follower) subscribe(ctx context.Context) error {
+	for _, node := range []string{f.nodes.Live, f.nodes.Actual, f.nodes.Status} {
+		wait := subscribeRetryMin
+		for {
+			err := f.sess.Subscribe(ctx, f.service, node)
+			if err == nil {
+				break
+			}
+			if c2s.Condition(err) != "item-not-found" || ctx.Err() != nil {
+				return fmt.Errorf("watch: %w", err)
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+			wait = min(2*wait, subscribeRetryMax)
+		}
+	}
+	return nil
+}
+
+// unsubscribe drops the subscriptions, which would otherwise outlive the
+// session on the server. It drains the stanzas meanwhile, so that a full
+// buffer cannot hold up the answers.
+func (f *Follower) unsubscribe(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unsubscribeWait)
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case _, ok := <-f.sess.Stanzas():
+				if !ok {
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for _, node := range []string{f.nodes.Status, f.nodes.Live, f.nodes.Actual} {
+		if err := f.sess.Unsubscribe(ctx, f.service, node); errors.Is(err, c2s.ErrClosed) || ctx.Err() != nil {
+			return
+		}
+	}
+}

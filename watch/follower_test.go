@@ -1,0 +1,397 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
+)
+
+const service = "pubsub.localhost"
+
+var nodes = DefaultNodes()
+
+type fetchReq struct {
+	node  string
+	reply chan fetchReply
+}
+
+type fetchReply struct {
+	items []c2s.Item
+	err   error
+}
+
+// fakeSession plays the c2s client: the test feeds stanzas and answers
+// fetches; subscriptions are recorded.
+type fakeSession struct {
+	stanzas chan c2s.Stanza
+	fetches chan fetchReq
+
+	mu      sync.Mutex
+	subs    []string
+	unsubs  []string
+	subErrs map[string][]error // returned, in order, for a node's Subscribe calls
+	err     error
+}
+
+func newFakeSession() *fakeSession {
+	return &fakeSession{stanzas: make(chan c2s.Stanza), // unbuffered: a send returns once Run took the stanza
+		fetches: make(chan fetchReq), subErrs: map[string][]error{}}
+}
+
+func (s *fakeSession) Stanzas() <-chan c2s.Stanza { return s.stanzas }
+
+func (s *fakeSession) Subscribe(ctx context.Context, svc, node string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if svc != service {
+		return errors.New("wrong service " + svc)
+	}
+	s.subs = append(s.subs, node)
+	if errs := s.subErrs[node]; len(errs) > 0 {
+		s.subErrs[node] = errs[1:]
+		return errs[0]
+	}
+	return nil
+}
+
+func (s *fakeSession) Unsubscribe(ctx context.Context, svc, node string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unsubs = append(s.unsubs, node)
+	return nil
+}
+
+func (s *fakeSession) Items(ctx context.Context, svc, node string) ([]c2s.Item, error) {
+	r := fetchReq{node: node, reply: make(chan fetchReply, 1)}
+	select {
+	case s.fetches <- r:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case a := <-r.reply:
+		return a.items, a.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (s *fakeSession) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *fakeSession) recorded() (subs, unsubs []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.subs...), append([]string(nil), s.unsubs...)
+}
+
+// notification builds a pubsub event message from service.
+func notification(node, items string) c2s.Stanza {
+	return c2s.Stanza{Name: "message", Type: "headline", From: service,
+		Inner: []byte("<event xmlns='http://jabber.org/protocol/pubsub#event'><items node='" + node + "'>" + items + "</items></event>")}
+}
+
+func userItem(jid string, show presence.Show) string {
+	return "<item id='" + jid + "'>" + string(pubsub.AppendUser(nil, conn(jid, show), true)) + "</item>"
+}
+
+func statusNote(s string) c2s.Stanza {
+	return notification(nodes.Status, "<item id='current'>"+string(pubsub.AppendStatus(nil, s))+"</item>")
+}
+
+func live(jid string, show presence.Show) c2s.Stanza {
+	return notification(nodes.Live, userItem(jid, show))
+}
+
+func retract(jid string) c2s.Stanza {
+	return notification(nodes.Actual, "<retract id='"+jid+"'/>")
+}
+
+func actualItems(conns ...string) []c2s.Item {
+	var items []c2s.Item
+	for _, c := range conns {
+		jid, show, _ := strings.Cut(c, "=")
+		items = append(items, c2s.Item{ID: jid, Payload: pubsub.AppendUser(nil, conn(jid, presence.Show(show)), true)})
+	}
+	return items
+}
+
+// harness runs a Follower on a fake session.
+type harness struct {
+	t    *testing.T
+	sess *fakeSession
+	f    *Follower
+	done chan error
+	stop context.CancelFunc
+	evs  chan Event
+}
+
+func startFollower(t *testing.T, setup func(*fakeSession)) *harness {
+	t.Helper()
+	sess := newFakeSession()
+	if setup != nil {
+		setup(sess)
+	}
+	h := &harness{t: t, sess: sess, f: newFollower(sess, service, nodes), done: make(chan error, 1), evs: make(chan Event, 100)}
+	h.f.OnEvent = func(e Event) { h.evs <- e }
+	ctx, cancel := context.WithCancel(context.Background())
+	h.stop = cancel
+	go func() { h.done <- h.f.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-h.done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return")
+		}
+	})
+	return h
+}
+
+func (h *harness) send(sts ...c2s.Stanza) {
+	for _, st := range sts {
+		h.sess.stanzas <- st
+	}
+}
+
+// fetch waits for the Follower to ask for presence/actual and answers.
+func (h *harness) fetch(items []c2s.Item, err error) {
+	h.t.Helper()
+	select {
+	case r := <-h.sess.fetches:
+		if r.node != nodes.Actual {
+			h.t.Fatalf("fetched node %q", r.node)
+		}
+		r.reply <- fetchReply{items, err}
+	case <-time.After(5 * time.Second):
+		h.t.Fatal("no fetch of presence/actual")
+	}
+}
+
+func (h *harness) noFetch() {
+	h.t.Helper()
+	select {
+	case r := <-h.sess.fetches:
+		h.t.Fatalf("unexpected fetch of %q", r.node)
+	default:
+	}
+}
+
+// want waits until the view is status with exactly conns ("jid=show").
+func (h *harness) want(status string, conns ...string) {
+	h.t.Helper()
+	if conns == nil {
+		conns = []string{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, cs, err := h.f.WaitFor(ctx, func(s string, cs []presence.Conn) bool {
+		return s == status && reflect.DeepEqual(jids(cs), conns)
+	})
+	if err != nil {
+		h.t.Fatalf("view is %q %v, want %q %v (%v)", st, jids(cs), status, conns, err)
+	}
+}
+
+func (h *harness) events() []string {
+	var out []string
+	for {
+		select {
+		case e := <-h.evs:
+			out = append(out, e.ID+"="+string(e.Conn.Show))
+		default:
+			return out
+		}
+	}
+}
+
+func TestFollowerNormalStartup(t *testing.T) {
+	h := startFollower(t, nil)
+	h.send(live("x@l/1", presence.Online)) // before online: discarded
+	h.send(statusNote(StatusOnline))
+	h.fetch(actualItems("a@l/1=online", "b@l/1=away"), nil)
+	h.want(StatusOnline, "a@l/1=online", "b@l/1=away")
+	if got := h.events(); len(got) != 0 {
+		t.Errorf("events before the snapshot: %v", got)
+	}
+	h.send(live("c@l/1", presence.DND), live("b@l/1", presence.Offline), retract("a@l/1"))
+	h.want(StatusOnline, "c@l/1=dnd")
+	if got, want := h.events(), []string{"c@l/1=dnd", "b@l/1=offline", "a@l/1=offline"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+	subs, _ := h.sess.recorded()
+	if want := []string{nodes.Live, nodes.Actual, nodes.Status}; !reflect.DeepEqual(subs, want) {
+		t.Errorf("subscriptions = %v, want %v", subs, want)
+	}
+	h.stop()
+	if err := <-h.done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run = %v, want context.Canceled", err)
+	}
+	h.done <- nil // for the cleanup
+	if _, unsubs := h.sess.recorded(); !reflect.DeepEqual(unsubs, []string{nodes.Status, nodes.Live, nodes.Actual}) {
+		t.Errorf("unsubscribed from %v", unsubs)
+	}
+}
+
+func TestFollowerWaitsForOnline(t *testing.T) {
+	h := startFollower(t, nil)
+	h.send(statusNote(StatusInit), live("x@l/1", presence.Online), retract("x@l/1"))
+	h.want(StatusInit)
+	h.noFetch()
+	h.send(statusNote(StatusOnline))
+	h.fetch(actualItems("x@l/1=away"), nil)
+	h.want(StatusOnline, "x@l/1=away")
+}
+
+// Live events that arrive while the snapshot is on its way are replayed on
+// top of it, in order.
+func TestFollowerReplaysEventsDuringFetch(t *testing.T) {
+	h := startFollower(t, nil)
+	h.send(statusNote(StatusOnline))
+	r := <-h.sess.fetches
+	h.send(live("a@l/1", presence.Away), live("n@l/1", presence.Chat), live("n@l/1", presence.XA), retract("b@l/1"))
+	// Run has handled those once it takes the next stanza.
+	h.send(c2s.Stanza{Name: "message", From: "someone@else"})
+	r.reply <- fetchReply{items: actualItems("a@l/1=online", "b@l/1=online")}
+	h.want(StatusOnline, "a@l/1=away", "n@l/1=xa")
+	if got, want := h.events(), []string{"a@l/1=away", "n@l/1=chat", "n@l/1=xa", "b@l/1=offline"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
+}
+
+func TestFollowerServiceRestart(t *testing.T) {
+	h := startFollower(t, nil)
+	h.send(statusNote(StatusOnline))
+	h.fetch(actualItems("a@l/1=online", "b@l/1=online"), nil)
+	h.want(StatusOnline, "a@l/1=online", "b@l/1=online")
+
+	h.send(statusNote(StatusInit))
+	h.want(StatusInit, "a@l/1=online", "b@l/1=online") // kept until the new snapshot
+	h.send(live("b@l/1", presence.Offline), retract("a@l/1"), statusNote(StatusInit))
+	h.send(statusNote(StatusOnline))
+	h.fetch(actualItems("c@l/1=xa"), nil)
+	h.want(StatusOnline, "c@l/1=xa")
+	h.send(live("c@l/1", presence.Chat))
+	h.want(StatusOnline, "c@l/1=chat")
+}
+
+// A fetch overtaken by a restart is dropped: only the newer snapshot counts.
+func TestFollowerDropsStaleFetch(t *testing.T) {
+	h := startFollower(t, nil)
+	h.send(statusNote(StatusOnline))
+	first := <-h.sess.fetches
+	h.send(statusNote(StatusInit), statusNote(StatusOnline))
+	h.fetch(actualItems("new@l/1=online"), nil)
+	first.reply <- fetchReply{items: actualItems("old@l/1=online")}
+	h.want(StatusOnline, "new@l/1=online")
+	h.send(live("z@l/1", presence.Online))
+	h.want(StatusOnline, "new@l/1=online", "z@l/1=online")
+}
+
+func TestFollowerIgnoresForeignAndBadStanzas(t *testing.T) {
+	h := startFollower(t, nil)
+	h.send(statusNote(StatusOnline))
+	h.fetch(actualItems("a@l/1=online"), nil)
+	h.want(StatusOnline, "a@l/1=online")
+	spoof := live("evil@l/1", presence.Online)
+	spoof.From = "evil.localhost"
+	other := notification("other/node", userItem("o@l/1", presence.Online))
+	bad := notification(nodes.Live, "<item id='q@l/1'><user xmlns='urn:pubpresence:0' status='sleepy' fulljid='q@l/1'/></item>")
+	badStatus := notification(nodes.Status, "<item id='current'><x xmlns='jabber:x:data'/></item>")
+	chat := c2s.Stanza{Name: "message", Type: "chat", From: service, Inner: []byte("<body>hi</body>")}
+	h.send(spoof, other, bad, badStatus, chat, live("b@l/1", presence.Away))
+	h.want(StatusOnline, "a@l/1=online", "b@l/1=away")
+}
+
+func TestFollowerPurgeOfActualClears(t *testing.T) {
+	h := startFollower(t, nil)
+	h.send(statusNote(StatusOnline))
+	h.fetch(actualItems("a@l/1=online", "b@l/1=online"), nil)
+	h.want(StatusOnline, "a@l/1=online", "b@l/1=online")
+	h.send(c2s.Stanza{Name: "message", From: service,
+		Inner: []byte("<event xmlns='http://jabber.org/protocol/pubsub#event'><purge node='" + nodes.Actual + "'/></event>")})
+	h.want(StatusOnline)
+}
+
+func TestFollowerSubscribeRetriesMissingNode(t *testing.T) {
+	notFound := &c2s.IQError{Type: "cancel", Condition: "item-not-found"}
+	h := startFollower(t, func(s *fakeSession) { s.subErrs[nodes.Live] = []error{notFound, notFound} })
+	// The server sends nothing about status before it is subscribed to.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if subs, _ := h.sess.recorded(); len(subs) == 5 || time.Now().After(deadline) {
+			break
+		}
+	}
+	h.send(statusNote(StatusOnline))
+	h.fetch(actualItems("a@l/1=online"), nil)
+	h.want(StatusOnline, "a@l/1=online")
+	subs, _ := h.sess.recorded()
+	if want := []string{nodes.Live, nodes.Live, nodes.Live, nodes.Actual, nodes.Status}; !reflect.DeepEqual(subs, want) {
+		t.Errorf("subscriptions = %v, want %v", subs, want)
+	}
+}
+
+func TestFollowerFatalErrors(t *testing.T) {
+	forbidden := &c2s.IQError{Type: "auth", Condition: "forbidden"}
+	t.Run("subscription refused", func(t *testing.T) {
+		h := startFollower(t, func(s *fakeSession) { s.subErrs[nodes.Actual] = []error{forbidden} })
+		_, _, err := h.f.WaitFor(context.Background(), func(string, []presence.Conn) bool { return false })
+		if c2s.Condition(err) != "forbidden" {
+			t.Fatalf("WaitFor = %v, want forbidden", err)
+		}
+	})
+	t.Run("fetch refused", func(t *testing.T) {
+		h := startFollower(t, nil)
+		h.send(statusNote(StatusOnline))
+		h.fetch(nil, forbidden)
+		if err := <-h.done; c2s.Condition(err) != "forbidden" {
+			t.Fatalf("Run = %v, want forbidden", err)
+		}
+		h.done <- nil
+	})
+	t.Run("connection ends", func(t *testing.T) {
+		h := startFollower(t, func(s *fakeSession) { s.err = &c2s.StreamError{Condition: "system-shutdown"} })
+		close(h.sess.stanzas)
+		var se *c2s.StreamError
+		if err := <-h.done; !errors.As(err, &se) {
+			t.Fatalf("Run = %v, want the stream error", err)
+		}
+		h.done <- nil
+		if err := h.f.Run(context.Background()); err == nil {
+			t.Error("second Run accepted")
+		}
+	})
+}
+
+func TestFollowerChangesSignal(t *testing.T) {
+	h := startFollower(t, nil)
+	h.send(statusNote(StatusInit))
+	select {
+	case <-h.f.Changes():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change signalled for the status")
+	}
+	h.send(statusNote(StatusInit)) // no change
+	h.send(statusNote(StatusOnline))
+	h.fetch(nil, nil)
+	h.want(StatusOnline)
+	select {
+	case <-h.f.Changes():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change signalled for online")
+	}
+	if s, cs := h.f.Snapshot(); s != StatusOnline || len(cs) != 0 {
+		t.Errorf("Snapshot = %q %v", s, cs)
+	}
+}
