@@ -61,9 +61,9 @@ func TestMain(m *testing.M) {
 
 // svcOptions are the settings a test may change in the service's config.
 type svcOptions struct {
-	reconcile string
-	grace     string
-	initLimit string
+	reconcile   string
+	grace       string
+	initLimit   string
 	accessModel string
 }
 
