@@ -65,6 +65,7 @@ type svcOptions struct {
 	grace       string
 	initLimit   string
 	accessModel string
+	secret      string
 }
 
 // service is a pubpresence process under test.
@@ -94,7 +95,7 @@ func freePort(t testing.TB) string {
 // startService writes a config for srv and starts pubpresence.
 func startService(t testing.TB, srv *server.Server, opts ...func(*svcOptions)) *service {
 	t.Helper()
-	o := svcOptions{reconcile: "0", grace: "500ms", initLimit: "10s", accessModel: "whitelist"}
+	o := svcOptions{reconcile: "0", grace: "500ms", initLimit: "10s", accessModel: "whitelist", secret: srv.Secret}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -127,7 +128,7 @@ listen = %q
 
 [log]
 level = "debug"
-`, srv.ComponentAddr, srv.Component, srv.Secret, srv.Domain, srv.Pubsub,
+`, srv.ComponentAddr, srv.Component, o.secret, srv.Domain, srv.Pubsub,
 		o.accessModel, reader, srv.Domain, o.reconcile, o.initLimit, o.grace, s.http)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -222,6 +223,27 @@ func (s *service) Metric(t testing.TB, sample string) float64 {
 	return 0
 }
 
+// Logged reports whether the service's log has a line containing s.
+func (s *service) Logged(sub string) bool {
+	b, _ := os.ReadFile(s.logPath)
+	return strings.Contains(string(b), sub)
+}
+
+// Running reports whether the process is still running.
+func (s *service) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return false
+	}
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
 // Ready returns the status code of /readyz.
 func (s *service) Ready() int {
 	resp, err := http.Get("http://" + s.http + "/readyz")
@@ -247,11 +269,17 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 // dial logs a user in without presence.
 func dial(t testing.TB, srv *server.Server, local, resource string) *c2s.Client {
 	t.Helper()
+	return dialAt(t, srv.C2SAddr, local+"@"+srv.Domain, resource)
+}
+
+// dialAt logs jid in at addr without presence.
+func dialAt(t testing.TB, addr, jid, resource string) *c2s.Client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	cl, err := c2s.Dial(ctx, c2s.Config{Addr: srv.C2SAddr, JID: local + "@" + srv.Domain, Password: password, Resource: resource})
+	cl, err := c2s.Dial(ctx, c2s.Config{Addr: addr, JID: jid, Password: password, Resource: resource})
 	if err != nil {
-		t.Fatalf("login %s/%s: %v", local, resource, err)
+		t.Fatalf("login %s/%s: %v", jid, resource, err)
 	}
 	t.Cleanup(func() { _ = cl.Abort() })
 	return cl

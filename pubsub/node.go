@@ -134,7 +134,7 @@ func MaxItemsLimit(ctx context.Context, iq IQer, service, node string) (int, err
 				Max string `xml:"max,attr"`
 			} `xml:"validate>range"`
 			Value string `xml:"value"`
-		} `xml:"configure>x>field"`
+		} `xml:"pubsub>configure>x>field"`
 	}
 	if err := xml.Unmarshal(wrap(inner), &x); err != nil {
 		return 0, fmt.Errorf("configuration of %s: %w", node, err)

@@ -139,6 +139,7 @@ type session struct {
 	failures  int         // failed initial resyncs in a row
 	dirty     atomic.Bool // a publish to actual failed: reconcile soon (any goroutine)
 	maxItems  int         // the server's cap on items per node, 0 unknown
+	overLimit bool        // more connections than maxItems
 	ips       map[string]string
 	parked    map[string][]presence.Update // events waiting for their connection's IP
 	lookups   map[string]bool              // bare JIDs whose user-stats is in flight
@@ -404,7 +405,21 @@ func (ss *session) apply(c presence.Conn) {
 	ss.publishLive(c)
 	if ss.actualOn {
 		ss.queue.Actual(c)
+		ss.checkLimit()
 	}
+}
+
+// checkLimit reports, once each time it happens, that there are more
+// connections than the server keeps items on the actual node: the server
+// would drop the oldest items silently.
+func (ss *session) checkLimit() {
+	over := ss.maxItems > 0 && ss.state.Len() > ss.maxItems
+	if over && !ss.overLimit {
+		ss.log.Error().Int("connections", ss.state.Len()).Int("server_limit", ss.maxItems).
+			Msg("more connections than the server keeps items on " + ss.cfg.Nodes.Actual +
+				": raise pubsub_max_items (Prosody) or max_items_node (ejabberd)")
+	}
+	ss.overLimit = over
 }
 
 // removed publishes that c went away.

@@ -286,11 +286,7 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 	if !sr.initial && fixes > 0 {
 		ss.metrics.Fixes.WithLabelValues("item").Add(float64(fixes))
 	}
-	if ss.maxItems > 0 && ss.state.Len() > ss.maxItems {
-		ss.log.Error().Int("connections", ss.state.Len()).Int("server_limit", ss.maxItems).
-			Msg("more connections than the server keeps items on " + ss.cfg.Nodes.Actual +
-				": raise pubsub_max_items (Prosody) or max_items_node (ejabberd)")
-	}
+	ss.checkLimit()
 	ev := ss.log.Info()
 	if !sr.initial && fixes == 0 && sr.ghosts == 0 {
 		ev = ss.log.Debug()
