@@ -105,6 +105,7 @@ type Conn struct {
 	readDone  chan struct{}
 
 	received, unknown, dropped atomic.Uint64
+	lastRead                   atomic.Int64 // UnixNano of the last element read
 }
 
 type request struct {
@@ -430,6 +431,7 @@ func (c *Conn) readLoop() {
 				return
 			}
 			c.received.Add(1)
+			c.lastRead.Store(time.Now().UnixNano())
 			if t.Name.Space == stanza.NSStream && t.Name.Local == "error" {
 				c.fail(parseStreamError(e.Inner))
 				return
@@ -569,8 +571,10 @@ func parseStreamError(inner []byte) *StreamError {
 }
 
 // keepalive pings the server every KeepaliveInterval and ends the stream when
-// a ping goes unanswered for KeepaliveTimeout. An error answer still proves
-// the peer alive (XEP-0199 §4).
+// nothing at all has been read for KeepaliveTimeout after a ping. An error
+// answer still proves the peer alive (XEP-0199 §4), and so does any other
+// stanza: a server busy with a flood may answer the ping late, but a dead
+// peer sends nothing.
 func (c *Conn) keepalive() {
 	t := time.NewTicker(c.cfg.KeepaliveInterval)
 	defer t.Stop()
@@ -580,16 +584,36 @@ func (c *Conn) keepalive() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.KeepaliveTimeout)
-		_, err := c.IQ(ctx, "get", c.cfg.PingTo, []byte("<ping xmlns='urn:xmpp:ping'/>"))
-		cancel()
-		var se *StanzaError
-		if err != nil && !errors.As(err, &se) {
-			if errors.Is(err, context.DeadlineExceeded) {
-				err = fmt.Errorf("keepalive: no answer to a ping within %s", c.cfg.KeepaliveTimeout)
-			}
+		if err := c.ping(); err != nil {
 			c.fail(err)
 			return
+		}
+	}
+}
+
+// ping sends a ping and waits for its answer. When none comes within
+// KeepaliveTimeout but something else was read meanwhile, the server is
+// alive and busy: it pings again. It fails when a whole KeepaliveTimeout
+// after a ping passes with nothing read.
+func (c *Conn) ping() error {
+	for {
+		sent := time.Now().UnixNano()
+		call, err := c.Start(context.Background(), "get", c.cfg.PingTo, []byte("<ping xmlns='urn:xmpp:ping'/>"))
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.KeepaliveTimeout)
+		_, err = call.Wait(ctx)
+		cancel()
+		var se *StanzaError
+		if err == nil || errors.As(err, &se) {
+			return nil
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		if c.lastRead.Load() < sent {
+			return fmt.Errorf("keepalive: nothing read for %s after a ping", c.cfg.KeepaliveTimeout)
 		}
 	}
 }

@@ -135,11 +135,18 @@ level = "debug"
 	}
 	s.Start()
 	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			t.Logf("pubpresence log tail:\n%s", s.LogTail(40))
-			t.Logf("server log tail:\n%s", srv.LogTail(30))
+		if !t.Failed() {
+			s.Stop()
+			return
 		}
+		// Keep the log, with a goroutine dump, for the post-mortem.
+		s.signal(syscall.SIGQUIT)
+		kept := filepath.Join(os.TempDir(), "pubpresence-failed-"+strings.ReplaceAll(t.Name(), "/", "_")+".log")
+		if b, err := os.ReadFile(s.logPath); err == nil && os.WriteFile(kept, b, 0o644) == nil {
+			t.Logf("pubpresence log with goroutine dump: %s", kept)
+		}
+		t.Logf("pubpresence log tail:\n%s", s.LogTail(40))
+		t.Logf("server log tail:\n%s", srv.LogTail(30))
 	})
 	return s
 }

@@ -309,7 +309,6 @@ func (ss *session) handle(st component.Stanza) {
 	case presence.Error:
 		ss.log.Debug().Str("from", st.From).Msg("error presence")
 	}
-	ss.gauges()
 }
 
 // send sends a presence of type typ from the component to to.
@@ -402,6 +401,7 @@ func (ss *session) apply(c presence.Conn) {
 		return
 	}
 	ss.ips[c.JID] = c.IP
+	ss.gauges()
 	ss.publishLive(c)
 	if ss.actualOn {
 		ss.queue.Actual(c)
@@ -426,6 +426,7 @@ func (ss *session) checkLimit() {
 func (ss *session) removed(c presence.Conn) {
 	c.Since = ss.now()
 	delete(ss.ips, c.JID)
+	ss.gauges()
 	ss.publishLive(c)
 	if ss.actualOn {
 		ss.queue.Retract(c.JID)

@@ -241,7 +241,6 @@ func (ss *session) settle(sr *syncRun) {
 	if sr.ghosts > 0 && !sr.initial {
 		ss.metrics.Fixes.WithLabelValues("ghost").Add(float64(sr.ghosts))
 	}
-	ss.gauges()
 	ss.goAsync(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
 		items, err := pubsub.Items(ctx, ss.conn, ss.cfg.XMPP.Pubsub, ss.cfg.Nodes.Actual)
