@@ -67,7 +67,7 @@ type XMPP struct {
 	Pubsub            string   `toml:"pubsub"`             // default "pubsub." + Domains[0]
 	DialTimeout       Duration `toml:"dial_timeout"`       // default 10s; > 0; dial + handshake bound
 	KeepaliveInterval Duration `toml:"keepalive_interval"` // default 30s; > 0; XEP-0199 ping period
-	KeepaliveTimeout  Duration `toml:"keepalive_timeout"`  // default 10s; > 0; unanswered ping = dead peer
+	KeepaliveTimeout  Duration `toml:"keepalive_timeout"`  // default 10s; > 0; nothing read this long after a ping = dead peer
 	RequestTimeout    Duration `toml:"request_timeout"`    // default 30s; > 0; bound for one IQ round trip
 	ReconnectMax      Duration `toml:"reconnect_max"`      // default 60s; >= 1s; cap of the reconnect backoff
 }
