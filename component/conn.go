@@ -23,6 +23,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,9 +68,9 @@ func (c *Config) withDefaults() Config {
 	return cfg
 }
 
-// Stanza is one inbound top-level element other than an IQ result: a
-// presence, a message, or an IQ get/set the component does not answer itself.
-// Inner is the raw XML between the start and end tags.
+// Stanza is one inbound presence or message (IQ requests are answered by
+// the Conn itself, IQ results go to their callers). Inner is the raw XML
+// between the start and end tags.
 type Stanza struct {
 	Name               string // presence, message, iq
 	ID, Type, From, To string
@@ -130,12 +131,15 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", cfg.Address, err)
 	}
-	deadline, _ := ctx.Deadline()
-	_ = nc.SetDeadline(deadline)
+	// No socket deadline of its own: it would fire before ctx is marked done,
+	// and the error would not say why. AfterFunc runs once ctx.Err() is set.
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-
 	c, err := handshake(nc, cfg)
+	if !stop() && err == nil {
+		// ctx ended just as the handshake succeeded: the socket's deadline
+		// is (being) set in the past, so this stream is unusable.
+		err = ctx.Err()
+	}
 	if err != nil {
 		_ = nc.Close()
 		if ctx.Err() != nil && !isStreamError(err) {
@@ -201,8 +205,7 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 // Name returns the component's JID.
 func (c *Conn) Name() string { return c.cfg.Name }
 
-// Inbound delivers presences, messages and unanswered IQ requests, in stream
-// order. When nobody reads it and its buffer is full, the reader waits: read
+// Inbound delivers presences and messages, in stream order. When nobody reads it and its buffer is full, the reader waits: read
 // it from a loop that never waits on this Conn's requests.
 func (c *Conn) Inbound() <-chan Stanza { return c.inbound }
 
@@ -248,7 +251,7 @@ func (c *Conn) fail(err error) {
 		_ = c.nc.Close()
 		c.mu.Lock()
 		for id, r := range c.pending {
-			r.ch <- response{err: fmt.Errorf("%w: %v", ErrClosed, err)}
+			r.ch <- response{err: fmt.Errorf("%w: %w", ErrClosed, err)}
 			delete(c.pending, id)
 		}
 		c.mu.Unlock()
@@ -258,6 +261,11 @@ func (c *Conn) fail(err error) {
 // Send queues one stanza, already serialised, for the writer. It waits while
 // the writer's queue is full, until ctx ends or the stream does.
 func (c *Conn) Send(ctx context.Context, raw []byte) error {
+	select { // an ended stream wins over a queue with room in it
+	case <-c.done:
+		return fmt.Errorf("%w: %v", ErrClosed, c.err)
+	default:
+	}
 	select {
 	case c.out <- raw:
 		return nil
@@ -321,6 +329,14 @@ type Call struct {
 func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call, error) {
 	r := &request{to: to, ch: make(chan response, 1)}
 	c.mu.Lock()
+	select {
+	case <-c.done:
+		// fail may have swept pending already: a request added now
+		// would never be answered.
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%w: %v", ErrClosed, c.err)
+	default:
+	}
 	c.seq++
 	id := c.prefix + strconv.FormatUint(c.seq, 36)
 	c.pending[id] = r
@@ -479,7 +495,7 @@ func (c *Conn) dispatch(e *rawElement) bool {
 func (c *Conn) deliver(s Stanza) {
 	c.mu.Lock()
 	r, ok := c.pending[s.ID]
-	if ok && (s.From == r.to || s.From == "" && r.to == c.cfg.Name) {
+	if ok && (strings.EqualFold(s.From, r.to) || s.From == "" && r.to == c.cfg.Name) {
 		delete(c.pending, s.ID)
 	} else {
 		ok = false

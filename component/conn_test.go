@@ -253,7 +253,7 @@ func TestStanzasCarryFrom(t *testing.T) {
 	if err := c.SendPresence(ctx, "bob@localhost", "", "dnd", "a<b & 'c' \"d\""); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SendPresence(ctx, "bob@localhost/r1", "unavailable", "", ""); err != nil {
+	if err := c.SendPresence(ctx, "bob@localhost/it's <me> & \"you\"", "unavailable", "", ""); err != nil {
 		t.Fatal(err)
 	}
 	// Requests the Conn answers itself (answerAll leaves their answers queued).
@@ -294,7 +294,7 @@ func TestStanzasCarryFrom(t *testing.T) {
 	if p.Show != "dnd" || p.Status != "a<b & 'c' \"d\"" {
 		t.Errorf("presence show=%q status=%q", p.Show, p.Status)
 	}
-	if log[2].Attr("type") != "unavailable" || log[2].Inner != "" {
+	if log[2].Attr("type") != "unavailable" || log[2].Attr("to") != "bob@localhost/it's <me> & \"you\"" || log[2].Inner != "" {
 		t.Errorf("unavailable presence = %v %q", log[2].Attrs, log[2].Inner)
 	}
 }

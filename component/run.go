@@ -25,6 +25,10 @@ func (b *Backoff) Next() time.Duration {
 	}
 	d := lo
 	for i := 0; i < b.n && d < hi; i++ {
+		if d > hi/2 {
+			d = hi // doubling would pass hi, or overflow
+			break
+		}
 		d *= 2
 	}
 	if d > hi {

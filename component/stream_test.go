@@ -162,6 +162,27 @@ func TestCloseSilentServer(t *testing.T) {
 	}
 }
 
+// A session that stopped reading Inbound must not make Close hang: the
+// reader is stuck queueing, and Close ends it anyway.
+func TestCloseWithInboundFull(t *testing.T) {
+	srv := newFakeServer(t)
+	c, sc := dial(t, srv, func(cfg *component.Config) { cfg.InboundQueue = 2 })
+	for i := 0; i < 5; i++ {
+		_ = sc.Write(fmt.Sprintf("<presence from='u%d@localhost/r' to='%s'/>", i, compName))
+	}
+	eventually(t, "the reader to fill Inbound", func() bool { return c.Stats().Received >= 3 })
+	closed := make(chan struct{})
+	go func() { _ = c.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(wait):
+		t.Fatal("Close did not return")
+	}
+	if err := waitDone(t, c); !errors.Is(err, component.ErrClosed) {
+		t.Errorf("Err() = %v, want ErrClosed", err)
+	}
+}
+
 // Once the stream has ended, every request fails at once with ErrClosed: it
 // is neither queued for a writer that is gone nor left waiting for its ctx.
 func TestUseAfterEnd(t *testing.T) {
@@ -268,6 +289,49 @@ func TestKeepaliveSilentServer(t *testing.T) {
 	case <-sc.Gone():
 	case <-time.After(wait):
 		t.Error("the socket is still open after the keepalive failed")
+	}
+}
+
+// A server too busy to answer pings in time is alive as long as it sends
+// anything; once it sends nothing for KeepaliveTimeout after a ping, the
+// stream ends.
+func TestKeepaliveBusyServer(t *testing.T) {
+	t.Parallel()
+	srv := newFakeServer(t) // never answers pings
+	c, sc := dial(t, srv, keepaliveConfig)
+	stop := make(chan struct{})
+	flooding := make(chan struct{})
+	go func() {
+		defer close(flooding)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			_ = sc.Write(fmt.Sprintf("<presence from='u%d@localhost/r' to='%s'/>", i, compName))
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case <-c.Inbound():
+			case <-c.Done():
+				return
+			}
+		}
+	}()
+	// Several unanswered pings, each older than KeepaliveTimeout.
+	eventually(t, "4 unanswered pings", func() bool { return len(pings(sc)) >= 4 })
+	if err := c.Err(); err != nil {
+		close(stop)
+		t.Fatalf("stream ended while the server was sending: %v", err)
+	}
+	close(stop)
+	<-flooding
+	err := waitDone(t, c)
+	if !strings.Contains(err.Error(), "keepalive") {
+		t.Errorf("Err() = %q, want it to mention the keepalive", err)
 	}
 }
 
