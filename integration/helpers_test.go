@@ -199,6 +199,9 @@ func (s *service) Kill() { s.signal(syscall.SIGKILL) }
 // LogTail returns the last n lines of the service's log.
 func (s *service) LogTail(n int) string {
 	b, _ := os.ReadFile(s.logPath)
+	if i := strings.Index(string(b), "SIGQUIT"); i >= 0 {
+		b = b[:i] // the goroutine dump is kept in the file, not shown here
+	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]

@@ -265,6 +265,7 @@ func (ss *session) handle(st component.Stanza) {
 		ss.log.Debug().Str("from", st.From).Str("reason", reason).Msg("repaired malformed presence")
 	}
 	ss.metrics.Events.WithLabelValues(u.Kind.String()).Inc()
+	ss.log.Debug().Str("from", st.From).Stringer("type", u.Kind).Msg("presence")
 	bare := u.From.Bare()
 	if !ss.domains[u.From.Domain] || u.From.Local == "" {
 		ss.metrics.Malformed.WithLabelValues("foreign").Inc()
