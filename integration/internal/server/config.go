@@ -19,7 +19,7 @@ var prosodyTemplate = template.Must(template.New("prosody").Funcs(template.FuncM
 	"luaList": luaList,
 }).Parse(configTemplate))
 
-// Option changes how StartProsody configures the server.
+// Option changes how StartProsody and New configure the server.
 type Option func(*options)
 
 type options struct {
@@ -30,7 +30,17 @@ type options struct {
 	secret          string
 	conflictResolve string
 	dir             string
+	hosts           []string // extra VirtualHosts (WithHost)
+	c2sPort         int      // fixed ports (WithPorts); 0: pick free ones
+	componentPort   int
 }
+
+// The fixed names of every server the harness writes a config for.
+const (
+	defaultDomain = "localhost"
+	defaultPubsub = "pubsub.localhost"
+	harnessName   = "harness.localhost"
+)
 
 func defaultOptions() options {
 	return options{
@@ -65,8 +75,25 @@ func WithComponent(name, secret string) Option {
 func WithConflictResolve(s string) Option { return func(o *options) { o.conflictResolve = s } }
 
 // WithDir makes the server use dir (created if missing) instead of a fresh
-// t.TempDir(). Existing data in it is kept.
+// t.TempDir(). Existing data in it is kept. New ignores it: its dir
+// argument wins.
 func WithDir(dir string) Option { return func(o *options) { o.dir = dir } }
+
+// WithHost adds a VirtualHost for domain (e.g. "other.localhost") that the
+// component does not serve, so a test can have a user of a foreign domain
+// on the same server. CreateUsersOn creates users there. It may be given
+// more than once.
+func WithHost(domain string) Option {
+	return func(o *options) { o.hosts = append(o.hosts, domain) }
+}
+
+// WithPorts makes the server listen on the given c2s and component ports
+// (on 127.0.0.1, and ::1 when the machine has an IPv6 loopback) instead of
+// free ones picked at random. StartProsody does not retry with other ports
+// when these are taken.
+func WithPorts(c2s, component int) Option {
+	return func(o *options) { o.c2sPort, o.componentPort = c2s, component }
+}
 
 func (o options) validate() error {
 	if o.maxItems < 1 {
@@ -88,6 +115,31 @@ func (o options) validate() error {
 	if o.secret == "" {
 		return fmt.Errorf("component %s: empty secret", o.component)
 	}
+	if o.c2sPort != 0 || o.componentPort != 0 {
+		for _, p := range []int{o.c2sPort, o.componentPort} {
+			if p < 1 || p > 65535 {
+				return fmt.Errorf("ports %d and %d: want both in 1..65535", o.c2sPort, o.componentPort)
+			}
+		}
+		if o.c2sPort == o.componentPort {
+			return fmt.Errorf("ports %d and %d: want two different ports", o.c2sPort, o.componentPort)
+		}
+	}
+	taken := map[string]string{
+		defaultDomain:                "the domain",
+		defaultPubsub:                "the pubsub service",
+		harnessName:                  "the harness component",
+		strings.ToLower(o.component): "the component",
+	}
+	for _, h := range o.hosts {
+		if h == "" || strings.ContainsAny(h, "@/ \t\r\n") {
+			return fmt.Errorf("extra host %q: want a bare domain", h)
+		}
+		if what, ok := taken[strings.ToLower(h)]; ok {
+			return fmt.Errorf("extra host %q: already used as %s", h, what)
+		}
+		taken[strings.ToLower(h)] = "an extra host"
+	}
 	return nil
 }
 
@@ -106,6 +158,7 @@ type configData struct {
 
 	Domain, Pubsub, Component, Secret, ConflictResolve string
 	Harness, HarnessSecret                             string
+	Hosts                                              []string // extra VirtualHosts
 }
 
 func (s *Server) configData() configData {
@@ -144,6 +197,7 @@ func (s *Server) configData() configData {
 		ConflictResolve: s.opts.conflictResolve,
 		Harness:         s.harness,
 		HarnessSecret:   s.harnessSecret,
+		Hosts:           s.Hosts,
 	}
 }
 

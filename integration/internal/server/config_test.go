@@ -1,6 +1,10 @@
 package server
 
 import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -53,6 +57,18 @@ func TestOptionsValidate(t *testing.T) {
 		{"bad conflict", []Option{WithConflictResolve("kick_all")}, "kick_all"},
 		{"component with localpart", []Option{WithComponent("a@b", "x")}, `"a@b"`},
 		{"empty secret", []Option{WithComponent("c.localhost", "")}, "empty secret"},
+		{"extra hosts", []Option{WithHost("other.localhost"), WithHost("third.localhost")}, ""},
+		{"extra host is the domain", []Option{WithHost("LocalHost")}, "already used as the domain"},
+		{"extra host is the pubsub service", []Option{WithHost("pubsub.localhost")}, "the pubsub service"},
+		{"extra host is the harness", []Option{WithHost("harness.localhost")}, "the harness component"},
+		{"extra host is the component", []Option{WithHost("pubpresence.localhost")}, "already used as the component"},
+		{"extra host twice", []Option{WithHost("o.localhost"), WithHost("o.localhost")}, "already used as an extra host"},
+		{"extra host with localpart", []Option{WithHost("a@b")}, `extra host "a@b"`},
+		{"empty extra host", []Option{WithHost("")}, `extra host ""`},
+		{"fixed ports", []Option{WithPorts(15222, 15347)}, ""},
+		{"same port twice", []Option{WithPorts(15222, 15222)}, "two different ports"},
+		{"one port zero", []Option{WithPorts(0, 15347)}, "1..65535"},
+		{"port too high", []Option{WithPorts(15222, 70000)}, "1..65535"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,6 +139,11 @@ func TestRenderConfig(t *testing.T) {
 			notWant: []string{`"pubpresence.localhost", "harness`, "SQLite3", "The component is a global admin"},
 		},
 		{
+			name: "extra hosts",
+			opts: []Option{WithHost("other.localhost"), WithHost("third.localhost")},
+			want: []string{"\nVirtualHost \"other.localhost\"\n", "\nVirtualHost \"third.localhost\"\n", "\nVirtualHost \"localhost\"\n"},
+		},
+		{
 			name: "component and conflict",
 			opts: []Option{WithComponent("pp.localhost", `se"cret`), WithConflictResolve("kick_old")},
 			want: []string{"Component \"pp.localhost\"\n\tcomponent_secret = \"se\\\"cret\"\n\tcomponent_conflict_resolve = \"kick_old\""},
@@ -169,5 +190,79 @@ func TestConfigSnippet(t *testing.T) {
 	}
 	if got := testServer(t, WithoutAdmin()).ConfigSnippet(); strings.Contains(got, "admins") {
 		t.Errorf("snippet without admin has admins:\n%s", got)
+	}
+	if got := testServer(t, WithHost("other.localhost")).ConfigSnippet(); strings.Contains(got, "other.localhost") {
+		t.Errorf("snippet has the extra host:\n%s", got)
+	}
+}
+
+func TestSetPorts(t *testing.T) {
+	o := defaultOptions()
+	WithPorts(15222, 15347)(&o)
+	s, err := newProsody(t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.setPorts(); err != nil {
+		t.Fatal(err)
+	}
+	if s.C2SAddr != "127.0.0.1:15222" || s.ComponentAddr != "127.0.0.1:15347" {
+		t.Errorf("fixed ports: addresses %s %s, want 127.0.0.1:15222 127.0.0.1:15347", s.C2SAddr, s.ComponentAddr)
+	}
+	if s.C2SAddr6 != "" && (s.C2SAddr6 != "[::1]:15222" || s.ComponentAddr6 != "[::1]:15347") {
+		t.Errorf("fixed ports: IPv6 addresses %s %s", s.C2SAddr6, s.ComponentAddr6)
+	}
+
+	free, err := newProsody(t.TempDir(), defaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := free.setPorts(); err != nil {
+		t.Fatal(err)
+	}
+	if free.c2sPort == 0 || free.componentPort == 0 || free.c2sPort == free.componentPort {
+		t.Errorf("free ports: got %d and %d, want two distinct non-zero ports", free.c2sPort, free.componentPort)
+	}
+}
+
+func TestNewKeepsDir(t *testing.T) {
+	dir := t.TempDir()
+	o := defaultOptions()
+	WithHost("other.localhost")(&o)
+	s, err := newServer(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := filepath.Join(s.Dir, "data", "keep")
+	if err := os.WriteFile(keep, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newServer(dir, o); err != nil {
+		t.Fatalf("newServer on an existing dir: %v", err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("data in dir lost: %v", err)
+	}
+	cfg, err := os.ReadFile(s.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), `VirtualHost "other.localhost"`) {
+		t.Errorf("written config lacks the extra host:\n%s", cfg)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	if _, err := New(""); err == nil || !strings.Contains(err.Error(), "empty dir") {
+		t.Errorf("New(\"\") = %v, want an empty dir error", err)
+	}
+	if _, err := exec.LookPath("prosody"); err == nil {
+		if _, err := New(t.TempDir(), WithPorts(1, 1)); err == nil {
+			t.Errorf("New with the same port twice succeeded")
+		}
+	}
+	t.Setenv("PATH", t.TempDir())
+	if _, err := New(t.TempDir()); !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("New without prosody on PATH = %v, want %v", err, ErrNotInstalled)
 	}
 }

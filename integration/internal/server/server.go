@@ -1,9 +1,11 @@
-// Package server starts private XMPP servers for integration tests.
+// Package server starts private XMPP servers for integration tests and for
+// a local development server.
 //
-// Each server runs from a generated config in its own directory, listens on
-// free loopback ports only, and is stopped when the test ends. Processes are
-// tracked by pid, never by name: other Prosody instances may run on the same
-// machine.
+// Each server runs from a generated config in its own directory and listens
+// on loopback only: on free ports, stopped when the test ends
+// (StartProsody), or on fixed ports for as long as its owner wants (New,
+// WithPorts, Start, Stop). Processes are tracked by pid, never by name:
+// other Prosody instances may run on the same machine.
 package server
 
 import (
@@ -45,7 +47,10 @@ const DebugEnv = "PUBPRESENCE_SERVER_DEBUG"
 // errAddrInUse reports that the server could not bind one of its ports.
 var errAddrInUse = errors.New("address already in use")
 
-// Server is a running private XMPP server on loopback.
+// ErrNotInstalled is returned by New when the server binary is not found.
+var ErrNotInstalled = errors.New("prosody is not installed (run scripts/install-servers.sh)")
+
+// Server is a private XMPP server on loopback, running or stopped.
 type Server struct {
 	Kind          string // "prosody"
 	Domain        string // "localhost"
@@ -58,9 +63,10 @@ type Server struct {
 	// ComponentAddr6 is "[::1]:PORT" (the same port as ComponentAddr), or ""
 	// when this machine has no IPv6 loopback.
 	ComponentAddr6 string
-	Dir            string // private directory (config, data, log, pid)
-	ConfigPath     string // Dir/prosody.cfg.lua
-	LogPath        string // Dir/prosody.log
+	Dir            string   // private directory (config, data, log, pid)
+	ConfigPath     string   // Dir/prosody.cfg.lua
+	LogPath        string   // Dir/prosody.log
+	Hosts          []string // extra VirtualHosts (WithHost), not served by the component
 
 	opts          options
 	harness       string // admin component the harness itself uses
@@ -88,12 +94,12 @@ func (p *process) exited() bool {
 	}
 }
 
-// StartProsody writes a config into a private directory, picks free loopback
-// ports, starts `prosody -F` in its own process group, waits until the c2s
-// and component ports accept and the server answers a component handshake
-// (at most 20 s), and registers t.Cleanup(Stop). When the prosody binary is
-// not installed it skips the test, or fails it if PUBPRESENCE_REQUIRE_SERVERS
-// is "1".
+// StartProsody writes a config into a private directory, picks free
+// loopback ports (unless WithPorts is given), starts `prosody -F` in its own
+// process group, waits until the c2s and component ports accept and the
+// server answers a component handshake (at most 20 s), and registers
+// t.Cleanup(Stop). When the prosody binary is not installed it skips the
+// test, or fails it if PUBPRESENCE_REQUIRE_SERVERS is "1".
 func StartProsody(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("prosody"); err != nil {
@@ -103,34 +109,31 @@ func StartProsody(t testing.TB, opts ...Option) *Server {
 		}
 		t.Skipf("%s; set %s=1 to fail instead of skipping", msg, RequireServersEnv)
 	}
-	o := defaultOptions()
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if err := o.validate(); err != nil {
+	o, err := buildOptions(opts)
+	if err != nil {
 		t.Fatalf("start prosody: %v", err)
 	}
 	dir := o.dir
 	if dir == "" {
 		dir = tempDir(t)
 	}
-	s, err := newProsody(dir, o)
+	began := time.Now()
+	s, err := newServer(dir, o)
 	if err != nil {
 		t.Fatalf("start prosody: %v", err)
 	}
-	began := time.Now()
 	for attempt := 1; ; attempt++ {
-		err = s.pickPorts()
-		if err == nil {
-			err = s.writeConfig()
-		}
-		if err == nil {
-			err = s.Start()
-		}
-		if err == nil || !errors.Is(err, errAddrInUse) || attempt == startAttempts {
+		err = s.Start()
+		if err == nil || !errors.Is(err, errAddrInUse) || o.c2sPort != 0 || attempt == startAttempts {
 			break
 		}
 		t.Logf("prosody: port taken, retrying with fresh ports: %v", err)
+		if err = s.setPorts(); err == nil {
+			err = s.writeConfig()
+		}
+		if err != nil {
+			break
+		}
 	}
 	if err != nil {
 		t.Fatalf("start prosody in %s: %v\n--- log tail ---\n%s", dir, err, s.LogTail(40))
@@ -146,6 +149,57 @@ func StartProsody(t testing.TB, opts ...Option) *Server {
 		}
 	})
 	return s
+}
+
+// New writes the config of a Prosody server into dir and returns the server
+// stopped; Start runs it and Stop stops it. dir is created if missing, and
+// the data in it (users, pubsub nodes and items) is kept: a server made
+// again with the same dir finds it. The config is rewritten on every New.
+// Without WithPorts, New picks free loopback ports, which someone else may
+// take before Start. Unlike StartProsody, New registers no cleanup: the
+// caller must Stop the server. When the prosody binary is missing it returns
+// an error wrapping ErrNotInstalled.
+func New(dir string, opts ...Option) (*Server, error) {
+	if dir == "" {
+		return nil, errors.New("new prosody: empty dir")
+	}
+	if _, err := exec.LookPath("prosody"); err != nil {
+		return nil, fmt.Errorf("new prosody: %w: %v", ErrNotInstalled, err)
+	}
+	o, err := buildOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("new prosody: %w", err)
+	}
+	s, err := newServer(dir, o)
+	if err != nil {
+		return nil, fmt.Errorf("new prosody: %w", err)
+	}
+	return s, nil
+}
+
+// buildOptions applies opts to the defaults and validates the result.
+func buildOptions(opts []Option) (options, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o, o.validate()
+}
+
+// newServer makes the server's directory, sets its ports and writes its
+// config.
+func newServer(dir string, o options) (*Server, error) {
+	s, err := newProsody(dir, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.setPorts(); err != nil {
+		return nil, err
+	}
+	if err := s.writeConfig(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // tempDir returns a fresh directory that is removed when the test ends. It
@@ -181,17 +235,28 @@ func newProsody(dir string, o options) (*Server, error) {
 	}
 	return &Server{
 		Kind:          "prosody",
-		Domain:        "localhost",
+		Domain:        defaultDomain,
 		Component:     o.component,
 		Secret:        o.secret,
-		Pubsub:        "pubsub.localhost",
+		Pubsub:        defaultPubsub,
 		Dir:           dir,
 		ConfigPath:    filepath.Join(dir, "prosody.cfg.lua"),
 		LogPath:       filepath.Join(dir, "prosody.log"),
+		Hosts:         append([]string(nil), o.hosts...),
 		opts:          o,
-		harness:       "harness.localhost",
+		harness:       harnessName,
 		harnessSecret: hex.EncodeToString(secret),
 	}, nil
+}
+
+// setPorts sets the ports and address fields: the fixed ports of WithPorts,
+// or free ones.
+func (s *Server) setPorts() error {
+	if s.opts.c2sPort == 0 {
+		return s.pickPorts()
+	}
+	s.setAddrs(s.opts.c2sPort, s.opts.componentPort, hasIPv6Loopback())
+	return nil
 }
 
 // pickPorts chooses two distinct free ports, free on ::1 too when IPv6
@@ -224,7 +289,13 @@ func (s *Server) pickPorts() error {
 		}
 		ports = append(ports, port)
 	}
-	s.c2sPort, s.componentPort = ports[0], ports[1]
+	s.setAddrs(ports[0], ports[1], ipv6)
+	return nil
+}
+
+// setAddrs sets the ports and the address fields.
+func (s *Server) setAddrs(c2sPort, componentPort int, ipv6 bool) {
+	s.c2sPort, s.componentPort = c2sPort, componentPort
 	s.C2SAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.c2sPort))
 	s.ComponentAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.componentPort))
 	s.C2SAddr6, s.ComponentAddr6 = "", ""
@@ -232,7 +303,6 @@ func (s *Server) pickPorts() error {
 		s.C2SAddr6 = net.JoinHostPort("::1", strconv.Itoa(s.c2sPort))
 		s.ComponentAddr6 = net.JoinHostPort("::1", strconv.Itoa(s.componentPort))
 	}
-	return nil
 }
 
 func hasIPv6Loopback() bool {
@@ -269,8 +339,19 @@ func (s *Server) ConfigSnippet() string {
 	return snippet
 }
 
-// Start starts the server again after Stop or Kill, with the same config,
-// ports and data. It returns once the server accepts connections.
+// Harness returns the name and secret of the harness's own admin component
+// (a global admin, as the component is by default), for a test that needs a
+// second admin component, e.g. to publish into a node the component owns.
+// The server accepts one connection per component name: while a test holds
+// one as the harness, CreateUsers and CreateUsersOn fail.
+func (s *Server) Harness() (name, secret string) {
+	return s.harness, s.harnessSecret
+}
+
+// Start starts the server made by New, or starts it again after Stop or
+// Kill, with the same config, ports and data. It returns once the server
+// accepts connections (at most 20 s). A port taken by another process is an
+// error.
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -430,6 +511,21 @@ func (s *Server) Restart() error {
 		return err
 	}
 	return s.Start()
+}
+
+// Done returns a channel that is closed when the process that Start started
+// exits, on its own or by Stop or Kill. When the server is not running the
+// channel is closed already. Stop reports how a process that exited on its
+// own ended.
+func (s *Server) Done() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
+	return s.proc.done
 }
 
 // Pid returns the server's process id, or 0 when it is not running.

@@ -10,8 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -334,7 +338,13 @@ func TestIntegrationProsodyTwoServers(t *testing.T) {
 // the component sees in disco#items.
 func adminCommandCount(t *testing.T, s *Server) int {
 	t.Helper()
-	c, err := dialComponent(s.ComponentAddr, s.Component, s.Secret, 10*time.Second)
+	return adminCommandCountAs(t, s, s.Component, s.Secret)
+}
+
+// adminCommandCountAs is adminCommandCount for the component name.
+func adminCommandCountAs(t *testing.T, s *Server, name, secret string) int {
+	t.Helper()
+	c, err := dialComponent(s.ComponentAddr, name, secret, 10*time.Second)
 	if err != nil {
 		t.Fatalf("connect component: %v", err)
 	}
@@ -422,5 +432,265 @@ func TestIntegrationProsodyPortTaken(t *testing.T) {
 	l.Close()
 	if err := s.Start(); err != nil {
 		t.Fatalf("Start once the port is free: %v", err)
+	}
+}
+
+func TestIntegrationProsodyExtraHost(t *testing.T) {
+	const other = "other.localhost"
+	s := StartProsody(t, WithHost(other))
+	if len(s.Hosts) != 1 || s.Hosts[0] != other {
+		t.Errorf("Hosts = %q, want [%s]", s.Hosts, other)
+	}
+	if err := s.CreateUsersOn(other, []string{"eve"}, "pw"); err != nil {
+		t.Fatalf("CreateUsersOn(%s): %v", other, err)
+	}
+	if err := s.CreateUsersOn(s.Domain, []string{"frank"}, "pw"); err != nil {
+		t.Fatalf("CreateUsersOn(%s): %v", s.Domain, err)
+	}
+	if err := plainLogin(s.C2SAddr, other, "eve", "pw"); err != nil {
+		t.Errorf("login eve@%s: %v", other, err)
+	}
+	if err := plainLogin(s.C2SAddr, s.Domain, "frank", "pw"); err != nil {
+		t.Errorf("login frank@%s: %v", s.Domain, err)
+	}
+	// Users are per host.
+	if err := plainLogin(s.C2SAddr, s.Domain, "eve", "pw"); !errors.Is(err, errAuthFailed) {
+		t.Errorf("login eve@%s: got %v, want %v", s.Domain, err, errAuthFailed)
+	}
+	if err := plainLogin(s.C2SAddr, other, "frank", "pw"); !errors.Is(err, errAuthFailed) {
+		t.Errorf("login frank@%s: got %v, want %v", other, err, errAuthFailed)
+	}
+	// Existing users get the new password there too.
+	if err := s.CreateUsersOn(other, []string{"eve"}, "pw2"); err != nil {
+		t.Fatalf("CreateUsersOn again: %v", err)
+	}
+	if err := plainLogin(s.C2SAddr, other, "eve", "pw2"); err != nil {
+		t.Errorf("login eve@%s with the new password: %v", other, err)
+	}
+	if err := s.CreateUsersOn("nowhere.localhost", []string{"x"}, "pw"); err == nil || !strings.Contains(err.Error(), "not a host") {
+		t.Errorf("CreateUsersOn an unknown host = %v, want a not-a-host error", err)
+	}
+	out, err := exec.Command("prosodyctl", "--config", s.ConfigPath, "check", "config").CombinedOutput()
+	if err != nil {
+		t.Errorf("prosodyctl check config: %v\n%s", err, out)
+	}
+}
+
+// iq sends the raw <iq/> stanza with the given id on c and returns the type
+// and inner XML of the answer with that id.
+func iq(t *testing.T, c *componentConn, id, stanza string) (typ, inner string) {
+	t.Helper()
+	c.conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprint(c.conn, stanza); err != nil {
+		t.Fatalf("send iq %s: %v", id, err)
+	}
+	for {
+		start, err := c.nextElement()
+		if err != nil {
+			t.Fatalf("read answer to iq %s: %v", id, err)
+		}
+		var r struct {
+			ID    string `xml:"id,attr"`
+			Type  string `xml:"type,attr"`
+			Inner string `xml:",innerxml"`
+		}
+		if err := c.dec.DecodeElement(&r, &start); err != nil {
+			t.Fatalf("decode answer to iq %s: %v", id, err)
+		}
+		if start.Name.Local == "iq" && r.ID == id {
+			return r.Type, r.Inner
+		}
+	}
+}
+
+func TestIntegrationProsodyHarness(t *testing.T) {
+	s := StartProsody(t)
+	name, secret := s.Harness()
+	if name == "" || secret == "" || name == s.Component {
+		t.Fatalf("Harness() = %q, %q: want a name other than the component's and a secret", name, secret)
+	}
+	if got, cond := rawHandshake(t, s.ComponentAddr, name, secret); got != "handshake" {
+		t.Fatalf("handshake as %s: got <%s/> %s", name, got, cond)
+	}
+	if n := adminCommandCountAs(t, s, name, secret); n < 10 {
+		t.Errorf("%s sees %d admin commands, want the admin set (19)", name, n)
+	}
+
+	// The use it is for: publish a fake item into a node the component owns.
+	comp, err := dialComponent(s.ComponentAddr, s.Component, s.Secret, 10*time.Second)
+	if err != nil {
+		t.Fatalf("connect component: %v", err)
+	}
+	defer comp.close()
+	const node = "test/ghosts"
+	if typ, inner := iq(t, comp, "c1", fmt.Sprintf("<iq type='set' id='c1' to='%s'>"+
+		"<pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='%s'/></pubsub></iq>", s.Pubsub, node)); typ != "result" {
+		t.Fatalf("component creates %s: %s %s", node, typ, inner)
+	}
+	h, err := dialComponent(s.ComponentAddr, name, secret, 10*time.Second)
+	if err != nil {
+		t.Fatalf("connect as the harness: %v", err)
+	}
+	if typ, inner := iq(t, h, "p1", fmt.Sprintf("<iq type='set' id='p1' to='%s'>"+
+		"<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='%s'><item id='ghost@localhost/x'>"+
+		"<ghost xmlns='urn:test'/></item></publish></pubsub></iq>", s.Pubsub, node)); typ != "result" {
+		t.Errorf("harness publishes into the component's node: %s %s", typ, inner)
+	}
+	// One connection per component name: CreateUsers fails while a test holds it.
+	if err := s.CreateUsers([]string{"x"}, "pw"); err == nil {
+		t.Errorf("CreateUsers while a test holds the harness connection succeeded, want an error")
+	}
+	h.close()
+	typ, inner := iq(t, comp, "i1", fmt.Sprintf("<iq type='get' id='i1' to='%s'>"+
+		"<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='%s'/></pubsub></iq>", s.Pubsub, node))
+	if typ != "result" || !strings.Contains(inner, "ghost@localhost/x") {
+		t.Errorf("component reads %s: %s %s, want the harness's item", node, typ, inner)
+	}
+	// Prosody may take a moment to forget the closed harness stream.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := s.CreateUsers([]string{"x"}, "pw")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CreateUsers after the test let go of the harness: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// freePorts returns two distinct ports that were free on 127.0.0.1 a moment ago.
+func freePorts(t *testing.T) (int, int) {
+	t.Helper()
+	var ports []int
+	for range 2 {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports[0], ports[1]
+}
+
+func TestIntegrationProsodyNew(t *testing.T) {
+	if _, err := exec.LookPath("prosody"); err != nil {
+		if os.Getenv(RequireServersEnv) == "1" {
+			t.Fatalf("prosody is not installed and %s=1", RequireServersEnv)
+		}
+		t.Skip("prosody is not installed (run scripts/install-servers.sh)")
+	}
+	dir := filepath.Join(tempDir(t), "dev")
+	c2s, comp := freePorts(t)
+	s, err := New(dir, WithPorts(c2s, comp), WithComponent("pubpresence.localhost", "dev-secret"))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	if s.Dir != dir {
+		t.Errorf("Dir = %s, want %s", s.Dir, dir)
+	}
+	if want := "127.0.0.1:" + strconv.Itoa(c2s); s.C2SAddr != want {
+		t.Errorf("C2SAddr = %s, want %s", s.C2SAddr, want)
+	}
+	if want := "127.0.0.1:" + strconv.Itoa(comp); s.ComponentAddr != want {
+		t.Errorf("ComponentAddr = %s, want %s", s.ComponentAddr, want)
+	}
+	if _, err := os.Stat(s.ConfigPath); err != nil {
+		t.Errorf("New wrote no config: %v", err)
+	}
+	if s.Pid() != 0 {
+		t.Errorf("Pid after New = %d, want 0: New must not start the server", s.Pid())
+	}
+	select {
+	case <-s.Done():
+	default:
+		t.Errorf("Done() of a server not started is not closed")
+	}
+
+	if err := s.Start(); err != nil {
+		t.Fatalf("Start: %v\n%s", err, s.LogTail(20))
+	}
+	done := s.Done()
+	if err := s.CreateUsers([]string{"alice"}, "alice"); err != nil {
+		t.Fatalf("CreateUsers: %v", err)
+	}
+	if err := plainLogin(s.C2SAddr, s.Domain, "alice", "alice"); err != nil {
+		t.Errorf("login: %v", err)
+	}
+	if got, cond := rawHandshake(t, s.ComponentAddr, s.Component, "dev-secret"); got != "handshake" {
+		t.Errorf("component handshake: got <%s/> %s", got, cond)
+	}
+	select {
+	case <-done:
+		t.Fatalf("Done() closed while the server runs")
+	default:
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	select {
+	case <-done:
+	default:
+		t.Errorf("Done() not closed after Stop")
+	}
+
+	// A new Server on the same dir and ports finds the data.
+	s2, err := New(dir, WithPorts(c2s, comp), WithComponent("pubpresence.localhost", "dev-secret"))
+	if err != nil {
+		t.Fatalf("New again: %v", err)
+	}
+	t.Cleanup(func() { s2.Stop() })
+	if err := s2.Start(); err != nil {
+		t.Fatalf("Start again: %v\n%s", err, s2.LogTail(20))
+	}
+	if err := plainLogin(s2.C2SAddr, s2.Domain, "alice", "alice"); err != nil {
+		t.Errorf("login after New again on the same dir: %v", err)
+	}
+
+	// A fixed port that is taken is an error, not a retry elsewhere.
+	s3, err := New(filepath.Join(tempDir(t), "taken"), WithPorts(c2s, comp))
+	if err != nil {
+		t.Fatalf("New on taken ports: %v", err)
+	}
+	if err := s3.Start(); err == nil {
+		s3.Stop()
+		t.Errorf("Start on ports another server holds succeeded")
+	}
+
+	// A server that dies on its own closes Done, and Stop says so.
+	done = s2.Done()
+	if err := syscall.Kill(s2.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatalf("kill prosody: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Done() not closed 10 s after the server was killed")
+	}
+	if err := s2.Stop(); err == nil || !strings.Contains(err.Error(), "exited on its own") {
+		t.Errorf("Stop after the server died = %v, want an exited-on-its-own error", err)
+	}
+}
+
+func TestIntegrationProsodyWithPorts(t *testing.T) {
+	c2s, comp := freePorts(t)
+	s := StartProsody(t, WithPorts(c2s, comp))
+	if s.C2SAddr != "127.0.0.1:"+strconv.Itoa(c2s) || s.ComponentAddr != "127.0.0.1:"+strconv.Itoa(comp) {
+		t.Errorf("addresses %s %s, want ports %d and %d", s.C2SAddr, s.ComponentAddr, c2s, comp)
+	}
+	if got, cond := rawHandshake(t, s.ComponentAddr, s.Component, s.Secret); got != "handshake" {
+		t.Errorf("handshake: got <%s/> %s", got, cond)
+	}
+	if s.C2SAddr6 != "" && s.C2SAddr6 != "[::1]:"+strconv.Itoa(c2s) {
+		t.Errorf("C2SAddr6 = %s, want port %d", s.C2SAddr6, c2s)
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatalf("Restart: %v", err)
+	}
+	if s.C2SAddr != "127.0.0.1:"+strconv.Itoa(c2s) {
+		t.Errorf("C2SAddr after Restart = %s", s.C2SAddr)
 	}
 }

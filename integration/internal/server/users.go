@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -27,12 +28,25 @@ const (
 // while the server runs. The server hashes each password (PBKDF2, 4096
 // rounds): about 2 to 5 ms per user, 1000 users in 2 to 5 s.
 func (s *Server) CreateUsers(locals []string, password string) error {
+	return s.createUsers(s.Domain, locals, password)
+}
+
+// CreateUsersOn is CreateUsers for the users <local>@host. host is Domain
+// or one of the extra hosts of WithHost.
+func (s *Server) CreateUsersOn(host string, locals []string, password string) error {
+	if host != s.Domain && !slices.Contains(s.Hosts, host) {
+		return fmt.Errorf("create users on %s: not a host of this server (want %s or one of WithHost %q)", host, s.Domain, s.Hosts)
+	}
+	return s.createUsers(host, locals, password)
+}
+
+func (s *Server) createUsers(host string, locals []string, password string) error {
 	if password == "" {
-		return errors.New("create users: empty password")
+		return fmt.Errorf("create users on %s: empty password", host)
 	}
 	for _, l := range locals {
 		if err := checkLocal(l); err != nil {
-			return fmt.Errorf("create users: %w", err)
+			return fmt.Errorf("create users on %s: %w", host, err)
 		}
 	}
 	if len(locals) == 0 {
@@ -40,20 +54,20 @@ func (s *Server) CreateUsers(locals []string, password string) error {
 	}
 	c, err := dialComponent(s.ComponentAddr, s.harness, s.harnessSecret, 10*time.Second)
 	if err != nil {
-		return fmt.Errorf("create users: %w", err)
+		return fmt.Errorf("create users on %s: %w", host, err)
 	}
 	defer c.close()
 	// Generous: the server hashes each password, a few ms apiece.
 	if err := c.conn.SetDeadline(time.Now().Add(30*time.Second + time.Duration(len(locals))*20*time.Millisecond)); err != nil {
-		return fmt.Errorf("create users: %w", err)
+		return fmt.Errorf("create users on %s: %w", host, err)
 	}
-	exist, err := c.adminCommands(s.Domain, nodeAddUser, locals, password)
+	exist, err := c.adminCommands(host, nodeAddUser, locals, password)
 	if err != nil {
-		return fmt.Errorf("create users: %w", err)
+		return fmt.Errorf("create users on %s: %w", host, err)
 	}
 	if len(exist) > 0 {
-		if _, err := c.adminCommands(s.Domain, nodeSetPass, exist, password); err != nil {
-			return fmt.Errorf("create users: reset password of existing users: %w", err)
+		if _, err := c.adminCommands(host, nodeSetPass, exist, password); err != nil {
+			return fmt.Errorf("create users on %s: reset password of existing users: %w", host, err)
 		}
 	}
 	return nil

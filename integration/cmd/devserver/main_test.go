@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pubpresence/pubpresence/config"
+	"github.com/pubpresence/pubpresence/integration/internal/server"
+)
+
+func TestLoadSecret(t *testing.T) {
+	path := filepath.Join(t.TempDir(), secretFile)
+	first, err := loadSecret(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) != 32 {
+		t.Errorf("new secret %q: want 32 hex digits", first)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("secret file: %v, mode %v, want 0600", err, fi.Mode())
+	}
+	again, err := loadSecret(path)
+	if err != nil || again != first {
+		t.Errorf("second loadSecret = %q, %v, want the kept %q", again, err, first)
+	}
+	if err := os.WriteFile(path, []byte("  mine \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := loadSecret(path); err != nil || got != "mine" {
+		t.Errorf("loadSecret of an edited file = %q, %v, want \"mine\"", got, err)
+	}
+	if err := os.WriteFile(path, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := loadSecret(path); err != nil || len(got) != 32 || got == first {
+		t.Errorf("loadSecret of an empty file = %q, %v, want a fresh secret", got, err)
+	}
+	if _, err := loadSecret(filepath.Join(t.TempDir(), "no", "such", "dir", secretFile)); err == nil {
+		t.Errorf("loadSecret in a missing directory succeeded")
+	}
+}
+
+func testServer() *server.Server {
+	return &server.Server{
+		Kind:          "prosody",
+		Domain:        "localhost",
+		Component:     component,
+		Secret:        "0123abcd",
+		Pubsub:        "pubsub.localhost",
+		C2SAddr:       "127.0.0.1:15222",
+		C2SAddr6:      "[::1]:15222",
+		ComponentAddr: "127.0.0.1:15347",
+		Dir:           "/tmp/x/.run/prosody",
+	}
+}
+
+func TestServiceConfig(t *testing.T) {
+	data, err := serviceConfig(testServer(), "127.0.0.1:9273")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(data, nil)
+	if err != nil {
+		t.Fatalf("written config does not parse: %v\n%s", err, data)
+	}
+	want := config.Default()
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"address", cfg.XMPP.Address, "127.0.0.1:15347"},
+		{"component", cfg.XMPP.Component, "pubpresence.localhost"},
+		{"secret", cfg.XMPP.Secret, "0123abcd"},
+		{"domains", strings.Join(cfg.XMPP.Domains, ","), "localhost"},
+		{"pubsub", cfg.XMPP.Pubsub, "pubsub.localhost"},
+		{"readers", strings.Join(cfg.Nodes.Readers, ","), "monitor@localhost"},
+		{"access model", cfg.Nodes.AccessModel, config.AccessWhitelist},
+		{"http", cfg.HTTP.Listen, "127.0.0.1:9273"},
+		{"log", cfg.Log, config.Log{Level: "info", Format: "console"}},
+		{"dial timeout", cfg.XMPP.DialTimeout, want.XMPP.DialTimeout},
+		{"reconcile", cfg.Sync.ReconcileInterval, want.Sync.ReconcileInterval},
+		{"nodes", cfg.Nodes.Actual, want.Nodes.Actual},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	// Complete: every section is written out.
+	for _, section := range []string{"[xmpp]", "[nodes]", "[sync]", "[http]", "[log]"} {
+		if !bytes.Contains(data, []byte(section)) {
+			t.Errorf("config lacks %s:\n%s", section, data)
+		}
+	}
+}
+
+func TestHowTo(t *testing.T) {
+	got := howTo(testServer(), ".run/pubpresence.toml")
+	for _, w := range []string{"127.0.0.1:15222", "[::1]:15222", `alice@localhost password "alice"`,
+		`bob@localhost password "bob"`, `monitor@localhost password "monitor"`,
+		"adds pubpresence.localhost to its roster", ".run/pubpresence.toml"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("how-to lacks %q:\n%s", w, got)
+		}
+	}
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	for _, content := range []string{"one", "two"} {
+		if err := writeFileAtomic(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(path); err != nil || string(b) != content {
+			t.Errorf("read back %q, %v, want %q", b, err, content)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 {
+		t.Errorf("dir has %d entries (%v), want only the file", len(entries), err)
+	}
+}
+
+func TestRunFlags(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if rc := run([]string{"-nosuchflag"}, &out, &errOut); rc != 2 {
+		t.Errorf("unknown flag: exit %d, want 2", rc)
+	}
+	if rc := run([]string{"extra"}, &out, &errOut); rc != 2 {
+		t.Errorf("extra argument: exit %d, want 2", rc)
+	}
+	if rc := run([]string{"-h"}, &out, &errOut); rc != 0 {
+		t.Errorf("-h: exit %d, want 0", rc)
+	}
+}
+
+func TestRunWithoutProsody(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	var out, errOut bytes.Buffer
+	dir := t.TempDir()
+	if rc := run([]string{"-dir", dir}, &out, &errOut); rc != 1 {
+		t.Errorf("exit %d, want 1", rc)
+	}
+	if !strings.Contains(errOut.String(), "scripts/install-servers.sh") {
+		t.Errorf("stderr does not point to install-servers.sh:\n%s", errOut.String())
+	}
+}
