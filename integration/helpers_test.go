@@ -48,7 +48,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "pubpresence")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/pubpresence")
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/pubpresence")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build pubpresence:", err)
@@ -137,6 +141,9 @@ level = "debug"
 	t.Cleanup(func() {
 		if !t.Failed() {
 			s.Stop()
+			if s.Logged("WARNING: DATA RACE") {
+				t.Errorf("the race detector found a data race in pubpresence: %s", s.LogTail(60))
+			}
 			return
 		}
 		// Keep the log, with a goroutine dump, for the post-mortem.

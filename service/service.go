@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -130,12 +131,12 @@ type session struct {
 	admin *admin.Client
 	queue *pubsub.Queue
 	calls chan func() // work for the loop, from other goroutines
+	async sync.WaitGroup
 	ctx   context.Context
 
 	phase     status.State
 	actualOn  bool        // changes go to the actual node (after the first diff)
 	sync      *syncRun    // the resync in progress, or nil
-	retry     *time.Timer // next attempt of a failed initial resync
 	failures  int         // failed initial resyncs in a row
 	dirty     atomic.Bool // a publish to actual failed: reconcile soon (any goroutine)
 	maxItems  int         // the server's cap on items per node, 0 unknown
@@ -174,9 +175,14 @@ func (ss *session) do(f func()) {
 	}
 }
 
-// goAsync runs f on a new goroutine owned by the session.
+// goAsync runs f on a new goroutine owned by the session: f must return
+// soon after ctx ends, and the session waits for it before it returns.
 func (ss *session) goAsync(f func(ctx context.Context)) {
-	go f(ss.ctx)
+	ss.async.Add(1)
+	go func() {
+		defer ss.async.Done()
+		f(ss.ctx)
+	}()
 }
 
 func (ss *session) run(ctx context.Context) error {
@@ -200,7 +206,7 @@ func (ss *session) run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
-	defer func() { cancel(); <-queueDone }()
+	defer func() { cancel(); <-queueDone; ss.async.Wait() }()
 	ss.startSync(true, queueStart)
 
 	var reconcile <-chan time.Time

@@ -146,8 +146,8 @@ func (ss *session) syncFailed(sr *syncRun, err error, queueStart chan struct{}) 
 	ss.failures++
 	wait := 2 * time.Second << min(ss.failures-1, 5)
 	ev.Dur("retry_in", wait).Msg("initial sync failed; staying in init")
-	ss.retry = time.AfterFunc(wait, func() { ss.do(func() { ss.startSync(true, queueStart) }) })
-	context.AfterFunc(ss.ctx, func() { ss.retry.Stop() })
+	// A retry that fires after the session ended finds do refused.
+	time.AfterFunc(wait, func() { ss.do(func() { ss.startSync(true, queueStart) }) })
 }
 
 // discovered takes the server's list of sessions and probes their users.
