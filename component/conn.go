@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"gosrc.io/xmpp/stanza"
+
+	"github.com/pubpresence/pubpresence/internal/xmltext"
 )
 
 // NSPing is XEP-0199 XMPP Ping.
@@ -281,22 +283,22 @@ func (c *Conn) Send(ctx context.Context, raw []byte) error {
 func (c *Conn) SendPresence(ctx context.Context, to, typ, show, status string) error {
 	b := make([]byte, 0, 128)
 	b = append(b, "<presence from='"...)
-	b = appendEscaped(b, c.cfg.Name)
+	b = xmltext.Append(b, c.cfg.Name)
 	b = append(b, "' to='"...)
-	b = appendEscaped(b, to)
+	b = xmltext.Append(b, to)
 	if typ != "" {
 		b = append(b, "' type='"...)
-		b = appendEscaped(b, typ)
+		b = xmltext.Append(b, typ)
 	}
 	b = append(b, "'>"...)
 	if show != "" {
 		b = append(b, "<show>"...)
-		b = appendEscaped(b, show)
+		b = xmltext.Append(b, show)
 		b = append(b, "</show>"...)
 	}
 	if status != "" {
 		b = append(b, "<status>"...)
-		b = appendEscaped(b, status)
+		b = xmltext.Append(b, status)
 		b = append(b, "</status>"...)
 	}
 	b = append(b, "</presence>"...)
@@ -348,9 +350,9 @@ func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call
 	b = append(b, "' id='"...)
 	b = append(b, id...)
 	b = append(b, "' from='"...)
-	b = appendEscaped(b, c.cfg.Name)
+	b = xmltext.Append(b, c.cfg.Name)
 	b = append(b, "' to='"...)
-	b = appendEscaped(b, to)
+	b = xmltext.Append(b, to)
 	b = append(b, "'>"...)
 	b = append(b, payload...)
 	b = append(b, "</iq>"...)
@@ -540,11 +542,11 @@ func (c *Conn) reply(s Stanza, typ, payload string) []byte {
 	b = append(b, "<iq type='"...)
 	b = append(b, typ...)
 	b = append(b, "' id='"...)
-	b = appendEscaped(b, s.ID)
+	b = xmltext.Append(b, s.ID)
 	b = append(b, "' from='"...)
-	b = appendEscaped(b, c.cfg.Name)
+	b = xmltext.Append(b, c.cfg.Name)
 	b = append(b, "' to='"...)
-	b = appendEscaped(b, s.From)
+	b = xmltext.Append(b, s.From)
 	b = append(b, "'>"...)
 	b = append(b, payload...)
 	return append(b, "</iq>"...)
@@ -634,26 +636,4 @@ func (c *Conn) ping() error {
 	}
 }
 
-func escape(s string) string { return string(appendEscaped(nil, s)) }
-
-// appendEscaped appends s escaped for XML text and single- or double-quoted
-// attribute values.
-func appendEscaped(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		switch ch := s[i]; ch {
-		case '&':
-			b = append(b, "&amp;"...)
-		case '<':
-			b = append(b, "&lt;"...)
-		case '>':
-			b = append(b, "&gt;"...)
-		case '\'':
-			b = append(b, "&apos;"...)
-		case '"':
-			b = append(b, "&quot;"...)
-		default:
-			b = append(b, ch)
-		}
-	}
-	return b
-}
+func escape(s string) string { return string(xmltext.Append(nil, s)) }

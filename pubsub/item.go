@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/pubpresence/pubpresence/internal/xmltext"
 	"github.com/pubpresence/pubpresence/presence"
 )
 
@@ -37,14 +37,14 @@ const itemSinceLayout = "2006-01-02T15:04:05Z"
 // well-formed.
 func AppendUser(b []byte, c presence.Conn, withIP bool) []byte {
 	b = append(b, "<user xmlns='"+NSUser+"' status='"...)
-	b = itemAppendEscaped(b, string(c.Show))
+	b = xmltext.Append(b, string(c.Show))
 	b = append(b, "' name='"...)
-	b = itemAppendEscaped(b, c.Bare())
+	b = xmltext.Append(b, c.Bare())
 	b = append(b, "' fulljid='"...)
-	b = itemAppendEscaped(b, c.JID)
+	b = xmltext.Append(b, c.JID)
 	if withIP && c.IP != "" {
 		b = append(b, "' ip='"...)
-		b = itemAppendEscaped(b, c.IP)
+		b = xmltext.Append(b, c.IP)
 	}
 	b = append(b, "' priority='"...)
 	b = strconv.AppendInt(b, int64(c.Priority), 10)
@@ -58,79 +58,8 @@ func AppendUser(b []byte, c presence.Conn, withIP bool) []byte {
 		return append(b, "'/>"...)
 	}
 	b = append(b, "'><text>"...)
-	b = itemAppendEscaped(b, c.Text)
+	b = xmltext.Append(b, c.Text)
 	return append(b, "</text></user>"...)
-}
-
-// itemAppendEscaped appends s to b escaped as xml.EscapeText does: & < > " '
-// and \t \n \r become references; invalid UTF-8 and characters outside
-// XML's range become U+FFFD.
-func itemAppendEscaped(b []byte, s string) []byte {
-	last := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if itemPlain[c] {
-			i++
-			continue
-		}
-		var esc string
-		width := 1
-		switch c {
-		case '&':
-			esc = "&amp;"
-		case '<':
-			esc = "&lt;"
-		case '>':
-			esc = "&gt;"
-		case '"':
-			esc = "&#34;"
-		case '\'':
-			esc = "&#39;"
-		case '\t':
-			esc = "&#x9;"
-		case '\n':
-			esc = "&#xA;"
-		case '\r':
-			esc = "&#xD;"
-		default:
-			if c < 0x20 {
-				esc = "\uFFFD"
-				break
-			}
-			r, n := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && n == 1 || !itemXMLChar(r) {
-				esc = "\uFFFD"
-				width = n
-				break
-			}
-			i += n
-			continue
-		}
-		b = append(b, s[last:i]...)
-		b = append(b, esc...)
-		i += width
-		last = i
-	}
-	return append(b, s[last:]...)
-}
-
-// itemPlain holds the bytes itemAppendEscaped copies as they are.
-var itemPlain = func() (t [256]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = true
-	}
-	for _, c := range "&<>\"'" {
-		t[c] = false
-	}
-	return t
-}()
-
-// itemXMLChar reports whether r is a character XML 1.0 allows.
-func itemXMLChar(r rune) bool {
-	return r == 0x09 || r == 0x0A || r == 0x0D ||
-		r >= 0x20 && r <= 0xD7FF ||
-		r >= 0xE000 && r <= 0xFFFD ||
-		r >= 0x10000 && r <= 0x10FFFF
 }
 
 // itemUserSpace reports whether a <user/> in space is one ParseUser reads:
@@ -246,7 +175,7 @@ func itemPriority(v string) int {
 //	<x xmlns='jabber:x:data' type='result'><field var='pubpresence#status'><value>online</value></field></x>
 func AppendStatus(b []byte, state string) []byte {
 	b = append(b, "<x xmlns='"+NSData+"' type='result'><field var='"+StatusField+"'><value>"...)
-	b = itemAppendEscaped(b, state)
+	b = xmltext.Append(b, state)
 	return append(b, "</value></field></x>"...)
 }
 

@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"github.com/pubpresence/pubpresence/internal/xmltext"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -110,7 +111,7 @@ func itemValidConn(c presence.Conn) bool {
 			return false
 		}
 		for _, r := range s {
-			if !itemXMLChar(r) {
+			if !xmltext.IsChar(r) {
 				return false
 			}
 		}

@@ -85,19 +85,6 @@ func TestAppendUserForms(t *testing.T) {
 	}
 }
 
-func TestItemEscapeMatchesEncodingXML(t *testing.T) {
-	for _, s := range []string{
-		"", "plain", "&<>\"'\t\n\r", "é ☺ 😀", "a\x00b", "\xff\xfe", "\uFFFE\uFFFF", "\uFFFD", "\xed\xa0\x80", // a surrogate
-		"x\x7fy", "\u0085\u2028",
-	} {
-		var want bytes.Buffer
-		xml.EscapeText(&want, []byte(s))
-		if got := string(itemAppendEscaped(nil, s)); got != want.String() {
-			t.Errorf("itemAppendEscaped(%q) = %q, xml.EscapeText %q", s, got, want.String())
-		}
-	}
-}
-
 // itemWellFormed fails unless b is one well-formed element.
 func itemWellFormed(t testing.TB, b []byte) {
 	t.Helper()

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmltext"
 )
 
 // Namespaces of XEP-0060 and XEP-0004.
@@ -267,9 +268,9 @@ func Items(ctx context.Context, iq IQer, service, node string) ([]Item, error) {
 // PublishRequest returns the <pubsub/> payload that publishes one item.
 func PublishRequest(b []byte, node, id string, payload []byte) []byte {
 	b = append(b, "<pubsub xmlns='"+NS+"'><publish node='"...)
-	b = appendAttr(b, node)
+	b = xmltext.Append(b, node)
 	b = append(b, "'><item id='"...)
-	b = appendAttr(b, id)
+	b = xmltext.Append(b, id)
 	b = append(b, "'>"...)
 	b = append(b, payload...)
 	return append(b, "</item></publish></pubsub>"...)
@@ -279,9 +280,9 @@ func PublishRequest(b []byte, node, id string, payload []byte) []byte {
 // tells subscribers (Prosody notifies only when the request asks for it).
 func RetractRequest(b []byte, node, id string) []byte {
 	b = append(b, "<pubsub xmlns='"+NS+"'><retract node='"...)
-	b = appendAttr(b, node)
+	b = xmltext.Append(b, node)
 	b = append(b, "' notify='true'><item id='"...)
-	b = appendAttr(b, id)
+	b = xmltext.Append(b, id)
 	return append(b, "'/></retract></pubsub>"...)
 }
 
@@ -308,25 +309,4 @@ func wrap(inner []byte) []byte {
 	b = append(b, "<r>"...)
 	b = append(b, inner...)
 	return append(b, "</r>"...)
-}
-
-// appendAttr appends s escaped for a quoted attribute value.
-func appendAttr(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		switch ch := s[i]; ch {
-		case '&':
-			b = append(b, "&amp;"...)
-		case '<':
-			b = append(b, "&lt;"...)
-		case '>':
-			b = append(b, "&gt;"...)
-		case '\'':
-			b = append(b, "&apos;"...)
-		case '"':
-			b = append(b, "&quot;"...)
-		default:
-			b = append(b, ch)
-		}
-	}
-	return b
 }
