@@ -1,0 +1,51 @@
+package web
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/pubpresence/pubpresence/metrics"
+	"github.com/pubpresence/pubpresence/status"
+)
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	b, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, string(b)
+}
+
+func TestEndpoints(t *testing.T) {
+	m := metrics.New()
+	st := &status.Tracker{}
+	h := Handler(m, st)
+
+	if code, _ := get(t, h, "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz %d", code)
+	}
+	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not connected") {
+		t.Errorf("/readyz disconnected: %d %q", code, body)
+	}
+	st.SetConnected(true)
+	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "init") {
+		t.Errorf("/readyz in init: %d %q", code, body)
+	}
+	st.Set(status.Online)
+	if code, _ := get(t, h, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz online: %d", code)
+	}
+	m.SetState("online")
+	code, body := get(t, h, "/metrics")
+	for _, want := range []string{`pubpresence_state{state="online"} 1`, `pubpresence_state{state="init"} 0`, "go_goroutines", "process_"} {
+		if code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q (status %d)", want, code)
+		}
+	}
+	if code, _ := get(t, h, "/nope"); code != http.StatusNotFound {
+		t.Errorf("/nope %d", code)
+	}
+}
