@@ -195,7 +195,7 @@ func (ss *session) run(ctx context.Context) error {
 	// The status item goes first; the queue starts sending once the nodes
 	// exist, so nothing is published to a node that is not there yet.
 	ss.queue.Raw(ss.cfg.Nodes.Status, status.ItemID, status.Init.Item())
-	ss.announce(ctx)
+	ss.announce()
 	queueDone := make(chan struct{})
 	queueStart := make(chan struct{})
 	go func() {
@@ -239,14 +239,20 @@ func (ss *session) run(ctx context.Context) error {
 }
 
 // announce sends the component's presence for the current phase to every
-// known subscriber.
-func (ss *session) announce(ctx context.Context) {
+// known subscriber, from another goroutine: there may be thousands.
+func (ss *session) announce() {
 	show, text := ss.phase.Presence()
+	to := make([]string, 0, len(ss.subscribers))
 	for jid := range ss.subscribers {
-		if err := ss.conn.SendPresence(ctx, jid, "", show, text); err != nil {
-			return
-		}
+		to = append(to, jid)
 	}
+	ss.goAsync(func(ctx context.Context) {
+		for _, jid := range to {
+			if err := ss.conn.SendPresence(ctx, jid, "", show, text); err != nil {
+				return
+			}
+		}
+	})
 }
 
 // handle applies one inbound stanza.

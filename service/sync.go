@@ -325,7 +325,7 @@ func (ss *session) goOnline(sr *syncRun) {
 	ss.finishSync(sr)
 	ss.log.Info().Int("connections", ss.state.Len()).Int("users", ss.state.Users()).
 		Dur("took", time.Since(sr.start)).Msg("online")
-	ss.announce(ss.ctx)
+	ss.announce()
 }
 
 func (ss *session) finishSync(sr *syncRun) {
