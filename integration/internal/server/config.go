@@ -261,3 +261,26 @@ func luaList(items []string) string {
 	}
 	return "{ " + strings.Join(quoted, ", ") + " }"
 }
+
+// DocSnippet returns the Prosody configuration an operator adds for
+// pubpresence, rendered from the same template blocks as the servers the
+// tests run, with the documentation's example values (docs/prosody.md
+// holds it verbatim, and a test checks that it does).
+func DocSnippet() string {
+	s, err := renderSnippet(configData{
+		Interfaces:     []string{"127.0.0.1", "::1"},
+		ComponentPort:  5347,
+		Storage:        "sql",
+		MaxItems:       10000,
+		ArchiveLimit:   100000,
+		ComponentAdmin: true,
+		Domain:         "example.org",
+		Pubsub:         "pubsub.example.org",
+		Component:      "pubpresence.example.org",
+		Secret:         "change-me",
+	})
+	if err != nil {
+		panic(err) // the template is embedded: a failure is a bug caught by tests
+	}
+	return s
+}
