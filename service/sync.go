@@ -31,6 +31,7 @@ type syncRun struct {
 	grace    *time.Timer
 	deadline *time.Timer
 	settled  bool
+	partial  bool // the server's answer missed some users: drop no ghosts
 	ghosts   int
 }
 
@@ -76,17 +77,27 @@ func (ss *session) startSync(initial bool, queueStart chan struct{}) {
 			})
 		}
 		var all []admin.Session
+		partial := 0
 		for _, d := range ss.cfg.XMPP.Domains {
 			actx, cancel := context.WithTimeout(ctx, ss.cfg.Sync.InitTimeout.Duration+ss.cfg.XMPP.RequestTimeout.Duration)
-			sessions, _, err := ss.admin.OnlineSessions(actx, d)
+			sessions, stats, err := ss.admin.OnlineSessions(actx, d)
 			cancel()
 			if err != nil {
 				ss.do(func() { ss.syncFailed(sr, errorf("list online sessions of "+d, err), queueStart) })
 				return
 			}
 			all = append(all, sessions...)
+			partial += stats.UserStatsErrors
 		}
-		ss.do(func() { ss.discovered(sr, all) })
+		ss.do(func() {
+			if partial > 0 {
+				// Some users' sessions are unknown: a connection missing
+				// from the answer may still be there. Keep them this time.
+				sr.partial = true
+				ss.log.Warn().Int("users", partial).Msg("user-stats failed for some users; ghosts are kept until the next resync")
+			}
+			ss.discovered(sr, all)
+		})
 	})
 }
 
@@ -232,10 +243,12 @@ func (ss *session) settle(sr *syncRun) {
 	}
 	sr.settled = true
 	sr.stopTimers()
-	for _, jid := range ss.state.Stale(sr.online, sr.seq) {
-		if c, ok := ss.state.Remove(jid); ok {
-			ss.removed(c)
-			sr.ghosts++
+	if !sr.partial {
+		for _, jid := range ss.state.Stale(sr.online, sr.seq) {
+			if c, ok := ss.state.Remove(jid); ok {
+				ss.removed(c)
+				sr.ghosts++
+			}
 		}
 	}
 	if sr.ghosts > 0 && !sr.initial {
@@ -297,21 +310,25 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 		ss.finishSync(sr)
 		return
 	}
-	ss.afterQueue(func() {
-		ss.queue.Raw(ss.cfg.Nodes.Status, status.ItemID, status.Online.Item())
-		ss.afterQueue(func() { ss.goOnline(sr) })
-	})
-}
-
-// afterQueue runs f on the loop once every request queued so far is answered.
-func (ss *session) afterQueue(f func()) {
+	// Once every request of the diff is answered, publish online, and be
+	// online when the server has taken it.
 	b := ss.queue.Barrier()
 	ss.goAsync(func(ctx context.Context) {
 		select {
 		case <-b:
-			ss.do(f)
 		case <-ctx.Done():
+			return
 		}
+		ctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
+		err := pubsub.Publish(ctx, ss.conn, ss.cfg.XMPP.Pubsub, ss.cfg.Nodes.Status, status.ItemID, status.Online.Item())
+		cancel()
+		ss.do(func() {
+			if err != nil {
+				ss.syncFailed(sr, err, nil)
+				return
+			}
+			ss.goOnline(sr)
+		})
 	})
 }
 
