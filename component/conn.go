@@ -83,7 +83,7 @@ type Stanza struct {
 type Stats struct {
 	Received       uint64 // top-level stanzas read
 	UnknownResults uint64 // IQ results whose id matches no request in flight
-	Dropped        uint64 // stanzas not queued (the replies to pings or disco when the writer was full)
+	Dropped        uint64 // stanzas not queued because the writer was full (TrySend, replies to pings and disco)
 }
 
 // Conn is one authenticated component stream. All methods are safe for
@@ -278,9 +278,32 @@ func (c *Conn) Send(ctx context.Context, raw []byte) error {
 	}
 }
 
+// TrySend queues one serialised stanza if the writer's queue has room, and
+// reports whether it did. It never waits: use it where waiting could stall
+// the reader of this stream (a loop that reads Inbound).
+func (c *Conn) TrySend(raw []byte) bool {
+	select {
+	case <-c.done:
+		return false
+	default:
+	}
+	select {
+	case c.out <- raw:
+		return true
+	default:
+		c.dropped.Add(1)
+		return false
+	}
+}
+
 // SendPresence sends a presence from the component to to. typ is "" for
 // available; show and status are left out when empty.
 func (c *Conn) SendPresence(ctx context.Context, to, typ, show, status string) error {
+	return c.Send(ctx, c.Presence(to, typ, show, status))
+}
+
+// Presence returns a presence from the component to to, serialised.
+func (c *Conn) Presence(to, typ, show, status string) []byte {
 	b := make([]byte, 0, 128)
 	b = append(b, "<presence from='"...)
 	b = xmltext.Append(b, c.cfg.Name)
@@ -301,8 +324,7 @@ func (c *Conn) SendPresence(ctx context.Context, to, typ, show, status string) e
 		b = xmltext.Append(b, status)
 		b = append(b, "</status>"...)
 	}
-	b = append(b, "</presence>"...)
-	return c.Send(ctx, b)
+	return append(b, "</presence>"...)
 }
 
 // IQ sends an IQ request of type typ ("get" or "set") to to with payload as

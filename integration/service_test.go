@@ -145,7 +145,10 @@ func TestIntegrationLifecycle(t *testing.T) {
 		st := dial(t, srv, reader, "status")
 		evs := events(t, st)
 		subscribe(t, st, srv, nodes.Status)
-		next(t, evs, "last status item on subscribe", func(e eventItem) bool { return e.Node == nodes.Status })
+		// A clean stop says the nodes are no longer kept.
+		if e := next(t, evs, "last status item on subscribe", func(e eventItem) bool { return e.Node == nodes.Status }); statusOf(e) != "init" {
+			t.Errorf("after a clean stop the status node says %q, want init", statusOf(e))
+		}
 		svc.Start()
 		next(t, evs, "init", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "init" })
 		next(t, evs, "online", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "online" })

@@ -27,6 +27,7 @@ type Metrics struct {
 	Fixes          *prometheus.CounterVec // reconciliation fixes by kind (ghost, missing, item)
 	QueueDepth     prometheus.Gauge
 	LiveDropped    prometheus.Counter
+	RepliesDropped prometheus.Counter
 }
 
 // New creates the metrics and registers them, with the Go and process
@@ -53,10 +54,12 @@ func New() *Metrics {
 		Fixes:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_reconcile_fixes_total", Help: "Differences a resync corrected, by kind (ghost, missing, item)."}, []string{"kind"}),
 		QueueDepth:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_publish_queue_depth", Help: "Pubsub requests queued, not yet sent."}),
 		LiveDropped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_live_dropped_total", Help: "Live events dropped because the publish queue was full."}),
+		RepliesDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_replies_dropped_total",
+			Help: "Presence answers (subscription, probe) dropped because the stream's writer was full."}),
 	}
 	r.MustRegister(m.State, m.Connected, m.Connections, m.Users, m.Events, m.Malformed, m.Requests,
 		m.RequestSeconds, m.IQErrors, m.Reconnects, m.Syncs, m.SyncSeconds, m.SyncSessions, m.Fixes,
-		m.QueueDepth, m.LiveDropped,
+		m.QueueDepth, m.LiveDropped, m.RepliesDropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.State.WithLabelValues("init").Set(1)
 	m.State.WithLabelValues("online").Set(0)

@@ -134,30 +134,38 @@ type session struct {
 	async sync.WaitGroup
 	ctx   context.Context
 
-	phase     status.State
-	actualOn  bool        // changes go to the actual node (after the first diff)
-	sync      *syncRun    // the resync in progress, or nil
-	failures  int         // failed initial resyncs in a row
-	dirty     atomic.Bool // a publish to actual failed: reconcile soon (any goroutine)
-	maxItems  int         // the server's cap on items per node, 0 unknown
-	overLimit bool        // more connections than maxItems
-	ips       map[string]string
-	parked    map[string][]presence.Update // events waiting for their connection's IP
-	lookups   map[string]bool              // bare JIDs whose user-stats is in flight
-	lookupSem chan struct{}
+	phase      status.State
+	actualOn   bool        // changes go to the actual node (after the first diff)
+	sync       *syncRun    // the resync in progress, or nil
+	failures   int         // failed initial resyncs in a row
+	dirty      atomic.Bool // a publish to actual failed: reconcile soon (any goroutine)
+	maxItems   int         // the server's cap on items per node, 0 unknown
+	overLimit  bool        // more connections than maxItems
+	needNodes  atomic.Bool // a node was missing: set them up again (any goroutine)
+	repair     component.Backoff
+	nextRepair time.Time
+	retry      *time.Timer // next attempt of a failed initial resync
+
+	ips         map[string]string            // full JID → address ("" known to have none)
+	parked      map[string][]presence.Update // events waiting for their connection's IP
+	retried     map[string]bool              // parked JIDs looked up a second time
+	lookups     map[string]bool              // bare JIDs queued or in flight
+	lookupQueue []string
+	lookupsBusy int
 }
 
 func newSession(s *Service, c *component.Conn) *session {
 	ss := &session{
-		Service:   s,
-		conn:      c,
-		admin:     &admin.Client{IQ: c, Concurrency: s.cfg.Sync.AdminConcurrency},
-		calls:     make(chan func(), 64),
-		phase:     status.Init,
-		ips:       make(map[string]string),
-		parked:    make(map[string][]presence.Update),
-		lookups:   make(map[string]bool),
-		lookupSem: make(chan struct{}, s.cfg.Sync.AdminConcurrency),
+		Service: s,
+		conn:    c,
+		admin:   &admin.Client{IQ: c, Concurrency: s.cfg.Sync.AdminConcurrency},
+		calls:   make(chan func(), 64),
+		phase:   status.Init,
+		ips:     make(map[string]string),
+		parked:  make(map[string][]presence.Update),
+		retried: make(map[string]bool),
+		lookups: make(map[string]bool),
+		repair:  component.Backoff{Min: 5 * time.Second, Max: max(s.cfg.Sync.ReconcileInterval.Duration, time.Minute)},
 	}
 	n := s.cfg.Nodes
 	ss.queue = pubsub.NewQueue(c, pubsub.QueueConfig{
@@ -192,9 +200,9 @@ func (ss *session) run(ctx context.Context) error {
 	ss.metrics.SetState(string(status.Init))
 	ss.status.Set(status.Init)
 
-	// The status item goes first; the queue starts sending once the nodes
-	// exist, so nothing is published to a node that is not there yet.
-	ss.queue.Raw(ss.cfg.Nodes.Status, status.ItemID, status.Init.Item())
+	// init is published by the first resync, right after the status node
+	// is there; the queue starts sending once all nodes exist, so nothing
+	// is published to a node that is not there yet.
 	ss.announce()
 	queueDone := make(chan struct{})
 	queueStart := make(chan struct{})
@@ -206,7 +214,17 @@ func (ss *session) run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
-	defer func() { cancel(); <-queueDone; ss.async.Wait() }()
+	defer func() {
+		if ss.sync != nil {
+			ss.sync.stopTimers()
+		}
+		if ss.retry != nil {
+			ss.retry.Stop()
+		}
+		cancel()
+		<-queueDone
+		ss.async.Wait()
+	}()
 	ss.startSync(true, queueStart)
 
 	var reconcile <-chan time.Time
@@ -220,6 +238,9 @@ func (ss *session) run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			if ss.conn.Err() == nil {
+				ss.leave()
+			}
 			return ctx.Err()
 		case st := <-ss.conn.Inbound():
 			ss.handle(st)
@@ -231,11 +252,31 @@ func (ss *session) run(ctx context.Context) error {
 			}
 		case <-check.C:
 			ss.metrics.QueueDepth.Set(float64(ss.queue.Len()))
-			if ss.phase == status.Online && ss.dirty.Load() {
+			if ss.phase == status.Online && ss.dirty.Load() && time.Now().After(ss.nextRepair) {
+				ss.nextRepair = time.Now().Add(ss.repair.Next())
 				ss.startSync(false, nil)
 			}
 		}
 	}
+}
+
+// leave tells readers the nodes are no longer kept, on a clean stop while
+// the stream is still up: init on the status node and unavailable presence
+// to the subscribers, within a few seconds.
+func (ss *session) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := pubsub.Publish(ctx, ss.conn, ss.cfg.XMPP.Pubsub, ss.cfg.Nodes.Status, status.ItemID, status.Init.Item())
+	for jid := range ss.subscribers {
+		if !ss.conn.TrySend(ss.conn.Presence(jid, "unavailable", "", "")) {
+			break
+		}
+	}
+	ev := ss.log.Info()
+	if err != nil {
+		ev = ss.log.Warn().Err(err)
+	}
+	ev.Int("subscribers", len(ss.subscribers)).Msg("leaving: init published")
 }
 
 // announce sends the component's presence for the current phase to every
@@ -292,8 +333,7 @@ func (ss *session) handle(st component.Stanza) {
 		ss.subscribers[bare] = true
 		ss.send("subscribed", bare)
 		ss.send("subscribe", bare)
-		show, text := ss.phase.Presence()
-		_ = ss.conn.SendPresence(ss.ctx, bare, "", show, text)
+		ss.own(bare)
 	case presence.Subscribed:
 		ss.subscribers[bare] = true
 	case presence.Unsubscribe, presence.Unsubscribed:
@@ -303,13 +343,13 @@ func (ss *session) handle(st component.Stanza) {
 		} else {
 			ss.send("unsubscribe", bare)
 		}
+		ss.forgetUser(bare)
 		for _, c := range ss.state.RemoveUser(bare) {
 			ss.removed(c)
 		}
 	case presence.Probe:
 		ss.subscribers[bare] = true
-		show, text := ss.phase.Presence()
-		_ = ss.conn.SendPresence(ss.ctx, u.From.Full(), "", show, text)
+		ss.own(u.From.Full())
 	case presence.Available, presence.Unavailable:
 		if u.From.Resource == "" {
 			// A bare-JID unavailable answers a probe of a user with no
@@ -324,10 +364,20 @@ func (ss *session) handle(st component.Stanza) {
 	}
 }
 
-// send sends a presence of type typ from the component to to.
+// send sends a presence of type typ from the component to to. The loop
+// never waits on the writer (that could stall the reader of the stream it
+// serves): when the writer's queue is full, the reply is dropped and counted.
 func (ss *session) send(typ, to string) {
-	if err := ss.conn.SendPresence(ss.ctx, to, typ, "", ""); err != nil {
-		ss.log.Debug().Err(err).Str("to", to).Str("type", typ).Msg("send presence")
+	if !ss.conn.TrySend(ss.conn.Presence(to, typ, "", "")) {
+		ss.metrics.RepliesDropped.Inc()
+	}
+}
+
+// own sends the component's own presence for the current phase to to.
+func (ss *session) own(to string) {
+	show, text := ss.phase.Presence()
+	if !ss.conn.TrySend(ss.conn.Presence(to, "", show, text)) {
+		ss.metrics.RepliesDropped.Inc()
 	}
 }
 
@@ -358,57 +408,11 @@ func (ss *session) event(u presence.Update) {
 	ss.apply(presence.Conn{JID: jid, Show: u.Show, Text: u.Text, Priority: u.Priority, IP: ip, Since: ss.now()})
 }
 
-// lookup runs user-stats for bare and replays the parked events of its
-// connections with the addresses found (or none, if it fails).
-func (ss *session) lookup(bare string) {
-	if ss.lookups[bare] {
-		return
-	}
-	ss.lookups[bare] = true
-	ss.goAsync(func(ctx context.Context) {
-		select {
-		case ss.lookupSem <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		ctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
-		sessions, err := ss.admin.UserStats(ctx, bare)
-		cancel()
-		<-ss.lookupSem
-		ss.do(func() {
-			delete(ss.lookups, bare)
-			if err != nil {
-				ss.iqError(err)
-				ss.log.Warn().Err(err).Str("user", bare).Msg("user-stats failed; publishing without ip")
-			}
-			for _, se := range sessions {
-				if se.IP != "" {
-					ss.ips[se.JID] = se.IP
-				}
-			}
-			ss.replay(bare)
-		})
-	})
-}
-
-// replay applies the parked events of bare's connections in order.
-func (ss *session) replay(bare string) {
-	for jid, q := range ss.parked {
-		if !strings.HasPrefix(jid, bare+"/") {
-			continue
-		}
-		delete(ss.parked, jid)
-		if _, ok := ss.ips[jid]; !ok {
-			ss.ips[jid] = ""
-		}
-		for _, u := range q {
-			ss.event(u)
-		}
-	}
-}
-
 // apply stores c and publishes it if it changed anything visible.
 func (ss *session) apply(c presence.Conn) {
+	if !ss.cfg.Nodes.PublishIP {
+		c.IP = ""
+	}
 	c, changed := ss.state.Set(c)
 	if !changed {
 		return
@@ -464,6 +468,10 @@ func (ss *session) published(r pubsub.Result) {
 	if r.Err != nil {
 		result = "error"
 		if r.Node == ss.cfg.Nodes.Actual {
+			ss.dirty.Store(true)
+		}
+		if component.Condition(r.Err) == "item-not-found" {
+			ss.needNodes.Store(true) // deleted under us: set it up again
 			ss.dirty.Store(true)
 		}
 		ss.iqError(r.Err)

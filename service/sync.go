@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/pubpresence/pubpresence/admin"
@@ -10,6 +11,10 @@ import (
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
 )
+
+// errActualFailed ends an initial resync whose changes to the actual node
+// were not all accepted.
+var errActualFailed = errors.New("some changes to the actual node failed")
 
 // syncRun is one resync with the server (PRODUCT.md §3 steps 2–5): the
 // initial one after a connect, or a periodic reconciliation.
@@ -60,9 +65,10 @@ func (ss *session) startSync(initial bool, queueStart chan struct{}) {
 	sr := &syncRun{initial: initial, start: time.Now(), seq: ss.state.Seq()}
 	ss.sync = sr
 	ss.dirty.Store(false)
+	setup := initial || ss.needNodes.Swap(false)
 	ss.goAsync(func(ctx context.Context) {
-		if initial {
-			if err := ss.ensureNodes(ctx); err != nil {
+		if setup {
+			if err := ss.ensureNodes(ctx, initial); err != nil {
 				ss.do(func() { ss.syncFailed(sr, errorf("set up nodes", err), queueStart) })
 				return
 			}
@@ -102,19 +108,25 @@ func (ss *session) startSync(initial bool, queueStart chan struct{}) {
 }
 
 // ensureNodes creates or reconfigures the three nodes and their members.
-func (ss *session) ensureNodes(ctx context.Context) error {
+// The status node comes first and, with publishInit, init is published on
+// it at once: a status left at online by an earlier run must not stand
+// while the other nodes are set up.
+func (ss *session) ensureNodes(ctx context.Context, publishInit bool) error {
 	n := ss.cfg.Nodes
 	service := ss.cfg.XMPP.Pubsub
 	nodes := []pubsub.NodeConfig{
+		{Node: n.Status, Title: "pubpresence: service status", Persist: true, MaxItems: "1", SendLast: "on_sub", AccessModel: n.AccessModel},
 		{Node: n.Live, Title: "pubpresence: presence events", Persist: false, MaxItems: "1", SendLast: "never", AccessModel: n.AccessModel},
 		{Node: n.Actual, Title: "pubpresence: online connections", Persist: true, MaxItems: "max", SendLast: "never", AccessModel: n.AccessModel},
-		{Node: n.Status, Title: "pubpresence: service status", Persist: true, MaxItems: "1", SendLast: "on_sub", AccessModel: n.AccessModel},
 	}
 	for _, nc := range nodes {
 		rctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
 		created, err := pubsub.Ensure(rctx, ss.conn, service, nc)
 		if err == nil && n.AccessModel == "whitelist" {
 			err = pubsub.SyncMembers(rctx, ss.conn, service, nc.Node, n.Readers)
+		}
+		if err == nil && publishInit && nc.Node == n.Status {
+			err = pubsub.Publish(rctx, ss.conn, service, n.Status, status.ItemID, status.Init.Item())
 		}
 		cancel()
 		if err != nil {
@@ -151,14 +163,14 @@ func (ss *session) syncFailed(sr *syncRun, err error, queueStart chan struct{}) 
 		ev = ev.Str("hint", "check xmpp.pubsub and xmpp.domains, and that the server has the pubsub service and admin commands")
 	}
 	if !sr.initial {
+		ss.dirty.Store(true) // try again, after the repair backoff
 		ev.Msg("reconciliation failed")
 		return
 	}
 	ss.failures++
 	wait := 2 * time.Second << min(ss.failures-1, 5)
 	ev.Dur("retry_in", wait).Msg("initial sync failed; staying in init")
-	// A retry that fires after the session ended finds do refused.
-	time.AfterFunc(wait, func() { ss.do(func() { ss.startSync(true, queueStart) }) })
+	ss.retry = time.AfterFunc(wait, func() { ss.do(func() { ss.startSync(true, queueStart) }) })
 }
 
 // discovered takes the server's list of sessions and probes their users.
@@ -173,15 +185,19 @@ func (ss *session) discovered(sr *syncRun, sessions []admin.Session) {
 		if err != nil || j.Resource == "" || !ss.domains[j.Domain] {
 			continue
 		}
+		if se.Show == "unavailable" {
+			continue // Prosody lists a session that has sent no presence (or unavailable): not online
+		}
 		jid := j.Full()
 		sr.online[jid] = true
-		if se.IP != "" {
+		if se.IP != "" && ss.cfg.Nodes.PublishIP {
 			ss.ips[jid] = se.IP
 			if c, ok := ss.state.Get(jid); ok && c.IP != se.IP {
 				c.IP = se.IP
 				c.Since = ss.now()
 				ss.apply(c)
 			}
+			ss.release(jid)
 		}
 		if _, tracked := ss.state.Get(jid); sr.initial || !tracked {
 			sr.awaiting[j.Bare()] = true
@@ -192,8 +208,6 @@ func (ss *session) discovered(sr *syncRun, sessions []admin.Session) {
 		ss.settle(sr)
 		return
 	}
-	left := ss.cfg.Sync.InitTimeout.Duration - time.Since(sr.start)
-	sr.deadline = time.AfterFunc(max(left, 0), func() { ss.do(func() { ss.settle(sr) }) })
 	users := make([]string, 0, len(sr.awaiting))
 	for u := range sr.awaiting {
 		users = append(users, u)
@@ -214,7 +228,12 @@ func (ss *session) armGrace(sr *syncRun) {
 		return
 	}
 	if sr.grace == nil {
-		sr.grace = time.AfterFunc(ss.cfg.Sync.ProbeGrace.Duration, func() { ss.do(func() { ss.settle(sr) }) })
+		// The deadline counts from the start of the resync, but the users
+		// get at least the grace period to answer.
+		grace := ss.cfg.Sync.ProbeGrace.Duration
+		left := ss.cfg.Sync.InitTimeout.Duration - time.Since(sr.start)
+		sr.deadline = time.AfterFunc(max(left, grace), func() { ss.do(func() { ss.settle(sr) }) })
+		sr.grace = time.AfterFunc(grace, func() { ss.do(func() { ss.settle(sr) }) })
 		return
 	}
 	sr.grace.Reset(ss.cfg.Sync.ProbeGrace.Duration)
@@ -254,12 +273,16 @@ func (ss *session) settle(sr *syncRun) {
 	if sr.ghosts > 0 && !sr.initial {
 		ss.metrics.Fixes.WithLabelValues("ghost").Add(float64(sr.ghosts))
 	}
+	ss.pruneIPs()
 	ss.goAsync(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
 		items, err := pubsub.Items(ctx, ss.conn, ss.cfg.XMPP.Pubsub, ss.cfg.Nodes.Actual)
 		cancel()
 		ss.do(func() {
 			if err != nil {
+				if component.Condition(err) == "item-not-found" {
+					ss.needNodes.Store(true)
+				}
 				ss.syncFailed(sr, errorf("fetch "+ss.cfg.Nodes.Actual, err), nil)
 				return
 			}
@@ -307,6 +330,9 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 		Int("items", len(items)).Int("publish", len(plan.Publish)).Int("retract", len(plan.Retract)+len(bad)).
 		Int("ghosts", sr.ghosts).Dur("took", time.Since(sr.start)).Msg("resync")
 	if !sr.initial {
+		if fixes == 0 && sr.ghosts == 0 {
+			ss.repair.Reset()
+		}
 		ss.finishSync(sr)
 		return
 	}
@@ -317,6 +343,12 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 		select {
 		case <-b:
 		case <-ctx.Done():
+			return
+		}
+		if ss.dirty.Load() {
+			// A request of the diff failed: actual is not true, so online
+			// would be a lie. Start over.
+			ss.do(func() { ss.syncFailed(sr, errActualFailed, nil) })
 			return
 		}
 		ctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)

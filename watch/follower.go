@@ -290,6 +290,7 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 					startFetch() // also on a repeated "online": a fresh snapshot is never wrong
 				} else {
 					stopFetch()
+					gen++ // the cancelled fetch's answer must not count
 					phase, pending = waiting, nil
 				}
 			case f.nodes.Live:

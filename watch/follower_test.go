@@ -160,8 +160,16 @@ func startFollower(t *testing.T, setup func(*fakeSession)) *harness {
 }
 
 func (h *harness) send(sts ...c2s.Stanza) {
+	h.t.Helper()
 	for _, st := range sts {
-		h.sess.stanzas <- st
+		select {
+		case h.sess.stanzas <- st:
+		case err := <-h.done:
+			h.done <- err // for the cleanup
+			h.t.Fatalf("Run returned early: %v", err)
+		case <-time.After(5 * time.Second):
+			h.t.Fatal("Run did not take a stanza")
+		}
 	}
 }
 

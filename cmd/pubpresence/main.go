@@ -110,6 +110,8 @@ func serve(cfg *config.Config, stderr io.Writer) error {
 	st := &status.Tracker{}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// After the first signal, a second one ends the process at once.
+	go func() { <-ctx.Done(); stop() }()
 
 	log.Info().Str("version", versionString()).Str("component", cfg.XMPP.Component).
 		Str("address", cfg.XMPP.Address).Strs("domains", cfg.XMPP.Domains).Msg("starting")
