@@ -229,10 +229,11 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 			f.update((*View).Clear)
 			return
 		}
-		f.update(func(v *View) bool { return v.Apply(ch.ev) })
+		// The event first: whoever sees the view change has had the event.
 		if f.OnEvent != nil {
 			f.OnEvent(ch.ev)
 		}
+		f.update(func(v *View) bool { return v.Apply(ch.ev) })
 	}
 	onChange := func(ch change) {
 		switch phase {
