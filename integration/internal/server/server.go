@@ -473,15 +473,34 @@ func (s *Server) Stop() error {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("stop %s (pid %d): %w", s.Kind, p.cmd.Process.Pid, err)
 	}
-	select {
-	case <-p.done:
-		s.proc = nil
-		return nil
-	case <-time.After(stopTimeout):
+	deadline := time.After(stopTimeout)
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		select {
+		case <-p.done:
+			s.proc = nil
+			return nil
+		case <-poll.C:
+			// Prosody 0.12.3 hangs in its shutdown when a c2s connection
+			// is half closed at that moment (mod_c2s.lua:469 calls close
+			// on a session that has none). It would never exit: kill it.
+			// Its data is already saved; this is not the test's failure.
+			if strings.Contains(s.LogTail(30), shutdownBug) {
+				s.killLocked()
+				return nil
+			}
+			continue
+		case <-deadline:
+		}
+		break
 	}
 	s.killLocked()
 	return fmt.Errorf("stop %s (pid %d): still running %v after SIGTERM, killed", s.Kind, p.cmd.Process.Pid, stopTimeout)
 }
+
+// shutdownBug is what Prosody 0.12.3 logs when its shutdown hangs.
+const shutdownBug = "mod_c2s.lua:469: attempt to call a nil value (method 'close')"
 
 // Kill sends SIGKILL and waits for the server to exit. Killing a stopped
 // server does nothing.
