@@ -516,6 +516,9 @@ func (c *Client) Send(raw string) error { return c.write(raw) }
 // answer, which it returns whole. An answer of type "error" is returned
 // with an *IQError. The id is registered before the IQ is sent.
 func (c *Client) Request(ctx context.Context, typ, to, payload string) (Stanza, error) {
+	if err := ctx.Err(); err != nil { // the caller gave up already: send nothing
+		return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, err)
+	}
 	id := "c2s" + strconv.FormatUint(c.ids.Add(1), 36)
 	p := &pendingIQ{to: to, ch: make(chan Stanza, 1)}
 	c.mu.Lock()

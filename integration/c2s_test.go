@@ -235,9 +235,9 @@ func TestIntegrationIQErrors(t *testing.T) {
 			}
 		})
 	}
-	short, cancel := context.WithTimeout(ctx, time.Nanosecond)
+	expired, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
 	defer cancel()
-	if _, err := c.IQ(short, "get", s.Domain, "<ping xmlns='urn:xmpp:ping'/>"); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := c.IQ(expired, "get", s.Domain, "<ping xmlns='urn:xmpp:ping'/>"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("expired ctx: %v", err)
 	}
 	if _, err := c.IQ(ctx, "get", s.Domain, "<ping xmlns='urn:xmpp:ping'/>"); err != nil {
