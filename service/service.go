@@ -88,11 +88,11 @@ func (s *Service) Run(ctx context.Context) error {
 				return
 			}
 			s.metrics.Reconnects.Inc()
-			s.log.Warn().Err(err).Dur("up", up).Msg("disconnected; reconnecting")
+			s.log.Warn().Err(err).Dur("up_ms", up).Msg("disconnected; reconnecting")
 		},
 		DialFailed: func(err error, wait time.Duration) {
 			s.metrics.Reconnects.Inc()
-			ev := s.log.Error().Err(err).Dur("retry_in", wait)
+			ev := s.log.Error().Err(err).Dur("retry_in_ms", wait)
 			var se *component.StreamError
 			if errors.As(err, &se) {
 				switch se.Condition {

@@ -169,7 +169,7 @@ func (ss *session) syncFailed(sr *syncRun, err error, queueStart chan struct{}) 
 	}
 	ss.failures++
 	wait := 2 * time.Second << min(ss.failures-1, 5)
-	ev.Dur("retry_in", wait).Msg("initial sync failed; staying in init")
+	ev.Dur("retry_in_ms", wait).Msg("initial sync failed; staying in init")
 	ss.retry = time.AfterFunc(wait, func() { ss.do(func() { ss.startSync(true, queueStart) }) })
 }
 
@@ -328,7 +328,7 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 	}
 	ev.Str("kind", sr.kind()).Int("connections", ss.state.Len()).Int("users", ss.state.Users()).
 		Int("items", len(items)).Int("publish", len(plan.Publish)).Int("retract", len(plan.Retract)+len(bad)).
-		Int("ghosts", sr.ghosts).Dur("took", time.Since(sr.start)).Msg("resync")
+		Int("ghosts", sr.ghosts).Dur("took_ms", time.Since(sr.start)).Msg("resync")
 	if !sr.initial {
 		if fixes == 0 && sr.ghosts == 0 {
 			ss.repair.Reset()
