@@ -373,7 +373,7 @@ func (ss *session) goOnline(sr *syncRun) {
 	ss.metrics.SetState(string(status.Online))
 	ss.finishSync(sr)
 	ss.log.Info().Int("connections", ss.state.Len()).Int("users", ss.state.Users()).
-		Dur("took", time.Since(sr.start)).Msg("online")
+		Dur("took_ms", time.Since(sr.start)).Msg("online")
 	ss.announce()
 }
 
