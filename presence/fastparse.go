@@ -3,6 +3,8 @@ package presence
 import (
 	"bytes"
 	"unicode/utf8"
+
+	"github.com/pubpresence/pubpresence/internal/xmltext"
 )
 
 // The fast path of ParsePresence.
@@ -233,7 +235,7 @@ func (s *fastScanner) attrValue() ([]byte, bool) {
 			s.i++
 		default:
 			r, n := utf8.DecodeRune(s.b[s.i:])
-			if r == utf8.RuneError && n == 1 || !xmlChar(r) {
+			if r == utf8.RuneError && n == 1 || !xmltext.IsChar(r) {
 				return nil, false
 			}
 			s.i += n
@@ -281,7 +283,7 @@ func (s *fastScanner) text(keep bool) ([]byte, bool) {
 			s.i++
 		default:
 			r, n := utf8.DecodeRune(s.b[s.i:])
-			if r == utf8.RuneError && n == 1 || !xmlChar(r) {
+			if r == utf8.RuneError && n == 1 || !xmltext.IsChar(r) {
 				return nil, false
 			}
 			s.i += n
@@ -327,7 +329,7 @@ func fastEntity(b []byte) (r rune, n int) {
 			d = uint32(c-'a') + 10
 		case base == 16 && 'A' <= c && c <= 'F':
 			d = uint32(c-'A') + 10
-		case c == ';' && digits > 0 && xmlChar(rune(v)):
+		case c == ';' && digits > 0 && xmltext.IsChar(rune(v)):
 			return rune(v), i + 1
 		default:
 			return 0, 0
@@ -337,12 +339,4 @@ func fastEntity(b []byte) (r rune, n int) {
 		}
 	}
 	return 0, 0
-}
-
-// xmlChar reports whether r is a character XML 1.0 allows (its Char production).
-func xmlChar(r rune) bool {
-	return r == 0x09 || r == 0x0A || r == 0x0D ||
-		r >= 0x20 && r <= 0xD7FF ||
-		r >= 0xE000 && r <= 0xFFFD ||
-		r >= 0x10000 && r <= 0x10FFFF
 }

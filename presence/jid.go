@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/pubpresence/pubpresence/internal/xmltext"
 )
 
 // maxJIDPart is the longest localpart, domainpart or resourcepart, in bytes (RFC 7622 §3).
@@ -58,7 +60,7 @@ func ParseJID(s string) (JID, error) {
 		return JID{}, jidError(s, "forbidden character in domain")
 	}
 	for _, r := range j.Resource {
-		if unicode.IsControl(r) || !xmlChar(r) {
+		if unicode.IsControl(r) || !xmltext.IsChar(r) {
 			return JID{}, jidError(s, "control character in resource")
 		}
 	}
@@ -83,7 +85,7 @@ func jidPartOK(part, forbidden string) bool {
 // jidPartOKUnicode is jidPartOK for parts that are not pure ASCII.
 func jidPartOKUnicode(part, forbidden string) bool {
 	for _, r := range part {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || !xmlChar(r) || r < utf8.RuneSelf && strings.ContainsRune(forbidden, r) {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || !xmltext.IsChar(r) || r < utf8.RuneSelf && strings.ContainsRune(forbidden, r) {
 			return false
 		}
 	}
