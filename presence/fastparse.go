@@ -208,6 +208,29 @@ func (s *fastScanner) space() {
 	}
 }
 
+// char steps over one character that needs no escaping in XML: a tab, a
+// newline, or any other character XML allows at or above U+0020. It reports
+// false, without moving, for anything else (encoding/xml must judge it).
+func (s *fastScanner) char() bool {
+	c := s.b[s.i]
+	switch {
+	case c < 0x20:
+		if c != '\t' && c != '\n' {
+			return false
+		}
+		s.i++
+	case c < utf8.RuneSelf:
+		s.i++
+	default:
+		r, n := utf8.DecodeRune(s.b[s.i:])
+		if r == utf8.RuneError && n == 1 || !xmltext.IsChar(r) {
+			return false
+		}
+		s.i += n
+	}
+	return true
+}
+
 // attrValue reads a quoted attribute value holding no entity and no carriage
 // return.
 func (s *fastScanner) attrValue() ([]byte, bool) {
@@ -226,19 +249,10 @@ func (s *fastScanner) attrValue() ([]byte, bool) {
 			return v, true
 		case c == '<' || c == '&':
 			return nil, false
-		case c < 0x20:
-			if c != '\t' && c != '\n' {
-				return nil, false
-			}
-			s.i++
-		case c < utf8.RuneSelf:
-			s.i++
 		default:
-			r, n := utf8.DecodeRune(s.b[s.i:])
-			if r == utf8.RuneError && n == 1 || !xmltext.IsChar(r) {
+			if !s.char() {
 				return nil, false
 			}
-			s.i += n
 		}
 	}
 	return nil, false
@@ -274,19 +288,10 @@ func (s *fastScanner) text(keep bool) ([]byte, bool) {
 				return nil, false
 			}
 			s.i++
-		case c < 0x20:
-			if c != '\t' && c != '\n' {
-				return nil, false
-			}
-			s.i++
-		case c < utf8.RuneSelf:
-			s.i++
 		default:
-			r, n := utf8.DecodeRune(s.b[s.i:])
-			if r == utf8.RuneError && n == 1 || !xmltext.IsChar(r) {
+			if !s.char() {
 				return nil, false
 			}
-			s.i += n
 		}
 	}
 done:

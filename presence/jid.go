@@ -44,9 +44,12 @@ func ParseJID(s string) (JID, error) {
 	} else {
 		j.Domain = rest
 	}
-	j.Domain = strings.TrimSuffix(j.Domain, ".")
+	j.Domain = strings.TrimSuffix(j.Domain, ".") // one final dot is allowed (RFC 7622 §3.2)
 	if j.Domain == "" {
 		return JID{}, jidError(s, "empty domain")
+	}
+	if j.Domain[0] == '.' || j.Domain[len(j.Domain)-1] == '.' || strings.Contains(j.Domain, "..") {
+		return JID{}, jidError(s, "empty label in domain")
 	}
 	j.Local = strings.ToLower(j.Local)
 	j.Domain = strings.ToLower(j.Domain)
