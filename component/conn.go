@@ -349,7 +349,8 @@ type Call struct {
 // Start queues an IQ request and returns without waiting for the answer.
 // Requests started one after another go out on the stream in that order.
 // The request is registered before it is sent, so a fast answer is never
-// lost. Every Call must be waited for (or its ctx ended) once.
+// lost. payload is copied: the caller may reuse it at once. Every Call must
+// be waited for (or its ctx ended) once.
 func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call, error) {
 	r := &request{to: to, ch: make(chan response, 1)}
 	c.mu.Lock()

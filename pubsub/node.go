@@ -14,6 +14,7 @@ import (
 
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/xmltext"
+	"github.com/pubpresence/pubpresence/presence"
 )
 
 // Namespaces of XEP-0060 and XEP-0004.
@@ -265,15 +266,29 @@ func Items(ctx context.Context, iq IQer, service, node string) ([]Item, error) {
 	return items, nil
 }
 
-// PublishRequest returns the <pubsub/> payload that publishes one item.
+// PublishRequest appends the <pubsub/> payload that publishes one item.
 func PublishRequest(b []byte, node, id string, payload []byte) []byte {
+	b = publishOpen(b, node, id)
+	b = append(b, payload...)
+	return append(b, publishClose...)
+}
+
+// PublishUserRequest appends the <pubsub/> payload that publishes c's
+// <user/> item, encoded in place.
+func PublishUserRequest(b []byte, node string, c presence.Conn, withIP bool) []byte {
+	b = publishOpen(b, node, c.JID)
+	b = AppendUser(b, c, withIP)
+	return append(b, publishClose...)
+}
+
+const publishClose = "</item></publish></pubsub>"
+
+func publishOpen(b []byte, node, id string) []byte {
 	b = append(b, "<pubsub xmlns='"+NS+"'><publish node='"...)
 	b = xmltext.Append(b, node)
 	b = append(b, "'><item id='"...)
 	b = xmltext.Append(b, id)
-	b = append(b, "'>"...)
-	b = append(b, payload...)
-	return append(b, "</item></publish></pubsub>"...)
+	return append(b, "'>"...)
 }
 
 // RetractRequest returns the <pubsub/> payload that retracts one item and

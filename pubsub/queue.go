@@ -11,7 +11,8 @@ import (
 )
 
 // Starter starts an IQ request without waiting for its answer; requests go
-// out in the order they were started. *component.Conn is one.
+// out in the order they were started, and the payload is copied before
+// Start returns. *component.Conn is one.
 type Starter interface {
 	Start(ctx context.Context, typ, to string, payload []byte) (*component.Call, error)
 }
@@ -224,13 +225,13 @@ func (q *Queue) Run(ctx context.Context) {
 		switch {
 		case o.kind == opLive:
 			node, id, what = q.cfg.Live, o.conn.JID, "publish"
-			buf = PublishRequest(buf, node, id, AppendUser(make([]byte, 0, 256), o.conn, q.cfg.WithIP))
+			buf = PublishUserRequest(buf, node, o.conn, q.cfg.WithIP)
 		case o.kind == opActual && p.retract:
 			node, id, what = q.cfg.Actual, o.jid, "retract"
 			buf = RetractRequest(buf, node, id)
 		case o.kind == opActual:
 			node, id, what = q.cfg.Actual, o.jid, "publish"
-			buf = PublishRequest(buf, node, id, AppendUser(make([]byte, 0, 256), p.conn, q.cfg.WithIP))
+			buf = PublishUserRequest(buf, node, p.conn, q.cfg.WithIP)
 		default:
 			node, id, what = o.node, o.id, "publish"
 			buf = PublishRequest(buf, node, id, o.payload)
@@ -242,8 +243,8 @@ func (q *Queue) Run(ctx context.Context) {
 		}
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, q.cfg.Timeout)
-		payload := append([]byte(nil), buf...)
-		call, err := q.conn.Start(rctx, "set", q.cfg.Service, payload)
+		// Start copies buf into its stanza: buf is reused for the next one.
+		call, err := q.conn.Start(rctx, "set", q.cfg.Service, buf)
 		if err != nil {
 			cancel()
 			<-sem

@@ -131,8 +131,11 @@ type session struct {
 	admin *admin.Client
 	queue *pubsub.Queue
 	calls chan func() // work for the loop, from other goroutines
-	async sync.WaitGroup
-	ctx   context.Context
+	// queueStart is closed (by startQueue) once the nodes exist: the queue
+	// sends nothing before, so nothing goes to a node that is not there.
+	queueStart chan struct{}
+	async      sync.WaitGroup
+	ctx        context.Context
 
 	phase      status.State
 	actualOn   bool        // changes go to the actual node (after the first diff)
@@ -156,16 +159,17 @@ type session struct {
 
 func newSession(s *Service, c *component.Conn) *session {
 	ss := &session{
-		Service: s,
-		conn:    c,
-		admin:   &admin.Client{IQ: c, Concurrency: s.cfg.Sync.AdminConcurrency},
-		calls:   make(chan func(), 64),
-		phase:   status.Init,
-		ips:     make(map[string]string),
-		parked:  make(map[string][]presence.Update),
-		retried: make(map[string]bool),
-		lookups: make(map[string]bool),
-		repair:  component.Backoff{Min: 5 * time.Second, Max: max(s.cfg.Sync.ReconcileInterval.Duration, time.Minute)},
+		Service:    s,
+		conn:       c,
+		admin:      &admin.Client{IQ: c, Concurrency: s.cfg.Sync.AdminConcurrency},
+		calls:      make(chan func(), 64),
+		queueStart: make(chan struct{}),
+		phase:      status.Init,
+		ips:        make(map[string]string),
+		parked:     make(map[string][]presence.Update),
+		retried:    make(map[string]bool),
+		lookups:    make(map[string]bool),
+		repair:     component.Backoff{Min: 5 * time.Second, Max: max(s.cfg.Sync.ReconcileInterval.Duration, time.Minute)},
 	}
 	n := s.cfg.Nodes
 	ss.queue = pubsub.NewQueue(c, pubsub.QueueConfig{
@@ -180,6 +184,15 @@ func (ss *session) do(f func()) {
 	select {
 	case ss.calls <- f:
 	case <-ss.ctx.Done():
+	}
+}
+
+// startQueue lets the publish queue send. Called on the loop; idempotent.
+func (ss *session) startQueue() {
+	select {
+	case <-ss.queueStart:
+	default:
+		close(ss.queueStart)
 	}
 }
 
@@ -205,11 +218,10 @@ func (ss *session) run(ctx context.Context) error {
 	// is published to a node that is not there yet.
 	ss.announce()
 	queueDone := make(chan struct{})
-	queueStart := make(chan struct{})
 	go func() {
 		defer close(queueDone)
 		select {
-		case <-queueStart:
+		case <-ss.queueStart:
 			ss.queue.Run(ctx)
 		case <-ctx.Done():
 		}
@@ -225,7 +237,7 @@ func (ss *session) run(ctx context.Context) error {
 		<-queueDone
 		ss.async.Wait()
 	}()
-	ss.startSync(true, queueStart)
+	ss.startSync(true)
 
 	var reconcile <-chan time.Time
 	if d := ss.cfg.Sync.ReconcileInterval.Duration; d > 0 {
@@ -248,13 +260,13 @@ func (ss *session) run(ctx context.Context) error {
 			f()
 		case <-reconcile:
 			if ss.phase == status.Online {
-				ss.startSync(false, nil)
+				ss.startSync(false)
 			}
 		case <-check.C:
 			ss.metrics.QueueDepth.Set(float64(ss.queue.Len()))
 			if ss.phase == status.Online && ss.dirty.Load() && time.Now().After(ss.nextRepair) {
 				ss.nextRepair = time.Now().Add(ss.repair.Next())
-				ss.startSync(false, nil)
+				ss.startSync(false)
 			}
 		}
 	}

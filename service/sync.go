@@ -56,9 +56,8 @@ func (sr *syncRun) stopTimers() {
 	}
 }
 
-// startSync begins a resync unless one is running. queueStart, for the
-// initial one, is closed once the nodes exist.
-func (ss *session) startSync(initial bool, queueStart chan struct{}) {
+// startSync begins a resync unless one is running.
+func (ss *session) startSync(initial bool) {
 	if ss.sync != nil {
 		return
 	}
@@ -69,18 +68,10 @@ func (ss *session) startSync(initial bool, queueStart chan struct{}) {
 	ss.goAsync(func(ctx context.Context) {
 		if setup {
 			if err := ss.ensureNodes(ctx, initial); err != nil {
-				ss.do(func() { ss.syncFailed(sr, errorf("set up nodes", err), queueStart) })
+				ss.do(func() { ss.syncFailed(sr, errorf("set up nodes", err)) })
 				return
 			}
-			ss.do(func() {
-				if queueStart != nil {
-					select {
-					case <-queueStart:
-					default:
-						close(queueStart)
-					}
-				}
-			})
+			ss.do(ss.startQueue)
 		}
 		var all []admin.Session
 		partial := 0
@@ -89,7 +80,7 @@ func (ss *session) startSync(initial bool, queueStart chan struct{}) {
 			sessions, stats, err := ss.admin.OnlineSessions(actx, d)
 			cancel()
 			if err != nil {
-				ss.do(func() { ss.syncFailed(sr, errorf("list online sessions of "+d, err), queueStart) })
+				ss.do(func() { ss.syncFailed(sr, errorf("list online sessions of "+d, err)) })
 				return
 			}
 			all = append(all, sessions...)
@@ -147,7 +138,7 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) error {
 
 // syncFailed ends a resync that could not finish. An initial one is tried
 // again after a backoff, staying in init.
-func (ss *session) syncFailed(sr *syncRun, err error, queueStart chan struct{}) {
+func (ss *session) syncFailed(sr *syncRun, err error) {
 	if ss.sync != sr {
 		return
 	}
@@ -170,7 +161,7 @@ func (ss *session) syncFailed(sr *syncRun, err error, queueStart chan struct{}) 
 	ss.failures++
 	wait := 2 * time.Second << min(ss.failures-1, 5)
 	ev.Dur("retry_in_ms", wait).Msg("initial sync failed; staying in init")
-	ss.retry = time.AfterFunc(wait, func() { ss.do(func() { ss.startSync(true, queueStart) }) })
+	ss.retry = time.AfterFunc(wait, func() { ss.do(func() { ss.startSync(true) }) })
 }
 
 // discovered takes the server's list of sessions and probes their users.
@@ -283,7 +274,7 @@ func (ss *session) settle(sr *syncRun) {
 				if component.Condition(err) == "item-not-found" {
 					ss.needNodes.Store(true)
 				}
-				ss.syncFailed(sr, errorf("fetch "+ss.cfg.Nodes.Actual, err), nil)
+				ss.syncFailed(sr, errorf("fetch "+ss.cfg.Nodes.Actual, err))
 				return
 			}
 			ss.converge(sr, items)
@@ -348,7 +339,7 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 		if ss.dirty.Load() {
 			// A request of the diff failed: actual is not true, so online
 			// would be a lie. Start over.
-			ss.do(func() { ss.syncFailed(sr, errActualFailed, nil) })
+			ss.do(func() { ss.syncFailed(sr, errActualFailed) })
 			return
 		}
 		ctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
@@ -356,7 +347,7 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 		cancel()
 		ss.do(func() {
 			if err != nil {
-				ss.syncFailed(sr, err, nil)
+				ss.syncFailed(sr, err)
 				return
 			}
 			ss.goOnline(sr)
