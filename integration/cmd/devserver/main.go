@@ -1,9 +1,9 @@
-// Command devserver runs a private Prosody on loopback for trying
-// pubpresence by hand, and writes a pubpresence config for it.
+// Command devserver runs a private Prosody or ejabberd on loopback for
+// trying pubpresence by hand, and writes a pubpresence config for it.
 //
-//	go run ./integration/cmd/devserver -dir .run [-c2s 15222] [-component 15347]
+//	go run ./integration/cmd/devserver -dir .run [-server prosody|ejabberd] [-c2s 15222] [-component 15347]
 //
-// The server keeps its data in DIR/prosody across runs. It serves the domain
+// The server keeps its data in DIR/prosody or DIR/ejabberd across runs. It serves the domain
 // "localhost" with the users alice, bob (passwords "alice", "bob") and the
 // node reader monitor (password "monitor"), the component
 // "pubpresence.localhost" as a global admin, and pubsub on
@@ -52,7 +52,6 @@ var users = []struct{ local, password string }{
 const (
 	secretFile = "component.secret"
 	configFile = "pubpresence.toml"
-	prosodyDir = "prosody"
 )
 
 func main() {
@@ -63,6 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("devserver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", ".run", "directory for the server's data, the secret and pubpresence.toml")
+	kind := fs.String("server", string(server.Prosody), "the server to run: prosody or ejabberd")
 	c2s := fs.Int("c2s", 15222, "client port (c2s) on 127.0.0.1 and ::1")
 	comp := fs.Int("component", 15347, "component port (XEP-0114) on 127.0.0.1 and ::1")
 	listen := fs.String("http", "127.0.0.1:9273", "http.listen written into pubpresence.toml")
@@ -76,9 +76,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "devserver: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
+	if k := server.Kind(*kind); k != server.Prosody && k != server.Ejabberd {
+		fmt.Fprintf(stderr, "devserver: -server %q: want prosody or ejabberd\n", *kind)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, *dir, *c2s, *comp, *listen, stdout, stderr); err != nil {
+	if err := serve(ctx, server.Kind(*kind), *dir, *c2s, *comp, *listen, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "devserver:", err)
 		return 1
 	}
@@ -86,7 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // serve runs the server until ctx is done or the server dies.
-func serve(ctx context.Context, dir string, c2s, comp int, listen string, stdout, stderr io.Writer) error {
+func serve(ctx context.Context, kind server.Kind, dir string, c2s, comp int, listen string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -99,13 +103,13 @@ func serve(ctx context.Context, dir string, c2s, comp int, listen string, stdout
 	if err != nil {
 		return err
 	}
-	s, err := server.New(filepath.Join(dir, prosodyDir),
+	s, err := server.New(kind, filepath.Join(dir, string(kind)),
 		server.WithPorts(c2s, comp), server.WithComponent(component, secret))
 	if err != nil {
 		return err
 	}
 	if err := s.Start(); err != nil {
-		return fmt.Errorf("%w\n--- prosody log tail (%s) ---\n%s", err, s.LogPath, s.LogTail(40))
+		return fmt.Errorf("%w\n--- %s log tail (%s) ---\n%s", err, kind, s.LogPath, s.LogTail(40))
 	}
 	stopped := false
 	defer func() {
@@ -129,20 +133,20 @@ func serve(ctx context.Context, dir string, c2s, comp int, listen string, stdout
 
 	select {
 	case <-ctx.Done():
-		fmt.Fprintf(stderr, "devserver: stopping prosody (pid %d)\n", s.Pid())
+		fmt.Fprintf(stderr, "devserver: stopping %s (pid %d)\n", kind, s.Pid())
 		stopped = true
 		if err := s.Stop(); err != nil {
 			return err
 		}
-		fmt.Fprintln(stderr, "devserver: prosody stopped")
+		fmt.Fprintf(stderr, "devserver: %s stopped\n", kind)
 		return nil
 	case <-s.Done():
 		stopped = true
 		err := s.Stop() // reports how it ended
 		if err == nil {
-			err = errors.New("prosody exited")
+			err = fmt.Errorf("%s exited", kind)
 		}
-		return fmt.Errorf("%w\n--- prosody log tail (%s) ---\n%s", err, s.LogPath, s.LogTail(40))
+		return fmt.Errorf("%w\n--- %s log tail (%s) ---\n%s", err, kind, s.LogPath, s.LogTail(40))
 	}
 }
 
@@ -182,7 +186,7 @@ func serviceConfig(s *server.Server, listen string) ([]byte, error) {
 	cfg.Log = config.Log{Level: "info", Format: "console"}
 
 	var b bytes.Buffer
-	b.WriteString("# pubpresence config for the private Prosody of integration/cmd/devserver\n" +
+	b.WriteString("# pubpresence config for the private " + string(s.Kind) + " of integration/cmd/devserver\n" +
 		"# (data in " + s.Dir + "). Rewritten on every start of devserver.\n\n")
 	enc := toml.NewEncoder(&b)
 	enc.Indent = ""
@@ -220,7 +224,7 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 // howTo is what devserver prints once the server is ready.
 func howTo(s *server.Server, cfgPath string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Prosody dev server ready (pid %d, data in %s)\n", s.Pid(), s.Dir)
+	fmt.Fprintf(&b, "%s dev server ready (pid %d, data in %s)\n", s.Kind, s.Pid(), s.Dir)
 	fmt.Fprintf(&b, "  XMPP client address: %s", s.C2SAddr)
 	if s.C2SAddr6 != "" {
 		fmt.Fprintf(&b, " or %s", s.C2SAddr6)

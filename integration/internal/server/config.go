@@ -2,24 +2,33 @@ package server
 
 import (
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"text/template"
 )
 
-// configTemplate is the Prosody config the harness writes. It is kept in its
-// own file so the docs can show the same text.
-//
-//go:embed prosody.cfg.lua.tmpl
-var configTemplate string
+// The configs the harness writes. They are kept in their own files so the
+// docs can show the same text.
+var (
+	//go:embed prosody.cfg.lua.tmpl
+	prosodyConfig string
+	//go:embed ejabberd.yml.tmpl
+	ejabberdConfig string
+)
 
-var prosodyTemplate = template.Must(template.New("prosody").Funcs(template.FuncMap{
-	"lua":     luaString,
-	"luaList": luaList,
-}).Parse(configTemplate))
+var templates = map[Kind]*template.Template{
+	Prosody: template.Must(template.New("prosody").Funcs(template.FuncMap{
+		"lua":     luaString,
+		"luaList": luaList,
+	}).Parse(prosodyConfig)),
+	Ejabberd: template.Must(template.New("ejabberd").Funcs(template.FuncMap{
+		"yaml": yamlString,
+	}).Parse(ejabberdConfig)),
+}
 
-// Option changes how StartProsody and New configure the server.
+// Option changes how Start and New configure the server.
 type Option func(*options)
 
 type options struct {
@@ -56,12 +65,13 @@ func defaultOptions() options {
 // XEP-0133 commands and no owner rights on pubsub. By default it is a global admin.
 func WithoutAdmin() Option { return func(o *options) { o.admin = false } }
 
-// WithMaxItems sets pubsub_max_items (default 10000). storage_archive_item_limit
-// is set to ten times that, and at least 100000.
+// WithMaxItems sets what pubsub#max_items=max means (default 10000):
+// Prosody's pubsub_max_items (and storage_archive_item_limit to ten times
+// that, at least 100000), ejabberd's max_items_node.
 func WithMaxItems(n int) Option { return func(o *options) { o.maxItems = n } }
 
-// WithStorage selects the storage backend: "sql" (SQLite, the default) or
-// "internal" (flat files).
+// WithStorage selects Prosody's storage backend: "sql" (SQLite, the
+// default) or "internal" (flat files). ejabberd always uses Mnesia.
 func WithStorage(s string) Option { return func(o *options) { o.storage = s } }
 
 // WithComponent sets the component's name and secret (default
@@ -70,8 +80,8 @@ func WithComponent(name, secret string) Option {
 	return func(o *options) { o.component, o.secret = name, secret }
 }
 
-// WithConflictResolve sets component_conflict_resolve ("kick_new" or
-// "kick_old"). By default it is left out, which means kick_new.
+// WithConflictResolve sets Prosody's component_conflict_resolve ("kick_new"
+// or "kick_old"). By default it is left out, which means kick_new.
 func WithConflictResolve(s string) Option { return func(o *options) { o.conflictResolve = s } }
 
 // WithDir makes the server use dir (created if missing) instead of a fresh
@@ -95,7 +105,10 @@ func WithPorts(c2s, component int) Option {
 	return func(o *options) { o.c2sPort, o.componentPort = c2s, component }
 }
 
-func (o options) validate() error {
+func (o options) validate(kind Kind) error {
+	if err := o.checkKind(kind); err != nil {
+		return err
+	}
 	if o.maxItems < 1 {
 		return fmt.Errorf("pubsub max items %d: must be at least 1", o.maxItems)
 	}
@@ -201,32 +214,64 @@ func (s *Server) configData() configData {
 	}
 }
 
-// renderConfig returns the whole prosody.cfg.lua for d.
-func renderConfig(d configData) (string, error) {
+// renderConfig returns the whole prosody.cfg.lua or ejabberd.yml for d.
+func renderConfig(kind Kind, d configData) (string, error) {
+	name := map[Kind]string{Prosody: "prosody.cfg.lua", Ejabberd: "ejabberd.yml"}[kind]
 	var b strings.Builder
-	if err := prosodyTemplate.ExecuteTemplate(&b, "prosody.cfg.lua", d); err != nil {
-		return "", fmt.Errorf("render prosody config: %w", err)
+	if err := templates[kind].ExecuteTemplate(&b, name, d); err != nil {
+		return "", fmt.Errorf("render %s config: %w", kind, err)
 	}
 	return b.String(), nil
 }
 
-// renderSnippet returns only the lines an operator adds for the component.
-func renderSnippet(d configData) (string, error) {
+// renderSnippet returns only the lines an operator adds for the component:
+// the template's blocks named in snippetParts, each under its heading.
+func renderSnippet(kind Kind, d configData) (string, error) {
 	d.Admins = nil
 	if d.ComponentAdmin {
 		d.Admins = []string{d.Component}
 	}
-	var global, hosts strings.Builder
-	if err := prosodyTemplate.ExecuteTemplate(&global, "component-global", d); err != nil {
-		return "", fmt.Errorf("render config snippet: %w", err)
+	d.Harness, d.HarnessSecret = "", ""
+	var out strings.Builder
+	for i, part := range snippetParts(kind, d) {
+		var b strings.Builder
+		if err := templates[kind].ExecuteTemplate(&b, part.block, d); err != nil {
+			return "", fmt.Errorf("render config snippet: %w", err)
+		}
+		if i > 0 {
+			out.WriteString("\n")
+		}
+		out.WriteString(part.heading + "\n" + strings.Trim(b.String(), "\n") + "\n")
 	}
-	if err := prosodyTemplate.ExecuteTemplate(&hosts, "component-hosts", d); err != nil {
-		return "", fmt.Errorf("render config snippet: %w", err)
+	return out.String(), nil
+}
+
+// snippetPart is one block of the operator's snippet.
+type snippetPart struct{ heading, block string }
+
+func snippetParts(kind Kind, d configData) []snippetPart {
+	if kind == Ejabberd {
+		return []snippetPart{
+			{"# Under listen:", "component-listen"},
+			{"# Under acl:", "component-acl"},
+			{"# Under access_rules: (merge with an existing configure rule)", "component-access"},
+			{"# Under modules:", "component-modules"},
+		}
 	}
-	return "-- In the global section, before the first VirtualHost or Component line:\n" +
-		strings.TrimSpace(global.String()) + "\n\n" +
-		"-- After the VirtualHost " + luaString(d.Domain) + " section:\n" +
-		strings.TrimSpace(hosts.String()) + "\n", nil
+	return []snippetPart{
+		{"-- In the global section, before the first VirtualHost or Component line:", "component-global"},
+		{"-- After the VirtualHost " + luaString(d.Domain) + " section:", "component-hosts"},
+	}
+}
+
+// yamlString quotes s as a YAML double-quoted scalar (JSON's string syntax
+// is a subset of it).
+func yamlString(s string) string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // a string always marshals
+	}
+	return string(b)
 }
 
 // luaString quotes s as a Lua string literal. Bytes outside printable ASCII
@@ -262,12 +307,13 @@ func luaList(items []string) string {
 	return "{ " + strings.Join(quoted, ", ") + " }"
 }
 
-// DocSnippet returns the Prosody configuration an operator adds for
-// pubpresence, rendered from the same template blocks as the servers the
-// tests run, with the documentation's example values (docs/prosody.md
-// holds it verbatim, and a test checks that it does).
-func DocSnippet() string {
-	s, err := renderSnippet(configData{
+// DocSnippet returns the configuration an operator adds to the server of
+// kind for pubpresence, rendered from the same template blocks as the
+// servers the tests run, with the documentation's example values
+// (docs/prosody.md and docs/ejabberd.md hold it verbatim, and a test checks
+// that they do).
+func DocSnippet(kind Kind) string {
+	s, err := renderSnippet(kind, configData{
 		Interfaces:     []string{"127.0.0.1", "::1"},
 		ComponentPort:  5347,
 		Storage:        "sql",

@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -76,7 +75,7 @@ func TestOptionsValidate(t *testing.T) {
 			for _, opt := range tt.opts {
 				opt(&o)
 			}
-			err := o.validate()
+			err := o.validate(Prosody)
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Errorf("validate() = %v, want nil", err)
@@ -87,6 +86,34 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
+func TestOptionsValidateEjabberd(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    []Option
+		wantErr string // "" for valid
+	}{
+		{"defaults", nil, ""},
+		{"max items", []Option{WithMaxItems(2)}, ""},
+		{"internal storage", []Option{WithStorage("internal")}, "Mnesia"},
+		{"kick_old", []Option{WithConflictResolve("kick_old")}, "Prosody option"},
+		{"extra host", []Option{WithHost("other.localhost")}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := buildOptions(Ejabberd, tt.opts)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("buildOptions(ejabberd) = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("buildOptions(ejabberd) = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+	if _, err := buildOptions("openfire", nil); err == nil || !strings.Contains(err.Error(), "unknown server kind") {
+		t.Errorf("buildOptions(openfire) = %v, want unknown server kind", err)
+	}
+}
+
 // testServer builds a Server as StartProsody would, without running anything.
 func testServer(t *testing.T, opts ...Option) *Server {
 	t.Helper()
@@ -94,7 +121,7 @@ func testServer(t *testing.T, opts ...Option) *Server {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	s, err := newProsody(t.TempDir(), o)
+	s, err := newFiles(Prosody, t.TempDir(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +179,7 @@ func TestRenderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := testServer(t, tt.opts...)
-			cfg, err := renderConfig(s.configData())
+			cfg, err := renderConfig(Prosody, s.configData())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -199,7 +226,7 @@ func TestConfigSnippet(t *testing.T) {
 func TestSetPorts(t *testing.T) {
 	o := defaultOptions()
 	WithPorts(15222, 15347)(&o)
-	s, err := newProsody(t.TempDir(), o)
+	s, err := newFiles(Prosody, t.TempDir(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +240,7 @@ func TestSetPorts(t *testing.T) {
 		t.Errorf("fixed ports: IPv6 addresses %s %s", s.C2SAddr6, s.ComponentAddr6)
 	}
 
-	free, err := newProsody(t.TempDir(), defaultOptions())
+	free, err := newFiles(Prosody, t.TempDir(), defaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +256,7 @@ func TestNewKeepsDir(t *testing.T) {
 	dir := t.TempDir()
 	o := defaultOptions()
 	WithHost("other.localhost")(&o)
-	s, err := newServer(dir, o)
+	s, err := newServer(Prosody, dir, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +264,7 @@ func TestNewKeepsDir(t *testing.T) {
 	if err := os.WriteFile(keep, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newServer(dir, o); err != nil {
+	if _, err := newServer(Prosody, dir, o); err != nil {
 		t.Fatalf("newServer on an existing dir: %v", err)
 	}
 	if _, err := os.Stat(keep); err != nil {
@@ -253,16 +280,20 @@ func TestNewKeepsDir(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	if _, err := New(""); err == nil || !strings.Contains(err.Error(), "empty dir") {
+	if _, err := New(Prosody, ""); err == nil || !strings.Contains(err.Error(), "empty dir") {
 		t.Errorf("New(\"\") = %v, want an empty dir error", err)
 	}
-	if _, err := exec.LookPath("prosody"); err == nil {
-		if _, err := New(t.TempDir(), WithPorts(1, 1)); err == nil {
-			t.Errorf("New with the same port twice succeeded")
-		}
+	if _, err := New(Prosody, t.TempDir(), WithPorts(1, 1)); err == nil {
+		t.Errorf("New with the same port twice succeeded")
+	}
+	if _, err := New(Ejabberd, t.TempDir(), WithStorage("internal")); err == nil {
+		t.Errorf("New(ejabberd) with Prosody's storage option succeeded")
 	}
 	t.Setenv("PATH", t.TempDir())
-	if _, err := New(t.TempDir()); !errors.Is(err, ErrNotInstalled) {
+	if _, err := New(Prosody, t.TempDir()); !errors.Is(err, ErrNotInstalled) {
 		t.Errorf("New without prosody on PATH = %v, want %v", err, ErrNotInstalled)
+	}
+	if _, err := New(Ejabberd, t.TempDir()); !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("New without erl on PATH = %v, want %v", err, ErrNotInstalled)
 	}
 }

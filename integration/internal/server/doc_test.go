@@ -6,20 +6,29 @@ import (
 	"testing"
 )
 
-// TestDocsProsodySnippet keeps docs/prosody.md equal to what the tests run.
-func TestDocsProsodySnippet(t *testing.T) {
-	b, err := os.ReadFile("../../../docs/prosody.md")
-	if err != nil {
-		t.Fatal(err)
+// TestDocsSnippets keeps docs/prosody.md and docs/ejabberd.md equal to what
+// the tests run.
+func TestDocsSnippets(t *testing.T) {
+	wants := map[Kind][]string{
+		Prosody: {`admins = { "pubpresence.example.org" }`, `Component "pubsub.example.org" "pubsub"`,
+			`component_secret = "change-me"`, "pubsub_max_items = 10000", `storage = "sql"`},
+		Ejabberd: {"module: ejabberd_service", `"pubpresence.example.org":`, `password: "change-me"`,
+			"max_items_node: 10000", "- allow: pubpresence", "mod_configure: {}", `ip: "::1"`},
 	}
-	snippet := DocSnippet()
-	if !strings.Contains(string(b), snippet) {
-		t.Errorf("docs/prosody.md does not hold the snippet the tests use; put this in its lua block:\n%s", snippet)
-	}
-	for _, want := range []string{`admins = { "pubpresence.example.org" }`, `Component "pubsub.example.org" "pubsub"`,
-		`component_secret = "change-me"`, "pubsub_max_items = 10000", `storage = "sql"`} {
-		if !strings.Contains(snippet, want) {
-			t.Errorf("snippet lacks %q", want)
+	for _, kind := range Kinds {
+		path := "../../../docs/" + string(kind) + ".md"
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snippet := DocSnippet(kind)
+		if !strings.Contains(string(b), snippet) {
+			t.Errorf("%s does not hold the snippet the tests use; put this in its config block:\n%s", path, snippet)
+		}
+		for _, want := range wants[kind] {
+			if !strings.Contains(snippet, want) {
+				t.Errorf("%s snippet lacks %q", kind, want)
+			}
 		}
 	}
 }

@@ -1,11 +1,12 @@
 // Package server starts private XMPP servers for integration tests and for
 // a local development server.
 //
-// Each server runs from a generated config in its own directory and listens
-// on loopback only: on free ports, stopped when the test ends
-// (StartProsody), or on fixed ports for as long as its owner wants (New,
-// WithPorts, Start, Stop). Processes are tracked by pid, never by name:
-// other Prosody instances may run on the same machine.
+// Two kinds are supported, Prosody 0.12 and ejabberd 23.01, from Debian's
+// packages. Each server runs from a generated config in its own directory
+// and listens on loopback only: on free ports, stopped when the test ends
+// (StartProsody, StartEjabberd), or on fixed ports for as long as its owner
+// wants (New, WithPorts, Start, Stop). Processes are tracked by pid, never by
+// name: other instances may run on the same machine.
 package server
 
 import (
@@ -36,6 +37,18 @@ const (
 	startAttempts = 5
 )
 
+// Kind names a server implementation.
+type Kind string
+
+// The server kinds the harness runs.
+const (
+	Prosody  Kind = "prosody"
+	Ejabberd Kind = "ejabberd"
+)
+
+// Kinds are all the kinds, in the order tests run them.
+var Kinds = []Kind{Prosody, Ejabberd}
+
 // RequireServersEnv names the environment variable that turns a missing
 // server binary from a skip into a test failure (CI sets it to "1").
 const RequireServersEnv = "PUBPRESENCE_REQUIRE_SERVERS"
@@ -47,12 +60,12 @@ const DebugEnv = "PUBPRESENCE_SERVER_DEBUG"
 // errAddrInUse reports that the server could not bind one of its ports.
 var errAddrInUse = errors.New("address already in use")
 
-// ErrNotInstalled is returned by New when the server binary is not found.
-var ErrNotInstalled = errors.New("prosody is not installed (run scripts/install-servers.sh)")
+// ErrNotInstalled is returned by New when the server is not installed.
+var ErrNotInstalled = errors.New("not installed (run scripts/install-servers.sh ejabberd)")
 
 // Server is a private XMPP server on loopback, running or stopped.
 type Server struct {
-	Kind          string // "prosody"
+	Kind          Kind   // Prosody or Ejabberd
 	Domain        string // "localhost"
 	Component     string // "pubpresence.localhost"
 	Secret        string // component secret
@@ -63,9 +76,9 @@ type Server struct {
 	// ComponentAddr6 is "[::1]:PORT" (the same port as ComponentAddr), or ""
 	// when this machine has no IPv6 loopback.
 	ComponentAddr6 string
-	Dir            string   // private directory (config, data, log, pid)
-	ConfigPath     string   // Dir/prosody.cfg.lua
-	LogPath        string   // Dir/prosody.log
+	Dir            string   // private directory (config, data, logs)
+	ConfigPath     string   // Dir/prosody.cfg.lua or Dir/ejabberd.yml
+	LogPath        string   // Dir/prosody.log or Dir/logs/ejabberd.log
 	Hosts          []string // extra VirtualHosts (WithHost), not served by the component
 
 	opts          options
@@ -94,40 +107,48 @@ func (p *process) exited() bool {
 	}
 }
 
-// StartProsody writes a config into a private directory, picks free
+// StartProsody writes a Prosody config into a private directory, picks free
 // loopback ports (unless WithPorts is given), starts `prosody -F` in its own
 // process group, waits until the c2s and component ports accept and the
 // server answers a component handshake (at most 20 s), and registers
-// t.Cleanup(Stop). When the prosody binary is not installed it skips the
-// test, or fails it if PUBPRESENCE_REQUIRE_SERVERS is "1".
-func StartProsody(t testing.TB, opts ...Option) *Server {
+// t.Cleanup(Stop). When Prosody is not installed it skips the test, or fails
+// it if PUBPRESENCE_REQUIRE_SERVERS is "1".
+func StartProsody(t testing.TB, opts ...Option) *Server { return Start(t, Prosody, opts...) }
+
+// StartEjabberd is StartProsody for ejabberd: it runs the ejabberd Erlang
+// application directly (`erl -s ejabberd`, no ejabberdctl, no Erlang
+// distribution), with its Mnesia database in the private directory.
+func StartEjabberd(t testing.TB, opts ...Option) *Server { return Start(t, Ejabberd, opts...) }
+
+// Start starts a private server of the given kind; see StartProsody.
+func Start(t testing.TB, kind Kind, opts ...Option) *Server {
 	t.Helper()
-	if _, err := exec.LookPath("prosody"); err != nil {
-		msg := "prosody is not installed (run scripts/install-servers.sh)"
+	if err := installed(kind); err != nil {
+		msg := fmt.Sprintf("%s is not installed (run scripts/install-servers.sh ejabberd)", kind)
 		if os.Getenv(RequireServersEnv) == "1" {
 			t.Fatalf("%s and %s=1: %v", msg, RequireServersEnv, err)
 		}
 		t.Skipf("%s; set %s=1 to fail instead of skipping", msg, RequireServersEnv)
 	}
-	o, err := buildOptions(opts)
+	o, err := buildOptions(kind, opts)
 	if err != nil {
-		t.Fatalf("start prosody: %v", err)
+		t.Fatalf("start %s: %v", kind, err)
 	}
 	dir := o.dir
 	if dir == "" {
 		dir = tempDir(t)
 	}
 	began := time.Now()
-	s, err := newServer(dir, o)
+	s, err := newServer(kind, dir, o)
 	if err != nil {
-		t.Fatalf("start prosody: %v", err)
+		t.Fatalf("start %s: %v", kind, err)
 	}
 	for attempt := 1; ; attempt++ {
 		err = s.Start()
 		if err == nil || !errors.Is(err, errAddrInUse) || o.c2sPort != 0 || attempt == startAttempts {
 			break
 		}
-		t.Logf("prosody: port taken, retrying with fresh ports: %v", err)
+		t.Logf("%s: port taken, retrying with fresh ports: %v", kind, err)
 		if err = s.setPorts(); err == nil {
 			err = s.writeConfig()
 		}
@@ -136,60 +157,73 @@ func StartProsody(t testing.TB, opts ...Option) *Server {
 		}
 	}
 	if err != nil {
-		t.Fatalf("start prosody in %s: %v\n--- log tail ---\n%s", dir, err, s.LogTail(40))
+		t.Fatalf("start %s in %s: %v\n--- log tail ---\n%s", kind, dir, err, s.LogTail(40))
 	}
-	t.Logf("prosody started in %v: c2s %s, component %s, dir %s",
-		time.Since(began).Round(time.Millisecond), s.C2SAddr, s.ComponentAddr, dir)
+	t.Logf("%s started in %v: c2s %s, component %s, dir %s",
+		kind, time.Since(began).Round(time.Millisecond), s.C2SAddr, s.ComponentAddr, dir)
 	t.Cleanup(func() {
 		if err := s.Stop(); err != nil {
-			t.Errorf("stop prosody: %v", err)
+			t.Errorf("stop %s: %v", kind, err)
 		}
 		if t.Failed() {
-			t.Logf("prosody log tail (%s):\n%s", s.LogPath, s.LogTail(40))
+			t.Logf("%s log tail (%s):\n%s", kind, s.LogPath, s.LogTail(40))
 		}
 	})
 	return s
 }
 
-// New writes the config of a Prosody server into dir and returns the server
-// stopped; Start runs it and Stop stops it. dir is created if missing, and
+// New writes the config of a server of the given kind into dir and returns
+// the server stopped; Start runs it and Stop stops it. dir is created if missing, and
 // the data in it (users, pubsub nodes and items) is kept: a server made
 // again with the same dir finds it. The config is rewritten on every New.
 // Without WithPorts, New picks free loopback ports, which someone else may
 // take before Start. Unlike StartProsody, New registers no cleanup: the
-// caller must Stop the server. When the prosody binary is missing it returns
+// caller must Stop the server. When the server is not installed it returns
 // an error wrapping ErrNotInstalled.
-func New(dir string, opts ...Option) (*Server, error) {
+func New(kind Kind, dir string, opts ...Option) (*Server, error) {
 	if dir == "" {
-		return nil, errors.New("new prosody: empty dir")
+		return nil, fmt.Errorf("new %s: empty dir", kind)
 	}
-	if _, err := exec.LookPath("prosody"); err != nil {
-		return nil, fmt.Errorf("new prosody: %w: %v", ErrNotInstalled, err)
-	}
-	o, err := buildOptions(opts)
+	o, err := buildOptions(kind, opts)
 	if err != nil {
-		return nil, fmt.Errorf("new prosody: %w", err)
+		return nil, fmt.Errorf("new %s: %w", kind, err)
 	}
-	s, err := newServer(dir, o)
+	if err := installed(kind); err != nil {
+		return nil, fmt.Errorf("new %s: %w: %v", kind, ErrNotInstalled, err)
+	}
+	s, err := newServer(kind, dir, o)
 	if err != nil {
-		return nil, fmt.Errorf("new prosody: %w", err)
+		return nil, fmt.Errorf("new %s: %w", kind, err)
 	}
 	return s, nil
 }
 
+// installed reports why the server of kind cannot run here, or nil.
+func installed(kind Kind) error {
+	switch kind {
+	case Prosody:
+		_, err := exec.LookPath("prosody")
+		return err
+	case Ejabberd:
+		_, err := ejabberdLibs()
+		return err
+	}
+	return fmt.Errorf("unknown server kind %q", kind)
+}
+
 // buildOptions applies opts to the defaults and validates the result.
-func buildOptions(opts []Option) (options, error) {
+func buildOptions(kind Kind, opts []Option) (options, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return o, o.validate()
+	return o, o.validate(kind)
 }
 
 // newServer makes the server's directory, sets its ports and writes its
 // config.
-func newServer(dir string, o options) (*Server, error) {
-	s, err := newProsody(dir, o)
+func newServer(kind Kind, dir string, o options) (*Server, error) {
+	s, err := newFiles(kind, dir, o)
 	if err != nil {
 		return nil, err
 	}
@@ -219,12 +253,26 @@ func tempDir(t testing.TB) string {
 	return dir
 }
 
-func newProsody(dir string, o options) (*Server, error) {
+// newFiles makes the server's directories and returns it with its fixed
+// fields set.
+func newFiles(kind Kind, dir string, o options) (*Server, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("server dir: %w", err)
 	}
-	for _, d := range []string{dir, filepath.Join(dir, "data"), filepath.Join(dir, "certs")} {
+	if strings.ContainsAny(dir, "\"'\\") {
+		return nil, fmt.Errorf("server dir %q: quotes and backslashes are not supported", dir)
+	}
+	subdirs := []string{"data", "certs"}
+	config, logPath := filepath.Join(dir, "prosody.cfg.lua"), filepath.Join(dir, "prosody.log")
+	if kind == Ejabberd {
+		subdirs = []string{"spool", "logs"}
+		config, logPath = filepath.Join(dir, "ejabberd.yml"), filepath.Join(dir, "logs", "ejabberd.log")
+	}
+	for _, d := range append([]string{dir}, subdirs...) {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(dir, d)
+		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("server dir: %w", err)
 		}
@@ -234,14 +282,14 @@ func newProsody(dir string, o options) (*Server, error) {
 		return nil, fmt.Errorf("harness secret: %w", err)
 	}
 	return &Server{
-		Kind:          "prosody",
+		Kind:          kind,
 		Domain:        defaultDomain,
 		Component:     o.component,
 		Secret:        o.secret,
 		Pubsub:        defaultPubsub,
 		Dir:           dir,
-		ConfigPath:    filepath.Join(dir, "prosody.cfg.lua"),
-		LogPath:       filepath.Join(dir, "prosody.log"),
+		ConfigPath:    config,
+		LogPath:       logPath,
 		Hosts:         append([]string(nil), o.hosts...),
 		opts:          o,
 		harness:       harnessName,
@@ -317,21 +365,21 @@ func hasIPv6Loopback() bool {
 func debugLog() bool { return os.Getenv(DebugEnv) == "1" }
 
 func (s *Server) writeConfig() error {
-	cfg, err := renderConfig(s.configData())
+	cfg, err := renderConfig(s.Kind, s.configData())
 	if err != nil {
 		return err
 	}
 	if err := os.WriteFile(s.ConfigPath, []byte(cfg), 0o600); err != nil {
-		return fmt.Errorf("write prosody config: %w", err)
+		return fmt.Errorf("write %s config: %w", s.Kind, err)
 	}
 	return nil
 }
 
 // ConfigSnippet returns the server-side config this harness uses for the
-// component (listener, secret, admin rights, pubsub component and limits),
-// as an operator would add it to prosody.cfg.lua.
+// component (listener, secret, admin rights, pubsub service and limits),
+// as an operator would add it to prosody.cfg.lua or ejabberd.yml.
 func (s *Server) ConfigSnippet() string {
-	snippet, err := renderSnippet(s.configData())
+	snippet, err := renderSnippet(s.Kind, s.configData())
 	if err != nil {
 		// The template is fixed and parsed at init; this is a programming error.
 		panic(err)
@@ -365,8 +413,10 @@ func (s *Server) Start() error {
 		return fmt.Errorf("start %s: %w", s.Kind, err)
 	}
 	defer console.Close() // the child has its own copy
-	cmd := exec.Command("prosody", "--config", s.ConfigPath, "-F")
-	cmd.Dir = s.Dir
+	cmd, err := s.command()
+	if err != nil {
+		return fmt.Errorf("start %s: %w", s.Kind, err)
+	}
 	cmd.Stdout, cmd.Stderr = console, console
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:   true,            // its own process group: no terminal signals from the test run
@@ -399,11 +449,14 @@ func (s *Server) waitReady(p *process, logStart int64, deadline time.Time) error
 	}
 	var lastErr error
 	for {
-		if p.exited() {
-			return fmt.Errorf("exited during start-up: %v", p.waitErr)
-		}
 		if err := s.bindError(logStart); err != nil {
 			return err
+		}
+		if p.exited() {
+			if err := s.bindError(logStart); err != nil {
+				return err
+			}
+			return fmt.Errorf("exited during start-up: %v", p.waitErr)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not ready after %v: %v", startTimeout, lastErr)
@@ -431,7 +484,7 @@ func (s *Server) waitReady(p *process, logStart int64, deadline time.Time) error
 }
 
 // bindError reports a failed listen that the server logged since logStart.
-// Prosody keeps running when it cannot bind a port.
+// Prosody keeps running when it cannot bind a port; ejabberd exits.
 func (s *Server) bindError(logStart int64) error {
 	f, err := os.Open(s.LogPath)
 	if err != nil {
@@ -446,7 +499,8 @@ func (s *Server) bindError(logStart int64) error {
 		return nil
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, "Failed to open server port") || strings.Contains(line, "Failed to activate service") {
+		if strings.Contains(line, "Failed to open server port") || strings.Contains(line, "Failed to activate service") ||
+			strings.Contains(line, "eaddrinuse") {
 			return fmt.Errorf("%w: %s", errAddrInUse, strings.TrimSpace(line))
 		}
 	}
@@ -486,7 +540,7 @@ func (s *Server) Stop() error {
 			// is half closed at that moment (mod_c2s.lua:469 calls close
 			// on a session that has none). It would never exit: kill it.
 			// Its data is already saved; this is not the test's failure.
-			if strings.Contains(s.LogTail(30), shutdownBug) {
+			if s.Kind == Prosody && strings.Contains(s.LogTail(30), shutdownBug) {
 				s.killLocked()
 				return nil
 			}
@@ -517,7 +571,11 @@ func (s *Server) killLocked() {
 		return
 	}
 	// os.Process signals through a pidfd where the kernel has them, so a
-	// reaped and reused pid is never hit.
+	// reaped and reused pid is never hit. The process group (its own, see
+	// Start) goes too: ejabberd's port programs must not outlive it.
+	if !p.exited() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
 	_ = p.cmd.Process.Kill()
 	<-p.done
 	s.proc = nil

@@ -350,8 +350,8 @@ func adminCommandCountAs(t *testing.T, s *Server, name, secret string) int {
 	}
 	defer c.close()
 	c.conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(c.conn, "<iq type='get' id='d1' to='%s'><query xmlns='http://jabber.org/protocol/disco#items' "+
-		"node='http://jabber.org/protocol/commands'/></iq>", s.Domain)
+	fmt.Fprintf(c.conn, "<iq type='get' id='d1' from='%s' to='%s'><query xmlns='http://jabber.org/protocol/disco#items' "+
+		"node='http://jabber.org/protocol/commands'/></iq>", name, s.Domain)
 	for {
 		start, err := c.nextElement()
 		if err != nil {
@@ -373,7 +373,13 @@ func adminCommandCountAs(t *testing.T, s *Server, name, secret string) int {
 		if iq.Type != "result" {
 			t.Fatalf("disco#items: type %q", iq.Type)
 		}
-		return len(iq.Items)
+		n := 0
+		for _, it := range iq.Items {
+			if strings.Contains(it.Node, "/admin#") {
+				n++
+			}
+		}
+		return n
 	}
 }
 
@@ -584,7 +590,7 @@ func TestIntegrationProsodyNew(t *testing.T) {
 	}
 	dir := filepath.Join(tempDir(t), "dev")
 	c2s, comp := freePorts(t)
-	s, err := New(dir, WithPorts(c2s, comp), WithComponent("pubpresence.localhost", "dev-secret"))
+	s, err := New(Prosody, dir, WithPorts(c2s, comp), WithComponent("pubpresence.localhost", "dev-secret"))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -638,7 +644,7 @@ func TestIntegrationProsodyNew(t *testing.T) {
 	}
 
 	// A new Server on the same dir and ports finds the data.
-	s2, err := New(dir, WithPorts(c2s, comp), WithComponent("pubpresence.localhost", "dev-secret"))
+	s2, err := New(Prosody, dir, WithPorts(c2s, comp), WithComponent("pubpresence.localhost", "dev-secret"))
 	if err != nil {
 		t.Fatalf("New again: %v", err)
 	}
@@ -651,7 +657,7 @@ func TestIntegrationProsodyNew(t *testing.T) {
 	}
 
 	// A fixed port that is taken is an error, not a retry elsewhere.
-	s3, err := New(filepath.Join(tempDir(t), "taken"), WithPorts(c2s, comp))
+	s3, err := New(Prosody, filepath.Join(tempDir(t), "taken"), WithPorts(c2s, comp))
 	if err != nil {
 		t.Fatalf("New on taken ports: %v", err)
 	}

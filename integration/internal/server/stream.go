@@ -121,8 +121,14 @@ func (c *componentConn) nextElement() (xml.StartElement, error) {
 
 // close ends the stream and the connection.
 func (c *componentConn) close() {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = io.WriteString(c.conn, "</stream:stream>")
+	_ = c.conn.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c.conn, "</stream:stream>"); err == nil {
+		// Wait for the server to end its side: ejabberd accepts several
+		// streams for one component name and spreads stanzas over them, so
+		// the next connection must not start while this one is still
+		// registered.
+		_, _ = io.Copy(io.Discard, c.conn)
+	}
 	c.conn.Close()
 }
 

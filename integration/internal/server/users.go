@@ -18,8 +18,10 @@ const (
 	nodeAddUser = nsAdmin + "#add-user"
 	nodeSetPass = nsAdmin + "#change-user-password"
 
-	// msgAccountExists is the note admin#add-user gives for an existing user.
+	// msgAccountExists is the note Prosody's admin#add-user gives for an
+	// existing user; ejabberd answers with a conflict error (errConflict).
 	msgAccountExists = "Account already exists"
+	errConflict      = "iq error: conflict"
 )
 
 // CreateUsers creates accounts <local>@Domain with password, or sets the
@@ -189,7 +191,7 @@ func (c *componentConn) adminCommands(domain, node string, locals []string, pass
 		pending--
 		switch p := r.problem(); {
 		case p == "":
-		case node == nodeAddUser && p == msgAccountExists:
+		case node == nodeAddUser && (p == msgAccountExists || p == errConflict):
 			exist = append(exist, locals[i])
 		default:
 			failed = append(failed, fmt.Sprintf("%s: %s", locals[i], p))

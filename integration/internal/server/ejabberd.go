@@ -1,0 +1,73 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+)
+
+// command returns the process that runs the server in the foreground, from
+// its private directory.
+func (s *Server) command() (*exec.Cmd, error) {
+	if s.Kind == Prosody {
+		cmd := exec.Command("prosody", "--config", s.ConfigPath, "-F")
+		cmd.Dir = s.Dir
+		return cmd, nil
+	}
+	libs, err := ejabberdLibs()
+	if err != nil {
+		return nil, err
+	}
+	spool := filepath.Join(s.Dir, "spool")
+	// No distribution (the node is nonode@nohost): no epmd, no cookie, and
+	// nothing listens but the configured loopback ports. SIGTERM is a clean
+	// stop (init:stop) in Erlang/OTP ≥ 20.
+	cmd := exec.Command("erl", "-noinput", "-noshell", "+K", "true", "+P", "250000",
+		"-mnesia", "dir", `"`+spool+`"`, "-s", "ejabberd")
+	cmd.Dir = spool
+	cmd.Env = append(os.Environ(),
+		"EJABBERD_CONFIG_PATH="+s.ConfigPath,
+		"EJABBERD_LOG_PATH="+s.LogPath,
+		"ERL_LIBS="+libs,
+		"ERL_CRASH_DUMP="+filepath.Join(s.Dir, "logs", "erl_crash.dump"),
+		"HOME="+s.Dir, // anything Erlang writes to ~ stays private
+	)
+	return cmd, nil
+}
+
+// ejabberdLibs returns the directory that holds Debian's ejabberd-<version>
+// Erlang application (ERL_LIBS), e.g. /usr/lib/x86_64-linux-gnu.
+func ejabberdLibs() (string, error) {
+	if _, err := exec.LookPath("erl"); err != nil {
+		return "", err
+	}
+	apps, _ := filepath.Glob("/usr/lib/*/ejabberd-*/ebin/ejabberd.app")
+	more, _ := filepath.Glob("/usr/lib/ejabberd-*/ebin/ejabberd.app")
+	apps = append(apps, more...)
+	if len(apps) == 0 {
+		return "", errors.New("no ejabberd application (ebin/ejabberd.app) under /usr/lib")
+	}
+	sort.Strings(apps)
+	// .../ejabberd-23.01/ebin/ejabberd.app → ...
+	return filepath.Dir(filepath.Dir(filepath.Dir(apps[len(apps)-1]))), nil
+}
+
+// checkKind reports options that the kind does not support.
+func (o options) checkKind(kind Kind) error {
+	switch kind {
+	case Prosody:
+		return nil
+	case Ejabberd:
+		if o.storage != "sql" {
+			return fmt.Errorf("storage %q: ejabberd stores everything in Mnesia; WithStorage is for Prosody", o.storage)
+		}
+		if o.conflictResolve != "" {
+			return errors.New("component_conflict_resolve is a Prosody option (ejabberd accepts every connection of a component)")
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown server kind %q", kind)
+}
