@@ -67,8 +67,9 @@ type Client struct {
 	wmu     sync.Mutex
 	wclosed atomic.Bool // no more writes
 
-	mu      sync.Mutex
-	pending map[string]*pendingIQ
+	mu       sync.Mutex
+	pending  map[string]*pendingIQ
+	approved map[string]bool // lower-cased bare JIDs of ApproveAndSubscribe
 
 	ids       atomic.Uint64
 	stanzas   chan Stanza
@@ -389,6 +390,9 @@ func (c *Client) readLoop(sr *streamReader) {
 		}
 		seq++
 		st := toStanza(el, seq)
+		if st.Name == "presence" && st.Type == "subscribe" {
+			c.approve(st)
+		}
 		if st.Name == "iq" {
 			switch st.Type {
 			case "result", "error":
@@ -586,10 +590,34 @@ func (c *Client) Presence(show, status string, priority int) error {
 
 // ApproveAndSubscribe pre-approves a subscription from to and asks for one
 // to it (RFC 6121 §3.4): once to sends its own subscribe, the server accepts
-// it without asking, and both sides end with subscription "both".
+// it without asking, and both sides end with subscription "both". A server
+// without pre-approval (ejabberd 23.01) passes to's subscribe request on
+// instead; the client then approves it at once, as a user who has just
+// added to would. The request is still delivered on Stanzas.
 func (c *Client) ApproveAndSubscribe(to string) error {
+	c.mu.Lock()
+	if c.approved == nil {
+		c.approved = make(map[string]bool)
+	}
+	c.approved[strings.ToLower(to)] = true
+	c.mu.Unlock()
 	t := escape(to)
 	return c.write("<presence type='subscribed' to='" + t + "'/><presence type='subscribe' to='" + t + "'/>")
+}
+
+// approve answers a subscription request from a JID given to
+// ApproveAndSubscribe.
+func (c *Client) approve(st Stanza) {
+	from := st.From
+	if i := strings.IndexByte(from, '/'); i >= 0 {
+		from = from[:i]
+	}
+	c.mu.Lock()
+	ok := c.approved[strings.ToLower(from)]
+	c.mu.Unlock()
+	if ok {
+		go func() { _ = c.write("<presence type='subscribed' to='" + escape(from) + "'/>") }()
+	}
 }
 
 // Stanzas returns the channel of inbound stanzas: messages, presences and

@@ -31,7 +31,7 @@ func TestIntegrationMeasureStartup(t *testing.T) {
 		if err != nil || n < 1 {
 			t.Fatalf("PUBPRESENCE_MEASURE: bad size %q", s)
 		}
-		eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+		eachServer(t, func(t *testing.T, start startFunc) {
 			t.Run(fmt.Sprint(n), func(t *testing.T) { measureStartup(t, start, n) })
 		})
 	}
@@ -55,7 +55,7 @@ func loginAll(t *testing.T, srv *server.Server, names []string, res string) []*c
 	return clients
 }
 
-func measureStartup(t *testing.T, start func(testing.TB, ...server.Option) *server.Server, n int) {
+func measureStartup(t *testing.T, start startFunc, n int) {
 	srv := start(t)
 	names := users("m", n)
 	createUsers(t, srv, names...)

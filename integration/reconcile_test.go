@@ -16,7 +16,7 @@ import (
 // TestIntegrationForeignDomain: a subscribe from a domain the service does
 // not serve is refused, and that user is never tracked.
 func TestIntegrationForeignDomain(t *testing.T) {
-	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+	eachServer(t, func(t *testing.T, start startFunc) {
 		const other = "other.localhost"
 		srv := start(t, server.WithHost(other))
 		createUsers(t, srv, "alice")
@@ -56,7 +56,7 @@ func TestIntegrationForeignDomain(t *testing.T) {
 // nobody is behind (a ghost) and restores one that went missing, without
 // leaving online.
 func TestIntegrationReconcile(t *testing.T) {
-	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+	eachServer(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		createUsers(t, srv, "alice")
 		svc := startService(t, srv, func(o *svcOptions) { o.reconcile = "1s" })

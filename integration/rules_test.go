@@ -38,7 +38,7 @@ func componentPresence(t testing.TB, cl *c2s.Client, from, typ string) (show, st
 // TestIntegrationWrongSecret: a wrong secret is logged clearly and retried
 // with backoff; the process does not exit and is not ready.
 func TestIntegrationWrongSecret(t *testing.T) {
-	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+	eachServer(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		svc := startService(t, srv, func(o *svcOptions) { o.secret = "wrong" })
 		waitUntil(t, "http up", func() bool { return svc.Ready() != 0 })
@@ -61,7 +61,7 @@ func TestIntegrationWrongSecret(t *testing.T) {
 // init with a clear error, answers probes with dnd, keeps its stream, and
 // does not crash.
 func TestIntegrationNoAdminRights(t *testing.T) {
-	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+	eachServer(t, func(t *testing.T, start startFunc) {
 		srv := start(t, server.WithoutAdmin())
 		createUsers(t, srv, "alice")
 		svc := startService(t, srv)
@@ -91,7 +91,7 @@ func TestIntegrationNoAdminRights(t *testing.T) {
 // items are retracted. (Prosody drops the component's answer in kind, as
 // RFC 6121 says of an unsubscribed for a subscription that is gone.)
 func TestIntegrationProbeAndUnsubscribe(t *testing.T) {
-	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+	eachServer(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		createUsers(t, srv, "alice", "bob", "carol")
 		svc := startService(t, srv)
@@ -131,7 +131,7 @@ func TestIntegrationProbeAndUnsubscribe(t *testing.T) {
 // TestIntegrationAccessModel: with the default whitelist only readers may
 // read the nodes; with open anyone may.
 func TestIntegrationAccessModel(t *testing.T) {
-	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+	eachServer(t, func(t *testing.T, start startFunc) {
 		for _, model := range []string{"whitelist", "open"} {
 			t.Run(model, func(t *testing.T) {
 				srv := start(t)
@@ -163,7 +163,7 @@ func TestIntegrationAccessModel(t *testing.T) {
 // TestIntegrationIPv6: a connection over IPv6 is published with its ::1
 // address.
 func TestIntegrationIPv6(t *testing.T) {
-	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+	eachServer(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		if srv.C2SAddr6 == "" {
 			t.Skip("no IPv6 loopback on this machine")
@@ -192,7 +192,7 @@ func TestIntegrationIPv6(t *testing.T) {
 // TestIntegrationItemLimit: more connections than the server keeps items
 // on the actual node is reported clearly.
 func TestIntegrationItemLimit(t *testing.T) {
-	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+	eachServer(t, func(t *testing.T, start startFunc) {
 		srv := start(t, server.WithMaxItems(2))
 		createUsers(t, srv, "a", "b", "c")
 		svc := startService(t, srv)

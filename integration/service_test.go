@@ -18,16 +18,20 @@ import (
 	"github.com/pubpresence/pubpresence/pubsub"
 )
 
+// startFunc starts a private server of one kind for a test.
+type startFunc = func(testing.TB, ...server.Option) *server.Server
+
 // servers are the XMPP servers every test body runs against.
 var servers = []struct {
 	name  string
-	start func(testing.TB, ...server.Option) *server.Server
+	start startFunc
 }{
 	{"prosody", server.StartProsody},
+	{"ejabberd", server.StartEjabberd},
 }
 
 // eachServer runs body once per server, each in its own subtest.
-func eachServer(t *testing.T, body func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server)) {
+func eachServer(t *testing.T, body func(t *testing.T, start startFunc)) {
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) { body(t, s.start) })
 	}
@@ -123,7 +127,7 @@ func subscribe(t testing.TB, cl *c2s.Client, srv *server.Server, node string) {
 // TestIntegrationLifecycle: a watcher following the seed's protocol sees
 // init then online, and presence/actual equals the logged-in connections.
 func TestIntegrationLifecycle(t *testing.T) {
-	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+	eachServer(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		createUsers(t, srv, "alice", "bob")
 		svc := startService(t, srv)
@@ -162,7 +166,7 @@ func TestIntegrationLifecycle(t *testing.T) {
 // TestIntegrationPresenceChanges: login, changes, a second resource, clean
 // logout and an abrupt close, as seen on live and on actual.
 func TestIntegrationPresenceChanges(t *testing.T) {
-	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+	eachServer(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		createUsers(t, srv, "alice")
 		svc := startService(t, srv)
@@ -226,7 +230,7 @@ func TestIntegrationPresenceChanges(t *testing.T) {
 // meanwhile, and after a restart the stale items are gone and the new ones
 // are there before online is published.
 func TestIntegrationServiceRestart(t *testing.T) {
-	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+	eachServer(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		names := users("u", 8)
 		createUsers(t, srv, names...)
@@ -276,7 +280,7 @@ func TestIntegrationServiceRestart(t *testing.T) {
 // TestIntegrationServerRestart: the server restarts under the running
 // service; the service reconnects and converges.
 func TestIntegrationServerRestart(t *testing.T) {
-	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+	eachServer(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		createUsers(t, srv, "alice", "bob", "carol")
 		svc := startService(t, srv)
@@ -318,7 +322,7 @@ func TestIntegrationServerRestart(t *testing.T) {
 // TestIntegrationMalformedPresence: a priority out of range, an unknown show
 // and a 64 KiB status are counted and repaired; the service keeps serving.
 func TestIntegrationMalformedPresence(t *testing.T) {
-	eachServer(t, func(t *testing.T, start func(testing.TB, ...server.Option) *server.Server) {
+	eachServer(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		createUsers(t, srv, "mallory", "alice")
 		svc := startService(t, srv)

@@ -84,85 +84,87 @@ func connsAre(status string, want ...string) func(string, []presence.Conn) bool 
 }
 
 func TestIntegrationFollower(t *testing.T) {
-	s := server.StartProsody(t)
-	if err := s.CreateUsers([]string{"watcher"}, "pw"); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	comp, err := component.Dial(ctx, component.Config{Address: s.ComponentAddr, Name: s.Component, Secret: s.Secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { comp.Close() })
-	svc := &fakeService{t: t, s: s, comp: comp}
-	svc.create("presence/live", map[string]string{"pubsub#access_model": "open", "pubsub#persist_items": "0"})
-	svc.create("presence/actual", map[string]string{"pubsub#access_model": "open", "pubsub#max_items": "max"})
-	svc.create("presence/status", map[string]string{"pubsub#access_model": "open", "pubsub#max_items": "1",
-		"pubsub#send_last_published_item": "on_sub"})
-	svc.status(watch.StatusInit)
-	svc.publish("presence/actual", "stale@localhost/old", presence.Online)
-
-	cl, err := c2s.Dial(ctx, c2s.Config{Addr: s.C2SAddr, JID: "watcher@" + s.Domain, Password: "pw", Resource: "w"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	f := watch.NewFollower(cl, s.Pubsub, watch.DefaultNodes())
-	runCtx, stop := context.WithCancel(ctx)
-	ran := make(chan error, 1)
-	go func() { ran <- f.Run(runCtx) }()
-	t.Cleanup(stop)
-
-	wait := func(what string, cond func(string, []presence.Conn) bool) {
-		t.Helper()
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if st, conns, err := f.WaitFor(wctx, cond); err != nil {
-			t.Fatalf("%s: view is %q %+v: %v", what, st, conns, err)
+	eachServer(t, func(t *testing.T, start startFunc) {
+		s := start(t)
+		if err := s.CreateUsers([]string{"watcher"}, "pw"); err != nil {
+			t.Fatal(err)
 		}
-	}
-	wait("init from on_sub", connsAre(watch.StatusInit))
-
-	// Initialisation: live changes are discarded, actual is made true.
-	svc.change("a@localhost/1", presence.Away)
-	svc.change("b@localhost/1", presence.Online)
-	svc.retract("stale@localhost/old")
-	svc.status(watch.StatusOnline)
-	wait("the snapshot", connsAre(watch.StatusOnline, "a@localhost/1=away", "b@localhost/1=online"))
-
-	svc.change("c@localhost/1", presence.DND)
-	svc.change("a@localhost/1", presence.Chat)
-	svc.change("b@localhost/1", presence.Offline)
-	wait("live changes", connsAre(watch.StatusOnline, "a@localhost/1=chat", "c@localhost/1=dnd"))
-	svc.retract("c@localhost/1") // a ghost removed by reconciliation: retract only
-	wait("a retract on actual", connsAre(watch.StatusOnline, "a@localhost/1=chat"))
-
-	// A service restart: init, a new truth, online.
-	svc.status(watch.StatusInit)
-	wait("init again", connsAre(watch.StatusInit, "a@localhost/1=chat"))
-	svc.change("a@localhost/1", presence.Offline)
-	svc.publish("presence/actual", "d@localhost/1", presence.XA)
-	svc.status(watch.StatusOnline)
-	wait("the new snapshot", connsAre(watch.StatusOnline, "d@localhost/1=xa"))
-
-	subscribed := func(node string) bool {
-		inner := svc.request("get", pubsub.NSOwner, "<subscriptions node='"+node+"'/>")
-		return strings.Contains(string(inner), "jid='"+cl.JID()+"'") || strings.Contains(string(inner), `jid="`+cl.JID()+`"`)
-	}
-	nodes := []string{"presence/live", "presence/actual", "presence/status"}
-	for _, node := range nodes {
-		if !subscribed(node) {
-			t.Errorf("%s: %s is not subscribed", node, cl.JID())
+		ctx := context.Background()
+		comp, err := component.Dial(ctx, component.Config{Address: s.ComponentAddr, Name: s.Component, Secret: s.Secret})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	stop()
-	if err := <-ran; err != context.Canceled {
-		t.Fatalf("Run = %v, want context.Canceled", err)
-	}
-	// Run unsubscribed on its way out.
-	for _, node := range nodes {
-		if subscribed(node) {
-			t.Errorf("%s: %s is still subscribed after Run", node, cl.JID())
+		t.Cleanup(func() { comp.Close() })
+		svc := &fakeService{t: t, s: s, comp: comp}
+		svc.create("presence/live", map[string]string{"pubsub#access_model": "open", "pubsub#persist_items": "0"})
+		svc.create("presence/actual", map[string]string{"pubsub#access_model": "open", "pubsub#max_items": "max"})
+		svc.create("presence/status", map[string]string{"pubsub#access_model": "open", "pubsub#max_items": "1",
+			"pubsub#send_last_published_item": "on_sub"})
+		svc.status(watch.StatusInit)
+		svc.publish("presence/actual", "stale@localhost/old", presence.Online)
+
+		cl, err := c2s.Dial(ctx, c2s.Config{Addr: s.C2SAddr, JID: "watcher@" + s.Domain, Password: "pw", Resource: "w"})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		t.Cleanup(func() { cl.Close() })
+		f := watch.NewFollower(cl, s.Pubsub, watch.DefaultNodes())
+		runCtx, stop := context.WithCancel(ctx)
+		ran := make(chan error, 1)
+		go func() { ran <- f.Run(runCtx) }()
+		t.Cleanup(stop)
+
+		wait := func(what string, cond func(string, []presence.Conn) bool) {
+			t.Helper()
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if st, conns, err := f.WaitFor(wctx, cond); err != nil {
+				t.Fatalf("%s: view is %q %+v: %v", what, st, conns, err)
+			}
+		}
+		wait("init from on_sub", connsAre(watch.StatusInit))
+
+		// Initialisation: live changes are discarded, actual is made true.
+		svc.change("a@localhost/1", presence.Away)
+		svc.change("b@localhost/1", presence.Online)
+		svc.retract("stale@localhost/old")
+		svc.status(watch.StatusOnline)
+		wait("the snapshot", connsAre(watch.StatusOnline, "a@localhost/1=away", "b@localhost/1=online"))
+
+		svc.change("c@localhost/1", presence.DND)
+		svc.change("a@localhost/1", presence.Chat)
+		svc.change("b@localhost/1", presence.Offline)
+		wait("live changes", connsAre(watch.StatusOnline, "a@localhost/1=chat", "c@localhost/1=dnd"))
+		svc.retract("c@localhost/1") // a ghost removed by reconciliation: retract only
+		wait("a retract on actual", connsAre(watch.StatusOnline, "a@localhost/1=chat"))
+
+		// A service restart: init, a new truth, online.
+		svc.status(watch.StatusInit)
+		wait("init again", connsAre(watch.StatusInit, "a@localhost/1=chat"))
+		svc.change("a@localhost/1", presence.Offline)
+		svc.publish("presence/actual", "d@localhost/1", presence.XA)
+		svc.status(watch.StatusOnline)
+		wait("the new snapshot", connsAre(watch.StatusOnline, "d@localhost/1=xa"))
+
+		subscribed := func(node string) bool {
+			inner := svc.request("get", pubsub.NSOwner, "<subscriptions node='"+node+"'/>")
+			return strings.Contains(string(inner), "jid='"+cl.JID()+"'") || strings.Contains(string(inner), `jid="`+cl.JID()+`"`)
+		}
+		nodes := []string{"presence/live", "presence/actual", "presence/status"}
+		for _, node := range nodes {
+			if !subscribed(node) {
+				t.Errorf("%s: %s is not subscribed", node, cl.JID())
+			}
+		}
+		stop()
+		if err := <-ran; err != context.Canceled {
+			t.Fatalf("Run = %v, want context.Canceled", err)
+		}
+		// Run unsubscribed on its way out.
+		for _, node := range nodes {
+			if subscribed(node) {
+				t.Errorf("%s: %s is still subscribed after Run", node, cl.JID())
+			}
+		}
+	})
 }
