@@ -38,7 +38,7 @@ func TestIntegrationForeignDomain(t *testing.T) {
 		if err := m.ApproveAndSubscribe(srv.Component); err != nil {
 			t.Fatal(err)
 		}
-		componentPresence(t, m, srv.Component, "unsubscribed")
+		refused(t, m, srv.Component)
 		if err := m.Presence("chat", "let me in", 0); err != nil {
 			t.Fatal(err)
 		}
@@ -59,17 +59,32 @@ func TestIntegrationReconcile(t *testing.T) {
 	eachServer(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		createUsers(t, srv, "alice")
+		// Another admin of the server will tamper with the node. Prosody
+		// lets a global admin publish and retract anywhere; ejabberd wants
+		// an affiliation (a publisher may retract only its own items), which
+		// the operator gives before the service starts: the service leaves
+		// owners and publishers alone.
+		haddr, name, secret := srv.Harness()
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		owner, err := component.Dial(ctx, component.Config{Address: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pubsub.Ensure(ctx, owner, srv.Pubsub, pubsub.NodeConfig{Node: nodes.Actual, Persist: true, MaxItems: "max", SendLast: "never", AccessModel: "whitelist"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := pubsub.SetAffiliations(ctx, owner, srv.Pubsub, nodes.Actual, map[string]string{name: "owner"}); err != nil {
+			t.Fatal(err)
+		}
+		owner.Close()
 		svc := startService(t, srv, func(o *svcOptions) { o.reconcile = "1s" })
 		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
 		online(t, srv, "alice", "r")
 		alice := map[string]conn{"alice@localhost/r": {show: presence.Online, ip: "127.0.0.1"}}
 		waitView(t, watcher(t, srv), alice)
 
-		// Another admin of the server tampers with the node.
-		name, secret := srv.Harness()
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		admin, err := component.Dial(ctx, component.Config{Address: srv.ComponentAddr, Name: name, Secret: secret})
+		admin, err := component.Dial(ctx, component.Config{Address: haddr, Name: name, Secret: secret})
 		if err != nil {
 			t.Fatal(err)
 		}

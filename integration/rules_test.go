@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"encoding/xml"
 	"net/http"
 	"strings"
 	"testing"
@@ -31,6 +32,52 @@ func componentPresence(t testing.TB, cl *c2s.Client, from, typ string) (show, st
 			}
 		case <-timeout:
 			t.Fatalf("timed out waiting for presence %q from %s", typ, from)
+		}
+	}
+}
+
+// refused waits until cl learns that from refused its subscription request:
+// an unsubscribed presence (Prosody), or only the roster push that clears
+// the pending request (ejabberd 23.01 applies the unsubscribed to the
+// roster but does not deliver the stanza, unlike RFC 6121 §3.2.3).
+func refused(t testing.TB, cl *c2s.Client, from string) {
+	t.Helper()
+	timeout := time.After(wait)
+	asked := false
+	for {
+		select {
+		case st, ok := <-cl.Stanzas():
+			if !ok {
+				t.Fatalf("stream ended waiting for %s to refuse the subscription", from)
+			}
+			if st.Name == "presence" && st.Type == "unsubscribed" && strings.SplitN(st.From, "/", 2)[0] == from {
+				return
+			}
+			if st.Name != "iq" || st.Type != "set" {
+				continue
+			}
+			var push struct {
+				Items []struct {
+					JID          string `xml:"jid,attr"`
+					Subscription string `xml:"subscription,attr"`
+					Ask          string `xml:"ask,attr"`
+				} `xml:"query>item"`
+			}
+			if xml.Unmarshal(st.Raw, &push) != nil {
+				continue
+			}
+			for _, it := range push.Items {
+				if it.JID != from {
+					continue
+				}
+				if it.Ask == "subscribe" {
+					asked = true
+				} else if asked && (it.Subscription == "none" || it.Subscription == "") {
+					return
+				}
+			}
+		case <-timeout:
+			t.Fatalf("timed out waiting for %s to refuse the subscription", from)
 		}
 	}
 }

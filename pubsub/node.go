@@ -155,6 +155,56 @@ func MaxItemsLimit(ctx context.Context, iq IQer, service, node string) (int, err
 	return 0, nil
 }
 
+// ProbeMaxItems finds the largest pubsub#max_items the service accepts on
+// node, up to hi, for a server whose configuration form does not say it
+// (ejabberd: its max_items_node, default 1000, rejected above with
+// resource-constraint). It binary-searches with owner configure requests,
+// about log2(hi) of them, and sets max_items back to restore at the end.
+// Probe on a node without stored items (the live node): a lower max_items
+// could otherwise drop items on the next publish. It returns hi when hi is
+// accepted.
+func ProbeMaxItems(ctx context.Context, iq IQer, service, node string, hi int, restore string) (int, error) {
+	set := func(v string) error {
+		var b bytes.Buffer
+		b.WriteString("<pubsub xmlns='" + NSOwner + "'><configure node='")
+		xml.EscapeText(&b, []byte(node))
+		b.WriteString("'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>" +
+			NSNodeConfig + "</value></field><field var='pubsub#max_items'><value>")
+		xml.EscapeText(&b, []byte(v))
+		b.WriteString("</value></field></x></configure></pubsub>")
+		_, err := iq.IQ(ctx, "set", service, b.Bytes())
+		return err
+	}
+	accepts := func(n int) (bool, error) {
+		err := set(strconv.Itoa(n))
+		if err == nil {
+			return true, nil
+		}
+		switch component.Condition(err) {
+		case "resource-constraint", "not-acceptable", "bad-request", "policy-violation":
+			return false, nil
+		}
+		return false, fmt.Errorf("probe max_items of %s: %w", node, err)
+	}
+	lo := 0 // largest accepted so far (0: none yet)
+	for top := hi; lo < top; {
+		mid := lo + (top-lo+1)/2
+		ok, err := accepts(mid)
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			lo = mid
+		} else {
+			top = mid - 1
+		}
+	}
+	if err := set(restore); err != nil {
+		return lo, fmt.Errorf("restore max_items of %s to %s: %w", node, restore, err)
+	}
+	return lo, nil
+}
+
 // Affiliations returns the node's affiliations, JID → affiliation.
 func Affiliations(ctx context.Context, iq IQer, service, node string) (map[string]string, error) {
 	var b bytes.Buffer
@@ -169,7 +219,7 @@ func Affiliations(ctx context.Context, iq IQer, service, node string) (map[strin
 		Affs []struct {
 			JID  string `xml:"jid,attr"`
 			Affl string `xml:"affiliation,attr"`
-		} `xml:"affiliations>affiliation"`
+		} `xml:"pubsub>affiliations>affiliation"`
 	}
 	if err := xml.Unmarshal(wrap(inner), &x); err != nil {
 		return nil, fmt.Errorf("affiliations of %s: %w", node, err)

@@ -98,6 +98,10 @@ func (ss *session) startSync(initial bool) {
 	})
 }
 
+// probeItemsMax is the largest item limit ProbeMaxItems looks for: 2^20
+// connections, in 21 requests.
+const probeItemsMax = 1 << 20
+
 // ensureNodes creates or reconfigures the three nodes and their members.
 // The status node comes first and, with publishInit, init is published on
 // it at once: a status left at online by an earlier run must not stand
@@ -128,9 +132,18 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) error {
 	rctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
 	defer cancel()
 	limit, err := pubsub.MaxItemsLimit(rctx, ss.conn, service, n.Actual)
+	if err == nil && limit == 0 {
+		// The form does not say (ejabberd): ask for larger and larger
+		// max_items on the live node, which stores nothing.
+		limit, err = pubsub.ProbeMaxItems(rctx, ss.conn, service, n.Live, probeItemsMax, "1")
+		if limit == probeItemsMax {
+			limit = 0 // no limit that matters
+		}
+	}
 	if err != nil {
 		ss.log.Warn().Err(err).Msg("cannot read the server's item limit")
 	} else {
+		ss.log.Info().Int("limit", limit).Msg("server item limit per node (0: none found)")
 		ss.do(func() { ss.maxItems = limit })
 	}
 	return nil

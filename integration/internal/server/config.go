@@ -99,7 +99,8 @@ func WithHost(domain string) Option {
 
 // WithPorts makes the server listen on the given c2s and component ports
 // (on 127.0.0.1, and ::1 when the machine has an IPv6 loopback) instead of
-// free ones picked at random. StartProsody does not retry with other ports
+// free ones picked at random. ejabberd also takes component+1 on 127.0.0.1
+// for the harness. StartProsody does not retry with other ports
 // when these are taken.
 func WithPorts(c2s, component int) Option {
 	return func(o *options) { o.c2sPort, o.componentPort = c2s, component }
@@ -160,8 +161,8 @@ func (o options) validate(kind Kind) error {
 type configData struct {
 	Dir, PidFile, DataPath, CertsPath, LogFile, LogLevel string
 
-	Interfaces             []string
-	C2SPort, ComponentPort int
+	Interfaces                          []string
+	C2SPort, ComponentPort, HarnessPort int
 
 	Storage                string
 	MaxItems, ArchiveLimit int
@@ -198,6 +199,7 @@ func (s *Server) configData() configData {
 		Interfaces:      ifaces,
 		C2SPort:         s.c2sPort,
 		ComponentPort:   s.componentPort,
+		HarnessPort:     s.harnessPort,
 		Storage:         s.opts.storage,
 		MaxItems:        s.opts.maxItems,
 		ArchiveLimit:    max(100000, 10*s.opts.maxItems),

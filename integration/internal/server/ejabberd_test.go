@@ -34,9 +34,25 @@ func TestIntegrationEjabberdHarness(t *testing.T) {
 	if got, cond := rawHandshake(t, s.ComponentAddr, s.Component, "wrong"); got != "error" || cond != "not-authorized" {
 		t.Errorf("handshake with a wrong secret: got <%s/> %q, want a not-authorized stream error", got, cond)
 	}
-	if n := adminCommandCount(t, s); n < 10 {
+	if n := adminCommandCount(t, s); n < 5 {
 		t.Errorf("admin component sees %d commands, want the admin set", n)
 	}
+	// The harness's stream must not take the component's traffic: with both
+	// connected, every answer to the component arrives on its own stream.
+	haddr, name, secret := s.Harness()
+	if haddr == s.ComponentAddr {
+		t.Errorf("the harness shares the component's listener %s", haddr)
+	}
+	h, err := dialComponent(haddr, name, secret, 10*time.Second)
+	if err != nil {
+		t.Fatalf("connect as the harness: %v", err)
+	}
+	for i := range 10 {
+		if n := adminCommandCount(t, s); n < 5 {
+			t.Fatalf("query %d: the component saw %d commands while the harness was connected", i, n)
+		}
+	}
+	h.close()
 
 	locals := make([]string, 100)
 	for i := range locals {

@@ -83,9 +83,11 @@ type Server struct {
 
 	opts          options
 	harness       string // admin component the harness itself uses
+	harnessAddr   string // where it connects: ComponentAddr, or its own port on ejabberd
 	harnessSecret string
 	c2sPort       int
 	componentPort int
+	harnessPort   int // ejabberd only: see setAddrs
 
 	mu   sync.Mutex
 	proc *process // nil when stopped
@@ -303,12 +305,12 @@ func (s *Server) setPorts() error {
 	if s.opts.c2sPort == 0 {
 		return s.pickPorts()
 	}
-	s.setAddrs(s.opts.c2sPort, s.opts.componentPort, hasIPv6Loopback())
+	s.setAddrs(s.opts.c2sPort, s.opts.componentPort, s.opts.componentPort+1, hasIPv6Loopback())
 	return nil
 }
 
-// pickPorts chooses two distinct free ports, free on ::1 too when IPv6
-// loopback works, and sets the address fields.
+// pickPorts chooses three distinct free ports (c2s, component, harness),
+// free on ::1 too when IPv6 loopback works, and sets the address fields.
 func (s *Server) pickPorts() error {
 	ipv6 := hasIPv6Loopback()
 	var held []net.Listener
@@ -318,9 +320,9 @@ func (s *Server) pickPorts() error {
 		}
 	}()
 	var ports []int
-	for tries := 0; len(ports) < 2; tries++ {
+	for tries := 0; len(ports) < 3; tries++ {
 		if tries == 50 {
-			return errors.New("pick ports: no free port pair on 127.0.0.1 and ::1 after 50 tries")
+			return errors.New("pick ports: no three free ports on 127.0.0.1 and ::1 after 50 tries")
 		}
 		l, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
@@ -337,19 +339,27 @@ func (s *Server) pickPorts() error {
 		}
 		ports = append(ports, port)
 	}
-	s.setAddrs(ports[0], ports[1], ipv6)
+	s.setAddrs(ports[0], ports[1], ports[2], ipv6)
 	return nil
 }
 
-// setAddrs sets the ports and the address fields.
-func (s *Server) setAddrs(c2sPort, componentPort int, ipv6 bool) {
-	s.c2sPort, s.componentPort = c2sPort, componentPort
+// setAddrs sets the ports and the address fields. The harness has its own
+// listener on ejabberd, on 127.0.0.1 only: a component connection there
+// serves every host of its listener, so the harness and the component in one
+// listener would share traffic. Prosody tells components apart by name, and
+// the harness uses the component port.
+func (s *Server) setAddrs(c2sPort, componentPort, harnessPort int, ipv6 bool) {
+	s.c2sPort, s.componentPort, s.harnessPort = c2sPort, componentPort, harnessPort
 	s.C2SAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.c2sPort))
 	s.ComponentAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.componentPort))
 	s.C2SAddr6, s.ComponentAddr6 = "", ""
 	if ipv6 {
 		s.C2SAddr6 = net.JoinHostPort("::1", strconv.Itoa(s.c2sPort))
 		s.ComponentAddr6 = net.JoinHostPort("::1", strconv.Itoa(s.componentPort))
+	}
+	s.harnessAddr = s.ComponentAddr
+	if s.Kind == Ejabberd {
+		s.harnessAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.harnessPort))
 	}
 }
 
@@ -387,13 +397,13 @@ func (s *Server) ConfigSnippet() string {
 	return snippet
 }
 
-// Harness returns the name and secret of the harness's own admin component
-// (a global admin, as the component is by default), for a test that needs a
-// second admin component, e.g. to publish into a node the component owns.
-// The server accepts one connection per component name: while a test holds
-// one as the harness, CreateUsers and CreateUsersOn fail.
-func (s *Server) Harness() (name, secret string) {
-	return s.harness, s.harnessSecret
+// Harness returns the address, name and secret of the harness's own admin
+// component (a global admin, as the component is by default), for a test
+// that needs a second admin component, e.g. to tamper with a node the
+// component owns. Prosody accepts one connection per component name: while
+// a test holds one as the harness, CreateUsers and CreateUsersOn fail there.
+func (s *Server) Harness() (addr, name, secret string) {
+	return s.harnessAddr, s.harness, s.harnessSecret
 }
 
 // Start starts the server made by New, or starts it again after Stop or
@@ -444,6 +454,9 @@ func (s *Server) Start() error {
 // and the event loop runs.
 func (s *Server) waitReady(p *process, logStart int64, deadline time.Time) error {
 	addrs := []string{s.C2SAddr, s.ComponentAddr}
+	if s.harnessAddr != s.ComponentAddr {
+		addrs = append(addrs, s.harnessAddr)
+	}
 	if s.C2SAddr6 != "" {
 		addrs = append(addrs, s.C2SAddr6, s.ComponentAddr6)
 	}
@@ -472,7 +485,7 @@ func (s *Server) waitReady(p *process, logStart int64, deadline time.Time) error
 		}
 		if lastErr == nil {
 			// Bounded per try: a stranger holding the port may never answer.
-			c, err := dialComponent(s.ComponentAddr, s.harness, s.harnessSecret, min(3*time.Second, time.Until(deadline)))
+			c, err := dialComponent(s.harnessAddr, s.harness, s.harnessSecret, min(3*time.Second, time.Until(deadline)))
 			if err == nil {
 				c.close()
 				return s.bindError(logStart)

@@ -54,7 +54,7 @@ func (s *Server) createUsers(host string, locals []string, password string) erro
 	if len(locals) == 0 {
 		return nil
 	}
-	c, err := dialComponent(s.ComponentAddr, s.harness, s.harnessSecret, 10*time.Second)
+	c, err := dialComponent(s.harnessAddr, s.harness, s.harnessSecret, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("create users on %s: %w", host, err)
 	}
