@@ -16,6 +16,7 @@ import (
 	"github.com/pubpresence/pubpresence/integration/internal/server"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
+	"github.com/pubpresence/pubpresence/watch"
 )
 
 // startFunc starts a private server of one kind for a test.
@@ -319,8 +320,10 @@ func TestIntegrationServerRestart(t *testing.T) {
 	})
 }
 
-// TestIntegrationMalformedPresence: a priority out of range, an unknown show
-// and a 64 KiB status are counted and repaired; the service keeps serving.
+// TestIntegrationMalformedPresence: a priority out of range, an unknown
+// show, a 64 KiB status and children in a foreign namespace are counted and
+// repaired, or refused by the server before they reach us (ejabberd refuses
+// what its codec cannot read); the service keeps serving on the same stream.
 func TestIntegrationMalformedPresence(t *testing.T) {
 	eachServer(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
@@ -331,33 +334,94 @@ func TestIntegrationMalformedPresence(t *testing.T) {
 		m := online(t, srv, "mallory", "x")
 		waitView(t, w, map[string]conn{"mallory@localhost/x": {show: presence.Online}})
 
-		if err := m.Send("<presence><priority>999</priority><show>bogus</show></presence>"); err != nil {
-			t.Fatal(err)
-		}
-		waitView(t, w, map[string]conn{"mallory@localhost/x": {show: presence.Online, prio: 127}})
 		huge := strings.Repeat("x", 64<<10)
-		if err := m.Send("<presence><show>away</show><status>" + huge + "</status></presence>"); err != nil {
-			t.Fatal(err)
+		cases := []struct {
+			name, stanza string
+			want         conn
+			reason       string // counted as malformed; "" for none
+			mustPass     bool   // valid XMPP: every server passes it on
+		}{
+			{"priority out of range", "<presence><priority>999</priority><status>c1</status></presence>",
+				conn{show: presence.Online, text: "c1", prio: 127}, "priority", false},
+			{"unknown show", "<presence><show>bogus</show><status>c2</status></presence>",
+				conn{show: presence.Online, text: "c2"}, "show", false},
+			{"huge status", "<presence><show>away</show><status>" + huge + "</status></presence>",
+				conn{show: presence.Away, text: huge[:presence.MaxText]}, "text_too_long", true},
+			{"foreign namespace", "<presence><status>c4</status><x xmlns='urn:example'><status>nested</status><priority>9</priority></x></presence>",
+				conn{show: presence.Online, text: "c4"}, "", true},
 		}
-		waitView(t, w, map[string]conn{"mallory@localhost/x": {show: presence.Away, text: huge[:presence.MaxText]}})
-		if err := m.Send("<presence><priority>nope</priority><x xmlns='urn:example'><status>nested</status><priority>9</priority></x></presence>"); err != nil {
-			t.Fatal(err)
-		}
-		waitView(t, w, map[string]conn{"mallory@localhost/x": {show: presence.Online}})
-
-		for _, reason := range []string{"priority", "show", "text_too_long"} {
-			if v := svc.Metric(t, fmt.Sprintf("pubpresence_malformed_total{reason=%q}", reason)); v < 1 {
-				t.Errorf("malformed %s counted %v times, want ≥ 1", reason, v)
+		passed := 0
+		for _, c := range cases {
+			if err := m.Send(c.stanza); err != nil {
+				t.Fatal(err)
+			}
+			if refusedBy(t, m, w, map[string]conn{"mallory@localhost/x": c.want}) {
+				if c.mustPass || srv.Kind == server.Prosody {
+					t.Errorf("%s: %s refused it", c.name, srv.Kind)
+				}
+				t.Logf("%s: refused by %s before it reached the service", c.name, srv.Kind)
+				continue
+			}
+			passed++
+			if c.reason != "" {
+				if v := svc.Metric(t, fmt.Sprintf("pubpresence_malformed_total{reason=%q}", c.reason)); v < 1 {
+					t.Errorf("%s: malformed %s counted %v times, want ≥ 1", c.name, c.reason, v)
+				}
 			}
 		}
+		t.Logf("%s passed on %d of %d malformed presences", srv.Kind, passed, len(cases))
 		// Still serving others, on the same stream.
 		online(t, srv, "alice", "r")
 		waitView(t, w, map[string]conn{
-			"mallory@localhost/x": {show: presence.Online},
+			"mallory@localhost/x": {show: presence.Online, text: "c4"},
 			"alice@localhost/r":   {show: presence.Online, ip: "127.0.0.1"},
 		})
 		if v := svc.Metric(t, "pubpresence_reconnects_total"); v != 0 {
 			t.Errorf("%v reconnects: bad input must not end the stream", v)
 		}
 	})
+}
+
+// refusedBy waits until the watcher shows want (false), or cl receives a
+// presence error from its server (true): the server refused what cl sent.
+func refusedBy(t testing.TB, cl *c2s.Client, f *watch.Follower, want map[string]conn) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	refused := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case st, ok := <-cl.Stanzas():
+				if !ok {
+					return
+				}
+				if st.Name == "presence" && st.Type == "error" {
+					close(refused)
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	shown := make(chan error, 1)
+	go func() {
+		_, _, err := f.WaitFor(ctx, func(st string, conns []presence.Conn) bool {
+			return st == "online" && matches(conns, want)
+		})
+		shown <- err
+	}()
+	select {
+	case <-refused:
+		cancel()
+		<-shown
+		return true
+	case err := <-shown:
+		cancel()
+		if err != nil {
+			t.Fatalf("neither shown nor refused: %v; want %v", err, want)
+		}
+		return false
+	}
 }
