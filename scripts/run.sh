@@ -3,15 +3,16 @@
 #
 #   scripts/run.sh CONFIG   # against your own server: pubpresence run --config CONFIG
 #   scripts/run.sh          # against a private Prosody on 127.0.0.1, to try it out
+#   SERVER=ejabberd scripts/run.sh   # the same with a private ejabberd
 #
 # It builds the programs into .run/bin first and runs them from there:
 # `go run` would exit with status 1 after a Ctrl-C even when the program
 # stopped cleanly, and would leave the program running if it alone got a
 # SIGTERM.
 #
-# Without CONFIG (nor PUBPRESENCE_CONFIG) it installs Prosody when missing
+# Without CONFIG (nor PUBPRESENCE_CONFIG) it installs the server when missing
 # (scripts/install-servers.sh), starts the dev server (what
-# `go run ./integration/cmd/devserver -dir .run` runs; its output says which
+# `go run ./integration/cmd/devserver -dir .run -server $SERVER` runs; its output says which
 # users and ports to use) in the background, waits until it is ready, then
 # runs pubpresence with .run/pubpresence.toml (metrics and health on
 # http://127.0.0.1:9273). Ctrl-C (or SIGINT/SIGTERM to this script) stops
@@ -20,7 +21,7 @@
 #
 # Environment:
 #   PUBPRESENCE_CONFIG   the config file, as the CONFIG argument (the argument wins)
-#   SERVER               the dev server: prosody (the default); ejabberd is not yet supported
+#   SERVER               the dev server: prosody (the default) or ejabberd
 #   DEV_C2S_PORT         the dev server's client port (default 15222)
 #   DEV_COMPONENT_PORT   the dev server's component port (default 15347)
 set -uo pipefail
@@ -48,13 +49,10 @@ fi
 # --- Against a private dev server. ---
 server=${SERVER:-prosody}
 case "$server" in
-prosody) ;;
-ejabberd)
-	echo "run: SERVER=ejabberd: not yet supported; use SERVER=prosody (the default) or pass your own CONFIG" >&2
-	exit 2
-	;;
+prosody) install=() ;;
+ejabberd) install=(ejabberd) ;;
 *)
-	echo "run: SERVER=$server: unknown dev server (want prosody)" >&2
+	echo "run: SERVER=$server: unknown dev server (want prosody or ejabberd)" >&2
 	exit 2
 	;;
 esac
@@ -65,7 +63,7 @@ component_port=${DEV_COMPONENT_PORT:-15347}
 ready_timeout=60 # seconds for the dev server to be ready, once built
 stop_timeout=20  # seconds for each process to stop after SIGINT
 
-scripts/install-servers.sh || exit 1
+scripts/install-servers.sh "${install[@]}" || exit 1
 go build -o "$bin/" ./cmd/pubpresence ./integration/cmd/devserver || exit 1
 
 mkdir -p "$dir" || exit 1
@@ -76,8 +74,8 @@ service_pid=
 
 # stop_group PID NAME: stop the process group that PID leads with SIGINT,
 # wait for PID, at most stop_timeout seconds, then SIGKILL the group. The
-# dev server stops its Prosody (SIGTERM, at most 10 s) before it exits; if it
-# is killed, Prosody gets SIGKILL from the kernel (parent-death signal).
+# dev server stops its server (SIGTERM, at most 10 s) before it exits; if it
+# is killed, the server gets SIGKILL from the kernel (parent-death signal).
 stop_group() {
 	local pid=$1 name=$2 i
 	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return; }
@@ -116,7 +114,7 @@ trap 'on_signal TERM 143' TERM
 # Each program gets a process group of its own (setsid: in the background
 # child, which leads no group, it creates the group in place, so $! is its
 # id). A Ctrl-C reaches it only through the traps above, once.
-setsid "$bin/devserver" -dir "$dir" -c2s "$c2s_port" -component "$component_port" &
+setsid "$bin/devserver" -dir "$dir" -server "$server" -c2s "$c2s_port" -component "$component_port" &
 devserver_pid=$!
 
 deadline=$((SECONDS + ready_timeout))

@@ -4,7 +4,8 @@
 #   1. installs the XMPP servers the integration tests need (scripts/install-servers.sh)
 #   2. gofmt, go vet (with and without the integration tag), staticcheck
 #   3. unit tests: go test -race ./...
-#   4. integration tests against private Prosody servers:
+#   4. integration tests, each test body against a private Prosody and a
+#      private ejabberd (started and stopped by the tests, on 127.0.0.1):
 #      PUBPRESENCE_REQUIRE_SERVERS=1 go test -race -tags integration ./...
 #
 # Every step runs even when an earlier one failed; the script prints each
@@ -53,7 +54,7 @@ staticcheck() {
 	"${sc[@]}" ./... && "${sc[@]}" -tags integration ./...
 }
 
-step "install servers" scripts/install-servers.sh
+step "install servers" scripts/install-servers.sh ejabberd
 step "gofmt" gofmt_check
 step "go vet" go vet ./...
 step "go vet (integration)" go vet -tags integration ./...
