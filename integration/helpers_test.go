@@ -70,6 +70,7 @@ type svcOptions struct {
 	initLimit   string
 	accessModel string
 	secret      string
+	keepalive   string // keepalive_timeout
 }
 
 // service is a pubpresence process under test.
@@ -99,7 +100,7 @@ func freePort(t testing.TB) string {
 // startService writes a config for srv and starts pubpresence.
 func startService(t testing.TB, srv *server.Server, opts ...func(*svcOptions)) *service {
 	t.Helper()
-	o := svcOptions{reconcile: "0", grace: "500ms", initLimit: "10s", accessModel: "whitelist", secret: srv.Secret}
+	o := svcOptions{reconcile: "0", grace: "500ms", initLimit: "10s", accessModel: "whitelist", secret: srv.Secret, keepalive: "2s"}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -114,7 +115,7 @@ domains = [%q]
 pubsub = %q
 dial_timeout = "5s"
 keepalive_interval = "2s"
-keepalive_timeout = "2s"
+keepalive_timeout = %q
 request_timeout = "10s"
 reconnect_max = "1s"
 
@@ -132,7 +133,7 @@ listen = %q
 
 [log]
 level = "debug"
-`, srv.ComponentAddr, srv.Component, o.secret, srv.Domain, srv.Pubsub,
+`, srv.ComponentAddr, srv.Component, o.secret, srv.Domain, srv.Pubsub, o.keepalive,
 		o.accessModel, reader, srv.Domain, o.reconcile, o.initLimit, o.grace, s.http)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

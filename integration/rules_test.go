@@ -250,3 +250,31 @@ func TestIntegrationItemLimit(t *testing.T) {
 		waitUntil(t, "the limit reported", func() bool { return svc.Logged("raise pubsub_max_items") })
 	})
 }
+
+// TestIntegrationSharedRoster: with the component in every roster through
+// the server's shared roster (docs/prosody.md), users are tracked without
+// ever subscribing: one online before the service starts (found by the
+// resync's probe), one after. Prosody only: ejabberd keeps its shared roster
+// groups in its database, and the harness does not set them up.
+func TestIntegrationSharedRoster(t *testing.T) {
+	srv := server.StartProsody(t, server.WithSharedRoster())
+	createUsers(t, srv, "alice", "bob")
+	a := dial(t, srv, "alice", "early")
+	if err := a.Presence("away", "before", 3); err != nil {
+		t.Fatal(err)
+	}
+	svc := startService(t, srv)
+	waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+	w := watcher(t, srv)
+	waitView(t, w, map[string]conn{"alice@localhost/early": {show: presence.Away, text: "before", prio: 3, ip: "127.0.0.1"}})
+	b := dial(t, srv, "bob", "late")
+	if err := b.Presence("", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitView(t, w, map[string]conn{
+		"alice@localhost/early": {show: presence.Away, text: "before", prio: 3, ip: "127.0.0.1"},
+		"bob@localhost/late":    {show: presence.Online, ip: "127.0.0.1"},
+	})
+	_ = b.Close()
+	waitView(t, w, map[string]conn{"alice@localhost/early": {show: presence.Away, text: "before", prio: 3, ip: "127.0.0.1"}})
+}

@@ -40,6 +40,7 @@ type options struct {
 	conflictResolve string
 	dir             string
 	hosts           []string // extra VirtualHosts (WithHost)
+	sharedRoster    bool
 	c2sPort         int      // fixed ports (WithPorts); 0: pick free ones
 	componentPort   int
 }
@@ -88,6 +89,11 @@ func WithConflictResolve(s string) Option { return func(o *options) { o.conflict
 // t.TempDir(). Existing data in it is kept. New ignores it: its dir
 // argument wins.
 func WithDir(dir string) Option { return func(o *options) { o.dir = dir } }
+
+// WithSharedRoster puts the component in the roster of every user of the
+// domain, subscribed both ways, through the server's shared roster
+// (Prosody's mod_groups), so users are tracked without subscribing.
+func WithSharedRoster() Option { return func(o *options) { o.sharedRoster = true } }
 
 // WithHost adds a VirtualHost for domain (e.g. "other.localhost") that the
 // component does not serve, so a test can have a user of a foreign domain
@@ -172,6 +178,7 @@ type configData struct {
 
 	Domain, Pubsub, Component, Secret, ConflictResolve string
 	Harness, HarnessSecret                             string
+	GroupsFile                                         string // mod_groups file, "" without WithSharedRoster
 	Hosts                                              []string // extra VirtualHosts
 }
 
@@ -211,6 +218,7 @@ func (s *Server) configData() configData {
 		Secret:          s.Secret,
 		ConflictResolve: s.opts.conflictResolve,
 		Harness:         s.harness,
+		GroupsFile:      s.groupsFile(),
 		HarnessSecret:   s.harnessSecret,
 		Hosts:           s.Hosts,
 	}
@@ -260,10 +268,50 @@ func snippetParts(kind Kind, d configData) []snippetPart {
 			{"# Under modules:", "component-modules"},
 		}
 	}
-	return []snippetPart{
+	parts := []snippetPart{
 		{"-- In the global section, before the first VirtualHost or Component line:", "component-global"},
 		{"-- After the VirtualHost " + luaString(d.Domain) + " section:", "component-hosts"},
 	}
+	if d.GroupsFile != "" {
+		parts = append(parts, snippetPart{"-- Optional, in the VirtualHost " + luaString(d.Domain) + " section:", "component-roster"})
+	}
+	return parts
+}
+
+// renderGroups returns the mod_groups file of the shared roster.
+func renderGroups(d configData) (string, error) {
+	var b strings.Builder
+	if err := templates[Prosody].ExecuteTemplate(&b, "groups-file", d); err != nil {
+		return "", fmt.Errorf("render groups file: %w", err)
+	}
+	return b.String(), nil
+}
+
+// docData is the example configuration of the docs.
+func docData() configData {
+	return configData{
+		Interfaces:     []string{"127.0.0.1", "::1"},
+		ComponentPort:  5347,
+		Storage:        "sql",
+		MaxItems:       10000,
+		ArchiveLimit:   100000,
+		ComponentAdmin: true,
+		Domain:         "example.org",
+		Pubsub:         "pubsub.example.org",
+		Component:      "pubpresence.example.org",
+		Secret:         "change-me",
+		GroupsFile:     "/etc/prosody/pubpresence-groups.txt",
+	}
+}
+
+// DocGroupsFile returns the mod_groups file docs/prosody.md shows for the
+// optional shared roster, rendered as the tests write it.
+func DocGroupsFile() string {
+	s, err := renderGroups(docData())
+	if err != nil {
+		panic(err)
+	}
+	return s
 }
 
 // yamlString quotes s as a YAML double-quoted scalar (JSON's string syntax
@@ -315,18 +363,7 @@ func luaList(items []string) string {
 // (docs/prosody.md and docs/ejabberd.md hold it verbatim, and a test checks
 // that they do).
 func DocSnippet(kind Kind) string {
-	s, err := renderSnippet(kind, configData{
-		Interfaces:     []string{"127.0.0.1", "::1"},
-		ComponentPort:  5347,
-		Storage:        "sql",
-		MaxItems:       10000,
-		ArchiveLimit:   100000,
-		ComponentAdmin: true,
-		Domain:         "example.org",
-		Pubsub:         "pubsub.example.org",
-		Component:      "pubpresence.example.org",
-		Secret:         "change-me",
-	})
+	s, err := renderSnippet(kind, docData())
 	if err != nil {
 		panic(err) // the template is embedded: a failure is a bug caught by tests
 	}

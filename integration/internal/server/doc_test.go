@@ -25,6 +25,9 @@ func TestDocsSnippets(t *testing.T) {
 		if !strings.Contains(string(b), snippet) {
 			t.Errorf("%s does not hold the snippet the tests use; put this in its config block:\n%s", path, snippet)
 		}
+		if kind == Prosody && !strings.Contains(string(b), DocGroupsFile()) {
+			t.Errorf("%s does not hold the groups file the tests use:\n%s", path, DocGroupsFile())
+		}
 		for _, want := range wants[kind] {
 			if !strings.Contains(snippet, want) {
 				t.Errorf("%s snippet lacks %q", kind, want)

@@ -64,6 +64,9 @@ func (o options) checkKind(kind Kind) error {
 		if o.storage != "sql" {
 			return fmt.Errorf("storage %q: ejabberd stores everything in Mnesia; WithStorage is for Prosody", o.storage)
 		}
+		if o.sharedRoster {
+			return errors.New("WithSharedRoster: not supported on ejabberd (its shared roster groups live in the database, not in the config)")
+		}
 		if o.conflictResolve != "" {
 			return errors.New("component_conflict_resolve is a Prosody option (ejabberd accepts every connection of a component)")
 		}

@@ -379,10 +379,28 @@ func (s *Server) writeConfig() error {
 	if err != nil {
 		return err
 	}
+	if path := s.groupsFile(); path != "" {
+		groups, err := renderGroups(s.configData())
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(groups), 0o600); err != nil {
+			return fmt.Errorf("write groups file: %w", err)
+		}
+	}
 	if err := os.WriteFile(s.ConfigPath, []byte(cfg), 0o600); err != nil {
 		return fmt.Errorf("write %s config: %w", s.Kind, err)
 	}
 	return nil
+}
+
+// groupsFile is where the shared roster of WithSharedRoster is written, or
+// "" without it.
+func (s *Server) groupsFile() string {
+	if !s.opts.sharedRoster {
+		return ""
+	}
+	return filepath.Join(s.Dir, "groups.txt")
 }
 
 // ConfigSnippet returns the server-side config this harness uses for the
