@@ -41,7 +41,7 @@ type options struct {
 	dir             string
 	hosts           []string // extra VirtualHosts (WithHost)
 	sharedRoster    bool
-	c2sPort         int      // fixed ports (WithPorts); 0: pick free ones
+	c2sPort         int // fixed ports (WithPorts); 0: pick free ones
 	componentPort   int
 }
 
@@ -178,7 +178,7 @@ type configData struct {
 
 	Domain, Pubsub, Component, Secret, ConflictResolve string
 	Harness, HarnessSecret                             string
-	GroupsFile                                         string // mod_groups file, "" without WithSharedRoster
+	GroupsFile                                         string   // mod_groups file, "" without WithSharedRoster
 	Hosts                                              []string // extra VirtualHosts
 }
 
