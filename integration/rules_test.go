@@ -5,6 +5,8 @@ package integration
 import (
 	"context"
 	"encoding/xml"
+	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/pubsub"
 	"net/http"
 	"strings"
 	"testing"
@@ -183,6 +185,11 @@ func TestIntegrationAccessModel(t *testing.T) {
 			t.Run(model, func(t *testing.T) {
 				srv := start(t)
 				createUsers(t, srv, "eve")
+				if model == "whitelist" {
+					// eve was a reader once: the service must take her
+					// membership away, since she is not one now.
+					formerMember(t, srv, "eve@"+srv.Domain, nodes.Actual, nodes.Live)
+				}
 				svc := startService(t, srv, func(o *svcOptions) { o.accessModel = model })
 				waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
 				eve := dial(t, srv, "eve", "r")
@@ -277,4 +284,25 @@ func TestIntegrationSharedRoster(t *testing.T) {
 	})
 	_ = b.Close()
 	waitView(t, w, map[string]conn{"alice@localhost/early": {show: presence.Away, text: "before", prio: 3, ip: "127.0.0.1"}})
+}
+
+// formerMember creates the nodes as the component would, with a whitelist,
+// and makes jid a member of each, before the service runs.
+func formerMember(t testing.TB, srv *server.Server, jid string, nodeNames ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := component.Dial(ctx, component.Config{Address: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, n := range nodeNames {
+		if _, err := pubsub.Ensure(ctx, c, srv.Pubsub, pubsub.NodeConfig{Node: n, Persist: true, MaxItems: "1", SendLast: "never", AccessModel: "whitelist"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := pubsub.SetAffiliations(ctx, c, srv.Pubsub, n, map[string]string{jid: "member"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
