@@ -96,21 +96,7 @@ func TestIntegrationEjabberdHarness(t *testing.T) {
 	}
 
 	// Stop and Start keep the data and the ports.
-	c2s := s.C2SAddr
-	began = time.Now()
-	if err := s.Stop(); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	stopped := time.Since(began)
-	if c, err := net.DialTimeout("tcp", c2s, time.Second); err == nil {
-		c.Close()
-		t.Errorf("c2s port %s still accepts after Stop", c2s)
-	}
-	began = time.Now()
-	if err := s.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Logf("stop took %v, start %v", stopped.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+	stopThenStart(t, s)
 	if err := plainLogin(s.C2SAddr, s.Domain, locals[0], "pw2"); err != nil {
 		t.Errorf("login after Stop/Start: %v", err)
 	}
@@ -182,4 +168,24 @@ func TestIntegrationEjabberdPortTaken(t *testing.T) {
 	if err := s.Start(); err != nil {
 		t.Fatalf("Start once the port is free: %v", err)
 	}
+}
+
+// stopThenStart stops s, checks that its c2s port is closed, and starts it
+// again.
+func stopThenStart(t *testing.T, s *Server) {
+	t.Helper()
+	began := time.Now()
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	stopped := time.Since(began)
+	if c, err := net.DialTimeout("tcp", s.C2SAddr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("c2s port %s still accepts after Stop", s.C2SAddr)
+	}
+	began = time.Now()
+	if err := s.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Logf("stop took %v, start %v", stopped.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 }
