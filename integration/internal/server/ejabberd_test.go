@@ -145,31 +145,6 @@ func waitGroupGone(pgid int) error {
 	}
 }
 
-func TestIntegrationEjabberdPortTaken(t *testing.T) {
-	s := StartEjabberd(t, WithoutAdmin())
-	if n := adminCommandCount(t, s); n != 0 {
-		t.Errorf("non-admin component sees %d commands, want 0", n)
-	}
-	if err := s.Stop(); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	l, err := net.Listen("tcp", s.C2SAddr)
-	if err != nil {
-		t.Fatalf("occupy %s: %v", s.C2SAddr, err)
-	}
-	defer l.Close()
-	if err := s.Start(); !errors.Is(err, errAddrInUse) {
-		t.Fatalf("Start with c2s port taken: got %v, want %v", err, errAddrInUse)
-	}
-	if s.Pid() != 0 {
-		t.Errorf("Pid after a failed Start = %d, want 0", s.Pid())
-	}
-	l.Close()
-	if err := s.Start(); err != nil {
-		t.Fatalf("Start once the port is free: %v", err)
-	}
-}
-
 // stopThenStart stops s, checks that its c2s port is closed, and starts it
 // again.
 func stopThenStart(t *testing.T, s *Server) {

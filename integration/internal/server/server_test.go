@@ -422,30 +422,37 @@ func TestIntegrationProsodyOptions(t *testing.T) {
 	})
 }
 
-func TestIntegrationProsodyPortTaken(t *testing.T) {
-	s := StartProsody(t)
-	if err := s.Stop(); err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	l, err := net.Listen("tcp", s.C2SAddr)
-	if err != nil {
-		t.Fatalf("occupy %s: %v", s.C2SAddr, err)
-	}
-	defer l.Close()
-	began := time.Now()
-	err = s.Start()
-	if !errors.Is(err, errAddrInUse) {
-		t.Fatalf("Start with c2s port taken: got %v, want %v", err, errAddrInUse)
-	}
-	if took := time.Since(began); took > 5*time.Second {
-		t.Errorf("Start noticed the taken port after %v, want quickly", took)
-	}
-	if s.Pid() != 0 {
-		t.Errorf("Pid after a failed Start = %d, want 0", s.Pid())
-	}
-	l.Close()
-	if err := s.Start(); err != nil {
-		t.Fatalf("Start once the port is free: %v", err)
+func TestIntegrationPortTaken(t *testing.T) {
+	for _, kind := range Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			s := Start(t, kind, WithoutAdmin())
+			if n := adminCommandCount(t, s); n != 0 {
+				t.Errorf("non-admin component sees %d admin commands, want 0", n)
+			}
+			if err := s.Stop(); err != nil {
+				t.Fatalf("Stop: %v", err)
+			}
+			l, err := net.Listen("tcp", s.C2SAddr)
+			if err != nil {
+				t.Fatalf("occupy %s: %v", s.C2SAddr, err)
+			}
+			defer l.Close()
+			began := time.Now()
+			err = s.Start()
+			if !errors.Is(err, errAddrInUse) {
+				t.Fatalf("Start with c2s port taken: got %v, want %v", err, errAddrInUse)
+			}
+			if took := time.Since(began); took > 5*time.Second {
+				t.Errorf("Start noticed the taken port after %v, want quickly", took)
+			}
+			if s.Pid() != 0 {
+				t.Errorf("Pid after a failed Start = %d, want 0", s.Pid())
+			}
+			l.Close()
+			if err := s.Start(); err != nil {
+				t.Fatalf("Start once the port is free: %v", err)
+			}
+		})
 	}
 }
 
