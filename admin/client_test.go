@@ -236,6 +236,45 @@ func TestOnlineSessionsEjabberdRequests(t *testing.T) {
 	}
 }
 
+// TestOnlineSessionsRemembersPlainExecute: once ejabberd has refused the
+// form, the next list goes straight to the plain execute.
+func TestOnlineSessionsRemembersPlainExecute(t *testing.T) {
+	f := &fakeIQ{answer: ejabberd([]string{"alice@localhost"}, func(ctx context.Context, bare string) ([]byte, error) {
+		return []byte(ejabberdUserStats), nil
+	})}
+	c := &Client{IQ: f}
+	for range 2 {
+		if _, _, err := c.OnlineSessions(context.Background(), "localhost"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forms := 0
+	for _, r := range f.requests() {
+		if r == "set localhost "+string(OnlineUsersRequest()) {
+			forms++
+		}
+	}
+	if forms != 1 {
+		t.Errorf("the refused form was sent %d times over two lists, want 1:\n%s", forms, strings.Join(f.requests(), "\n"))
+	}
+	// Prosody completes the form: it keeps being sent.
+	p := &fakeIQ{answer: func(ctx context.Context, typ, to string, payload []byte) ([]byte, error) {
+		if strings.Contains(string(payload), NodeOnlineUsersList) {
+			return onlineList(), nil
+		}
+		return nil, fmt.Errorf("unexpected request %s", payload)
+	}}
+	pc := &Client{IQ: p}
+	for range 2 {
+		if _, _, err := pc.OnlineSessions(context.Background(), "localhost"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := p.requests(); len(r) != 2 || r[1] != "set localhost "+string(OnlineUsersRequest()) {
+		t.Errorf("Prosody-like server: requests %q, want the form twice", r)
+	}
+}
+
 func TestOnlineUsersExecutingIsCompleted(t *testing.T) {
 	// A server that refuses the one-shot form and answers the plain execute
 	// with a form gets the form completed in its session.
