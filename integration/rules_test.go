@@ -5,16 +5,16 @@ package integration
 import (
 	"context"
 	"encoding/xml"
-	"github.com/pubpresence/pubpresence/component"
-	"github.com/pubpresence/pubpresence/pubsub"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/integration/internal/server"
 	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
 )
 
 // componentPresence waits for a presence from the component of type typ ("" for
