@@ -7,6 +7,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -85,6 +86,7 @@ type service struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+	last *exec.Cmd // the process that ended last
 }
 
 func freePort(t testing.TB) string {
@@ -194,8 +196,66 @@ func (s *service) signal(sig syscall.Signal) {
 		<-done
 	}
 	s.mu.Lock()
-	s.cmd = nil
+	s.cmd, s.last = nil, cmd
 	s.mu.Unlock()
+}
+
+// Exited reports how the last stopped process ended: its exit code, or -1
+// with the signal that killed it.
+func (s *service) Exited() (code int, killedBy syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.last.ProcessState
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return -1, ws.Signal()
+	}
+	return st.ExitCode(), 0
+}
+
+// Hup sends SIGHUP: the service reloads its configuration.
+func (s *service) Hup() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// Rewrite replaces old by new in the configuration file, which must hold old.
+func (s *service) Rewrite(old, new string) {
+	s.t.Helper()
+	b, err := os.ReadFile(s.config)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		s.t.Fatalf("config has no %q:\n%s", old, b)
+	}
+	if err := os.WriteFile(s.config, []byte(strings.Replace(string(b), old, new, 1)), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// LogLines returns the service's log lines, decoded from JSON. A line that
+// is not a JSON object fails the test, unless the race detector wrote it
+// (the test fails for the race at its end).
+func (s *service) LogLines() []map[string]any {
+	s.t.Helper()
+	b, _ := os.ReadFile(s.logPath)
+	raced := strings.Contains(string(b), "WARNING: DATA RACE")
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if l == "" || raced && !strings.HasPrefix(l, "{") {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			s.t.Fatalf("log line is not JSON: %q", l)
+		}
+		lines = append(lines, m)
+	}
+	return lines
 }
 
 // Stop ends the process with SIGTERM and waits.

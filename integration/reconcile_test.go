@@ -102,8 +102,11 @@ func TestIntegrationReconcile(t *testing.T) {
 		}
 
 		waitUntil(t, "reconciled", func() bool { return matches(actualItems(t, rd, srv), alice) })
-		if v := svc.Metric(t, `pubpresence_reconcile_fixes_total{kind="item"}`); v < 2 {
-			t.Errorf("%v fixes counted, want ≥ 2", v)
+		if v := svc.Metric(t, `pubpresence_reconcile_fixes_total{kind="item_retracted"}`); v < 1 {
+			t.Errorf("%v stale items retracted counted, want ≥ 1", v)
+		}
+		if v := svc.Metric(t, `pubpresence_reconcile_fixes_total{kind="item_published"}`); v < 1 {
+			t.Errorf("%v missing items published counted, want ≥ 1", v)
 		}
 		if svc.Ready() != http.StatusOK {
 			t.Errorf("left online during reconciliation")

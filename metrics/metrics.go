@@ -3,6 +3,8 @@
 package metrics
 
 import (
+	"runtime"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -24,15 +26,17 @@ type Metrics struct {
 	Syncs          *prometheus.CounterVec // syncs by kind (initial, reconcile) and result
 	SyncSeconds    *prometheus.HistogramVec
 	SyncSessions   prometheus.Gauge       // sessions the last sync found on the server
-	Fixes          *prometheus.CounterVec // reconciliation fixes by kind (ghost, missing, item)
+	Fixes          *prometheus.CounterVec // reconciliation fixes by kind
 	QueueDepth     prometheus.Gauge
 	LiveDropped    prometheus.Counter
 	RepliesDropped prometheus.Counter
+	Reloads        *prometheus.CounterVec // SIGHUP reloads by result
+	BuildInfo      *prometheus.GaugeVec
 }
 
 // New creates the metrics and registers them, with the Go and process
-// collectors, on a new registry.
-func New() *Metrics {
+// collectors, on a new registry. version is shown by pubpresence_build_info.
+func New(version string) *Metrics {
 	r := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry:    r,
@@ -42,25 +46,30 @@ func New() *Metrics {
 		Users:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_tracked_users", Help: "Users (bare JIDs) with at least one tracked connection."}),
 		Events:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_presence_events_total", Help: "Presence stanzas received, by type."}, []string{"type"}),
 		Malformed:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_malformed_total", Help: "Malformed input repaired or dropped, by reason."}, []string{"reason"}),
-		Requests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_pubsub_requests_total", Help: "Publish and retract requests answered, by node, operation and result."}, []string{"node", "op", "result"}),
-		RequestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pubpresence_pubsub_request_duration_seconds", Help: "Time from queueing a pubsub request's send to its answer.",
+		Requests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_pubsub_requests_total", Help: "Publish and retract requests sent by the publish queue, by node, operation and result (error: refused, timed out or not sent)."}, []string{"node", "op", "result"}),
+		RequestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pubpresence_pubsub_request_duration_seconds", Help: "Time from sending a pubsub request to its answer.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"node", "op"}),
-		IQErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_iq_errors_total", Help: "Error answers to the service's requests, by condition."}, []string{"condition"}),
-		Reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_reconnects_total", Help: "Component streams lost or refused, each followed by a new attempt."}),
+		IQErrors:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_iq_errors_total", Help: "Failed requests to the server, by error condition (the stanza error's, or timeout, or other)."}, []string{"condition"}),
+		Reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_reconnects_total", Help: "Component streams lost and connection attempts failed, each followed by a new attempt."}),
 		Syncs:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_syncs_total", Help: "Resyncs with the server, by kind (initial, reconcile) and result."}, []string{"kind", "result"}),
 		SyncSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pubpresence_sync_duration_seconds", Help: "Duration of a resync, from its start to the actual node being equal to the server's truth.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}, []string{"kind"}),
 		SyncSessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_sync_sessions", Help: "Online sessions the server listed at the last resync."}),
-		Fixes:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_reconcile_fixes_total", Help: "Differences a resync corrected, by kind (ghost, missing, item)."}, []string{"kind"}),
+		Fixes:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_reconcile_fixes_total", Help: "Differences a periodic reconciliation corrected, by kind (ghost: connection gone from the server; missing: connection the state lacked; item_retracted, item_published: items of the actual node)."}, []string{"kind"}),
 		QueueDepth:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_publish_queue_depth", Help: "Pubsub requests queued, not yet sent."}),
 		LiveDropped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_live_dropped_total", Help: "Live events dropped because the publish queue was full."}),
 		RepliesDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_replies_dropped_total",
 			Help: "Presence answers (subscription, probe) dropped because the stream's writer was full."}),
+		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_config_reloads_total",
+			Help: "Configuration reloads on SIGHUP, by result (ok, error)."}, []string{"result"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pubpresence_build_info",
+			Help: "Always 1; the labels say which build runs."}, []string{"version", "goversion"}),
 	}
 	r.MustRegister(m.State, m.Connected, m.Connections, m.Users, m.Events, m.Malformed, m.Requests,
 		m.RequestSeconds, m.IQErrors, m.Reconnects, m.Syncs, m.SyncSeconds, m.SyncSessions, m.Fixes,
-		m.QueueDepth, m.LiveDropped, m.RepliesDropped,
+		m.QueueDepth, m.LiveDropped, m.RepliesDropped, m.Reloads, m.BuildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.State.WithLabelValues("init").Set(1)
 	m.State.WithLabelValues("online").Set(0)
 	return m

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pubpresence/pubpresence/component"
@@ -82,6 +83,8 @@ type Queue struct {
 	actual  map[string]*pendingActual
 	wake    chan struct{}
 	dropped uint64
+
+	inflight atomic.Int64 // requests sent and not answered
 }
 
 // NewQueue returns a queue that sends on conn; onResult, if not nil, is
@@ -163,6 +166,10 @@ func (q *Queue) Len() int {
 	defer q.mu.Unlock()
 	return len(q.ops) - q.head
 }
+
+// Pending returns the number of requests queued or sent and not yet
+// answered: what would be lost if the stream ended now.
+func (q *Queue) Pending() int { return q.Len() + int(q.inflight.Load()) }
 
 // Dropped returns how many live events were refused because the queue was full.
 func (q *Queue) Dropped() uint64 {
@@ -252,11 +259,13 @@ func (q *Queue) Run(ctx context.Context) {
 			continue
 		}
 		inflight.Add(1)
+		q.inflight.Add(1)
 		go func() {
 			defer inflight.Done()
 			_, err := call.Wait(rctx)
 			cancel()
 			<-sem
+			q.inflight.Add(-1)
 			if err != nil && what == "retract" && component.Condition(err) == "item-not-found" {
 				err = nil
 			}

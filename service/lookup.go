@@ -24,12 +24,12 @@ func (ss *session) lookup(bare string) {
 
 // pumpLookups starts queued lookups while fewer than admin_concurrency run.
 func (ss *session) pumpLookups() {
-	for ss.lookupsBusy < ss.cfg.Sync.AdminConcurrency && len(ss.lookupQueue) > 0 {
+	for ss.lookupsBusy < ss.cfg().Sync.AdminConcurrency && len(ss.lookupQueue) > 0 {
 		bare := ss.lookupQueue[0]
 		ss.lookupQueue = ss.lookupQueue[1:]
 		ss.lookupsBusy++
 		ss.goAsync(func(ctx context.Context) {
-			ctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
+			ctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
 			sessions, err := ss.admin.UserStats(ctx, bare)
 			cancel()
 			ss.do(func() {

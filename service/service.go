@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,7 +32,10 @@ import (
 
 // Service is pubpresence. Create it with New and call Run once.
 type Service struct {
-	cfg     *config.Config
+	// conf is the configuration in force: Reload swaps it for a new one
+	// whose restart-only keys are the old ones.
+	conf    atomic.Pointer[config.Config]
+	reload  chan struct{} // cap 1: the running session has a new conf to apply
 	log     zerolog.Logger
 	metrics *metrics.Metrics
 	status  *status.Tracker
@@ -47,24 +51,47 @@ type Service struct {
 // New returns a service for cfg. m and st may be nil.
 func New(cfg *config.Config, log zerolog.Logger, m *metrics.Metrics, st *status.Tracker) *Service {
 	if m == nil {
-		m = metrics.New()
+		m = metrics.New("")
 	}
 	if st == nil {
 		st = &status.Tracker{}
 	}
-	s := &Service{cfg: cfg, log: log, metrics: m, status: st,
+	s := &Service{log: log, metrics: m, status: st, reload: make(chan struct{}, 1),
 		domains: make(map[string]bool), state: presence.NewState(),
 		subscribers: make(map[string]bool), now: func() time.Time { return time.Now().UTC() }}
+	s.conf.Store(cfg)
 	for _, d := range cfg.XMPP.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}
 	return s
 }
 
+// cfg returns the configuration in force. Each call may return a newer one
+// after a Reload: take it once where several values must agree.
+func (s *Service) cfg() *config.Config { return s.conf.Load() }
+
+// Reload takes the keys of next that can change while running (log level,
+// readers, reconcile interval, probe grace, init timeout; config.Reload) and
+// applies them without reconnecting: readers become the nodes' members at
+// once. It returns the keys applied and the keys that changed but need a
+// restart. Safe to call from any goroutine.
+func (s *Service) Reload(next *config.Config) (applied, restart []string) {
+	merged, applied, restart := config.Reload(s.cfg(), next)
+	if len(applied) == 0 {
+		return applied, restart
+	}
+	s.conf.Store(merged)
+	select {
+	case s.reload <- struct{}{}:
+	default:
+	}
+	return applied, restart
+}
+
 // Run keeps the service going until ctx ends, reconnecting with backoff
 // after every loss of the stream. It returns nil after a clean stop.
 func (s *Service) Run(ctx context.Context) error {
-	x := s.cfg.XMPP
+	x := s.cfg().XMPP
 	ccfg := component.Config{
 		Address:           x.Address,
 		Name:              x.Component,
@@ -149,6 +176,14 @@ type session struct {
 	nextRepair time.Time
 	retry      *time.Timer // next attempt of a failed initial resync
 
+	ticker    *time.Ticker     // periodic reconciliation, nil when off
+	reconcile <-chan time.Time // ticker.C, or nil
+	every     time.Duration    // the reconcile interval in force
+	readers   []string         // the readers last made members of the nodes
+
+	requestFailures burst // pubsub requests that failed (any goroutine)
+	liveDrops       burst // live events dropped, queue full
+
 	ips         map[string]string            // full JID → address ("" known to have none)
 	parked      map[string][]presence.Update // events waiting for their connection's IP
 	retried     map[string]bool              // parked JIDs looked up a second time
@@ -161,7 +196,7 @@ func newSession(s *Service, c *component.Conn) *session {
 	ss := &session{
 		Service:    s,
 		conn:       c,
-		admin:      &admin.Client{IQ: c, Concurrency: s.cfg.Sync.AdminConcurrency},
+		admin:      &admin.Client{IQ: c, Concurrency: s.cfg().Sync.AdminConcurrency},
 		calls:      make(chan func(), 64),
 		queueStart: make(chan struct{}),
 		phase:      status.Init,
@@ -169,12 +204,12 @@ func newSession(s *Service, c *component.Conn) *session {
 		parked:     make(map[string][]presence.Update),
 		retried:    make(map[string]bool),
 		lookups:    make(map[string]bool),
-		repair:     component.Backoff{Min: 5 * time.Second, Max: max(s.cfg.Sync.ReconcileInterval.Duration, time.Minute)},
+		repair:     component.Backoff{Min: 5 * time.Second, Max: max(s.cfg().Sync.ReconcileInterval.Duration, time.Minute)},
 	}
-	n := s.cfg.Nodes
+	n := s.cfg().Nodes
 	ss.queue = pubsub.NewQueue(c, pubsub.QueueConfig{
-		Service: s.cfg.XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
-		Timeout: s.cfg.XMPP.RequestTimeout.Duration,
+		Service: s.cfg().XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
+		Timeout: s.cfg().XMPP.RequestTimeout.Duration,
 	}, ss.published)
 	return ss
 }
@@ -215,14 +250,16 @@ func (ss *session) run(ctx context.Context) error {
 
 	// init is published by the first resync, right after the status node
 	// is there; the queue starts sending once all nodes exist, so nothing
-	// is published to a node that is not there yet.
+	// is published to a node that is not there yet. The queue outlives ctx
+	// by the drain of a clean stop.
 	ss.announce()
+	qctx, qcancel := context.WithCancel(context.WithoutCancel(ctx))
 	queueDone := make(chan struct{})
 	go func() {
 		defer close(queueDone)
 		select {
 		case <-ss.queueStart:
-			ss.queue.Run(ctx)
+			ss.queue.Run(qctx)
 		case <-ctx.Done():
 		}
 	}()
@@ -233,37 +270,38 @@ func (ss *session) run(ctx context.Context) error {
 		if ss.retry != nil {
 			ss.retry.Stop()
 		}
+		ss.setReconcile(0)
 		cancel()
+		qcancel()
 		<-queueDone
 		ss.async.Wait()
 	}()
+	ss.readers = ss.cfg().Nodes.Readers
+	ss.setReconcile(ss.cfg().Sync.ReconcileInterval.Duration)
 	ss.startSync(true)
 
-	var reconcile <-chan time.Time
-	if d := ss.cfg.Sync.ReconcileInterval.Duration; d > 0 {
-		t := time.NewTicker(d)
-		defer t.Stop()
-		reconcile = t.C
-	}
 	check := time.NewTicker(5 * time.Second)
 	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			if ss.conn.Err() == nil {
-				ss.leave()
+				ss.stop()
 			}
 			return ctx.Err()
 		case st := <-ss.conn.Inbound():
 			ss.handle(st)
 		case f := <-ss.calls:
 			f()
-		case <-reconcile:
+		case <-ss.reconcile:
 			if ss.phase == status.Online {
 				ss.startSync(false)
 			}
+		case <-ss.Service.reload:
+			ss.reloaded()
 		case <-check.C:
 			ss.metrics.QueueDepth.Set(float64(ss.queue.Len()))
+			ss.summarize()
 			if ss.phase == status.Online && ss.dirty.Load() && time.Now().After(ss.nextRepair) {
 				ss.nextRepair = time.Now().Add(ss.repair.Next())
 				ss.startSync(false)
@@ -272,13 +310,115 @@ func (ss *session) run(ctx context.Context) error {
 	}
 }
 
+// setReconcile (re)starts the periodic reconciliation every d; 0 stops it.
+func (ss *session) setReconcile(d time.Duration) {
+	if ss.ticker != nil {
+		ss.ticker.Stop()
+		ss.ticker, ss.reconcile = nil, nil
+	}
+	if d > 0 {
+		ss.ticker = time.NewTicker(d)
+		ss.reconcile = ss.ticker.C
+	}
+	ss.every = d
+}
+
+// reloaded applies a new configuration (Service.Reload) to the stream.
+func (ss *session) reloaded() {
+	cfg := ss.cfg()
+	if d := cfg.Sync.ReconcileInterval.Duration; d != ss.every {
+		ss.setReconcile(d)
+	}
+	if slices.Equal(cfg.Nodes.Readers, ss.readers) || cfg.Nodes.AccessModel != config.AccessWhitelist {
+		ss.readers = cfg.Nodes.Readers
+		return
+	}
+	ss.readers = cfg.Nodes.Readers
+	readers := ss.readers
+	ss.goAsync(func(ctx context.Context) {
+		// Before the nodes exist, their set-up affiliates the readers.
+		select {
+		case <-ss.queueStart:
+		case <-ctx.Done():
+			return
+		}
+		n := cfg.Nodes
+		for _, node := range []string{n.Status, n.Live, n.Actual} {
+			rctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
+			err := pubsub.SyncMembers(rctx, ss.conn, cfg.XMPP.Pubsub, node, readers)
+			cancel()
+			if err != nil {
+				ss.iqError(err)
+				ss.log.Error().Err(err).Str("node", node).Msg("cannot update the readers (members) of a node")
+				return
+			}
+		}
+		ss.log.Info().Int("readers", len(readers)).Msg("readers updated on the nodes")
+	})
+}
+
+// Bounds of a clean stop: the queue gets drainTimeout to send what it has,
+// then leave gets leaveTimeout to publish init; component.Conn.Close waits
+// one more second for the server's end of the stream.
+const (
+	drainTimeout = 4 * time.Second
+	leaveTimeout = 3 * time.Second
+)
+
+// stop ends the stream cleanly (SIGINT, SIGTERM) while it is up: what is
+// queued is sent and answered within drainTimeout, or abandoned and counted;
+// then readers are told the nodes are no longer kept. Presence that arrives
+// meanwhile is read and dropped: the next start resyncs.
+func (ss *session) stop() {
+	start := time.Now()
+	abandoned := ss.queue.Pending()
+	select {
+	case <-ss.queueStart:
+		abandoned = ss.waitDiscarding(ss.queue.Barrier(), drainTimeout, ss.queue.Pending)
+	default: // the queue never started: nothing was sent
+	}
+	ev := ss.log.Info()
+	if abandoned > 0 {
+		ev = ss.log.Warn()
+	}
+	ev.Int("abandoned", abandoned).Dur("took_ms", time.Since(start)).Msg("stopping: publish queue drained")
+	ss.leave()
+}
+
+// waitDiscarding waits until done is closed, the stream ends or timeout
+// passes, reading and dropping inbound stanzas meanwhile so that the
+// stream's reader can deliver the answers being waited for. It returns 0
+// when done was closed, else left().
+func (ss *session) waitDiscarding(done <-chan struct{}, timeout time.Duration, left func() int) int {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return 0
+		case <-ss.conn.Inbound():
+		case <-ss.conn.Done():
+			return left()
+		case <-t.C:
+			return left()
+		}
+	}
+}
+
 // leave tells readers the nodes are no longer kept, on a clean stop while
 // the stream is still up: init on the status node and unavailable presence
-// to the subscribers, within a few seconds.
+// to the subscribers, within leaveTimeout.
 func (ss *session) leave() {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	err := pubsub.Publish(ctx, ss.conn, ss.cfg.XMPP.Pubsub, ss.cfg.Nodes.Status, status.ItemID, status.Init.Item())
+	var err error
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+		defer cancel()
+		err = pubsub.Publish(ctx, ss.conn, ss.cfg().XMPP.Pubsub, ss.cfg().Nodes.Status, status.ItemID, status.Init.Item())
+	}()
+	ss.waitDiscarding(published, leaveTimeout+time.Second, func() int { return 0 })
+	<-published
 	for jid := range ss.subscribers {
 		if !ss.conn.TrySend(ss.conn.Presence(jid, "unavailable", "", "")) {
 			break
@@ -412,7 +552,7 @@ func (ss *session) event(u presence.Update) {
 	if old, ok := ss.state.Get(jid); ok {
 		ip, known = old.IP, true
 	}
-	if !known && ss.cfg.Nodes.PublishIP {
+	if !known && ss.cfg().Nodes.PublishIP {
 		ss.parked[jid] = []presence.Update{u}
 		ss.lookup(u.From.Bare())
 		return
@@ -422,7 +562,7 @@ func (ss *session) event(u presence.Update) {
 
 // apply stores c and publishes it if it changed anything visible.
 func (ss *session) apply(c presence.Conn) {
-	if !ss.cfg.Nodes.PublishIP {
+	if !ss.cfg().Nodes.PublishIP {
 		c.IP = ""
 	}
 	c, changed := ss.state.Set(c)
@@ -445,7 +585,7 @@ func (ss *session) checkLimit() {
 	over := ss.maxItems > 0 && ss.state.Len() > ss.maxItems
 	if over && !ss.overLimit {
 		ss.log.Error().Int("connections", ss.state.Len()).Int("server_limit", ss.maxItems).
-			Msg("more connections than the server keeps items on " + ss.cfg.Nodes.Actual +
+			Msg("more connections than the server keeps items on " + ss.cfg().Nodes.Actual +
 				": raise pubsub_max_items (Prosody) or max_items_node (ejabberd)")
 	}
 	ss.overLimit = over
@@ -465,7 +605,23 @@ func (ss *session) removed(c presence.Conn) {
 func (ss *session) publishLive(c presence.Conn) {
 	if err := ss.queue.Live(c); err != nil {
 		ss.metrics.LiveDropped.Inc()
-		ss.log.Warn().Str("jid", c.JID).Msg("live queue full: event dropped")
+		ev := ss.log.Debug()
+		if ss.liveDrops.add() {
+			ev = ss.log.Warn()
+		}
+		ev.Str("jid", c.JID).Msg("live queue full: event dropped")
+	}
+}
+
+// summarize logs, once per check period, how many requests failed and
+// events were dropped since the last one (the first of each was logged
+// when it happened).
+func (ss *session) summarize() {
+	if n := ss.requestFailures.take(); n > 1 {
+		ss.log.Warn().Int("failed", n).Msg("pubsub requests failed (pubpresence_pubsub_requests_total{result=\"error\"}, debug logs each)")
+	}
+	if n := ss.liveDrops.take(); n > 1 {
+		ss.log.Warn().Int("dropped", n).Msg("live events dropped, publish queue full")
 	}
 }
 
@@ -479,7 +635,7 @@ func (ss *session) published(r pubsub.Result) {
 	result := "ok"
 	if r.Err != nil {
 		result = "error"
-		if r.Node == ss.cfg.Nodes.Actual {
+		if r.Node == ss.cfg().Nodes.Actual {
 			ss.dirty.Store(true)
 		}
 		if component.Condition(r.Err) == "item-not-found" {
@@ -488,7 +644,11 @@ func (ss *session) published(r pubsub.Result) {
 		}
 		ss.iqError(r.Err)
 		if !errors.Is(r.Err, context.Canceled) && !errors.Is(r.Err, component.ErrClosed) {
-			ss.log.Warn().Err(r.Err).Str("node", r.Node).Str("op", r.Op).Str("id", r.ID).Msg("pubsub request failed")
+			ev := ss.log.Debug()
+			if ss.requestFailures.add() {
+				ev = ss.log.Warn()
+			}
+			ev.Err(r.Err).Str("node", r.Node).Str("op", r.Op).Str("id", r.ID).Msg("pubsub request failed")
 		}
 	}
 	ss.metrics.Requests.WithLabelValues(r.Node, r.Op, result).Inc()

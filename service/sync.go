@@ -38,6 +38,9 @@ type syncRun struct {
 	settled  bool
 	partial  bool // the server's answer missed some users: drop no ghosts
 	ghosts   int
+	// untracked are the listed connections the state did not have when
+	// the list came (a reconciliation counts those found by then as missing).
+	untracked []string
 }
 
 func (sr *syncRun) kind() string {
@@ -75,8 +78,8 @@ func (ss *session) startSync(initial bool) {
 		}
 		var all []admin.Session
 		partial := 0
-		for _, d := range ss.cfg.XMPP.Domains {
-			actx, cancel := context.WithTimeout(ctx, ss.cfg.Sync.InitTimeout.Duration+ss.cfg.XMPP.RequestTimeout.Duration)
+		for _, d := range ss.cfg().XMPP.Domains {
+			actx, cancel := context.WithTimeout(ctx, ss.cfg().Sync.InitTimeout.Duration+ss.cfg().XMPP.RequestTimeout.Duration)
 			sessions, stats, err := ss.admin.OnlineSessions(actx, d)
 			cancel()
 			if err != nil {
@@ -107,15 +110,15 @@ const probeItemsMax = 1 << 20
 // it at once: a status left at online by an earlier run must not stand
 // while the other nodes are set up.
 func (ss *session) ensureNodes(ctx context.Context, publishInit bool) error {
-	n := ss.cfg.Nodes
-	service := ss.cfg.XMPP.Pubsub
+	n := ss.cfg().Nodes
+	service := ss.cfg().XMPP.Pubsub
 	nodes := []pubsub.NodeConfig{
 		{Node: n.Status, Title: "pubpresence: service status", Persist: true, MaxItems: "1", SendLast: "on_sub", AccessModel: n.AccessModel},
 		{Node: n.Live, Title: "pubpresence: presence events", Persist: false, MaxItems: "1", SendLast: "never", AccessModel: n.AccessModel},
 		{Node: n.Actual, Title: "pubpresence: online connections", Persist: true, MaxItems: "max", SendLast: "never", AccessModel: n.AccessModel},
 	}
 	for _, nc := range nodes {
-		rctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
+		rctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
 		created, err := pubsub.Ensure(rctx, ss.conn, service, nc)
 		if err == nil && n.AccessModel == "whitelist" {
 			err = pubsub.SyncMembers(rctx, ss.conn, service, nc.Node, n.Readers)
@@ -129,7 +132,7 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) error {
 		}
 		ss.log.Info().Str("node", nc.Node).Bool("created", created).Str("access_model", nc.AccessModel).Msg("node ready")
 	}
-	rctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
+	rctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
 	defer cancel()
 	limit, err := pubsub.MaxItemsLimit(rctx, ss.conn, service, n.Actual)
 	if err == nil && limit == 0 {
@@ -194,7 +197,7 @@ func (ss *session) discovered(sr *syncRun, sessions []admin.Session) {
 		}
 		jid := j.Full()
 		sr.online[jid] = true
-		if se.IP != "" && ss.cfg.Nodes.PublishIP {
+		if se.IP != "" && ss.cfg().Nodes.PublishIP {
 			ss.ips[jid] = se.IP
 			if c, ok := ss.state.Get(jid); ok && c.IP != se.IP {
 				c.IP = se.IP
@@ -203,7 +206,11 @@ func (ss *session) discovered(sr *syncRun, sessions []admin.Session) {
 			}
 			ss.release(jid)
 		}
-		if _, tracked := ss.state.Get(jid); sr.initial || !tracked {
+		_, tracked := ss.state.Get(jid)
+		if !tracked {
+			sr.untracked = append(sr.untracked, jid)
+		}
+		if sr.initial || !tracked {
 			sr.awaiting[j.Bare()] = true
 		}
 	}
@@ -234,13 +241,13 @@ func (ss *session) armGrace(sr *syncRun) {
 	if sr.grace == nil {
 		// The deadline counts from the start of the resync, but the users
 		// get at least the grace period to answer.
-		grace := ss.cfg.Sync.ProbeGrace.Duration
-		left := ss.cfg.Sync.InitTimeout.Duration - time.Since(sr.start)
+		grace := ss.cfg().Sync.ProbeGrace.Duration
+		left := ss.cfg().Sync.InitTimeout.Duration - time.Since(sr.start)
 		sr.deadline = time.AfterFunc(max(left, grace), func() { ss.do(func() { ss.settle(sr) }) })
 		sr.grace = time.AfterFunc(grace, func() { ss.do(func() { ss.settle(sr) }) })
 		return
 	}
-	sr.grace.Reset(ss.cfg.Sync.ProbeGrace.Duration)
+	sr.grace.Reset(ss.cfg().Sync.ProbeGrace.Duration)
 }
 
 // answered notes that bare answered a probe (or sent anything).
@@ -255,7 +262,7 @@ func (ss *session) answered(bare string) {
 		return
 	}
 	if sr.grace != nil {
-		sr.grace.Reset(ss.cfg.Sync.ProbeGrace.Duration)
+		sr.grace.Reset(ss.cfg().Sync.ProbeGrace.Duration)
 	}
 }
 
@@ -274,20 +281,27 @@ func (ss *session) settle(sr *syncRun) {
 			}
 		}
 	}
-	if sr.ghosts > 0 && !sr.initial {
+	if !sr.initial {
+		found := 0
+		for _, jid := range sr.untracked {
+			if _, ok := ss.state.Get(jid); ok {
+				found++
+			}
+		}
 		ss.metrics.Fixes.WithLabelValues("ghost").Add(float64(sr.ghosts))
+		ss.metrics.Fixes.WithLabelValues("missing").Add(float64(found))
 	}
 	ss.pruneIPs()
 	ss.goAsync(func(ctx context.Context) {
-		ctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
-		items, err := pubsub.Items(ctx, ss.conn, ss.cfg.XMPP.Pubsub, ss.cfg.Nodes.Actual)
+		ctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
+		items, err := pubsub.Items(ctx, ss.conn, ss.cfg().XMPP.Pubsub, ss.cfg().Nodes.Actual)
 		cancel()
 		ss.do(func() {
 			if err != nil {
 				if component.Condition(err) == "item-not-found" {
 					ss.needNodes.Store(true)
 				}
-				ss.syncFailed(sr, errorf("fetch "+ss.cfg.Nodes.Actual, err))
+				ss.syncFailed(sr, errorf("fetch "+ss.cfg().Nodes.Actual, err))
 				return
 			}
 			ss.converge(sr, items)
@@ -322,8 +336,9 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 	}
 	ss.actualOn = true
 	fixes := len(plan.Retract) + len(plan.Publish) + len(bad)
-	if !sr.initial && fixes > 0 {
-		ss.metrics.Fixes.WithLabelValues("item").Add(float64(fixes))
+	if !sr.initial {
+		ss.metrics.Fixes.WithLabelValues("item_retracted").Add(float64(len(plan.Retract) + len(bad)))
+		ss.metrics.Fixes.WithLabelValues("item_published").Add(float64(len(plan.Publish)))
 	}
 	ss.checkLimit()
 	ev := ss.log.Info()
@@ -355,8 +370,8 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 			ss.do(func() { ss.syncFailed(sr, errActualFailed) })
 			return
 		}
-		ctx, cancel := context.WithTimeout(ctx, ss.cfg.XMPP.RequestTimeout.Duration)
-		err := pubsub.Publish(ctx, ss.conn, ss.cfg.XMPP.Pubsub, ss.cfg.Nodes.Status, status.ItemID, status.Online.Item())
+		ctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
+		err := pubsub.Publish(ctx, ss.conn, ss.cfg().XMPP.Pubsub, ss.cfg().Nodes.Status, status.ItemID, status.Online.Item())
 		cancel()
 		ss.do(func() {
 			if err != nil {

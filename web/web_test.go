@@ -20,7 +20,7 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 }
 
 func TestEndpoints(t *testing.T) {
-	m := metrics.New()
+	m := metrics.New("test")
 	st := &status.Tracker{}
 	h := Handler(m, st)
 

@@ -59,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, err)
 			return 2
 		}
-		if err := serve(cfg, stderr); err != nil {
+		if err := serve(cfg, *path, stderr); err != nil {
 			fmt.Fprintln(stderr, "pubpresence:", err)
 			return 1
 		}

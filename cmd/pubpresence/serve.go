@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -20,28 +22,47 @@ import (
 	"github.com/pubpresence/pubpresence/web"
 )
 
+// newLogger returns the service's logger. Its level is the global one
+// (zerolog.SetGlobalLevel), which setLevel sets, so that SIGHUP can change
+// it while every copy of the logger is in use.
 func newLogger(cfg config.Log, w io.Writer) zerolog.Logger {
 	if cfg.Format == "console" {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 	}
-	level, err := zerolog.ParseLevel(cfg.Level)
+	setLevel(cfg.Level)
+	return zerolog.New(w).Level(zerolog.TraceLevel).With().Timestamp().Logger()
+}
+
+// setLevel sets the level of every logger; config validation has checked
+// the name.
+func setLevel(name string) {
+	level, err := zerolog.ParseLevel(name)
 	if err != nil {
 		level = zerolog.InfoLevel
 	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+	zerolog.SetGlobalLevel(level)
 }
 
-func serve(cfg *config.Config, stderr io.Writer) error {
+// Bounds of a stop after SIGINT or SIGTERM, on top of the service's own
+// (about 8 s: draining the publish queue, publishing init, closing the
+// stream): the HTTP listener gets httpStopTimeout to finish its requests.
+const httpStopTimeout = 2 * time.Second
+
+// serve runs the service with cfg, read from path, until SIGINT or SIGTERM;
+// SIGHUP reads path again and applies what can change while running.
+func serve(cfg *config.Config, path string, stderr io.Writer) error {
 	log := newLogger(cfg.Log, stderr)
-	m := metrics.New()
+	m := metrics.New(versionString())
 	st := &status.Tracker{}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	// After the first signal, a second one ends the process at once.
 	go func() { <-ctx.Done(); stop() }()
 
-	log.Info().Str("version", versionString()).Str("component", cfg.XMPP.Component).
-		Str("address", cfg.XMPP.Address).Strs("domains", cfg.XMPP.Domains).Msg("starting")
+	log.Info().Str("version", versionString()).Str("config", path).Str("component", cfg.XMPP.Component).
+		Str("address", cfg.XMPP.Address).Strs("domains", cfg.XMPP.Domains).Str("pubsub", cfg.XMPP.Pubsub).
+		Str("access_model", cfg.Nodes.AccessModel).Int("readers", len(cfg.Nodes.Readers)).
+		Bool("publish_ip", cfg.Nodes.PublishIP).Msg("starting")
 
 	var srv *http.Server
 	if cfg.HTTP.Listen != "" {
@@ -58,13 +79,57 @@ func serve(cfg *config.Config, stderr io.Writer) error {
 		log.Info().Str("listen", ln.Addr().String()).Msg("http listening")
 	}
 
-	err := service.New(cfg, log, m, st).Run(ctx)
+	svc := service.New(cfg, log, m, st)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				reload(path, svc, m, log)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	err := svc.Run(ctx)
 
 	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), httpStopTimeout)
 		_ = srv.Shutdown(sctx)
 		cancel()
 	}
 	log.Info().Msg("stopped")
 	return err
+}
+
+// reload reads the configuration file again (SIGHUP) and applies what can
+// change while running. An invalid file changes nothing.
+func reload(path string, svc *service.Service, m *metrics.Metrics, log zerolog.Logger) {
+	next, err := config.Load(path)
+	if err != nil {
+		m.Reloads.WithLabelValues("error").Inc()
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			log.Error().Str("config", path).Strs("problems", ce.Problems).Msg("reload refused: invalid configuration; nothing changed")
+			return
+		}
+		log.Error().Err(err).Str("config", path).Msg("reload refused; nothing changed")
+		return
+	}
+	applied, restart := svc.Reload(next)
+	if slices.Contains(applied, "log.level") {
+		setLevel(next.Log.Level)
+	}
+	m.Reloads.WithLabelValues("ok").Inc()
+	ev := log.Info()
+	if len(restart) > 0 {
+		ev = log.Warn().Strs("needs_restart", restart)
+	}
+	if applied == nil {
+		applied = []string{}
+	}
+	ev.Str("config", path).Strs("applied", applied).Msg("configuration reloaded")
 }

@@ -1,0 +1,62 @@
+package config
+
+import (
+	"reflect"
+	"slices"
+)
+
+// reloadable are the keys a running service takes from a new file on
+// SIGHUP, without reconnecting. Every other key needs a restart.
+var reloadable = []string{
+	"log.level",
+	"nodes.readers",
+	"sync.reconcile_interval",
+	"sync.probe_grace",
+	"sync.init_timeout",
+}
+
+// Reload compares a new configuration with the running one. It returns
+// the configuration to run with — cur with the reloadable keys taken from
+// next — and the dotted keys that changed, split into those applied and
+// those that need a restart to take effect (their new values are ignored).
+func Reload(cur, next *Config) (merged *Config, applied, restart []string) {
+	m := *cur
+	for _, key := range changedKeys(cur, next) {
+		if !slices.Contains(reloadable, key) {
+			restart = append(restart, key)
+			continue
+		}
+		applied = append(applied, key)
+		switch key {
+		case "log.level":
+			m.Log.Level = next.Log.Level
+		case "nodes.readers":
+			m.Nodes.Readers = slices.Clone(next.Nodes.Readers)
+		case "sync.reconcile_interval":
+			m.Sync.ReconcileInterval = next.Sync.ReconcileInterval
+		case "sync.probe_grace":
+			m.Sync.ProbeGrace = next.Sync.ProbeGrace
+		case "sync.init_timeout":
+			m.Sync.InitTimeout = next.Sync.InitTimeout
+		}
+	}
+	return &m, applied, restart
+}
+
+// changedKeys lists the dotted keys ("section.key") whose values differ.
+func changedKeys(a, b *Config) []string {
+	var keys []string
+	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
+	t := va.Type()
+	for i := range t.NumField() {
+		section := t.Field(i).Tag.Get("toml")
+		sa, sb := va.Field(i), vb.Field(i)
+		st := sa.Type()
+		for j := range st.NumField() {
+			if !reflect.DeepEqual(sa.Field(j).Interface(), sb.Field(j).Interface()) {
+				keys = append(keys, section+"."+st.Field(j).Tag.Get("toml"))
+			}
+		}
+	}
+	return keys
+}
