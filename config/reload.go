@@ -15,6 +15,9 @@ var reloadable = []string{
 	"sync.init_timeout",
 }
 
+// ReloadableKeys returns the dotted keys that Reload takes from a new file.
+func ReloadableKeys() []string { return slices.Clone(reloadable) }
+
 // Reload compares a new configuration with the running one. It returns
 // the configuration to run with — cur with the reloadable keys taken from
 // next — and the dotted keys that changed, split into those applied and

@@ -618,7 +618,7 @@ func (ss *session) publishLive(c presence.Conn) {
 // when it happened).
 func (ss *session) summarize() {
 	if n := ss.requestFailures.take(); n > 1 {
-		ss.log.Warn().Int("failed", n).Msg("pubsub requests failed (pubpresence_pubsub_requests_total{result=\"error\"}, debug logs each)")
+		ss.log.Warn().Int("failed", n).Msg("pubsub requests failed since the last summary (each is logged at debug)")
 	}
 	if n := ss.liveDrops.take(); n > 1 {
 		ss.log.Warn().Int("dropped", n).Msg("live events dropped, publish queue full")
