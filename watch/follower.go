@@ -72,6 +72,15 @@ type Follower struct {
 	// event applied to the view after the snapshot (not with the events the
 	// protocol discards). It must not block for long.
 	OnEvent func(Event)
+	// OnStatus, when set before Run, is called from Run's goroutine with
+	// every status the status node says ("init", "online", "" for none),
+	// in order, repeats included.
+	OnStatus func(status string)
+	// OnSnapshot, when set before Run, is called from Run's goroutine each
+	// time a snapshot of the actual node has been loaded (after every
+	// "online"), with the connections it holds, sorted by JID; the events
+	// kept during the fetch follow through OnEvent.
+	OnSnapshot func(conns []presence.Conn)
 
 	mu      sync.Mutex
 	view    View
@@ -261,6 +270,10 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 				return r.err
 			}
 			f.update(func(v *View) bool { return v.Load(r.snapshot) })
+			if f.OnSnapshot != nil {
+				_, conns := f.Snapshot()
+				f.OnSnapshot(conns)
+			}
 			for _, ch := range pending {
 				apply(ch)
 			}
@@ -287,6 +300,9 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 					continue
 				}
 				f.update(func(v *View) bool { return v.SetStatus(s) })
+				if f.OnStatus != nil {
+					f.OnStatus(s)
+				}
 				if s == StatusOnline {
 					startFetch() // also on a repeated "online": a fresh snapshot is never wrong
 				} else {

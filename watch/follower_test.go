@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync"
@@ -135,6 +136,7 @@ type harness struct {
 	done chan error
 	stop context.CancelFunc
 	evs  chan Event
+	log  chan string // OnStatus and OnSnapshot calls, in order
 }
 
 func startFollower(t *testing.T, setup func(*fakeSession)) *harness {
@@ -143,8 +145,10 @@ func startFollower(t *testing.T, setup func(*fakeSession)) *harness {
 	if setup != nil {
 		setup(sess)
 	}
-	h := &harness{t: t, sess: sess, f: newFollower(sess, service, nodes), done: make(chan error, 1), evs: make(chan Event, 100)}
-	h.f.OnEvent = func(e Event) { h.evs <- e }
+	h := &harness{t: t, sess: sess, f: newFollower(sess, service, nodes), done: make(chan error, 1), evs: make(chan Event, 100), log: make(chan string, 100)}
+	h.f.OnEvent = func(e Event) { h.evs <- e; h.log <- "event " + e.ID + "=" + string(e.Conn.Show) }
+	h.f.OnStatus = func(s string) { h.log <- "status " + s }
+	h.f.OnSnapshot = func(cs []presence.Conn) { h.log <- fmt.Sprint("snapshot ", jids(cs)) }
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
 	go func() { h.done <- h.f.Run(ctx) }()
@@ -209,6 +213,19 @@ func (h *harness) want(status string, conns ...string) {
 	})
 	if err != nil {
 		h.t.Fatalf("view is %q %v, want %q %v (%v)", st, jids(cs), status, conns, err)
+	}
+}
+
+// calls returns the hook calls so far, in order.
+func (h *harness) calls() []string {
+	var out []string
+	for {
+		select {
+		case c := <-h.log:
+			out = append(out, c)
+		default:
+			return out
+		}
 	}
 }
 
@@ -401,5 +418,27 @@ func TestFollowerChangesSignal(t *testing.T) {
 	}
 	if s, cs := h.f.Snapshot(); s != StatusOnline || len(cs) != 0 {
 		t.Errorf("Snapshot = %q %v", s, cs)
+	}
+}
+
+// TestFollowerHooks: the status hook sees every status, the snapshot hook
+// sees each loaded snapshot (also one equal to the view before, as after a
+// restart of the service), and events kept during the fetch come after it.
+func TestFollowerHooks(t *testing.T) {
+	h := startFollower(t, nil)
+	h.send(statusNote(StatusOnline))
+	h.send(live("b@l/1", presence.Away)) // kept during the fetch
+	h.fetch(actualItems("a@l/1=online"), nil)
+	h.want(StatusOnline, "a@l/1=online", "b@l/1=away")
+	h.send(statusNote(StatusInit), statusNote(StatusOnline))
+	h.fetch(actualItems("a@l/1=online", "b@l/1=away"), nil)
+	h.send(live("c@l/1", presence.DND))
+	h.want(StatusOnline, "a@l/1=online", "b@l/1=away", "c@l/1=dnd")
+	want := []string{
+		"status online", "snapshot [a@l/1=online]", "event b@l/1=away",
+		"status init", "status online", "snapshot [a@l/1=online b@l/1=away]", "event c@l/1=dnd",
+	}
+	if got := h.calls(); !reflect.DeepEqual(got, want) {
+		t.Errorf("hook calls:\n got %q\nwant %q", got, want)
 	}
 }

@@ -4,6 +4,7 @@
 //	pubpresence [run] --config FILE   run the service (the default)
 //	pubpresence check --config FILE   validate the configuration and exit
 //	pubpresence version               print the version
+//	pubpresence watch --jid JID …     follow the nodes as a client and print the state
 package main
 
 import (
@@ -24,13 +25,19 @@ func main() {
 }
 
 const usage = `usage: pubpresence [run|check|version] [--config FILE]
+       pubpresence watch --jid JID [flags]
 
   run      run the service until SIGINT or SIGTERM (the default)
   check    validate the configuration: exit 0 when valid, 2 with one line per problem
   version  print the version
+  watch    log in as a reader and print the state, then every change
+           (pubpresence watch -h tells more)
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "watch" {
+		return watchMain(args[1:], stdout, stderr) // its own flags
+	}
 	cmd := "run"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]

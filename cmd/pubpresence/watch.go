@@ -1,0 +1,601 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/watch"
+)
+
+// watchPasswordEnv names the environment variable that holds the password
+// of the watching account when no flag gives it.
+const watchPasswordEnv = "PUBPRESENCE_WATCH_PASSWORD"
+
+const watchUsage = `usage: pubpresence watch --jid JID [flags]
+
+Logs in to the Jabber server as JID, follows the pubpresence nodes as the
+service's client protocol says (subscribe to the live and actual nodes, then
+to the status node; on "online" fetch the actual node, then apply the live
+events in order) and prints the current state, then every change, until
+SIGINT or SIGTERM. JID must be a reader of the nodes (nodes.readers in the
+service's config) unless they are open.
+
+The password is read from --password-file (its first line), else from
+$` + watchPasswordEnv + `, else from --password, which other users
+of the machine can see in ps: prefer the first two.
+
+--format table (the default) prints, when the service is online, a line
+"HH:MM:SS online: N connections" and a table of them (JID, SHOW, PRIO,
+STATUS TEXT, IP, SINCE), then one line per change:
+  HH:MM:SS  new      JID  SHOW  prio=P  text="…"  ip=IP
+  HH:MM:SS  changed  JID  SHOW  prio=P  text="…"  ip=IP  (what changed)
+  HH:MM:SS  offline  JID
+and a line when the service status changes ("init": it is starting or
+restarting; the last state is kept until it is online again, and then
+printed anew).
+
+--format json prints one JSON object per line:
+  {"event":"status","time":T,"status":"init"}
+      the service status changed to something else than online
+  {"event":"state","time":T,"jid":J,"show":S,"priority":P,"text":X,"ip":I,"since":T}
+      one per connection of the state, after each (re)start of the service
+  {"event":"online","time":T,"connections":N}
+      after the state lines: the service is online, the state is complete
+  {"event":"available","time":T,"jid":J,"show":S,"priority":P,"text":X,"ip":I,"since":T}
+      a connection appeared or changed
+  {"event":"offline","time":T,"jid":J,"show":"offline","priority":P,"text":X,"ip":I,"since":T}
+      a connection went away
+show is online, chat, away, xa or dnd (offline on offline lines); text is
+the presence status text; time (when the line was printed) and since (when
+the service saw the change) are RFC 3339 UTC, since and ip are "" when
+unknown. State lines replace whatever was known before. Events that change
+nothing (a repeated item) are not printed.
+
+A line on stderr says as whom it logged in. It does not reconnect: when
+the connection to the server ends it exits with status 1.
+
+Exit status: 0 after SIGINT, SIGTERM or --once; 1 when the login or the
+following fails (one line on stderr says why); 2 for a usage error.
+
+Flags:
+`
+
+// watchOptions are the settings of the watch command.
+type watchOptions struct {
+	server       string
+	jid          string // bare JID, normalised
+	password     string
+	passwordFile string
+	pubsub       string
+	resource     string
+	nodes        watch.Nodes
+	format       string
+	once         bool
+	timeout      time.Duration
+}
+
+// newWatchFlags defines the flags of the watch command on a new flag set;
+// parseWatch checks them once parsed.
+func newWatchFlags(stderr io.Writer) (*flag.FlagSet, *watchOptions) {
+	o := &watchOptions{nodes: watch.DefaultNodes()}
+	fs := flag.NewFlagSet("pubpresence watch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, watchUsage); fs.PrintDefaults() }
+	fs.StringVar(&o.server, "server", "127.0.0.1:5222", "the Jabber server's client (c2s) address, host:port")
+	fs.StringVar(&o.jid, "jid", "", "bare JID to log in as, user@domain (required)")
+	fs.StringVar(&o.passwordFile, "password-file", "", "read the password from this file (its first line)")
+	fs.StringVar(&o.password, "password", "", "the password (visible in ps: prefer --password-file or $"+watchPasswordEnv+")")
+	fs.StringVar(&o.pubsub, "pubsub", "", `pubsub service JID (default "pubsub." + the domain of --jid)`)
+	fs.StringVar(&o.resource, "resource", "", `resource to bind (default "watch-" + random hex)`)
+	fs.StringVar(&o.nodes.Live, "live", o.nodes.Live, "name of the live node")
+	fs.StringVar(&o.nodes.Actual, "actual", o.nodes.Actual, "name of the actual node")
+	fs.StringVar(&o.nodes.Status, "status", o.nodes.Status, "name of the status node")
+	fs.StringVar(&o.format, "format", "table", "output format: table or json")
+	fs.BoolVar(&o.once, "once", false, "print the state once the service is online, then exit")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on connecting and logging in")
+	return fs, o
+}
+
+// usageError is a mistake in the arguments (exit status 2). printed is set
+// when the flag package has reported it already.
+type usageError struct {
+	msg     string
+	printed bool
+}
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{msg: fmt.Sprintf(format, a...)} }
+
+// parseWatch parses and checks the watch command's arguments. getenv reads
+// the environment (os.Getenv). It returns flag.ErrHelp for -h.
+func parseWatch(args []string, stderr io.Writer, getenv func(string) string) (*watchOptions, error) {
+	fs, o := newWatchFlags(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, &usageError{msg: err.Error(), printed: true}
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if o.jid == "" {
+		return nil, usagef("--jid is required")
+	}
+	j, err := presence.ParseJID(o.jid)
+	switch {
+	case err != nil:
+		return nil, usagef("--jid: %v", err)
+	case j.Local == "":
+		return nil, usagef("--jid %q: need user@domain", o.jid)
+	case j.Resource != "":
+		return nil, usagef("--jid %q: give a bare JID and the resource with --resource", o.jid)
+	}
+	o.jid = j.Bare()
+	if o.pubsub == "" {
+		o.pubsub = "pubsub." + j.Domain
+	} else if p, err := presence.ParseJID(o.pubsub); err != nil || p.Local != "" || p.Resource != "" {
+		return nil, usagef("--pubsub %q: need a service JID such as pubsub.%s", o.pubsub, j.Domain)
+	}
+	if _, _, err := net.SplitHostPort(o.server); err != nil {
+		return nil, usagef("--server %q: need host:port", o.server)
+	}
+	if o.resource == "" {
+		o.resource = randomResource()
+	} else if r, err := presence.ParseJID(j.Bare() + "/" + o.resource); err != nil || r.Resource != o.resource {
+		return nil, usagef("--resource %q: not a valid resource", o.resource)
+	}
+	if o.nodes.Live == "" || o.nodes.Actual == "" || o.nodes.Status == "" {
+		return nil, usagef("--live, --actual and --status must not be empty")
+	}
+	if o.nodes.Live == o.nodes.Actual || o.nodes.Live == o.nodes.Status || o.nodes.Actual == o.nodes.Status {
+		return nil, usagef("--live, --actual and --status must name three different nodes")
+	}
+	if o.format != "table" && o.format != "json" {
+		return nil, usagef("--format %q: want table or json", o.format)
+	}
+	if o.timeout <= 0 {
+		return nil, usagef("--timeout %s: must be positive", o.timeout)
+	}
+	switch {
+	case o.passwordFile != "" && o.password != "":
+		return nil, usagef("give the password with --password-file or --password, not both")
+	case o.passwordFile != "":
+		b, err := os.ReadFile(o.passwordFile)
+		if err != nil {
+			return nil, usagef("--password-file: %v", err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		o.password = strings.TrimSuffix(line, "\r")
+		if o.password == "" {
+			return nil, usagef("--password-file %s: the first line is empty", o.passwordFile)
+		}
+	case o.password != "":
+	default:
+		o.password = getenv(watchPasswordEnv)
+		if o.password == "" {
+			return nil, usagef("no password: use --password-file, $%s or --password", watchPasswordEnv)
+		}
+	}
+	return o, nil
+}
+
+// clientConfig is the c2s configuration of the watching session.
+func (o *watchOptions) clientConfig() c2s.Config {
+	return c2s.Config{Addr: o.server, JID: o.jid, Password: o.password, Resource: o.resource, Timeout: o.timeout}
+}
+
+func randomResource() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail
+	return "watch-" + hex.EncodeToString(b[:])
+}
+
+// watchMain runs "pubpresence watch" with args (after "watch") and returns
+// the exit status.
+func watchMain(args []string, stdout, stderr io.Writer) int {
+	o, err := parseWatch(args, stderr, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		if ue := (*usageError)(nil); !errors.As(err, &ue) || !ue.printed {
+			fmt.Fprintf(stderr, "pubpresence watch: %v (see pubpresence watch -h)\n", err)
+		}
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); stop() }() // a second signal ends the process at once
+	if err := runWatch(ctx, o, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "pubpresence watch: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// runWatch logs in and prints what the nodes say until ctx ends (nil), the
+// state was printed with --once (nil) or something fails.
+func runWatch(ctx context.Context, o *watchOptions, stdout, stderr io.Writer) error {
+	cl, err := c2s.Dial(ctx, o.clientConfig())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while logging in
+		}
+		return loginError(o, err)
+	}
+	defer cl.Close()
+	fmt.Fprintf(stderr, "pubpresence watch: logged in as %s; following %s, %s and %s on %s\n",
+		cl.JID(), o.nodes.Live, o.nodes.Actual, o.nodes.Status, o.pubsub)
+
+	f := watch.NewFollower(cl, o.pubsub, o.nodes)
+	var format watchFormat = tableFormat{loc: time.Local}
+	if o.format == "json" {
+		format = jsonFormat{}
+	}
+	p := newWatchPrinter(stdout, format, o.once)
+	f.OnStatus, f.OnSnapshot, f.OnEvent = p.status, p.snapshot, p.event
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- f.Run(ctx) }()
+	// The printer's fields are written by Run's goroutine: read them only
+	// once Run has returned.
+	select {
+	case <-ctx.Done():
+		<-ran
+	case <-p.done:
+		cancel()
+		<-ran
+	case err := <-ran:
+		if ctx.Err() == nil && p.err == nil {
+			return followError(o, err)
+		}
+	}
+	if p.err != nil {
+		return fmt.Errorf("write: %w", p.err)
+	}
+	return nil
+}
+
+// loginError says in one line why the login failed.
+func loginError(o *watchOptions, err error) error {
+	var ae *c2s.AuthError
+	var se *c2s.StreamError
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &ae):
+		msg := ae.Condition
+		if ae.Text != "" {
+			msg += ": " + ae.Text
+		}
+		return fmt.Errorf("login as %s: %s", o.jid, msg)
+	case errors.As(err, &se):
+		return fmt.Errorf("login as %s: %v", o.jid, se)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("login as %s at %s: no answer within %s", o.jid, o.server, o.timeout)
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return fmt.Errorf("connect to %s: %v", o.server, oe.Err)
+	}
+	return err
+}
+
+// followError says why following the nodes stopped.
+func followError(o *watchOptions, err error) error {
+	switch cond := c2s.Condition(err); cond {
+	case "forbidden", "not-authorized", "not-allowed", "registration-required", "subscription-required":
+		return fmt.Errorf("%s is not a reader of the nodes on %s (%s): add it to nodes.readers in the service's config (%w)",
+			o.jid, o.pubsub, cond, err)
+	}
+	return fmt.Errorf("follow the nodes on %s: %w", o.pubsub, err)
+}
+
+// watchPrinter turns what a Follower sees into output. Its methods are the
+// Follower's hooks, all called from its Run goroutine, in order.
+type watchPrinter struct {
+	out    io.Writer
+	format watchFormat
+	now    func() time.Time
+	once   bool
+	done   chan struct{} // closed when printing is over: the state printed with once, or a write failed
+
+	err       error  // the first write error
+	finished  bool   // done is closed
+	current   string // the status last reported
+	shown     bool   // the state of the current online period was printed
+	everShown bool
+	known     map[string]presence.Conn // what the output says is online
+	buf       bytes.Buffer
+}
+
+func newWatchPrinter(out io.Writer, format watchFormat, once bool) *watchPrinter {
+	return &watchPrinter{out: out, format: format, now: time.Now, once: once, done: make(chan struct{}), known: make(map[string]presence.Conn)}
+}
+
+// flush writes what the format put in buf; a failed write ends printing.
+func (p *watchPrinter) flush() {
+	if p.buf.Len() == 0 {
+		return
+	}
+	if _, err := p.out.Write(p.buf.Bytes()); err != nil {
+		p.err = err
+		p.finish()
+	}
+	p.buf.Reset()
+}
+
+func (p *watchPrinter) finish() {
+	if !p.finished {
+		p.finished = true
+		close(p.done)
+	}
+}
+
+// status reports a status of the service (Follower.OnStatus). Online is
+// printed with the snapshot that follows it.
+func (p *watchPrinter) status(s string) {
+	if p.finished || s == p.current {
+		return
+	}
+	p.current, p.shown = s, false
+	if s == watch.StatusOnline {
+		return
+	}
+	p.format.status(&p.buf, p.now(), s, p.everShown)
+	p.flush()
+}
+
+// snapshot prints the state loaded after online (Follower.OnSnapshot); a
+// repeated online that finds the state as printed prints nothing.
+func (p *watchPrinter) snapshot(conns []presence.Conn) {
+	if p.finished || p.shown && sameConns(conns, p.known) {
+		return
+	}
+	p.format.state(&p.buf, p.now(), conns)
+	p.known = byJID(conns)
+	p.shown, p.everShown = true, true
+	p.flush()
+	if p.once {
+		p.finish()
+	}
+}
+
+// event prints one change (Follower.OnEvent), unless it changes nothing
+// the output has shown.
+func (p *watchPrinter) event(ev watch.Event) {
+	if p.finished {
+		return
+	}
+	id := ev.Conn.JID
+	if id == "" {
+		id = ev.ID
+	}
+	old, had := p.known[id]
+	if ev.Conn.Show == presence.Offline {
+		if !had {
+			return // nothing to take away
+		}
+		delete(p.known, id)
+	} else {
+		p.known[id] = ev.Conn
+		if had && old.SameState(ev.Conn) {
+			return // a repeated item
+		}
+	}
+	var prev *presence.Conn
+	if had {
+		prev = &old
+	}
+	p.format.change(&p.buf, p.now(), ev.Conn, prev)
+	p.flush()
+}
+
+// sameConns reports whether a holds exactly the connections of b (by JID),
+// in the same states, Since included.
+func sameConns(a []presence.Conn, b map[string]presence.Conn) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, c := range a {
+		o, ok := b[c.JID]
+		if !ok || !o.SameState(c) || !o.Since.Equal(c.Since) {
+			return false
+		}
+	}
+	return true
+}
+
+// byJID indexes conns by JID.
+func byJID(conns []presence.Conn) map[string]presence.Conn {
+	m := make(map[string]presence.Conn, len(conns))
+	for _, c := range conns {
+		m[c.JID] = c
+	}
+	return m
+}
+
+// watchFormat writes output lines into a buffer.
+type watchFormat interface {
+	// status reports a service status other than online; restarted says
+	// whether a state was shown before.
+	status(b *bytes.Buffer, now time.Time, status string, restarted bool)
+	// state prints the connections of a snapshot, sorted by JID.
+	state(b *bytes.Buffer, now time.Time, conns []presence.Conn)
+	// change prints a connection that appeared (old nil), changed, or went
+	// away (c.Show offline).
+	change(b *bytes.Buffer, now time.Time, c presence.Conn, old *presence.Conn)
+}
+
+// tableFormat is the human format: a table per snapshot, a line per change.
+type tableFormat struct{ loc *time.Location }
+
+func (f tableFormat) clock(t time.Time) string { return t.In(f.loc).Format("15:04:05") }
+
+func (f tableFormat) status(b *bytes.Buffer, now time.Time, status string, restarted bool) {
+	var what string
+	switch {
+	case status == "" && restarted:
+		what = "unknown (the status item is gone); keeping the last state"
+	case status == "":
+		what = "unknown (the status item is gone)"
+	case status == watch.StatusInit && restarted:
+		what = "init: the service restarted; keeping the last state until it is online again"
+	case status == watch.StatusInit:
+		what = "init: the service is starting; waiting until it is online"
+	default:
+		what = cell(status) + ": not online; keeping the last state"
+	}
+	fmt.Fprintf(b, "%s service status %s\n", f.clock(now), what)
+}
+
+func (f tableFormat) state(b *bytes.Buffer, now time.Time, conns []presence.Conn) {
+	switch len(conns) {
+	case 0:
+		fmt.Fprintf(b, "%s online: no connections\n", f.clock(now))
+		return
+	case 1:
+		fmt.Fprintf(b, "%s online: 1 connection\n", f.clock(now))
+	default:
+		fmt.Fprintf(b, "%s online: %d connections\n", f.clock(now), len(conns))
+	}
+	tw := tabwriter.NewWriter(b, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "JID\tSHOW\tPRIO\tSTATUS TEXT\tIP\tSINCE")
+	for _, c := range conns {
+		since := "-"
+		if !c.Since.IsZero() {
+			since = c.Since.In(f.loc).Format("2006-01-02 15:04:05")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", cell(c.JID), cell(string(c.Show)), c.Priority, cell(c.Text), cell(c.IP), since)
+	}
+	_ = tw.Flush() // writes to a bytes.Buffer
+}
+
+func (f tableFormat) change(b *bytes.Buffer, now time.Time, c presence.Conn, old *presence.Conn) {
+	if c.Show == presence.Offline {
+		fmt.Fprintf(b, "%s  offline  %s\n", f.clock(now), cell(c.JID))
+		return
+	}
+	what := "new    "
+	if old != nil {
+		what = "changed"
+	}
+	ip := c.IP
+	if ip == "" {
+		ip = "-"
+	}
+	fmt.Fprintf(b, "%s  %s  %s  %s  prio=%d  text=%s  ip=%s", f.clock(now), what, cell(c.JID), cell(string(c.Show)),
+		c.Priority, strconv.Quote(c.Text), cell(ip))
+	if old != nil {
+		var diff []string
+		if old.Show != c.Show {
+			diff = append(diff, "show")
+		}
+		if old.Priority != c.Priority {
+			diff = append(diff, "prio")
+		}
+		if old.Text != c.Text {
+			diff = append(diff, "text")
+		}
+		if old.IP != c.IP {
+			diff = append(diff, "ip")
+		}
+		fmt.Fprintf(b, "  (%s)", strings.Join(diff, ", "))
+	}
+	b.WriteByte('\n')
+}
+
+// cell makes s safe for one table cell: "-" when empty, quoted when it
+// holds anything but printable characters (a tab or a newline would break
+// the table).
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// jsonFormat writes JSON lines; see watchUsage for the fields.
+type jsonFormat struct{}
+
+type jsonStatus struct {
+	Event  string `json:"event"`
+	Time   string `json:"time"`
+	Status string `json:"status"`
+}
+
+type jsonConn struct {
+	Event    string `json:"event"`
+	Time     string `json:"time"`
+	JID      string `json:"jid"`
+	Show     string `json:"show"`
+	Priority int    `json:"priority"`
+	Text     string `json:"text"`
+	IP       string `json:"ip"`
+	Since    string `json:"since"`
+}
+
+type jsonOnline struct {
+	Event       string `json:"event"`
+	Time        string `json:"time"`
+	Connections int    `json:"connections"`
+}
+
+func jsonTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func jsonLine(b *bytes.Buffer, v any) {
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // plain structs of strings and ints
+}
+
+func connLine(event string, now time.Time, c presence.Conn) jsonConn {
+	return jsonConn{Event: event, Time: jsonTime(now), JID: c.JID, Show: string(c.Show), Priority: c.Priority,
+		Text: c.Text, IP: c.IP, Since: jsonTime(c.Since)}
+}
+
+func (jsonFormat) status(b *bytes.Buffer, now time.Time, status string, _ bool) {
+	jsonLine(b, jsonStatus{Event: "status", Time: jsonTime(now), Status: status})
+}
+
+func (jsonFormat) state(b *bytes.Buffer, now time.Time, conns []presence.Conn) {
+	for _, c := range conns {
+		jsonLine(b, connLine("state", now, c))
+	}
+	jsonLine(b, jsonOnline{Event: "online", Time: jsonTime(now), Connections: len(conns)})
+}
+
+func (jsonFormat) change(b *bytes.Buffer, now time.Time, c presence.Conn, _ *presence.Conn) {
+	event := "available"
+	if c.Show == presence.Offline {
+		event = "offline"
+	}
+	jsonLine(b, connLine(event, now, c))
+}

@@ -1,0 +1,291 @@
+//go:build integration
+
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/presence"
+)
+
+// watchLine is one line of `pubpresence watch --format json`.
+type watchLine struct {
+	Event       string `json:"event"`
+	Time        string `json:"time"`
+	Status      string `json:"status"`
+	JID         string `json:"jid"`
+	Show        string `json:"show"`
+	Priority    int    `json:"priority"`
+	Text        string `json:"text"`
+	IP          string `json:"ip"`
+	Since       string `json:"since"`
+	Connections int    `json:"connections"`
+	raw         string
+}
+
+func (l watchLine) String() string { return l.raw }
+
+// safeBuffer is a bytes.Buffer for a process's stderr, read while it runs.
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *safeBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *safeBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// watchProc is a running `pubpresence watch --format json`.
+type watchProc struct {
+	cmd    *exec.Cmd
+	lines  chan watchLine // closed at the end of stdout
+	stderr *safeBuffer
+	done   chan struct{}   // closed when the process has exited
+	err    error           // its exit error, valid after done
+	seen   map[string]bool // JIDs of the lines read by expect
+}
+
+// watchArgs are the arguments to watch srv as jid with the password in a
+// file.
+func watchArgs(t *testing.T, srv *server.Server, local, pw string, extra ...string) []string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(file, []byte(pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return append([]string{"watch", "--server", srv.C2SAddr, "--jid", local + "@" + srv.Domain,
+		"--password-file", file, "--timeout", "10s"}, extra...)
+}
+
+// startWatch runs the binary with args; it is killed at the end of the test.
+func startWatch(t *testing.T, env []string, args ...string) *watchProc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &watchProc{cmd: cmd, lines: make(chan watchLine, 1024), stderr: &safeBuffer{}, done: make(chan struct{}),
+		seen: map[string]bool{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		defer close(p.lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			l := watchLine{raw: sc.Text()}
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+				l.Event = "not JSON: " + err.Error()
+			}
+			p.lines <- l
+		}
+	}()
+	go func() {
+		<-read // Wait closes the pipe: read it all first
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("watch %s stderr:\n%s", strings.Join(args, " "), p.stderr.String())
+		}
+	})
+	return p
+}
+
+// exit waits for the process to end and returns its exit status.
+func (p *watchProc) exit(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(wait):
+		t.Fatalf("watch still running after %s; stderr:\n%s", wait, p.stderr.String())
+	}
+	var ee *exec.ExitError
+	switch {
+	case p.err == nil:
+		return 0
+	case errors.As(p.err, &ee) && ee.Exited():
+		return ee.ExitCode()
+	}
+	t.Fatalf("watch: %v", p.err)
+	return -1
+}
+
+// expect reads the next line, which must satisfy want. An "available"
+// line for a connection printed before (a refinement, such as the IP
+// learned later) may come first: it is skipped.
+func (p *watchProc) expect(t *testing.T, what string, want func(watchLine) bool) watchLine {
+	t.Helper()
+	timeout := time.After(wait)
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("watch ended waiting for %s; stderr:\n%s", what, p.stderr.String())
+			}
+			refinement := l.Event == "available" && p.seen[l.JID]
+			if l.JID != "" {
+				p.seen[l.JID] = true
+			}
+			if want(l) {
+				return l
+			}
+			if !refinement {
+				t.Fatalf("waiting for %s, got %s", what, l)
+			}
+		case <-timeout:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func isLine(event, jid string, show presence.Show) func(watchLine) bool {
+	return func(l watchLine) bool { return l.Event == event && l.JID == jid && l.Show == string(show) }
+}
+
+func isOnline(n int) func(watchLine) bool {
+	return func(l watchLine) bool { return l.Event == "online" && l.Connections == n }
+}
+
+// TestIntegrationWatchCommand runs `pubpresence watch` as an operator would:
+// the state, then the changes in order, a restart of the service, --once,
+// a wrong password and a JID that is not a reader.
+func TestIntegrationWatchCommand(t *testing.T) {
+	eachServer(t, func(t *testing.T, start startFunc) {
+		srv := start(t)
+		createUsers(t, srv, "wcalice", "wcbob", "wceve")
+		svc := startService(t, srv)
+		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+		alice := "wcalice@" + srv.Domain + "/laptop"
+		bob := "wcbob@" + srv.Domain + "/desk"
+
+		// No connection yet: the state is empty, which the Follower's view
+		// already was, and --once still says so and exits.
+		empty := startWatch(t, nil, watchArgs(t, srv, reader, password, "--format", "json", "--once")...)
+		empty.expect(t, "an empty state", isOnline(0))
+		if code := empty.exit(t); code != 0 {
+			t.Errorf("--once on an empty state: exit %d, want 0", code)
+		}
+
+		laptop := online(t, srv, "wcalice", "laptop")
+		if err := laptop.Presence("", "hello", 1); err != nil {
+			t.Fatal(err)
+		}
+		waitView(t, watcher(t, srv), map[string]conn{alice: {show: presence.Online, text: "hello", prio: 1, ip: "127.0.0.1"}})
+
+		// --once prints the state and exits 0.
+		once := startWatch(t, nil, watchArgs(t, srv, reader, password, "--format", "json", "--once")...)
+		l := once.expect(t, "alice in the state", isLine("state", alice, presence.Online))
+		if l.Text != "hello" || l.Priority != 1 || l.IP != "127.0.0.1" || l.Since == "" || l.Time == "" {
+			t.Errorf("state line: %s", l)
+		}
+		once.expect(t, "online after the state", isOnline(1))
+		if code := once.exit(t); code != 0 {
+			t.Errorf("--once: exit %d, want 0; stderr:\n%s", code, once.stderr.String())
+		}
+		if l, ok := <-once.lines; ok {
+			t.Errorf("--once printed more: %s", l)
+		}
+
+		// The table, with the password from the environment.
+		args := []string{"watch", "--server", srv.C2SAddr, "--jid", reader + "@" + srv.Domain, "--once"}
+		table := startWatch(t, []string{"PUBPRESENCE_WATCH_PASSWORD=" + password}, args...)
+		var out []string
+		for l := range table.lines {
+			out = append(out, l.raw)
+		}
+		if code := table.exit(t); code != 0 || len(out) != 3 || !strings.HasSuffix(out[0], " online: 1 connection") ||
+			!strings.HasPrefix(out[1], "JID ") || !strings.HasPrefix(strings.Join(strings.Fields(out[2]), " "), alice+" online 1 hello 127.0.0.1 ") {
+			t.Errorf("table --once: exit %d, output:\n%s", code, strings.Join(out, "\n"))
+		}
+
+		// Following: the state, then every change in order.
+		w := startWatch(t, nil, watchArgs(t, srv, reader, password, "--format", "json", "--resource", "cmd")...)
+		w.expect(t, "alice in the state", isLine("state", alice, presence.Online))
+		w.expect(t, "online after the state", isOnline(1))
+
+		desk := online(t, srv, "wcbob", "desk")
+		w.expect(t, "bob available", isLine("available", bob, presence.Online))
+		if err := laptop.Presence("away", "At lunch", 3); err != nil {
+			t.Fatal(err)
+		}
+		l = w.expect(t, "alice away", isLine("available", alice, presence.Away))
+		if l.Text != "At lunch" || l.Priority != 3 {
+			t.Errorf("alice away: %s", l)
+		}
+		_ = desk.Close()
+		w.expect(t, "bob offline", isLine("offline", bob, presence.Offline))
+
+		// A restart of the service: init, then the state again.
+		svc.Stop()
+		w.expect(t, "init on stop", func(l watchLine) bool { return l.Event == "status" && l.Status == "init" })
+		svc.Start()
+		l = w.expect(t, "alice in the state after the restart", isLine("state", alice, presence.Away))
+		if l.Text != "At lunch" || l.Priority != 3 {
+			t.Errorf("alice after the restart: %s", l)
+		}
+		w.expect(t, "online after the restart", isOnline(1))
+		_ = laptop.Close()
+		w.expect(t, "alice offline", isLine("offline", alice, presence.Offline))
+
+		// SIGINT: a clean exit.
+		_ = w.cmd.Process.Signal(syscall.SIGINT)
+		if code := w.exit(t); code != 0 {
+			t.Errorf("after SIGINT: exit %d, want 0; stderr:\n%s", code, w.stderr.String())
+		}
+		if l, ok := <-w.lines; ok {
+			t.Errorf("unexpected line at the end: %s", l)
+		}
+
+		// A wrong password: exit 1 with one clear line.
+		bad := startWatch(t, nil, watchArgs(t, srv, reader, "Wr0ngPw", "--format", "json")...)
+		if code := bad.exit(t); code != 1 {
+			t.Errorf("wrong password: exit %d, want 1", code)
+		}
+		want := fmt.Sprintf("pubpresence watch: login as %s@%s: not-authorized", reader, srv.Domain)
+		if msg := bad.stderr.String(); !strings.HasPrefix(msg, want) || strings.Count(msg, "\n") != 1 || strings.Contains(msg, "Wr0ngPw") {
+			t.Errorf("wrong password: stderr %q, want one line starting with %q", msg, want)
+		}
+
+		// A user who is not a reader of the whitelist nodes.
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		eve := exec.CommandContext(ctx, binary, watchArgs(t, srv, "wceve", password, "--once")...)
+		msg, err := eve.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(msg), "wceve@"+srv.Domain+" is not a reader") {
+			t.Errorf("not a reader: %v, output:\n%s", err, msg)
+		}
+	})
+}
