@@ -52,7 +52,11 @@ func (ss *session) pumpLookups() {
 func (ss *session) looked(bare string, sessions []admin.Session, err error) {
 	if err != nil {
 		ss.iqError(err)
-		ss.log.Warn().Err(err).Str("user", bare).Msg("user-stats failed; publishing without ip")
+		ev := ss.log.Debug()
+		if ss.lookupFailures.add() {
+			ev = ss.log.Warn()
+		}
+		ev.Err(err).Str("user", bare).Msg("user-stats failed; publishing without ip")
 	}
 	for _, se := range sessions {
 		if se.IP != "" {

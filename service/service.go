@@ -183,6 +183,7 @@ type session struct {
 
 	requestFailures burst // pubsub requests that failed (any goroutine)
 	liveDrops       burst // live events dropped, queue full
+	lookupFailures  burst // user-stats that failed (the loop only)
 
 	ips         map[string]string            // full JID → address ("" known to have none)
 	parked      map[string][]presence.Update // events waiting for their connection's IP
@@ -619,6 +620,9 @@ func (ss *session) publishLive(c presence.Conn) {
 func (ss *session) summarize() {
 	if n := ss.requestFailures.take(); n > 1 {
 		ss.log.Warn().Int("failed", n).Msg("pubsub requests failed since the last summary (each is logged at debug)")
+	}
+	if n := ss.lookupFailures.take(); n > 1 {
+		ss.log.Warn().Int("failed", n).Msg("user-stats failed since the last summary; those connections are published without ip")
 	}
 	if n := ss.liveDrops.take(); n > 1 {
 		ss.log.Warn().Int("dropped", n).Msg("live events dropped, publish queue full")
