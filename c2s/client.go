@@ -3,6 +3,7 @@ package c2s
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -34,6 +35,15 @@ type Config struct {
 	// Mechanism forces a SASL mechanism (MechPlain or MechSCRAMSHA1).
 	// "" uses SCRAM-SHA-1 when the server offers it, PLAIN otherwise.
 	Mechanism string
+	// TLS, when set, makes STARTTLS (RFC 6120 §5) mandatory: a server that
+	// does not offer it is refused (ErrTLSNotOffered), and nothing else is
+	// sent before the handshake. Dial uses a clone of it; an empty
+	// ServerName becomes the JID's domain, which the server's certificate
+	// must name. Nil means plain TCP: a server that offers STARTTLS as
+	// optional is used without it, and one that requires it is refused
+	// (ErrTLSRequired). There is no opportunistic mode: encryption the
+	// caller did not ask for would not be verified against anything.
+	TLS *tls.Config
 }
 
 // Stanza is one inbound top-level element of the stream.
@@ -59,8 +69,9 @@ type Stanza struct {
 // answers behind it: a caller that waits for an IQ answer must keep
 // draining Stanzas (from another goroutine) or expect few stanzas.
 type Client struct {
-	conn   net.Conn
-	jid    string // bound full JID
+	conn   net.Conn // the stream: raw, or a *tls.Conn over raw after STARTTLS
+	raw    net.Conn // the TCP connection
+	jid    string   // bound full JID
 	bare   string
 	domain string
 
@@ -84,9 +95,10 @@ type pendingIQ struct {
 	ch chan Stanza
 }
 
-// Dial connects, opens the stream, authenticates and binds a resource. It
-// does not send initial presence (see Presence). A server that requires
-// STARTTLS is refused: this client speaks plain TCP only.
+// Dial connects, opens the stream, negotiates TLS when cfg.TLS is set,
+// authenticates and binds a resource. It does not send initial presence
+// (see Presence). See Config.TLS for how STARTTLS is handled; the TLS
+// handshake is bounded by cfg.Timeout like the rest of the login.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	bare, res, _ := strings.Cut(cfg.JID, "/")
 	if cfg.Resource != "" {
@@ -115,6 +127,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 
 	c := &Client{
 		conn:    conn,
+		raw:     conn,
 		bare:    bare,
 		domain:  domain,
 		pending: make(map[string]*pendingIQ),
@@ -123,7 +136,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		done:    make(chan struct{}),
 	}
 	br := bufio.NewReader(conn)
-	sr, err := c.login(br, local, cfg.Password, res, cfg.Mechanism)
+	sr, err := c.login(ctx, br, cfg, local, res)
 	if !stop() && err == nil {
 		err = ctx.Err()
 	}
@@ -144,13 +157,26 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 }
 
 // login runs the stream negotiation and returns the reader of the final stream.
-func (c *Client) login(br *bufio.Reader, local, password, resource, mech string) (*streamReader, error) {
+func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local, resource string) (*streamReader, error) {
+	password, mech := cfg.Password, cfg.Mechanism
 	sr, features, err := c.openStream(br)
 	if err != nil {
 		return nil, err
 	}
-	if tls := child(features, NSTLS, "starttls"); tls != nil && tls.child("", "required") != nil {
-		return nil, errors.New("server requires STARTTLS, which this client does not support")
+	starttls := child(features, NSTLS, "starttls")
+	switch {
+	case cfg.TLS != nil:
+		if starttls == nil {
+			return nil, ErrTLSNotOffered
+		}
+		if br, err = c.startTLS(ctx, sr, br, cfg.TLS); err != nil {
+			return nil, err
+		}
+		if sr, features, err = c.openStream(br); err != nil {
+			return nil, err
+		}
+	case starttls != nil && starttls.child("", "required") != nil:
+		return nil, ErrTLSRequired
 	}
 	mechs := child(features, NSSASL, "mechanisms")
 	if mechs == nil {
@@ -208,6 +234,42 @@ func (c *Client) login(br *bufio.Reader, local, password, resource, mech string)
 		}
 	}
 	return sr, nil
+}
+
+// startTLS asks for TLS, runs the handshake over the TCP connection once
+// the server answers <proceed/>, and returns the reader of the encrypted
+// connection, on which the caller restarts the stream (RFC 6120 §5.4.3.3).
+func (c *Client) startTLS(ctx context.Context, sr *streamReader, br *bufio.Reader, base *tls.Config) (*bufio.Reader, error) {
+	if err := c.write("<starttls xmlns='" + NSTLS + "'/>"); err != nil {
+		return nil, err
+	}
+	el, err := c.loginNext(sr)
+	if err != nil {
+		return nil, fmt.Errorf("starttls: %w", err)
+	}
+	switch {
+	case el.Name.Space == NSTLS && el.Name.Local == "proceed":
+	case el.Name.Space == NSTLS && el.Name.Local == "failure":
+		return nil, ErrTLSRefused
+	default:
+		return nil, fmt.Errorf("starttls: expected <proceed/>, got <%s xmlns='%s'>", el.Name.Local, el.Name.Space)
+	}
+	// The server must wait for our ClientHello. Bytes already here were
+	// sent in the clear after <proceed/>: they must not be read as if they
+	// came over TLS (a STARTTLS command injection).
+	if n := br.Buffered(); n > 0 {
+		return nil, fmt.Errorf("starttls: server sent %d unencrypted bytes after <proceed/>", n)
+	}
+	cfg := base.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName = c.domain
+	}
+	tc := tls.Client(c.raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("tls handshake with %s: %w", cfg.ServerName, err)
+	}
+	c.conn = tc
+	return bufio.NewReader(tc), nil
 }
 
 // openStream sends a stream header and reads the server's header and features.
@@ -670,13 +732,14 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// Abort closes the TCP connection at once, with no unavailable presence and
-// no stream close, as a crashed client would. Further calls do nothing.
+// Abort closes the TCP connection at once, with no unavailable presence,
+// no stream close and no TLS close_notify, as a crashed client would.
+// Further calls do nothing.
 func (c *Client) Abort() error {
 	c.closeOnce.Do(func() {
 		close(c.quit)
 		c.wclosed.Store(true)
-		c.conn.Close()
+		c.raw.Close()
 		<-c.done
 	})
 	return nil

@@ -136,8 +136,8 @@ func TestDialFailures(t *testing.T) {
 			f.open("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>" + plainOnly)
 			f.sr.next()
 		}, func(t *testing.T, err error) {
-			if err == nil || !strings.Contains(err.Error(), "STARTTLS") {
-				t.Fatalf("err = %v, want STARTTLS refusal", err)
+			if !errors.Is(err, ErrTLSRequired) || !strings.Contains(err.Error(), "STARTTLS") {
+				t.Fatalf("err = %v, want ErrTLSRequired", err)
 			}
 		}},
 		{"mechanism not offered", Config{Mechanism: MechSCRAMSHA1}, func(f *fakeConn) { f.open(plainOnly); f.sr.next() },

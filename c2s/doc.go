@@ -1,9 +1,13 @@
-// Package c2s implements a small XMPP client (RFC 6120/6121) over plain TCP:
-// stream, SASL (SCRAM-SHA-1 or PLAIN), resource binding, IQ correlation,
-// presence, and the few XEP-0060 pubsub requests a presence watcher needs.
+// Package c2s implements a small XMPP client (RFC 6120/6121): stream,
+// STARTTLS, SASL (SCRAM-SHA-1 or PLAIN, no channel binding), resource
+// binding, IQ correlation, presence, and the few XEP-0060 pubsub requests a
+// presence watcher needs.
 //
-// It is meant for tests and for the watch command against loopback servers
-// that offer no TLS; it refuses servers that require STARTTLS.
+// It is meant for tests and for the watch command. With Config.TLS set it
+// requires STARTTLS and verifies the server's certificate, as production
+// Prosody and ejabberd deployments need; without it it speaks plain TCP and
+// refuses servers that require STARTTLS. Direct TLS (XEP-0368, port 5223)
+// is not supported.
 package c2s
 
 // Namespaces used by the client.

@@ -8,6 +8,18 @@ import (
 // ErrClosed is returned for operations on a client whose stream has ended.
 var ErrClosed = errors.New("c2s: connection closed")
 
+// STARTTLS failures of Dial, which wraps them (test with errors.Is). A
+// failed TLS handshake, e.g. an untrusted certificate, is wrapped as
+// returned by crypto/tls instead (*tls.CertificateVerificationError, …).
+var (
+	// ErrTLSRequired: the server requires STARTTLS and Config.TLS is nil.
+	ErrTLSRequired = errors.New("server requires STARTTLS, and Config.TLS is nil")
+	// ErrTLSNotOffered: Config.TLS is set and the server does not offer STARTTLS.
+	ErrTLSNotOffered = errors.New("server does not offer STARTTLS, and Config.TLS requires it")
+	// ErrTLSRefused: the server answered <starttls/> with <failure/>.
+	ErrTLSRefused = errors.New("server answered STARTTLS with <failure/> (no TLS on its side)")
+)
+
 // IQError is an <error/> returned in answer to an IQ (RFC 6120 §8.3).
 // Condition is the defined condition's element name ("item-not-found",
 // "forbidden", …); App is an application-specific condition such as

@@ -41,7 +41,8 @@ type options struct {
 	dir             string
 	hosts           []string // extra VirtualHosts (WithHost)
 	sharedRoster    bool
-	c2sPort         int // fixed ports (WithPorts); 0: pick free ones
+	tls             bool // WithTLS
+	c2sPort         int  // fixed ports (WithPorts); 0: pick free ones
 	componentPort   int
 }
 
@@ -180,6 +181,9 @@ type configData struct {
 	Harness, HarnessSecret                             string
 	GroupsFile                                         string   // mod_groups file, "" without WithSharedRoster
 	Hosts                                              []string // extra VirtualHosts
+	// TLSCA, TLSCert and TLSKey are the CA certificate, the c2s
+	// certificate and its key of WithTLS, "" without it (no TLS).
+	TLSCA, TLSCert, TLSKey string
 }
 
 func (s *Server) configData() configData {
@@ -196,7 +200,14 @@ func (s *Server) configData() configData {
 		admins = append(admins, s.Component)
 	}
 	admins = append(admins, s.harness)
+	var ca, cert, key string
+	if s.tls != nil {
+		ca, cert, key = s.tls.ca, s.tls.cert, s.tls.key
+	}
 	return configData{
+		TLSCA:           ca,
+		TLSCert:         cert,
+		TLSKey:          key,
 		Dir:             s.Dir,
 		PidFile:         filepath.Join(s.Dir, "prosody.pid"),
 		DataPath:        filepath.Join(s.Dir, "data"),

@@ -80,6 +80,10 @@ type Server struct {
 	ConfigPath     string   // Dir/prosody.cfg.lua or Dir/ejabberd.yml
 	LogPath        string   // Dir/prosody.log or Dir/logs/ejabberd.log
 	Hosts          []string // extra VirtualHosts (WithHost), not served by the component
+	// CAFile is the PEM file of the private CA that signed the c2s
+	// certificate (WithTLS), for clients outside Go; "" without WithTLS.
+	// TLSConfig gives the same CA to Go clients.
+	CAFile string
 
 	opts          options
 	harness       string // admin component the harness itself uses
@@ -87,7 +91,8 @@ type Server struct {
 	harnessSecret string
 	c2sPort       int
 	componentPort int
-	harnessPort   int // ejabberd only: see setAddrs
+	harnessPort   int       // ejabberd only: see setAddrs
+	tls           *tlsFiles // WithTLS; nil without
 
 	mu   sync.Mutex
 	proc *process // nil when stopped
@@ -228,6 +233,18 @@ func newServer(kind Kind, dir string, o options) (*Server, error) {
 	s, err := newFiles(kind, dir, o)
 	if err != nil {
 		return nil, err
+	}
+	if o.tls {
+		// Domain first: it is the certificate's subject. The wildcards
+		// cover the pubsub and MUC services ejabberd serves on each host.
+		var names []string
+		for _, h := range append([]string{s.Domain}, s.Hosts...) {
+			names = append(names, h, "*."+h)
+		}
+		if s.tls, err = writeTLSFiles(s.Dir, names); err != nil {
+			return nil, err
+		}
+		s.CAFile = s.tls.ca
 	}
 	if err := s.setPorts(); err != nil {
 		return nil, err
