@@ -80,6 +80,12 @@ func watchArgs(t *testing.T, srv *server.Server, local, pw string, extra ...stri
 		"--password-file", file, "--timeout", "10s"}, extra...)
 }
 
+// plainArgs are watchArgs for a server without TLS.
+func plainArgs(t *testing.T, srv *server.Server, local, pw string, extra ...string) []string {
+	t.Helper()
+	return watchArgs(t, srv, local, pw, append([]string{"--plain"}, extra...)...)
+}
+
 // startWatch runs the binary with args; it is killed at the end of the test.
 func startWatch(t *testing.T, env []string, args ...string) *watchProc {
 	t.Helper()
@@ -192,7 +198,7 @@ func TestIntegrationWatchCommand(t *testing.T) {
 
 		// No connection yet: the state is empty, which the Follower's view
 		// already was, and --once still says so and exits.
-		empty := startWatch(t, nil, watchArgs(t, srv, reader, password, "--format", "json", "--once")...)
+		empty := startWatch(t, nil, plainArgs(t, srv, reader, password, "--format", "json", "--once")...)
 		empty.expect(t, "an empty state", isOnline(0))
 		if code := empty.exit(t); code != 0 {
 			t.Errorf("--once on an empty state: exit %d, want 0", code)
@@ -205,7 +211,7 @@ func TestIntegrationWatchCommand(t *testing.T) {
 		waitView(t, watcher(t, srv), map[string]conn{alice: {show: presence.Online, text: "hello", prio: 1, ip: "127.0.0.1"}})
 
 		// --once prints the state and exits 0.
-		once := startWatch(t, nil, watchArgs(t, srv, reader, password, "--format", "json", "--once")...)
+		once := startWatch(t, nil, plainArgs(t, srv, reader, password, "--format", "json", "--once")...)
 		l := once.expect(t, "alice in the state", isLine("state", alice, presence.Online))
 		if l.Text != "hello" || l.Priority != 1 || l.IP != "127.0.0.1" || l.Since == "" || l.Time == "" {
 			t.Errorf("state line: %s", l)
@@ -219,7 +225,7 @@ func TestIntegrationWatchCommand(t *testing.T) {
 		}
 
 		// The table, with the password from the environment.
-		args := []string{"watch", "--server", srv.C2SAddr, "--jid", reader + "@" + srv.Domain, "--once"}
+		args := []string{"watch", "--server", srv.C2SAddr, "--jid", reader + "@" + srv.Domain, "--once", "--plain"}
 		table := startWatch(t, []string{"PUBPRESENCE_WATCH_PASSWORD=" + password}, args...)
 		var out []string
 		for l := range table.lines {
@@ -231,7 +237,7 @@ func TestIntegrationWatchCommand(t *testing.T) {
 		}
 
 		// Following: the state, then every change in order.
-		w := startWatch(t, nil, watchArgs(t, srv, reader, password, "--format", "json", "--resource", "cmd")...)
+		w := startWatch(t, nil, plainArgs(t, srv, reader, password, "--format", "json", "--resource", "cmd")...)
 		w.expect(t, "alice in the state", isLine("state", alice, presence.Online))
 		w.expect(t, "online after the state", isOnline(1))
 
@@ -269,7 +275,7 @@ func TestIntegrationWatchCommand(t *testing.T) {
 		}
 
 		// A wrong password: exit 1 with one clear line.
-		bad := startWatch(t, nil, watchArgs(t, srv, reader, "Wr0ngPw", "--format", "json")...)
+		bad := startWatch(t, nil, plainArgs(t, srv, reader, "Wr0ngPw", "--format", "json")...)
 		if code := bad.exit(t); code != 1 {
 			t.Errorf("wrong password: exit %d, want 1", code)
 		}
@@ -281,11 +287,42 @@ func TestIntegrationWatchCommand(t *testing.T) {
 		// A user who is not a reader of the whitelist nodes.
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		eve := exec.CommandContext(ctx, binary, watchArgs(t, srv, "wceve", password, "--once")...)
+		eve := exec.CommandContext(ctx, binary, plainArgs(t, srv, "wceve", password, "--once")...)
 		msg, err := eve.CombinedOutput()
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(msg), "wceve@"+srv.Domain+" is not a reader") {
 			t.Errorf("not a reader: %v, output:\n%s", err, msg)
+		}
+	})
+}
+
+// TestIntegrationWatchCommandTLS: against a server that requires STARTTLS,
+// watch logs in with the server's CA, and says clearly what is wrong
+// without it or with --plain.
+func TestIntegrationWatchCommandTLS(t *testing.T) {
+	eachServer(t, func(t *testing.T, start startFunc) {
+		srv := start(t, server.WithTLS())
+		createUsers(t, srv, "wtalice")
+		svc := startService(t, srv)
+		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+
+		w := startWatch(t, nil, watchArgs(t, srv, reader, password, "--format", "json", "--once", "--ca", srv.CAFile)...)
+		w.expect(t, "online over TLS", isOnline(0))
+		if code := w.exit(t); code != 0 {
+			t.Errorf("--once over TLS: exit %d; stderr:\n%s", code, w.stderr.String())
+		}
+		for _, tc := range []struct {
+			name string
+			args []string
+			want string
+		}{
+			{"no CA", nil, "not signed by a known CA: give its CA with --ca"},
+			{"plain", []string{"--plain"}, "the server requires STARTTLS: drop --plain"},
+		} {
+			p := startWatch(t, nil, watchArgs(t, srv, reader, password, append(tc.args, "--once")...)...)
+			if code := p.exit(t); code != 1 || !strings.Contains(p.stderr.String(), tc.want) || strings.Count(p.stderr.String(), "\n") != 1 {
+				t.Errorf("%s: exit %d, stderr %q; want 1 and one line with %q", tc.name, code, p.stderr.String(), tc.want)
+			}
 		}
 	})
 }

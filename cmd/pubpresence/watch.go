@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -69,7 +71,9 @@ the service saw the change) are RFC 3339 UTC, since and ip are "" when
 unknown. State lines replace whatever was known before. Events that change
 nothing (a repeated item) are not printed.
 
-A line on stderr says as whom it logged in. It does not reconnect: when
+It requires STARTTLS and verifies the server's certificate for the domain
+of JID (--ca, --tls-name); --plain logs in without TLS, for a test server on
+loopback. A line on stderr says as whom it logged in. It does not reconnect: when
 the connection to the server ends it exits with status 1.
 
 Exit status: 0 after SIGINT, SIGTERM or --once; 1 when the login or the
@@ -90,6 +94,10 @@ type watchOptions struct {
 	format       string
 	once         bool
 	timeout      time.Duration
+	plain        bool   // no STARTTLS
+	caFile       string // PEM certificates to verify the server with, "" for the system's
+	tlsName      string // name the server's certificate must have, "" for the domain of jid
+	tls          *tls.Config
 }
 
 // newWatchFlags defines the flags of the watch command on a new flag set;
@@ -111,6 +119,9 @@ func newWatchFlags(stderr io.Writer) (*flag.FlagSet, *watchOptions) {
 	fs.StringVar(&o.format, "format", "table", "output format: table or json")
 	fs.BoolVar(&o.once, "once", false, "print the state once the service is online, then exit")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on connecting and logging in")
+	fs.BoolVar(&o.plain, "plain", false, "log in over plain TCP, without STARTTLS (only for a test server on loopback; the default requires STARTTLS)")
+	fs.StringVar(&o.caFile, "ca", "", "verify the server's certificate with the CA certificates in this PEM file (default: the system's)")
+	fs.StringVar(&o.tlsName, "tls-name", "", "name the server's certificate must carry (default: the domain of --jid)")
 	return fs, o
 }
 
@@ -176,6 +187,22 @@ func parseWatch(args []string, stderr io.Writer, getenv func(string) string) (*w
 	if o.timeout <= 0 {
 		return nil, usagef("--timeout %s: must be positive", o.timeout)
 	}
+	if o.plain && (o.caFile != "" || o.tlsName != "") {
+		return nil, usagef("--plain turns TLS off: --ca and --tls-name do not go with it")
+	}
+	if !o.plain {
+		o.tls = &tls.Config{ServerName: o.tlsName, MinVersion: tls.VersionTLS12}
+		if o.caFile != "" {
+			pem, err := os.ReadFile(o.caFile)
+			if err != nil {
+				return nil, usagef("--ca: %v", err)
+			}
+			o.tls.RootCAs = x509.NewCertPool()
+			if !o.tls.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, usagef("--ca %s: no PEM certificate in it", o.caFile)
+			}
+		}
+	}
 	switch {
 	case o.passwordFile != "" && o.password != "":
 		return nil, usagef("give the password with --password-file or --password, not both")
@@ -201,7 +228,7 @@ func parseWatch(args []string, stderr io.Writer, getenv func(string) string) (*w
 
 // clientConfig is the c2s configuration of the watching session.
 func (o *watchOptions) clientConfig() c2s.Config {
-	return c2s.Config{Addr: o.server, JID: o.jid, Password: o.password, Resource: o.resource, Timeout: o.timeout}
+	return c2s.Config{Addr: o.server, JID: o.jid, Password: o.password, Resource: o.resource, Timeout: o.timeout, TLS: o.tls}
 }
 
 func randomResource() string {
@@ -292,6 +319,14 @@ func loginError(o *watchOptions, err error) error {
 		return fmt.Errorf("login as %s: %s", o.jid, msg)
 	case errors.As(err, &se):
 		return fmt.Errorf("login as %s: %v", o.jid, se)
+	case errors.Is(err, c2s.ErrTLSRequired):
+		return fmt.Errorf("login as %s: the server requires STARTTLS: drop --plain", o.jid)
+	case errors.Is(err, c2s.ErrTLSNotOffered):
+		return fmt.Errorf("login as %s: the server does not offer STARTTLS; --plain logs in without it (only on a trusted network)", o.jid)
+	case errors.As(err, new(x509.UnknownAuthorityError)):
+		return fmt.Errorf("login as %s: the server's certificate is not signed by a known CA: give its CA with --ca (%w)", o.jid, err)
+	case errors.As(err, new(x509.HostnameError)):
+		return fmt.Errorf("login as %s: the server's certificate is not for this name: see --tls-name (%w)", o.jid, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("login as %s at %s: no answer within %s", o.jid, o.server, o.timeout)
 	case errors.As(err, &oe) && oe.Op == "dial":

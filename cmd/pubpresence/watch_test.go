@@ -2,9 +2,16 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -20,6 +27,10 @@ func TestParseWatch(t *testing.T) {
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "pw")
 	if err := os.WriteFile(pwFile, []byte("s3cret\r\nsecond line\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, testCAPEM(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	emptyFile := filepath.Join(dir, "empty")
@@ -50,6 +61,8 @@ func TestParseWatch(t *testing.T) {
 					return "nodes"
 				case o.format != "table" || o.once || o.timeout != 10*time.Second:
 					return "format, once or timeout"
+				case o.tls == nil || o.tls.RootCAs != nil || o.tls.ServerName != "" || o.clientConfig().TLS != o.tls:
+					return "TLS: required, system roots, the JID's domain"
 				case o.clientConfig().JID != "monitor@example.org" || o.clientConfig().Password != "envpw" ||
 					o.clientConfig().Resource != o.resource || o.clientConfig().Timeout != 10*time.Second:
 					return "client config"
@@ -95,6 +108,23 @@ func TestParseWatch(t *testing.T) {
 		{name: "bad format", args: []string{"--jid", "m@x", "--password", "p", "--format", "xml"}, error: "want table or json"},
 		{name: "bad timeout", args: []string{"--jid", "m@x", "--password", "p", "--timeout", "0s"}, error: "--timeout"},
 		{name: "extra argument", args: []string{"--jid", "m@x", "--password", "p", "more"}, error: `unexpected argument "more"`},
+		{name: "plain", args: []string{"--jid", "m@x", "--password", "p", "--plain"},
+			want: func(o *watchOptions) string {
+				if o.tls != nil || o.clientConfig().TLS != nil {
+					return "TLS with --plain"
+				}
+				return ""
+			}},
+		{name: "ca and name", args: []string{"--jid", "m@x", "--password", "p", "--ca", caFile, "--tls-name", "xmpp.x"},
+			want: func(o *watchOptions) string {
+				if o.tls == nil || o.tls.RootCAs == nil || o.tls.ServerName != "xmpp.x" {
+					return "TLS settings"
+				}
+				return ""
+			}},
+		{name: "plain with ca", args: []string{"--jid", "m@x", "--password", "p", "--plain", "--ca", caFile}, error: "do not go with it"},
+		{name: "missing ca", args: []string{"--jid", "m@x", "--password", "p", "--ca", filepath.Join(dir, "nope")}, error: "--ca"},
+		{name: "ca not pem", args: []string{"--jid", "m@x", "--password", "p", "--ca", pwFile}, error: "no PEM certificate"},
 		{name: "unknown flag", args: []string{"--tls"}, error: "flag provided but not defined"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -360,4 +390,21 @@ func TestWatchHelpIsNotAnError(t *testing.T) {
 	if _, err := parseWatch([]string{"--help"}, &stderr, os.Getenv); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("--help: %v", err)
 	}
+}
+
+// testCAPEM returns a self-signed CA certificate in PEM.
+func testCAPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
