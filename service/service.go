@@ -330,12 +330,14 @@ func (ss *session) reloaded() {
 	if d := cfg.Sync.ReconcileInterval.Duration; d != ss.every {
 		ss.setReconcile(d)
 	}
-	if slices.Equal(cfg.Nodes.Readers, ss.readers) || cfg.Nodes.AccessModel != config.AccessWhitelist {
-		ss.readers = cfg.Nodes.Readers
+	readers := cfg.Nodes.Readers
+	if slices.Equal(readers, ss.readers) {
 		return
 	}
-	ss.readers = cfg.Nodes.Readers
-	readers := ss.readers
+	ss.readers = readers
+	if cfg.Nodes.AccessModel != config.AccessWhitelist {
+		return
+	}
 	ss.goAsync(func(ctx context.Context) {
 		// Before the nodes exist, their set-up affiliates the readers.
 		select {
@@ -372,11 +374,15 @@ const (
 // meanwhile is read and dropped: the next start resyncs.
 func (ss *session) stop() {
 	start := time.Now()
-	abandoned := ss.queue.Pending()
+	drained := false
 	select {
 	case <-ss.queueStart:
-		abandoned = ss.waitDiscarding(ss.queue.Barrier(), drainTimeout, ss.queue.Pending)
-	default: // the queue never started: nothing was sent
+		drained = ss.waitDiscarding(ss.queue.Barrier(), drainTimeout)
+	default: // the queue never started: what it holds was never sent
+	}
+	abandoned := 0
+	if !drained {
+		abandoned = ss.queue.Pending()
 	}
 	ev := ss.log.Info()
 	if abandoned > 0 {
@@ -388,20 +394,20 @@ func (ss *session) stop() {
 
 // waitDiscarding waits until done is closed, the stream ends or timeout
 // passes, reading and dropping inbound stanzas meanwhile so that the
-// stream's reader can deliver the answers being waited for. It returns 0
-// when done was closed, else left().
-func (ss *session) waitDiscarding(done <-chan struct{}, timeout time.Duration, left func() int) int {
+// stream's reader can deliver the answers being waited for. It reports
+// whether done was closed.
+func (ss *session) waitDiscarding(done <-chan struct{}, timeout time.Duration) bool {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {
 		select {
 		case <-done:
-			return 0
+			return true
 		case <-ss.conn.Inbound():
 		case <-ss.conn.Done():
-			return left()
+			return false
 		case <-t.C:
-			return left()
+			return false
 		}
 	}
 }
@@ -418,8 +424,8 @@ func (ss *session) leave() {
 		defer cancel()
 		err = pubsub.Publish(ctx, ss.conn, ss.cfg().XMPP.Pubsub, ss.cfg().Nodes.Status, status.ItemID, status.Init.Item())
 	}()
-	ss.waitDiscarding(published, leaveTimeout+time.Second, func() int { return 0 })
-	<-published
+	ss.waitDiscarding(published, leaveTimeout)
+	<-published // bounded by the publish's own leaveTimeout
 	for jid := range ss.subscribers {
 		if !ss.conn.TrySend(ss.conn.Presence(jid, "unavailable", "", "")) {
 			break
