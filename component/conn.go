@@ -48,6 +48,34 @@ type Config struct {
 	KeepaliveTimeout  time.Duration // a ping unanswered this long ends the stream; default 10s
 	PingTo            string        // whom to ping (a served domain); default the component's own server via Name
 	InboundQueue      int           // stanzas buffered for Inbound; default 4096
+
+	// Instance names this process in the ids of its IQ requests (NewInstance);
+	// default a new one per Conn. Answers whose id carries another instance
+	// were meant for another connection with the same component name.
+	Instance string
+	// Foreign, if set, is called for every IQ answer the server delivered
+	// on this stream that another instance's request asked for: ejabberd
+	// accepts several connections for one name and spreads stanzas over
+	// them at random. It runs on the reader and must not block.
+	Foreign func(Foreign)
+}
+
+// Foreign describes an IQ answer meant for another connection that uses the
+// same component name (Config.Foreign).
+type Foreign struct {
+	ID       string
+	Instance string // the other instance, "" when the id is not one of ours
+	// Older: the other connection's stream started before this one (false
+	// when unknown), so by the rule "the earlier stream stays" this one
+	// should give way.
+	Older bool
+}
+
+// NewInstance returns a random token that names one process in IQ ids.
+func NewInstance() string {
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	return hex.EncodeToString(rnd[:])
 }
 
 func (c *Config) withDefaults() Config {
@@ -83,6 +111,7 @@ type Stanza struct {
 type Stats struct {
 	Received       uint64 // top-level stanzas read
 	UnknownResults uint64 // IQ results whose id matches no request in flight
+	ForeignResults uint64 // of those, the ones another instance asked for
 	Dropped        uint64 // stanzas not queued because the writer was full (TrySend, replies to pings and disco)
 }
 
@@ -92,7 +121,8 @@ type Conn struct {
 	cfg    Config
 	nc     net.Conn
 	dec    *xml.Decoder
-	prefix string // id prefix, random per stream
+	prefix string // id prefix: instance, stream start, "-"
+	start  time.Time
 
 	out     chan []byte // the one writer's queue
 	inbound chan Stanza
@@ -107,8 +137,11 @@ type Conn struct {
 	err       error // why the stream ended; set before done is closed
 	readDone  chan struct{}
 
-	received, unknown, dropped atomic.Uint64
-	lastRead                   atomic.Int64 // UnixNano of the last element read
+	received, unknown, dropped, foreign atomic.Uint64
+	lastRead                            atomic.Int64 // UnixNano of the last element read
+	// blocked is set while the reader waits for room in inbound: the
+	// server is sending more than the session takes, so it is alive.
+	blocked atomic.Bool
 }
 
 type request struct {
@@ -189,13 +222,16 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 	default:
 		return nil, fmt.Errorf("handshake: unexpected <%s/>", p.Name())
 	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
+	if cfg.Instance == "" {
+		cfg.Instance = NewInstance()
+	}
+	start := time.Now()
 	return &Conn{
 		cfg:      cfg,
 		nc:       nc,
 		dec:      dec,
-		prefix:   hex.EncodeToString(rnd[:]) + "-",
+		prefix:   cfg.Instance + "." + strconv.FormatInt(start.UnixNano(), 36) + "-",
+		start:    start,
 		out:      make(chan []byte, 1024),
 		inbound:  make(chan Stanza, cfg.InboundQueue),
 		pending:  make(map[string]*request),
@@ -206,6 +242,11 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 
 // Name returns the component's JID.
 func (c *Conn) Name() string { return c.cfg.Name }
+
+// Started returns when the stream was authenticated; the ids of its
+// requests carry it, so that of two connections with one name each can
+// tell which came first.
+func (c *Conn) Started() time.Time { return c.start }
 
 // Inbound delivers presences and messages, in stream order. When nobody reads it and its buffer is full, the reader waits: read
 // it from a loop that never waits on this Conn's requests.
@@ -226,7 +267,8 @@ func (c *Conn) Err() error {
 
 // Stats returns the reader's counters.
 func (c *Conn) Stats() Stats {
-	return Stats{Received: c.received.Load(), UnknownResults: c.unknown.Load(), Dropped: c.dropped.Load()}
+	return Stats{Received: c.received.Load(), UnknownResults: c.unknown.Load(),
+		ForeignResults: c.foreign.Load(), Dropped: c.dropped.Load()}
 }
 
 // Close ends the stream: it sends </stream:stream>, waits a short while for
@@ -511,6 +553,13 @@ func (c *Conn) dispatch(e *rawElement) bool {
 	select {
 	case c.inbound <- s:
 		return true
+	default:
+	}
+	c.blocked.Store(true)
+	defer c.blocked.Store(false)
+	select {
+	case c.inbound <- s:
+		return true
 	case <-c.done:
 		return false
 	}
@@ -528,6 +577,12 @@ func (c *Conn) deliver(s Stanza) {
 	c.mu.Unlock()
 	if !ok {
 		c.unknown.Add(1)
+		if f, ok := c.foreignID(s.ID); ok {
+			c.foreign.Add(1)
+			if c.cfg.Foreign != nil {
+				c.cfg.Foreign(f)
+			}
+		}
 		return
 	}
 	if s.Type == "error" {
@@ -535,6 +590,27 @@ func (c *Conn) deliver(s Stanza) {
 		return
 	}
 	r.ch <- response{inner: s.Inner}
+}
+
+// foreignID reports whether id is not one of this instance's, and if it
+// has the shape of another pubpresence instance's, whose stream is older.
+// Late answers to this instance's earlier streams are not foreign.
+func (c *Conn) foreignID(id string) (Foreign, bool) {
+	inst, rest, ok := strings.Cut(id, ".")
+	if ok && inst == c.cfg.Instance {
+		return Foreign{}, false
+	}
+	f := Foreign{ID: id}
+	stamp, _, ok2 := strings.Cut(rest, "-")
+	if !ok || !ok2 || inst == "" {
+		return f, true // not a pubpresence id: some other client of this name
+	}
+	f.Instance = inst
+	if ns, err := strconv.ParseInt(stamp, 36, 64); err == nil {
+		mine := c.start.UnixNano()
+		f.Older = ns < mine || ns == mine && inst < c.cfg.Instance
+	}
+	return f, true
 }
 
 // answer replies to the IQ requests every component must answer (ping and
@@ -612,7 +688,8 @@ func parseStreamError(inner []byte) *StreamError {
 }
 
 // keepalive pings the server every KeepaliveInterval and ends the stream when
-// nothing at all has been read for KeepaliveTimeout after a ping. An error
+// nothing at all has been read for KeepaliveTimeout after a ping (a reader
+// waiting for room in Inbound counts as reading). An error
 // answer still proves the peer alive (XEP-0199 §4), and so does any other
 // stanza: a server busy with a flood may answer the ping late, but a dead
 // peer sends nothing.
@@ -653,7 +730,7 @@ func (c *Conn) ping() error {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
-		if c.lastRead.Load() < sent {
+		if c.lastRead.Load() < sent && !c.blocked.Load() {
 			return fmt.Errorf("keepalive: nothing read for %s after a ping", c.cfg.KeepaliveTimeout)
 		}
 	}

@@ -72,6 +72,7 @@ type svcOptions struct {
 	accessModel string
 	secret      string
 	keepalive   string // keepalive_timeout
+	address     string // xmpp.address; default the server's component port
 }
 
 // service is a pubpresence process under test.
@@ -102,7 +103,8 @@ func freePort(t testing.TB) string {
 // startService writes a config for srv and starts pubpresence.
 func startService(t testing.TB, srv *server.Server, opts ...func(*svcOptions)) *service {
 	t.Helper()
-	o := svcOptions{reconcile: "0", grace: "500ms", initLimit: "10s", accessModel: "whitelist", secret: srv.Secret, keepalive: "2s"}
+	o := svcOptions{reconcile: "0", grace: "500ms", initLimit: "10s", accessModel: "whitelist", secret: srv.Secret, keepalive: "2s",
+		address: srv.ComponentAddr}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -135,7 +137,7 @@ listen = %q
 
 [log]
 level = "debug"
-`, srv.ComponentAddr, srv.Component, o.secret, srv.Domain, srv.Pubsub, o.keepalive,
+`, o.address, srv.Component, o.secret, srv.Domain, srv.Pubsub, o.keepalive,
 		o.accessModel, reader, srv.Domain, o.reconcile, o.initLimit, o.grace, s.http)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

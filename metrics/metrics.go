@@ -13,7 +13,7 @@ import (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	State          *prometheus.GaugeVec // state{state="init"|"online"} 1 for the current one
+	State          *prometheus.GaugeVec // state{state="init"|"online"|"standby"} 1 for the current one
 	Connected      prometheus.Gauge
 	Connections    prometheus.Gauge
 	Users          prometheus.Gauge
@@ -32,6 +32,7 @@ type Metrics struct {
 	RepliesDropped prometheus.Counter
 	Reloads        *prometheus.CounterVec // SIGHUP reloads by result
 	BuildInfo      *prometheus.GaugeVec
+	Foreign        prometheus.Counter // IQ answers meant for another instance
 }
 
 // New creates the metrics and registers them, with the Go and process
@@ -40,7 +41,7 @@ func New(version string) *Metrics {
 	r := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry:    r,
-		State:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pubpresence_state", Help: "Service state: 1 for the current one of init and online."}, []string{"state"}),
+		State:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pubpresence_state", Help: "Service state: 1 for the current one of init, online and standby."}, []string{"state"}),
 		Connected:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_connected", Help: "1 while the component stream is up."}),
 		Connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_tracked_connections", Help: "User connections (full JIDs) tracked as online."}),
 		Users:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_tracked_users", Help: "Users (bare JIDs) with at least one tracked connection."}),
@@ -62,22 +63,25 @@ func New(version string) *Metrics {
 			Help: "Presence answers (subscription, probe) dropped because the stream's writer was full."}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_config_reloads_total",
 			Help: "Configuration reloads on SIGHUP, by result (ok, error)."}, []string{"result"}),
+		Foreign: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_foreign_answers_total",
+			Help: "IQ answers the server delivered to this instance for requests another connection with the same component name sent (ejabberd splits traffic between them)."}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pubpresence_build_info",
 			Help: "Always 1; the labels say which build runs."}, []string{"version", "goversion"}),
 	}
 	r.MustRegister(m.State, m.Connected, m.Connections, m.Users, m.Events, m.Malformed, m.Requests,
 		m.RequestSeconds, m.IQErrors, m.Reconnects, m.Syncs, m.SyncSeconds, m.SyncSessions, m.Fixes,
-		m.QueueDepth, m.LiveDropped, m.RepliesDropped, m.Reloads, m.BuildInfo,
+		m.QueueDepth, m.LiveDropped, m.RepliesDropped, m.Reloads, m.BuildInfo, m.Foreign,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.State.WithLabelValues("init").Set(1)
 	m.State.WithLabelValues("online").Set(0)
+	m.State.WithLabelValues("standby").Set(0)
 	return m
 }
 
-// SetState marks state ("init" or "online") as the current one.
+// SetState marks state ("init", "online" or "standby") as the current one.
 func (m *Metrics) SetState(state string) {
-	for _, s := range []string{"init", "online"} {
+	for _, s := range []string{"init", "online", "standby"} {
 		v := 0.0
 		if s == state {
 			v = 1

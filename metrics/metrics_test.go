@@ -294,20 +294,21 @@ func TestMetricsBuildInfo(t *testing.T) {
 func TestSetState(t *testing.T) {
 	m := New("test")
 	for _, step := range []struct {
-		set          string // "" for New's initial state
-		init, online float64
+		set                   string // "" for New's initial state
+		init, online, standby float64
 	}{
-		{"", 1, 0},
-		{"online", 0, 1},
-		{"online", 0, 1},
-		{"init", 1, 0},
-		{"online", 0, 1},
+		{"", 1, 0, 0},
+		{"online", 0, 1, 0},
+		{"online", 0, 1, 0},
+		{"init", 1, 0, 0},
+		{"standby", 0, 0, 1},
+		{"online", 0, 1, 0},
 	} {
 		if step.set != "" {
 			m.SetState(step.set)
 		}
 		got := gauges(t, m, "pubpresence_state")
-		want := map[string]float64{"state=init": step.init, "state=online": step.online}
+		want := map[string]float64{"state=init": step.init, "state=online": step.online, "state=standby": step.standby}
 		if !maps.Equal(got, want) {
 			t.Errorf("after SetState(%q): %v, want %v", step.set, got, want)
 		}

@@ -11,11 +11,35 @@ import (
 	"github.com/pubpresence/pubpresence/presence"
 )
 
+// Call is an IQ request on its way. Wait returns the inner XML of the
+// result, the error answer (a *component.StanzaError), or ctx's error; it is
+// called once.
+type Call interface {
+	Wait(ctx context.Context) ([]byte, error)
+}
+
 // Starter starts an IQ request without waiting for its answer; requests go
 // out in the order they were started, and the payload is copied before
-// Start returns. *component.Conn is one.
+// Start returns. A *component.Conn is one through ConnStarter.
 type Starter interface {
-	Start(ctx context.Context, typ, to string, payload []byte) (*component.Call, error)
+	Start(ctx context.Context, typ, to string, payload []byte) (Call, error)
+}
+
+// ConnStarter makes a Starter of a *component.Conn, whose Start returns the
+// concrete *component.Call: NewQueue(ConnStarter{Conn: c}, …).
+type ConnStarter struct {
+	Conn interface {
+		Start(ctx context.Context, typ, to string, payload []byte) (*component.Call, error)
+	}
+}
+
+// Start starts the request on s.Conn.
+func (s ConnStarter) Start(ctx context.Context, typ, to string, payload []byte) (Call, error) {
+	call, err := s.Conn.Start(ctx, typ, to, payload)
+	if err != nil {
+		return nil, err // not a nil *component.Call in a non-nil Call
+	}
+	return call, nil
 }
 
 // QueueConfig says where a Queue publishes.
@@ -50,12 +74,11 @@ const (
 	opBarrier
 )
 
+// op is one entry of the state lane; the live lane holds bare conns.
 type op struct {
 	kind    opKind
-	conn    presence.Conn // opLive
-	jid     string        // opActual
+	key     string        // opActual: the JID; opRaw: the item id
 	node    string        // opRaw
-	id      string        // opRaw
 	payload []byte        // opRaw
 	done    chan struct{} // opBarrier
 }
@@ -67,24 +90,60 @@ type pendingActual struct {
 	retract bool
 }
 
-// Queue publishes changes in order, pipelined over one stream. Events on the
-// live node are sent one by one, in the order queued, never merged. Changes
-// to one item of the actual node that are still waiting are merged: only
-// the latest is sent. Methods are safe for concurrent use; Run sends.
+// fifo is a queue that reuses its array once drained.
+type fifo[T any] struct {
+	s    []T
+	head int
+}
+
+func (f *fifo[T]) len() int { return len(f.s) - f.head }
+
+func (f *fifo[T]) push(v T) { f.s = append(f.s, v) }
+
+// pop takes the first element; f must not be empty.
+func (f *fifo[T]) pop() T {
+	var zero T
+	v := f.s[f.head]
+	f.s[f.head] = zero // let the GC have what it held
+	f.head++
+	if f.head == len(f.s) {
+		f.s, f.head = f.s[:0], 0
+	} else if f.head > 1024 && f.head*2 > len(f.s) {
+		f.s, f.head = append(f.s[:0:0], f.s[f.head:]...), 0
+	}
+	return v
+}
+
+// Queue publishes changes pipelined over one stream, from two lanes taken
+// in turn, one request from each while both have work, so that neither
+// waits behind the other:
+//
+//   - the live lane: events on the live node, sent one by one in the order
+//     queued, never merged;
+//   - the state lane: changes to the actual node, raw publications and
+//     barriers, in the order queued. Changes to one item of the actual node
+//     that are still waiting are merged: only the latest is sent.
+//
+// Methods are safe for concurrent use; Run sends.
 type Queue struct {
 	cfg      QueueConfig
 	conn     Starter
 	onResult func(Result)
 
-	mu      sync.Mutex
-	ops     []op
-	head    int
-	live    int
-	actual  map[string]*pendingActual
-	wake    chan struct{}
-	dropped uint64
+	mu       sync.Mutex
+	live     fifo[presence.Conn]
+	state    fifo[op]
+	barriers int // opBarrier entries in state
+	actual   map[string]pendingActual
+	liveTurn bool // when both lanes have work, the next op comes from live
+	drainers []chan struct{}
+	dropped  uint64
+	wake     chan struct{}
 
-	inflight atomic.Int64 // requests sent and not answered
+	// busy counts requests taken from a lane and not answered yet (or
+	// failed to start). It grows under mu, with the lane shrinking, so
+	// queued + busy never misses one.
+	busy atomic.Int64
 }
 
 // NewQueue returns a queue that sends on conn; onResult, if not nil, is
@@ -100,11 +159,11 @@ func NewQueue(conn Starter, cfg QueueConfig, onResult func(Result)) *Queue {
 		cfg.MaxLive = 100000
 	}
 	return &Queue{cfg: cfg, conn: conn, onResult: onResult,
-		actual: make(map[string]*pendingActual), wake: make(chan struct{}, 1)}
+		actual: make(map[string]pendingActual), wake: make(chan struct{}, 1)}
 }
 
-func (q *Queue) push(o op) {
-	q.ops = append(q.ops, o)
+// signal wakes Run if it waits for work.
+func (q *Queue) signal() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
@@ -112,64 +171,105 @@ func (q *Queue) push(o op) {
 }
 
 // Live queues an event for the live node (an Offline conn for a connection
-// that went away). It returns ErrQueueFull, and counts it, when MaxLive
-// events are waiting.
+// that went away) on the live lane. It returns ErrQueueFull, and counts it,
+// when MaxLive events are waiting.
 func (q *Queue) Live(c presence.Conn) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.live >= q.cfg.MaxLive {
+	if q.live.len() >= q.cfg.MaxLive {
 		q.dropped++
 		return ErrQueueFull
 	}
-	q.live++
-	q.push(op{kind: opLive, conn: c})
+	q.live.push(c)
+	q.signal()
 	return nil
 }
 
-// Actual queues the publication of c on the actual node.
+// Actual queues the publication of c on the actual node, on the state lane.
 func (q *Queue) Actual(c presence.Conn) { q.setActual(c.JID, pendingActual{conn: c}) }
 
-// Retract queues the retraction of jid's item from the actual node.
+// Retract queues the retraction of jid's item from the actual node, on the
+// state lane.
 func (q *Queue) Retract(jid string) { q.setActual(jid, pendingActual{retract: true}) }
 
 func (q *Queue) setActual(jid string, p pendingActual) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if cur, ok := q.actual[jid]; ok {
-		*cur = p
+	if _, ok := q.actual[jid]; ok {
+		q.actual[jid] = p // merged into the change already waiting
 		return
 	}
-	q.actual[jid] = &p
-	q.push(op{kind: opActual, jid: jid})
+	q.actual[jid] = p
+	q.state.push(op{kind: opActual, key: jid})
+	q.signal()
 }
 
-// Raw queues the publication of one item with a ready payload.
+// Raw queues the publication of one item with a ready payload, on the state
+// lane.
 func (q *Queue) Raw(node, id string, payload []byte) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.push(op{kind: opRaw, node: node, id: id, payload: payload})
+	q.state.push(op{kind: opRaw, node: node, key: id, payload: payload})
+	q.signal()
 }
 
-// Barrier returns a channel that is closed once every request queued before
-// it has been answered (or has failed).
+// Barrier returns a channel that is closed once every request of the state
+// lane queued before it (Actual, Retract, Raw) has been answered or has
+// failed, and so has every request, of either lane, that was in flight when
+// Run reached the barrier. It does not wait for live events that are still
+// queued: they go out on their own lane. If Run ends before reaching the
+// barrier, the channel stays open.
 func (q *Queue) Barrier() <-chan struct{} {
 	done := make(chan struct{})
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.push(op{kind: opBarrier, done: done})
+	q.state.push(op{kind: opBarrier, done: done})
+	q.barriers++
+	q.signal()
 	return done
 }
 
-// Len returns the number of queued requests not yet sent.
+// Drained returns a channel that is closed once, at some moment after the
+// call, both lanes are empty and no request is in flight: everything queued
+// by then has been answered or has failed. It is closed at once when that
+// holds already. If Run ends (its ctx) with requests still queued, the
+// channel stays open.
+func (q *Queue) Drained() <-chan struct{} {
+	done := make(chan struct{})
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.drainers = append(q.drainers, done)
+	q.settle()
+	return done
+}
+
+// settle closes the Drained channels if nothing is queued or in flight.
+// Called with mu held, wherever the queue may have just become idle: a
+// barrier taken, a request answered, a Drained call.
+func (q *Queue) settle() {
+	if len(q.drainers) == 0 || q.live.len() > 0 || q.state.len() > 0 || q.busy.Load() > 0 {
+		return
+	}
+	for _, d := range q.drainers {
+		close(d)
+	}
+	q.drainers = nil
+}
+
+// Len returns the number of requests queued in both lanes and not yet sent.
 func (q *Queue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.ops) - q.head
+	return q.live.len() + q.state.len() - q.barriers
 }
 
 // Pending returns the number of requests queued or sent and not yet
 // answered: what would be lost if the stream ended now.
-func (q *Queue) Pending() int { return q.Len() + int(q.inflight.Load()) }
+func (q *Queue) Pending() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.live.len() + q.state.len() - q.barriers + int(q.busy.Load())
+}
 
 // Dropped returns how many live events were refused because the queue was full.
 func (q *Queue) Dropped() uint64 {
@@ -178,51 +278,80 @@ func (q *Queue) Dropped() uint64 {
 	return q.dropped
 }
 
-// pop takes the next op; for an actual item it takes the latest wanted state.
-func (q *Queue) pop(ctx context.Context) (op, pendingActual, bool) {
+// take waits for the next op, from the lanes in turn. A live event comes
+// back as kind opLive with its conn; an actual item with its latest wanted
+// state. A request taken counts as busy until done is called for it.
+func (q *Queue) take(ctx context.Context) (o op, c presence.Conn, retract, ok bool) {
 	for {
 		q.mu.Lock()
-		if q.head < len(q.ops) {
-			o := q.ops[q.head]
-			q.ops[q.head] = op{}
-			q.head++
-			if q.head == len(q.ops) {
-				q.ops, q.head = q.ops[:0], 0
-			} else if q.head > 1024 && q.head*2 > len(q.ops) {
-				q.ops, q.head = append(q.ops[:0:0], q.ops[q.head:]...), 0
+		nl, ns := q.live.len(), q.state.len()
+		if nl > 0 || ns > 0 {
+			if nl > 0 && (ns == 0 || q.liveTurn) {
+				c = q.live.pop()
+				o.kind = opLive
+				q.liveTurn = false
+			} else {
+				o = q.state.pop()
+				q.liveTurn = true
 			}
-			var p pendingActual
 			switch o.kind {
-			case opLive:
-				q.live--
 			case opActual:
-				p = *q.actual[o.jid]
-				delete(q.actual, o.jid)
+				p := q.actual[o.key]
+				delete(q.actual, o.key)
+				c, retract = p.conn, p.retract
+			case opBarrier:
+				q.barriers--
+				q.settle()
+			}
+			if o.kind != opBarrier {
+				q.busy.Add(1)
 			}
 			q.mu.Unlock()
-			return o, p, true
+			return o, c, retract, true
 		}
 		q.mu.Unlock()
 		select {
 		case <-q.wake:
 		case <-ctx.Done():
-			return op{}, pendingActual{}, false
+			return op{}, presence.Conn{}, false, false
 		}
 	}
 }
 
-// Run sends queued requests until ctx ends, with at most Window in flight.
+// done ends a request taken by take, after its result is reported.
+func (q *Queue) done() {
+	if q.busy.Add(-1) == 0 {
+		q.mu.Lock()
+		q.settle()
+		q.mu.Unlock()
+	}
+}
+
+// Run sends queued requests until ctx ends, with at most Window in flight,
+// and returns once the requests it started have ended (they share ctx).
+// What is still queued stays queued.
 func (q *Queue) Run(ctx context.Context) {
 	sem := make(chan struct{}, q.cfg.Window)
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
 	buf := make([]byte, 0, 1024)
 	for {
-		o, p, ok := q.pop(ctx)
+		if ctx.Err() != nil {
+			return // select would pick at random between a slot and ctx
+		}
+		// A slot first, then the op: what waits for the window stays
+		// queued, where later changes to an actual item merge into it.
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		o, c, retract, ok := q.take(ctx)
 		if !ok {
 			return
 		}
 		if o.kind == opBarrier {
+			<-sem
 			inflight.Wait()
 			close(o.done)
 			continue
@@ -231,22 +360,17 @@ func (q *Queue) Run(ctx context.Context) {
 		buf = buf[:0]
 		switch {
 		case o.kind == opLive:
-			node, id, what = q.cfg.Live, o.conn.JID, "publish"
-			buf = PublishUserRequest(buf, node, o.conn, q.cfg.WithIP)
-		case o.kind == opActual && p.retract:
-			node, id, what = q.cfg.Actual, o.jid, "retract"
+			node, id, what = q.cfg.Live, c.JID, "publish"
+			buf = PublishUserRequest(buf, node, c, q.cfg.WithIP)
+		case o.kind == opActual && retract:
+			node, id, what = q.cfg.Actual, o.key, "retract"
 			buf = RetractRequest(buf, node, id)
 		case o.kind == opActual:
-			node, id, what = q.cfg.Actual, o.jid, "publish"
-			buf = PublishUserRequest(buf, node, p.conn, q.cfg.WithIP)
+			node, id, what = q.cfg.Actual, o.key, "publish"
+			buf = PublishUserRequest(buf, node, c, q.cfg.WithIP)
 		default:
-			node, id, what = o.node, o.id, "publish"
+			node, id, what = o.node, o.key, "publish"
 			buf = PublishRequest(buf, node, id, o.payload)
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return
 		}
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, q.cfg.Timeout)
@@ -256,20 +380,20 @@ func (q *Queue) Run(ctx context.Context) {
 			cancel()
 			<-sem
 			q.report(Result{Node: node, Op: what, ID: id, Err: err, Duration: time.Since(start)})
+			q.done()
 			continue
 		}
 		inflight.Add(1)
-		q.inflight.Add(1)
 		go func() {
 			defer inflight.Done()
 			_, err := call.Wait(rctx)
 			cancel()
 			<-sem
-			q.inflight.Add(-1)
 			if err != nil && what == "retract" && component.Condition(err) == "item-not-found" {
 				err = nil
 			}
 			q.report(Result{Node: node, Op: what, ID: id, Err: err, Duration: time.Since(start)})
+			q.done()
 		}()
 	}
 }

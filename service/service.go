@@ -46,6 +46,11 @@ type Service struct {
 	// to: the servers keep no roster for a component.
 	subscribers map[string]bool
 	now         func() time.Time
+
+	// instance names this process in its IQ ids (instances.go).
+	instance   string
+	stepBack   chan struct{} // cap 1: a connection older than ours holds the name
+	intruderAt atomic.Int64  // UnixNano of the last answer meant for a newer connection
 }
 
 // New returns a service for cfg. m and st may be nil.
@@ -58,7 +63,8 @@ func New(cfg *config.Config, log zerolog.Logger, m *metrics.Metrics, st *status.
 	}
 	s := &Service{log: log, metrics: m, status: st, reload: make(chan struct{}, 1),
 		domains: make(map[string]bool), state: presence.NewState(),
-		subscribers: make(map[string]bool), now: func() time.Time { return time.Now().UTC() }}
+		subscribers: make(map[string]bool), now: func() time.Time { return time.Now().UTC() },
+		instance: component.NewInstance(), stepBack: make(chan struct{}, 1)}
 	s.conf.Store(cfg)
 	for _, d := range cfg.XMPP.Domains {
 		s.domains[strings.ToLower(d)] = true
@@ -100,6 +106,8 @@ func (s *Service) Run(ctx context.Context) error {
 		KeepaliveInterval: x.KeepaliveInterval.Duration,
 		KeepaliveTimeout:  x.KeepaliveTimeout.Duration,
 		PingTo:            x.Domains[0],
+		Instance:          s.instance,
+		Foreign:           s.foreign,
 	}
 	hooks := component.Hooks{
 		Connected: func(c *component.Conn) {
@@ -115,6 +123,10 @@ func (s *Service) Run(ctx context.Context) error {
 				return
 			}
 			s.metrics.Reconnects.Inc()
+			if errors.Is(err, errStandby) {
+				s.standBy()
+				return
+			}
 			s.log.Warn().Err(err).Dur("up_ms", up).Msg("disconnected; reconnecting")
 		},
 		DialFailed: func(err error, wait time.Duration) {
@@ -127,7 +139,10 @@ func (s *Service) Run(ctx context.Context) error {
 					ev.Msg("the server refused the component secret (xmpp.secret)")
 					return
 				case "conflict":
-					ev.Msg("another connection already uses this component name")
+					// Prosody's answer to a second instance: stand by.
+					s.status.SetStandby(true)
+					s.metrics.SetState("standby")
+					ev.Msg("another connection already uses this component name: standing by, retrying")
 					return
 				case "host-unknown":
 					ev.Msg("the server has no component with this name (xmpp.component)")
@@ -146,6 +161,18 @@ func (s *Service) Run(ctx context.Context) error {
 
 // session runs one stream: the life cycle and the event loop.
 func (s *Service) session(ctx context.Context, c *component.Conn) error {
+	select {
+	case <-s.stepBack: // from an earlier stream
+	default:
+	}
+	if err := s.alone(ctx, c); err != nil {
+		return err
+	}
+	if s.status.Standby() {
+		s.status.SetStandby(false)
+		s.log.Warn().Msg("no other instance holds the component name any more: taking over")
+	}
+	s.intruderAt.Store(0)
 	ss := newSession(s, c)
 	return ss.run(ctx)
 }
@@ -181,6 +208,8 @@ type session struct {
 	every     time.Duration    // the reconcile interval in force
 	readers   []string         // the readers last made members of the nodes
 
+	intruderLogged bool // the other instance seen lately was reported
+
 	requestFailures burst // pubsub requests that failed (any goroutine)
 	liveDrops       burst // live events dropped, queue full
 	lookupFailures  burst // user-stats that failed (the loop only)
@@ -208,7 +237,7 @@ func newSession(s *Service, c *component.Conn) *session {
 		repair:     component.Backoff{Min: 5 * time.Second, Max: max(s.cfg().Sync.ReconcileInterval.Duration, time.Minute)},
 	}
 	n := s.cfg().Nodes
-	ss.queue = pubsub.NewQueue(c, pubsub.QueueConfig{
+	ss.queue = pubsub.NewQueue(pubsub.ConnStarter{Conn: c}, pubsub.QueueConfig{
 		Service: s.cfg().XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
 		Timeout: s.cfg().XMPP.RequestTimeout.Duration,
 	}, ss.published)
@@ -300,7 +329,12 @@ func (ss *session) run(ctx context.Context) error {
 			}
 		case <-ss.Service.reload:
 			ss.reloaded()
+		case <-ss.stepBack:
+			// An older connection holds the name: give way without
+			// publishing anything, the nodes are its.
+			return errStandby
 		case <-check.C:
+			ss.intruded()
 			ss.metrics.QueueDepth.Set(float64(ss.queue.Len()))
 			ss.summarize()
 			if ss.phase == status.Online && ss.dirty.Load() && time.Now().After(ss.nextRepair) {
@@ -377,7 +411,7 @@ func (ss *session) stop() {
 	drained := false
 	select {
 	case <-ss.queueStart:
-		drained = ss.waitDiscarding(ss.queue.Barrier(), drainTimeout)
+		drained = ss.waitDiscarding(ss.queue.Drained(), drainTimeout)
 	default: // the queue never started: what it holds was never sent
 	}
 	abandoned := 0
@@ -647,6 +681,7 @@ func (ss *session) published(r pubsub.Result) {
 		result = "error"
 		if r.Node == ss.cfg().Nodes.Actual {
 			ss.dirty.Store(true)
+			ss.status.SetFailing(true) // until a repair makes it true
 		}
 		if component.Condition(r.Err) == "item-not-found" {
 			ss.needNodes.Store(true) // deleted under us: set it up again

@@ -29,6 +29,7 @@ var errActualFailed = errors.New("some changes to the actual node failed")
 //  5. (initial) once those requests are answered, publish online.
 type syncRun struct {
 	initial  bool
+	probeAll bool // probe every listed user, not only the untracked ones
 	start    time.Time
 	seq      uint64          // state.Seq() before the sessions were asked for
 	online   map[string]bool // full JIDs the server listed
@@ -61,10 +62,22 @@ func (sr *syncRun) stopTimers() {
 
 // startSync begins a resync unless one is running.
 func (ss *session) startSync(initial bool) {
+	ss.beginSync(&syncRun{initial: initial})
+}
+
+// startFullSync begins a reconciliation that probes every user again, as
+// the initial sync does, without leaving online: presence may have been
+// lost, not only connections.
+func (ss *session) startFullSync() {
+	ss.beginSync(&syncRun{probeAll: true})
+}
+
+func (ss *session) beginSync(sr *syncRun) {
 	if ss.sync != nil {
 		return
 	}
-	sr := &syncRun{initial: initial, start: time.Now(), seq: ss.state.Seq()}
+	initial := sr.initial
+	sr.start, sr.seq = time.Now(), ss.state.Seq()
 	ss.sync = sr
 	ss.dirty.Store(false)
 	setup := initial || ss.needNodes.Swap(false)
@@ -210,7 +223,7 @@ func (ss *session) discovered(sr *syncRun, sessions []admin.Session) {
 		if !tracked {
 			sr.untracked = append(sr.untracked, jid)
 		}
-		if sr.initial || !tracked {
+		if sr.initial || sr.probeAll || !tracked {
 			sr.awaiting[j.Bare()] = true
 		}
 	}
@@ -352,6 +365,9 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 		if fixes == 0 && sr.ghosts == 0 {
 			ss.repair.Reset()
 		}
+		if ss.status.Failing() {
+			ss.whenRepaired()
+		}
 		ss.finishSync(sr)
 		return
 	}
@@ -383,10 +399,28 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 	})
 }
 
+// whenRepaired clears the failing mark once the requests queued so far
+// are answered, if none of them failed.
+func (ss *session) whenRepaired() {
+	b := ss.queue.Barrier()
+	ss.goAsync(func(ctx context.Context) {
+		select {
+		case <-b:
+		case <-ctx.Done():
+			return
+		}
+		if !ss.dirty.Load() && ss.status.Failing() {
+			ss.status.SetFailing(false)
+			ss.log.Info().Msg("the actual node accepts changes again: repaired")
+		}
+	})
+}
+
 func (ss *session) goOnline(sr *syncRun) {
 	if ss.sync != sr {
 		return
 	}
+	ss.status.SetFailing(false)
 	ss.phase = status.Online
 	ss.status.Set(status.Online)
 	ss.metrics.SetState(string(status.Online))

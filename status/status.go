@@ -39,7 +39,23 @@ func (s State) Presence() (show, text string) {
 type Tracker struct {
 	online    atomic.Bool
 	connected atomic.Bool
+	standby   atomic.Bool
+	failing   atomic.Bool
 }
+
+// SetStandby records that another instance holds the component name and
+// this one waits to take over (true), or that it no longer waits (false).
+func (t *Tracker) SetStandby(v bool) { t.standby.Store(v) }
+
+// Standby reports whether the service waits for another instance to go.
+func (t *Tracker) Standby() bool { return t.standby.Load() }
+
+// SetFailing records that requests to the actual node are failing, so
+// the node may not be true (true), or that a repair made it true (false).
+func (t *Tracker) SetFailing(v bool) { t.failing.Store(v) }
+
+// Failing reports whether requests to the actual node are failing.
+func (t *Tracker) Failing() bool { return t.failing.Load() }
 
 // Set records the state.
 func (t *Tracker) Set(s State) { t.online.Store(s == Online) }
@@ -63,5 +79,8 @@ func (t *Tracker) State() State {
 // Connected reports whether the component stream is up.
 func (t *Tracker) Connected() bool { return t.connected.Load() }
 
-// Ready reports whether the service is connected and online.
-func (t *Tracker) Ready() bool { return t.connected.Load() && t.online.Load() }
+// Ready reports whether the service is connected, online, and its last
+// changes to the actual node were accepted.
+func (t *Tracker) Ready() bool {
+	return t.connected.Load() && t.online.Load() && !t.failing.Load()
+}

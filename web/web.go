@@ -20,10 +20,14 @@ func Handler(m *metrics.Metrics, st *status.Tracker) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		switch {
+		case st.Standby():
+			http.Error(w, "standby: another instance holds the component name", http.StatusServiceUnavailable)
 		case !st.Connected():
 			http.Error(w, "not connected", http.StatusServiceUnavailable)
-		case !st.Ready():
+		case st.State() != status.Online:
 			http.Error(w, "init", http.StatusServiceUnavailable)
+		case !st.Ready():
+			http.Error(w, "failing: pubsub requests to the actual node fail", http.StatusServiceUnavailable)
 		default:
 			_, _ = w.Write([]byte("online\n"))
 		}

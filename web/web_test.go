@@ -38,6 +38,22 @@ func TestEndpoints(t *testing.T) {
 	if code, _ := get(t, h, "/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz online: %d", code)
 	}
+	st.SetFailing(true)
+	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "failing") {
+		t.Errorf("/readyz online with the actual node failing: %d %q", code, body)
+	}
+	st.SetFailing(false)
+	st.SetConnected(false)
+	st.SetStandby(true)
+	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "standby") {
+		t.Errorf("/readyz in standby: %d %q", code, body)
+	}
+	st.SetStandby(false)
+	st.SetConnected(true)
+	st.Set(status.Online)
+	if code, _ := get(t, h, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz online again: %d", code)
+	}
 	m.SetState("online")
 	code, body := get(t, h, "/metrics")
 	for _, want := range []string{`pubpresence_state{state="online"} 1`, `pubpresence_state{state="init"} 0`, "go_goroutines", "process_"} {

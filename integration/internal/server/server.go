@@ -629,6 +629,16 @@ func (s *Server) killLocked() {
 	s.proc = nil
 }
 
+// SetAdmin gives the component admin rights (XEP-0133, pubsub owner) or
+// takes them away, in the config file: the change takes effect at the next
+// Start or Restart, as on a real server after a config change and restart.
+func (s *Server) SetAdmin(admin bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.admin = admin
+	return s.writeConfig()
+}
+
 // Restart stops the server and starts it again with the same config, ports
 // and data.
 func (s *Server) Restart() error {

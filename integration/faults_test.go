@@ -1,0 +1,354 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/presence"
+)
+
+// The fault suite (issue 5): each scenario runs on both servers with
+// churnUsers users changing presence while the fault happens, then checks
+// the truth (truth_test.go) and prints one row of the table
+// ("FAULT | scenario | server | converged | time | stale") for the notes.
+
+const churnUsers = 20
+
+// faultSetup starts a server, the service (with opts) and churnUsers
+// changing users, and waits until the service is online.
+func faultSetup(t *testing.T, start startFunc, srvOpts []server.Option, opts ...func(*svcOptions)) (*server.Server, *service, *churner) {
+	t.Helper()
+	srv := start(t, srvOpts...)
+	createUsers(t, srv, users("u", churnUsers)...)
+	svc := startService(t, srv, opts...)
+	waitUntil(t, "online", func() bool { return svc.Ready() == http.StatusOK })
+	ch := startChurn(t, srv, "u", churnUsers)
+	time.Sleep(time.Second) // the users are changing presence when the fault comes
+	return srv, svc, ch
+}
+
+func withAddress(addr string) func(*svcOptions) { return func(o *svcOptions) { o.address = addr } }
+
+// 1. pubpresence killed with SIGKILL mid-stream and restarted.
+func TestIntegrationFaultKilled(t *testing.T) {
+	eachServer(t, func(t *testing.T, start startFunc) {
+		srv, svc, ch := faultSetup(t, start, nil)
+		w := watcher(t, srv)
+		svc.Kill()
+		time.Sleep(time.Second) // presence changes while nobody listens
+		svc.Start()
+		restarted := time.Now()
+		time.Sleep(time.Second)
+		ch.halt()
+		mustTruth(t, "1 SIGKILL, restart", srv, svc, w, ch, restarted)
+	})
+}
+
+// 2. The server restarted, or killed with SIGKILL and started, under a
+// running service: every user logs in again.
+func TestIntegrationFaultServerRestart(t *testing.T) {
+	for _, how := range []string{"restart", "SIGKILL"} {
+		t.Run(how, func(t *testing.T) {
+			eachServer(t, func(t *testing.T, start startFunc) {
+				srv, svc, ch := faultSetup(t, start, nil)
+				var err error
+				if how == "restart" {
+					err = srv.Restart()
+				} else if err = srv.Kill(); err == nil {
+					err = srv.Start()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				back := time.Now()
+				time.Sleep(2 * time.Second) // users log in again and change presence
+				ch.halt()
+				mustTruth(t, "2 server "+how, srv, svc, watcher(t, srv), ch, back)
+				if !svc.Running() {
+					t.Error("the service exited")
+				}
+			})
+		})
+	}
+}
+
+// 3. The component's TCP connection goes silent without a FIN (a proxy
+// drops it; the server sees its side close). The keepalive must notice
+// within keepalive_interval + keepalive_timeout (2 s + 2 s here).
+func TestIntegrationFaultSilentCut(t *testing.T) {
+	eachServer(t, func(t *testing.T, start startFunc) {
+		srv := start(t)
+		p := startProxy(t, srv.ComponentAddr)
+		createUsers(t, srv, users("u", churnUsers)...)
+		svc := startService(t, srv, withAddress(p.Addr()))
+		waitUntil(t, "online", func() bool { return svc.Ready() == http.StatusOK })
+		ch := startChurn(t, srv, "u", churnUsers)
+		w := watcher(t, srv)
+		time.Sleep(time.Second)
+
+		before := strings.Count(readLog(svc), `"disconnected; reconnecting"`)
+		p.cut()
+		cut := time.Now()
+		waitUntil(t, "the keepalive to notice", func() bool {
+			return strings.Count(readLog(svc), `"disconnected; reconnecting"`) > before
+		})
+		noticed := time.Since(cut)
+		t.Logf("%s: the keepalive noticed the silent cut after %v (bound 4s)", srv.Kind, noticed.Round(time.Millisecond))
+		if bound := 4 * time.Second; noticed > 2*bound {
+			t.Errorf("noticed after %v, want within about %v", noticed, bound)
+		}
+		if !strings.Contains(svc.LogTail(200), "keepalive") {
+			t.Errorf("the disconnect does not name the keepalive:\n%s", svc.LogTail(20))
+		}
+		time.Sleep(time.Second)
+		ch.halt()
+		mustTruth(t, "3 silent cut", srv, svc, w, ch, cut)
+	})
+}
+
+// 4. The pubsub service refuses: an admin deletes presence/actual while the
+// service runs. Publishes fail (item-not-found), are counted, /readyz says
+// so, and the service sets the node up again and republishes.
+func TestIntegrationFaultNodeDeleted(t *testing.T) {
+	eachServer(t, func(t *testing.T, start startFunc) {
+		srv, svc, ch := faultSetup(t, start, nil)
+		w := watcher(t, srv)
+		deleteNode(t, srv, nodes.Actual)
+		deleted := time.Now()
+		var failing bool
+		waitUntil(t, "/readyz to say the actual node fails", func() bool {
+			code, body := svc.get("/readyz")
+			failing = code == http.StatusServiceUnavailable && strings.Contains(body, "failing")
+			return failing
+		})
+		if n := svc.Metric(t, `pubpresence_iq_errors_total{condition="item-not-found"}`); n < 1 {
+			t.Errorf("item-not-found counted %v times", n)
+		}
+		time.Sleep(time.Second)
+		ch.halt()
+		mustTruth(t, "4 actual node deleted", srv, svc, w, ch, deleted)
+		if !svc.Logged("node ready") || !svc.Logged("repaired") {
+			t.Errorf("no log of the node set up again and repaired:\n%s", svc.LogTail(30))
+		}
+	})
+}
+
+// deleteNode deletes node as the harness's admin component.
+func deleteNode(t testing.TB, srv *server.Server, node string) {
+	t.Helper()
+	addr, name, secret := srv.Harness()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := component.Dial(ctx, component.Config{Address: addr, Name: name, Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.IQ(ctx, "set", srv.Pubsub, []byte("<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='"+node+"'/></pubsub>"))
+	if err != nil {
+		t.Fatalf("delete %s as %s: %v", node, name, err)
+	}
+}
+
+// 5. No admin rights: a clear error, /readyz 503, one stream kept (no crash
+// loop); once the rights are granted (config change and server restart),
+// it works.
+func TestIntegrationFaultAdminRights(t *testing.T) {
+	eachServer(t, func(t *testing.T, start startFunc) {
+		srv := start(t, server.WithoutAdmin())
+		createUsers(t, srv, users("u", churnUsers)...)
+		svc := startService(t, srv)
+		ch := startChurn(t, srv, "u", churnUsers)
+		waitUntil(t, "the error logged", func() bool { return svc.Logged("initial sync failed") })
+		time.Sleep(3 * time.Second) // it retries meanwhile
+		if code, body := svc.get("/readyz"); code != http.StatusServiceUnavailable {
+			t.Errorf("/readyz %d %q without admin rights", code, body)
+		}
+		if !svc.Running() || svc.Metric(t, "pubpresence_reconnects_total") != 0 {
+			t.Errorf("want the process running on one stream, not a crash or reconnect loop")
+		}
+		if err := srv.SetAdmin(true); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		granted := time.Now()
+		time.Sleep(2 * time.Second)
+		ch.halt()
+		mustTruth(t, "5 admin rights granted", srv, svc, watcher(t, srv), ch, granted)
+	})
+}
+
+// 6. A burst: every user changes presence 10 times within a second. The
+// live node gets every event of each connection, in order; the truth holds
+// afterwards; nothing is dropped.
+func TestIntegrationFaultBurst(t *testing.T) {
+	const n, changes = 40, 10
+	eachServer(t, func(t *testing.T, start startFunc) {
+		srv := start(t)
+		locals := users("b", n)
+		createUsers(t, srv, locals...)
+		svc := startService(t, srv)
+		waitUntil(t, "online", func() bool { return svc.Ready() == http.StatusOK })
+		rd := dial(t, srv, reader, "live")
+		subscribe(t, rd, srv, nodes.Live)
+		evs := events(t, rd)
+		clients := make([]*c2s.Client, n)
+		for i, l := range locals {
+			clients[i] = online(t, srv, l, "r")
+			drain(clients[i])
+		}
+		seen := make(map[string][]string) // full JID → texts of its live events, in order
+		collect := func(until func() bool) {
+			for !until() {
+				e := next(t, evs, "live events", func(e eventItem) bool { return e.Node == nodes.Live })
+				c := userOf(t, e)
+				seen[c.JID] = append(seen[c.JID], c.Text)
+			}
+		}
+		for _, cl := range clients {
+			collect(func() bool { return len(seen[cl.JID()]) > 0 })
+		}
+		clear(seen)
+		rss := svc.Metric(t, "process_resident_memory_bytes")
+		begun := time.Now()
+		var wg sync.WaitGroup
+		for _, cl := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := range changes {
+					show := []string{"away", "xa", "dnd", "chat", ""}[k%5]
+					if err := cl.Presence(show, fmt.Sprintf("b%d", k), 0); err != nil {
+						t.Error(err)
+						return
+					}
+					time.Sleep(90 * time.Millisecond)
+				}
+			}()
+		}
+		wg.Wait()
+		sent := time.Since(begun)
+		collect(func() bool {
+			for _, cl := range clients {
+				if len(seen[cl.JID()]) < changes {
+					return false
+				}
+			}
+			return true
+		})
+		ch := &churner{prefix: "b", last: make(map[string]conn)}
+		for _, cl := range clients {
+			got := seen[cl.JID()]
+			for k := range changes {
+				if got[k] != fmt.Sprintf("b%d", k) {
+					t.Fatalf("%s: live events %v, want b0…b%d in order", cl.JID(), got, changes-1)
+				}
+			}
+			ch.last[cl.JID()] = conn{show: []presence.Show{presence.Away, presence.XA, presence.DND, presence.Chat, presence.Online}[(changes-1)%5],
+				text: fmt.Sprintf("b%d", changes-1)}
+		}
+		if d := svc.Metric(t, "pubpresence_live_dropped_total"); d != 0 {
+			t.Errorf("%v live events dropped", d)
+		}
+		t.Logf("%s: %d changes sent in %v; resident memory %.1f MiB before, %.1f MiB after", srv.Kind, n*changes,
+			sent.Round(time.Millisecond), rss/(1<<20), svc.Metric(t, "process_resident_memory_bytes")/(1<<20))
+		mustTruth(t, "6 burst", srv, svc, watcher(t, srv), ch, begun.Add(sent))
+	})
+}
+
+// 7. Sessions that outlive their presence: a client with a resumable
+// stream (XEP-0198) vanishes; the server keeps its session, and so does
+// actual, until the server gives up on it (10 s in the harness) and sends
+// unavailable. A session that never sent presence is not online.
+func TestIntegrationFaultStreamManagement(t *testing.T) {
+	eachServer(t, func(t *testing.T, start startFunc) {
+		srv := start(t)
+		createUsers(t, srv, "u000", "u001", "quiet")
+		svc := startService(t, srv)
+		waitUntil(t, "online", func() bool { return svc.Ready() == http.StatusOK })
+		w := watcher(t, srv)
+		stay := online(t, srv, "u000", "r")
+		drain(stay)
+		sm := online(t, srv, "u001", "sm")
+		if err := sm.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"); err != nil {
+			t.Fatal(err)
+		}
+		waitStanza(t, sm, "<enabled/>", func(s c2s.Stanza) bool { return s.Name == "enabled" })
+		drain(sm)
+		quiet := dial(t, srv, "quiet", "r") // logged in, subscribed, never available
+		if err := quiet.ApproveAndSubscribe(srv.Component); err != nil {
+			t.Fatal(err)
+		}
+		drain(quiet)
+		ch := &churner{prefix: "u", last: map[string]conn{
+			stay.JID(): {show: presence.Online}, sm.JID(): {show: presence.Online}}}
+		mustTruth(t, "7 before", srv, svc, w, ch, time.Now())
+
+		_ = sm.Abort() // vanishes: the server holds the session for resumption
+		gone := time.Now()
+		time.Sleep(2 * time.Second)
+		if on, err := serverSessions(t, srv, "u"); err != nil || !on[sm.JID()] {
+			t.Logf("%s: the resumable session is not listed 2 s after the client vanished (%v)", srv.Kind, err)
+			delete(ch.last, sm.JID())
+		}
+		mustTruth(t, "7 hibernated", srv, svc, w, ch, gone)
+		delete(ch.last, sm.JID())
+		v := mustTruth(t, "7 resumption timed out", srv, svc, w, ch, gone)
+		t.Logf("%s: the vanished session left actual %v after the client", srv.Kind, v.took.Round(time.Millisecond))
+		if _, conns := w.Snapshot(); len(byJID(conns)) != 1 {
+			t.Errorf("watcher holds %v, want only %s (not the session without presence)", describe(conns), stay.JID())
+		}
+	})
+}
+
+// 8. Two instances on one component name. Prosody refuses the second
+// (conflict): it retries, not crash-looping. ejabberd accepts both and
+// splits stanzas at random: the second sees answers meant for the first and
+// stands by. Either way one stays active and true, the other's /readyz
+// says standby, and it takes over when the first goes.
+func TestIntegrationFaultTwoInstances(t *testing.T) {
+	eachServer(t, func(t *testing.T, start startFunc) {
+		srv, a, ch := faultSetup(t, start, nil)
+		w := watcher(t, srv)
+		b := startService(t, srv)
+		startedB := time.Now()
+		waitUntil(t, "the second instance to stand by", func() bool {
+			code, body := b.get("/readyz")
+			return code == http.StatusServiceUnavailable && strings.Contains(body, "standby")
+		})
+		t.Logf("%s: the second instance stood by after %v", srv.Kind, time.Since(startedB).Round(time.Millisecond))
+		if a.Ready() != http.StatusOK {
+			t.Errorf("the first instance is not ready: %d", a.Ready())
+		}
+		time.Sleep(3 * time.Second) // b retries meanwhile
+		if !b.Running() {
+			t.Fatal("the second instance exited")
+		}
+		if b.Logged(`"msg":"online"`) {
+			t.Errorf("the second instance went online while the first was:\n%s", b.LogTail(30))
+		}
+		ch.halt()
+		mustTruth(t, "8 second instance started", srv, a, w, ch, startedB)
+
+		// The first goes away: the second takes over.
+		a.Stop()
+		stopped := time.Now()
+		waitUntil(t, "the second instance to take over", func() bool { return b.Ready() == http.StatusOK })
+		t.Logf("%s: the standby took over %v after the first stopped", srv.Kind, time.Since(stopped).Round(time.Millisecond))
+		mustTruth(t, "8 standby took over", srv, b, w, ch, stopped)
+	})
+}
+
+func readLog(s *service) string { return s.LogTail(1 << 20) }

@@ -1,0 +1,134 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/status"
+)
+
+// Two instances with one component name. Prosody refuses the second
+// connection (conflict): it retries with backoff until the first goes.
+// ejabberd accepts it and spreads every stanza, IQ answers included, over
+// both at random, which would corrupt both instances' view. The ids of this
+// instance's requests name it and its stream's start (component.Config
+// Instance), so answers meant for another connection are recognised
+// (component.Foreign). The rule: the stream that started first stays; the
+// other stands by, disconnected, and tries again after the reconnect
+// backoff (at most xmpp.reconnect_max), so it takes over once the first is
+// gone. The one that stays has lost presence to the other meanwhile: it
+// resyncs every user once the other has been quiet for intruderQuiet.
+
+// errStandby ends a session that gives way to another instance.
+var errStandby = errors.New("another pubpresence instance holds the component name; standing by")
+
+const (
+	// checkPings is how many pings a new stream sends before it publishes
+	// anything: with two connections, each answer goes to the other one
+	// with probability 1/2, so a second instance goes unnoticed with
+	// probability 2^-checkPings (and is caught later by its answers).
+	checkPings = 8
+	// intruderQuiet is how long no foreign answer must arrive before the
+	// instance that stayed resyncs.
+	intruderQuiet = 2 * time.Second
+)
+
+// foreign is component.Config.Foreign: it runs on the stream's reader and
+// must not block.
+func (s *Service) foreign(f component.Foreign) {
+	s.metrics.Foreign.Inc()
+	if f.Older {
+		select {
+		case s.stepBack <- struct{}{}:
+		default:
+		}
+		return
+	}
+	s.intruderAt.Store(time.Now().UnixNano())
+}
+
+// alone checks, before the stream publishes anything, that no other
+// connection uses the component name: of checkPings pings sent at once,
+// every answer must come back on this stream. Once the first answer is in,
+// the others get a few times its round trip. When no answer comes at all
+// the server is too slow to tell: the check passes, and the answers seen
+// later still catch a second instance.
+func (s *Service) alone(ctx context.Context, c *component.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg().XMPP.RequestTimeout.Duration)
+	defer cancel()
+	start := time.Now()
+	answers := make(chan error, checkPings)
+	for range checkPings {
+		call, err := c.Start(ctx, "get", s.cfg().XMPP.Domains[0], []byte("<ping xmlns='"+component.NSPing+"'/>"))
+		if err != nil {
+			return err
+		}
+		go func() {
+			_, err := call.Wait(ctx)
+			answers <- err
+		}()
+	}
+	var rest <-chan time.Time
+	got := 0
+	for got < checkPings {
+		select {
+		case err := <-answers:
+			var se *component.StanzaError
+			if err != nil && !errors.As(err, &se) {
+				if ctx.Err() != nil {
+					continue // the ctx.Done case decides
+				}
+				return err
+			}
+			got++
+			if rest == nil {
+				rest = time.After(max(20*time.Since(start), 250*time.Millisecond))
+			}
+		case <-rest:
+			cancel()
+			s.log.Debug().Int("answered", got).Int("sent", checkPings).Msg("ping answers went elsewhere")
+			return errStandby
+		case <-s.stepBack:
+			return errStandby
+		case <-ctx.Done():
+			if got == 0 {
+				s.log.Warn().Dur("took_ms", time.Since(start)).Msg("no ping answered: cannot tell whether another instance holds the component name")
+				return nil
+			}
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// standBy is called when a session gave way to another instance.
+func (s *Service) standBy() {
+	s.status.SetStandby(true)
+	s.metrics.SetState("standby")
+	s.log.Error().Dur("retry_max_ms", s.cfg().XMPP.ReconnectMax.Duration).
+		Msg("another pubpresence instance holds the component name (ejabberd spreads stanzas over both): standing by; this one takes over when it goes")
+}
+
+// intruded checks, on the loop's periodic tick, whether another instance
+// was seen: once, say so; once it has been quiet for intruderQuiet, resync
+// every user, since presence meant for this instance went to the other.
+func (ss *session) intruded() {
+	at := ss.intruderAt.Load()
+	if at == 0 {
+		return
+	}
+	if !ss.intruderLogged {
+		ss.intruderLogged = true
+		ss.log.Warn().Msg("another connection with this component name took some of this instance's stanzas; it must stand by; every user is resynced once it is gone")
+	}
+	if time.Since(time.Unix(0, at)) < intruderQuiet || ss.phase != status.Online || ss.sync != nil {
+		return
+	}
+	if !ss.intruderAt.CompareAndSwap(at, 0) {
+		return // seen again meanwhile
+	}
+	ss.intruderLogged = false
+	ss.startFullSync()
+}
