@@ -49,6 +49,9 @@ func FuzzParseUserStats(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte, bare string) {
 		sessions, err := ParseUserStats(b, bare)
 		if err != nil {
+			if sessions != nil {
+				t.Fatalf("sessions %v with error %v", sessions, err)
+			}
 			return
 		}
 		want, ok := normalizeBare(bare)
@@ -90,6 +93,50 @@ func FuzzParseAddr(f *testing.F) {
 			if c, err := netip.ParseAddr(a.String()); err != nil || c != a {
 				t.Fatalf("%v does not read back: %v, %v", a, b, err)
 			}
+		}
+	})
+}
+
+// ejabberdOnlineResources is ejabberd's answer to disco#items of the node
+// "online users" (ejabberd.md §5.2).
+const ejabberdOnlineResources = `<query xmlns="http://jabber.org/protocol/disco#items" node="online users">` +
+	`<item name="alice@localhost" jid="alice@localhost/home"/>` +
+	`<item name="alice@localhost" jid="alice@localhost/phone"/>` +
+	`<item name="bob@localhost" jid="bob@localhost/laptop"/></query>`
+
+// FuzzParseOnlineResources checks that ParseOnlineResources never panics,
+// fails with no JIDs, and returns distinct full JIDs with a lower-cased bare
+// part and a resource.
+func FuzzParseOnlineResources(f *testing.F) {
+	for _, s := range []string{
+		ejabberdOnlineResources,
+		`<query xmlns='http://jabber.org/protocol/disco#items' node='online users'/>`,
+		`<query xmlns='http://jabber.org/protocol/disco#items' node='online users'><item jid='Alice@LocalHost/Home'/><item jid='alice@localhost/Home'/><item jid='bob@localhost'/><item jid='bob@localhost/'/><item jid=' @x/r'/><item jid='c@d/a/b'/></query>`,
+		`<query xmlns='http://jabber.org/protocol/disco#info'/><query xmlns='http://jabber.org/protocol/disco#items'><item jid='a@b/c'/></query>`,
+		`<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>`,
+		"",
+		`<query xmlns='http://jabber.org/protocol/disco#items'><item jid='a@b/c'>`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		jids, err := ParseOnlineResources(b)
+		if err != nil {
+			if jids != nil {
+				t.Fatalf("JIDs %v with error %v", jids, err)
+			}
+			return
+		}
+		seen := make(map[string]bool)
+		for _, j := range jids {
+			bare, res, ok := strings.Cut(j, "/")
+			if !ok || res == "" || seen[j] {
+				t.Fatalf("%q: no resource, or a duplicate", j)
+			}
+			if nb, ok := normalizeBare(bare); !ok || nb != bare {
+				t.Fatalf("%q: bare part not normalised (%q, %v)", j, nb, ok)
+			}
+			seen[j] = true
 		}
 	})
 }

@@ -1,7 +1,10 @@
 package component_test
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -81,5 +84,73 @@ func FuzzInbound(f *testing.F) {
 		if c.Err() == nil {
 			t.Fatal("Done closed with a nil Err()")
 		}
+	})
+}
+
+// FuzzHandshake plays a server that answers the stream open with arbitrary
+// bytes and then closes its side: Dial must return, and succeed only when
+// the server sent a <handshake/>; a Conn it returns must then end.
+func FuzzHandshake(f *testing.F) {
+	const (
+		prosodyHeader  = "<?xml version='1.0'?><stream:stream id='419a06b9-1779-4949-913e-439a188adfb5' xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' xml:lang='en' from='pubpresence.localhost'>"
+		ejabberdHeader = `<?xml version='1.0'?><stream:stream id="9093610124340968785" xml:lang="en" xmlns:stream="http://etherx.jabber.org/streams" from="pubpresence.localhost" xmlns="jabber:component:accept">`
+	)
+	for _, s := range []string{
+		prosodyHeader + "<handshake/>",
+		ejabberdHeader + "<handshake/>",
+		prosodyHeader + "<handshake/><presence from='bob@localhost/r1' to='pubpresence.localhost'/></stream:stream>",
+		prosodyHeader + streamError("not-authorized", "Given token does not match calculated token") + "</stream:stream>",
+		"<?xml version='1.0'?><stream:stream id='' version='1.0' xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>" +
+			streamError("host-unknown", "nosuch.localhost does not match any configured external components") + "</stream:stream>",
+		ejabberdHeader + streamError("conflict", "Component already connected"),
+		prosodyHeader + "<iq type='get' id='1'/>",
+		prosodyHeader,
+		"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' id='x'></stream:stream>",
+		"HTTP/1.1 400 Bad Request\r\n\r\n",
+		"",
+	} {
+		f.Add([]byte(s))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatalf("listen: %v", err)
+	}
+	f.Cleanup(func() { _ = ln.Close() })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+			_, _ = nc.Write(data)
+			_ = nc.(*net.TCPConn).CloseWrite()
+			_ = nc.SetReadDeadline(time.Now().Add(wait))
+			_, _ = io.Copy(io.Discard, nc) // until the client closes
+		}()
+		cfg := component.Config{Address: ln.Addr().String(), Name: compName, Secret: compSecret, DialTimeout: wait}
+		start := time.Now()
+		c, err := component.Dial(context.Background(), cfg)
+		if time.Since(start) >= wait {
+			t.Fatalf("Dial took %v on input %q", time.Since(start), data)
+		}
+		if err == nil {
+			if !bytes.Contains(data, []byte("handshake")) {
+				_ = c.Close()
+				t.Fatalf("Dial succeeded without a <handshake/> in %q", data)
+			}
+			select {
+			case <-c.Done():
+			case <-time.After(wait):
+				t.Fatalf("the Conn did not end after EOF (input %q)", data)
+			}
+			if c.Err() == nil {
+				t.Fatal("Done closed with a nil Err()")
+			}
+			_ = c.Close()
+		}
+		<-served
 	})
 }

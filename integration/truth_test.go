@@ -88,6 +88,8 @@ func truth(t testing.TB, srv *server.Server, svc *service, w *watch.Follower, ch
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	doneCtx, cancel := context.WithCancel(context.Background())
+	cancel() // WaitFor with it reports only whether the follower ended
 	rd := dial(t, srv, reader, fmt.Sprintf("truth%d", rand.N(1<<30)))
 	defer rd.Abort()
 	first := true
@@ -121,6 +123,9 @@ func truth(t testing.TB, srv *server.Server, svc *service, w *watch.Follower, ch
 			why = append(why, compareSet("server list", onServer, want)...)
 			if w != nil {
 				st, conns := w.Snapshot()
+				if _, _, err := w.WaitFor(doneCtx, func(string, []presence.Conn) bool { return false }); err != nil && err != context.Canceled {
+					why = append(why, "watcher ended: "+err.Error())
+				}
 				if st != "online" {
 					why = append(why, "watcher status "+st)
 				}

@@ -145,14 +145,44 @@ func MaxItemsLimit(ctx context.Context, iq IQer, service, node string) (int, err
 		if f.Var != "pubsub#max_items" {
 			continue
 		}
-		if n, err := strconv.Atoi(strings.TrimSpace(f.Range.Max)); err == nil {
+		// A negative number is no limit (found by FuzzNodeAnswers).
+		if n, err := strconv.Atoi(strings.TrimSpace(f.Range.Max)); err == nil && n >= 0 {
 			return n, nil
 		}
-		if n, err := strconv.Atoi(strings.TrimSpace(f.Value)); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(f.Value)); err == nil && n >= 0 {
 			return n, nil
 		}
 	}
 	return 0, nil
+}
+
+// Title returns the node's pubsub#title, "" when it has none. A node
+// created again by someone else (ejabberd creates a deleted node at the
+// next publish, with its defaults) lacks the title it was given.
+func Title(ctx context.Context, iq IQer, service, node string) (string, error) {
+	var b bytes.Buffer
+	b.WriteString("<pubsub xmlns='" + NSOwner + "'><configure node='")
+	xml.EscapeText(&b, []byte(node))
+	b.WriteString("'/></pubsub>")
+	inner, err := iq.IQ(ctx, "get", service, b.Bytes())
+	if err != nil {
+		return "", fmt.Errorf("get configuration of %s: %w", node, err)
+	}
+	var x struct {
+		Fields []struct {
+			Var   string `xml:"var,attr"`
+			Value string `xml:"value"`
+		} `xml:"pubsub>configure>x>field"`
+	}
+	if err := xml.Unmarshal(wrap(inner), &x); err != nil {
+		return "", fmt.Errorf("configuration of %s: %w", node, err)
+	}
+	for _, f := range x.Fields {
+		if f.Var == "pubsub#title" {
+			return f.Value, nil
+		}
+	}
+	return "", nil
 }
 
 // ProbeMaxItems finds the largest pubsub#max_items the service accepts on

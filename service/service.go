@@ -191,17 +191,20 @@ type session struct {
 	async      sync.WaitGroup
 	ctx        context.Context
 
-	phase      status.State
-	actualOn   bool        // changes go to the actual node (after the first diff)
-	sync       *syncRun    // the resync in progress, or nil
-	failures   int         // failed initial resyncs in a row
-	dirty      atomic.Bool // a publish to actual failed: reconcile soon (any goroutine)
-	maxItems   int         // the server's cap on items per node, 0 unknown
-	overLimit  bool        // more connections than maxItems
-	needNodes  atomic.Bool // a node was missing: set them up again (any goroutine)
-	repair     component.Backoff
-	nextRepair time.Time
-	retry      *time.Timer // next attempt of a failed initial resync
+	phase    status.State
+	actualOn bool        // changes go to the actual node (after the first diff)
+	sync     *syncRun    // the resync in progress, or nil
+	failures int         // failed initial resyncs in a row
+	dirty    atomic.Bool // a publish to actual failed: reconcile soon (any goroutine)
+	// statusFailed is the error of the last queued publish to the status
+	// node, nil when it was accepted (any goroutine).
+	statusFailed atomic.Pointer[error]
+	maxItems     int         // the server's cap on items per node, 0 unknown
+	overLimit    bool        // more connections than maxItems
+	needNodes    atomic.Bool // a node was missing: set them up again (any goroutine)
+	repair       component.Backoff
+	nextRepair   time.Time
+	retry        *time.Timer // next attempt of a failed initial resync
 
 	ticker    *time.Ticker     // periodic reconciliation, nil when off
 	reconcile <-chan time.Time // ticker.C, or nil
@@ -337,9 +340,13 @@ func (ss *session) run(ctx context.Context) error {
 			ss.intruded()
 			ss.metrics.QueueDepth.Set(float64(ss.queue.Len()))
 			ss.summarize()
-			if ss.phase == status.Online && ss.dirty.Load() && time.Now().After(ss.nextRepair) {
+			if ss.phase == status.Online && ss.dirty.Load() && ss.sync == nil && time.Now().After(ss.nextRepair) {
 				ss.nextRepair = time.Now().Add(ss.repair.Next())
-				ss.startSync(false)
+				if ss.needNodes.Swap(false) {
+					ss.reinit()
+				} else {
+					ss.startSync(false)
+				}
 			}
 		}
 	}
@@ -679,6 +686,10 @@ func (ss *session) published(r pubsub.Result) {
 	result := "ok"
 	if r.Err != nil {
 		result = "error"
+		if r.Node == ss.cfg().Nodes.Status {
+			err := r.Err
+			ss.statusFailed.Store(&err)
+		}
 		if r.Node == ss.cfg().Nodes.Actual {
 			ss.dirty.Store(true)
 			ss.status.SetFailing(true) // until a repair makes it true

@@ -72,6 +72,19 @@ func (ss *session) startFullSync() {
 	ss.beginSync(&syncRun{probeAll: true})
 }
 
+// reinit goes back to init and through the whole life cycle again, once a
+// node was found missing (deleted by an admin): readers must drop what they
+// hold and fetch the actual node anew once online, and init says so.
+func (ss *session) reinit() {
+	ss.log.Warn().Msg("a node is missing (deleted?): back to init to set the nodes up again")
+	ss.phase = status.Init
+	ss.status.Set(status.Init)
+	ss.metrics.SetState(string(status.Init))
+	ss.actualOn = false // the initial sync's diff publishes everything
+	ss.announce()
+	ss.startSync(true)
+}
+
 func (ss *session) beginSync(sr *syncRun) {
 	if ss.sync != nil {
 		return
@@ -80,14 +93,26 @@ func (ss *session) beginSync(sr *syncRun) {
 	sr.start, sr.seq = time.Now(), ss.state.Seq()
 	ss.sync = sr
 	ss.dirty.Store(false)
-	setup := initial || ss.needNodes.Swap(false)
+	// Every resync sets the nodes up again: a node deleted by an admin may
+	// have been created again by a publish with the server's defaults
+	// (ejabberd auto-creates), which may let anyone read it.
+	ss.needNodes.Store(false)
 	ss.goAsync(func(ctx context.Context) {
-		if setup {
-			if err := ss.ensureNodes(ctx, initial); err != nil {
-				ss.do(func() { ss.syncFailed(sr, errorf("set up nodes", err)) })
-				return
-			}
-			ss.do(ss.startQueue)
+		created, err := ss.ensureNodes(ctx, initial)
+		if err != nil {
+			ss.do(func() { ss.syncFailed(sr, errorf("set up nodes", err)) })
+			return
+		}
+		ss.do(ss.startQueue)
+		if created && !initial {
+			// A node was gone: readers must start over, and init says so.
+			ss.do(func() {
+				if ss.sync == sr {
+					ss.sync = nil
+					ss.reinit()
+				}
+			})
+			return
 		}
 		var all []admin.Session
 		partial := 0
@@ -122,7 +147,7 @@ const probeItemsMax = 1 << 20
 // The status node comes first and, with publishInit, init is published on
 // it at once: a status left at online by an earlier run must not stand
 // while the other nodes are set up.
-func (ss *session) ensureNodes(ctx context.Context, publishInit bool) error {
+func (ss *session) ensureNodes(ctx context.Context, publishInit bool) (createdAny bool, err error) {
 	n := ss.cfg().Nodes
 	service := ss.cfg().XMPP.Pubsub
 	nodes := []pubsub.NodeConfig{
@@ -132,7 +157,15 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) error {
 	}
 	for _, nc := range nodes {
 		rctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
+		replaced := false
+		if !publishInit {
+			// A node with another title was deleted and created again
+			// by someone else: as good as created now.
+			title, err := pubsub.Title(rctx, ss.conn, service, nc.Node)
+			replaced = err == nil && title != nc.Title
+		}
 		created, err := pubsub.Ensure(rctx, ss.conn, service, nc)
+		created = created || replaced
 		if err == nil && n.AccessModel == "whitelist" {
 			err = pubsub.SyncMembers(rctx, ss.conn, service, nc.Node, n.Readers)
 		}
@@ -141,9 +174,17 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) error {
 		}
 		cancel()
 		if err != nil {
-			return err
+			return createdAny, err
 		}
-		ss.log.Info().Str("node", nc.Node).Bool("created", created).Str("access_model", nc.AccessModel).Msg("node ready")
+		createdAny = createdAny || created
+		ev := ss.log.Debug()
+		if created || publishInit {
+			ev = ss.log.Info()
+		}
+		ev.Str("node", nc.Node).Bool("created", created).Str("access_model", nc.AccessModel).Msg("node ready")
+	}
+	if !publishInit {
+		return createdAny, nil // the item limit is read once per stream
 	}
 	rctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
 	defer cancel()
@@ -162,7 +203,7 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) error {
 		ss.log.Info().Int("limit", limit).Msg("server item limit per node (0: none found)")
 		ss.do(func() { ss.maxItems = limit })
 	}
-	return nil
+	return createdAny, nil
 }
 
 // syncFailed ends a resync that could not finish. An initial one is tried
@@ -380,18 +421,36 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 		case <-ctx.Done():
 			return
 		}
-		if ss.dirty.Load() {
-			// A request of the diff failed: actual is not true, so online
-			// would be a lie. Start over.
-			ss.do(func() { ss.syncFailed(sr, errActualFailed) })
+		ss.do(func() { ss.publishOnline(sr) })
+	})
+}
+
+// publishOnline publishes online once the diff is answered. It goes through
+// the queue, after every change to the actual node queued so far: a reader
+// drops the live events it got before online and fetches the actual node,
+// so each of those changes must be on the node before online is.
+func (ss *session) publishOnline(sr *syncRun) {
+	if ss.sync != sr {
+		return
+	}
+	if ss.dirty.Load() {
+		// A request of the diff failed: actual is not true, so online
+		// would be a lie. Start over.
+		ss.syncFailed(sr, errActualFailed)
+		return
+	}
+	ss.statusFailed.Store(nil)
+	ss.queue.Raw(ss.cfg().Nodes.Status, status.ItemID, status.Online.Item())
+	b := ss.queue.Barrier()
+	ss.goAsync(func(ctx context.Context) {
+		select {
+		case <-b:
+		case <-ctx.Done():
 			return
 		}
-		ctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
-		err := pubsub.Publish(ctx, ss.conn, ss.cfg().XMPP.Pubsub, ss.cfg().Nodes.Status, status.ItemID, status.Online.Item())
-		cancel()
 		ss.do(func() {
-			if err != nil {
-				ss.syncFailed(sr, err)
+			if err := ss.statusFailed.Load(); err != nil {
+				ss.syncFailed(sr, *err)
 				return
 			}
 			ss.goOnline(sr)

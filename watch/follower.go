@@ -267,7 +267,14 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 				continue
 			}
 			if r.err != nil {
-				return r.err
+				if c2s.Condition(r.err) != "item-not-found" {
+					return r.err
+				}
+				// The node is gone (deleted by an admin): the service
+				// sets it up again and says init, then online. Wait.
+				f.update((*View).Clear)
+				phase, pending = waiting, nil
+				continue
 			}
 			f.update(func(v *View) bool { return v.Load(r.snapshot) })
 			if f.OnSnapshot != nil {

@@ -442,3 +442,19 @@ func TestFollowerHooks(t *testing.T) {
 		t.Errorf("hook calls:\n got %q\nwant %q", got, want)
 	}
 }
+
+// The actual node deleted while it is fetched (an admin deleted it): the
+// follower waits for the service to set it up again (init, then online)
+// instead of giving up.
+func TestFollowerFetchOfDeletedNode(t *testing.T) {
+	h := startFollower(t, nil)
+	h.send(statusNote(StatusOnline))
+	h.fetch(nil, &c2s.IQError{Type: "cancel", Condition: "item-not-found"})
+	h.want(StatusOnline)
+	h.send(live("a@l/1", presence.Away)) // discarded: no snapshot yet
+	h.send(statusNote(StatusInit), statusNote(StatusOnline))
+	h.fetch(actualItems("b@l/1=xa"), nil)
+	h.want(StatusOnline, "b@l/1=xa")
+	h.send(live("b@l/1", presence.Chat))
+	h.want(StatusOnline, "b@l/1=chat")
+}
