@@ -45,4 +45,6 @@ func TestTitle(t *testing.T) {
 // answerWith answers every request with one canned answer.
 type answerWith string
 
-func (a answerWith) IQ(context.Context, string, string, []byte) ([]byte, error) { return []byte(a), nil }
+func (a answerWith) IQ(context.Context, string, string, []byte) ([]byte, error) {
+	return []byte(a), nil
+}
