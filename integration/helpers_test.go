@@ -73,6 +73,7 @@ type svcOptions struct {
 	secret      string
 	keepalive   string // keepalive_timeout
 	address     string // xmpp.address; default the server's component port
+	noIP        bool   // nodes.publish_ip = false
 }
 
 // service is a pubpresence process under test.
@@ -126,6 +127,7 @@ reconnect_max = "1s"
 [nodes]
 access_model = %q
 readers = ["%s@%s"]
+publish_ip = %v
 
 [sync]
 reconcile_interval = %q
@@ -138,7 +140,7 @@ listen = %q
 [log]
 level = "debug"
 `, o.address, srv.Component, o.secret, srv.Domain, srv.Pubsub, o.keepalive,
-		o.accessModel, reader, srv.Domain, o.reconcile, o.initLimit, o.grace, s.http)
+		o.accessModel, reader, srv.Domain, !o.noIP, o.reconcile, o.initLimit, o.grace, s.http)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

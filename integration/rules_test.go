@@ -243,6 +243,44 @@ func TestIntegrationIPv6(t *testing.T) {
 	})
 }
 
+// TestIntegrationNoIP: with publish_ip = false no user address appears
+// anywhere: not in the items of either node, not in the log (at debug).
+// The user connects over IPv6, so its address (::1) differs from every
+// address in the service's own config.
+func TestIntegrationNoIP(t *testing.T) {
+	eachServer(t, func(t *testing.T, start startFunc) {
+		srv := start(t)
+		if srv.C2SAddr6 == "" {
+			t.Skip("no IPv6 loopback on this machine")
+		}
+		createUsers(t, srv, "alice")
+		svc := startService(t, srv, func(o *svcOptions) { o.noIP = true })
+		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+		rd := dial(t, srv, reader, "live")
+		subscribe(t, rd, srv, nodes.Live)
+		evs := events(t, rd)
+		cl := dialAt(t, srv.C2SAddr6, "alice@"+srv.Domain, "v6")
+		if err := cl.ApproveAndSubscribe(srv.Component); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Presence("away", "", 0); err != nil {
+			t.Fatal(err)
+		}
+		e := next(t, evs, "alice's live event", func(e eventItem) bool { return e.Node == nodes.Live })
+		// A restart reads the sessions (with their addresses) from the server.
+		svc.Stop()
+		svc.Start()
+		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+		items := actualItems(t, rd, srv)
+		if len(items) != 1 || items[0].IP != "" || strings.Contains(string(e.Payload), "ip=") {
+			t.Errorf("an address was published: actual %s, live %s", describe(items), e.Payload)
+		}
+		if svc.Logged("::1") {
+			t.Errorf("the log holds the user's address ::1")
+		}
+	})
+}
+
 // TestIntegrationItemLimit: more connections than the server keeps items
 // on the actual node is reported clearly.
 func TestIntegrationItemLimit(t *testing.T) {

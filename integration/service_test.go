@@ -369,6 +369,31 @@ func TestIntegrationMalformedPresence(t *testing.T) {
 			}
 		}
 		t.Logf("%s passed on %d of %d malformed presences", srv.Kind, passed, len(cases))
+
+		// Deeply nested foreign payload: kept as data, never a reason to stop.
+		deep := strings.Repeat("<x xmlns='urn:example'>", 500) + strings.Repeat("</x>", 500)
+		if err := m.Send("<presence><status>deep</status>" + deep + "</presence>"); err != nil {
+			t.Fatal(err)
+		}
+		if refusedBy(t, m, w, map[string]conn{"mallory@localhost/x": {show: presence.Online, text: "deep"}}) {
+			t.Logf("deep nesting: refused by %s before it reached the service", srv.Kind)
+		}
+		// A flood from one user: every event is taken, nothing is dropped,
+		// and the last one wins.
+		before := svc.Metric(t, `pubpresence_presence_events_total{type="available"}`)
+		const flood = 500
+		for i := range flood {
+			if err := m.Presence("", fmt.Sprintf("flood %d", i), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitView(t, w, map[string]conn{"mallory@localhost/x": {show: presence.Online, text: fmt.Sprintf("flood %d", flood-1)}})
+		got := svc.Metric(t, `pubpresence_presence_events_total{type="available"}`) - before
+		t.Logf("%s: a flood of %d presences from one user: %v events counted, %v live events dropped",
+			srv.Kind, flood, got, svc.Metric(t, "pubpresence_live_dropped_total"))
+		if got < flood {
+			t.Errorf("%v of %d flooded presences counted", got, flood)
+		}
 		// Still serving others, on the same stream.
 		online(t, srv, "alice", "r")
 		waitView(t, w, map[string]conn{
