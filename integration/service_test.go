@@ -397,7 +397,7 @@ func TestIntegrationMalformedPresence(t *testing.T) {
 		// Still serving others, on the same stream.
 		online(t, srv, "alice", "r")
 		waitView(t, w, map[string]conn{
-			"mallory@localhost/x": {show: presence.Online, text: "c4"},
+			"mallory@localhost/x": {show: presence.Online, text: fmt.Sprintf("flood %d", flood-1)},
 			"alice@localhost/r":   {show: presence.Online, ip: "127.0.0.1"},
 		})
 		if v := svc.Metric(t, "pubpresence_reconnects_total"); v != 0 {
