@@ -117,31 +117,43 @@ func Configure(ctx context.Context, iq IQer, service, node string, form []byte) 
 	return nil
 }
 
-// MaxItemsLimit reads the node's configuration form and returns the
-// largest pubsub#max_items the server allows (the range Prosody announces
-// for "max"), or 0 when the server does not say.
-func MaxItemsLimit(ctx context.Context, iq IQer, service, node string) (int, error) {
+// configField is one field of a node's configuration form.
+type configField struct {
+	Var   string `xml:"var,attr"`
+	Range struct {
+		Max string `xml:"max,attr"`
+	} `xml:"validate>range"`
+	Value string `xml:"value"`
+}
+
+// configFields reads node's configuration form (owner configure get).
+func configFields(ctx context.Context, iq IQer, service, node string) ([]configField, error) {
 	var b bytes.Buffer
 	b.WriteString("<pubsub xmlns='" + NSOwner + "'><configure node='")
 	xml.EscapeText(&b, []byte(node))
 	b.WriteString("'/></pubsub>")
 	inner, err := iq.IQ(ctx, "get", service, b.Bytes())
 	if err != nil {
-		return 0, fmt.Errorf("get configuration of %s: %w", node, err)
+		return nil, fmt.Errorf("get configuration of %s: %w", node, err)
 	}
 	var x struct {
-		Fields []struct {
-			Var   string `xml:"var,attr"`
-			Range struct {
-				Max string `xml:"max,attr"`
-			} `xml:"validate>range"`
-			Value string `xml:"value"`
-		} `xml:"pubsub>configure>x>field"`
+		Fields []configField `xml:"pubsub>configure>x>field"`
 	}
 	if err := xml.Unmarshal(wrap(inner), &x); err != nil {
-		return 0, fmt.Errorf("configuration of %s: %w", node, err)
+		return nil, fmt.Errorf("configuration of %s: %w", node, err)
 	}
-	for _, f := range x.Fields {
+	return x.Fields, nil
+}
+
+// MaxItemsLimit reads the node's configuration form and returns the
+// largest pubsub#max_items the server allows (the range Prosody announces
+// for "max"), or 0 when the server does not say.
+func MaxItemsLimit(ctx context.Context, iq IQer, service, node string) (int, error) {
+	fields, err := configFields(ctx, iq, service, node)
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range fields {
 		if f.Var != "pubsub#max_items" {
 			continue
 		}
@@ -160,24 +172,11 @@ func MaxItemsLimit(ctx context.Context, iq IQer, service, node string) (int, err
 // created again by someone else (ejabberd creates a deleted node at the
 // next publish, with its defaults) lacks the title it was given.
 func Title(ctx context.Context, iq IQer, service, node string) (string, error) {
-	var b bytes.Buffer
-	b.WriteString("<pubsub xmlns='" + NSOwner + "'><configure node='")
-	xml.EscapeText(&b, []byte(node))
-	b.WriteString("'/></pubsub>")
-	inner, err := iq.IQ(ctx, "get", service, b.Bytes())
+	fields, err := configFields(ctx, iq, service, node)
 	if err != nil {
-		return "", fmt.Errorf("get configuration of %s: %w", node, err)
+		return "", err
 	}
-	var x struct {
-		Fields []struct {
-			Var   string `xml:"var,attr"`
-			Value string `xml:"value"`
-		} `xml:"pubsub>configure>x>field"`
-	}
-	if err := xml.Unmarshal(wrap(inner), &x); err != nil {
-		return "", fmt.Errorf("configuration of %s: %w", node, err)
-	}
-	for _, f := range x.Fields {
+	for _, f := range fields {
 		if f.Var == "pubsub#title" {
 			return f.Value, nil
 		}

@@ -414,6 +414,12 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 	}
 	// Once every request of the diff is answered, publish online, and be
 	// online when the server has taken it.
+	ss.afterQueued(func() { ss.publishOnline(sr) })
+}
+
+// afterQueued runs f on the loop once every state request queued so far
+// has been answered (Queue.Barrier), unless the session ends first.
+func (ss *session) afterQueued(f func()) {
 	b := ss.queue.Barrier()
 	ss.goAsync(func(ctx context.Context) {
 		select {
@@ -421,7 +427,7 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 		case <-ctx.Done():
 			return
 		}
-		ss.do(func() { ss.publishOnline(sr) })
+		ss.do(f)
 	})
 }
 
@@ -441,33 +447,19 @@ func (ss *session) publishOnline(sr *syncRun) {
 	}
 	ss.statusFailed.Store(nil)
 	ss.queue.Raw(ss.cfg().Nodes.Status, status.ItemID, status.Online.Item())
-	b := ss.queue.Barrier()
-	ss.goAsync(func(ctx context.Context) {
-		select {
-		case <-b:
-		case <-ctx.Done():
+	ss.afterQueued(func() {
+		if err := ss.statusFailed.Load(); err != nil {
+			ss.syncFailed(sr, *err)
 			return
 		}
-		ss.do(func() {
-			if err := ss.statusFailed.Load(); err != nil {
-				ss.syncFailed(sr, *err)
-				return
-			}
-			ss.goOnline(sr)
-		})
+		ss.goOnline(sr)
 	})
 }
 
 // whenRepaired clears the failing mark once the requests queued so far
 // are answered, if none of them failed.
 func (ss *session) whenRepaired() {
-	b := ss.queue.Barrier()
-	ss.goAsync(func(ctx context.Context) {
-		select {
-		case <-b:
-		case <-ctx.Done():
-			return
-		}
+	ss.afterQueued(func() {
 		if !ss.dirty.Load() && ss.status.Failing() {
 			ss.status.SetFailing(false)
 			ss.log.Info().Msg("the actual node accepts changes again: repaired")
