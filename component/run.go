@@ -48,6 +48,13 @@ type Hooks struct {
 	DialFailed   func(err error, wait time.Duration)
 }
 
+// RetryAfter is implemented by a session error that says how long Run must
+// wait before it dials again, instead of the backoff.
+type RetryAfter interface {
+	error
+	RetryAfter() time.Duration
+}
+
 // StableAfter is how long a session must last for the backoff to start again
 // from its minimum.
 const StableAfter = 30 * time.Second
@@ -103,7 +110,12 @@ func Run(ctx context.Context, cfg Config, maxBackoff time.Duration, hooks Hooks,
 		if up >= StableAfter {
 			b.Reset()
 		}
-		if !sleep(ctx, b.Next()) {
+		wait := b.Next()
+		var ra RetryAfter
+		if errors.As(serr, &ra) {
+			wait = ra.RetryAfter()
+		}
+		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}
 	}

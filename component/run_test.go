@@ -321,3 +321,36 @@ func TestRunCancelClosesStream(t *testing.T) {
 		t.Errorf("Conn.Err() = %v, want ErrClosed", conn.Err())
 	}
 }
+
+type retryLater struct{ d time.Duration }
+
+func (e retryLater) Error() string             { return "later" }
+func (e retryLater) RetryAfter() time.Duration { return e.d }
+
+// A session error with RetryAfter sets the wait before the next dial,
+// instead of the (here much shorter) backoff.
+func TestRunRetryAfter(t *testing.T) {
+	srv := newFakeServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var starts []time.Time
+	done := goRun(ctx, srv.config(), 10*time.Millisecond, component.Hooks{}, func(context.Context, *component.Conn) error {
+		mu.Lock()
+		starts = append(starts, time.Now())
+		mu.Unlock()
+		return retryLater{300 * time.Millisecond}
+	})
+	eventually(t, "two sessions", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(starts) >= 2
+	})
+	cancel()
+	waitRun(t, done)
+	mu.Lock()
+	defer mu.Unlock()
+	if gap := starts[1].Sub(starts[0]); gap < 300*time.Millisecond {
+		t.Errorf("dialled again after %v, want at least the 300ms the session asked for", gap)
+	}
+}

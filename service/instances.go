@@ -24,6 +24,23 @@ import (
 // errStandby ends a session that gives way to another instance.
 var errStandby = errors.New("another pubpresence instance holds the component name; standing by")
 
+// standbyError is errStandby with the wait before the next check: each
+// check on ejabberd takes some of the active instance's stanzas (it then
+// resyncs), so a standby checks at most every standbyMin.
+type standbyError struct{ wait time.Duration }
+
+func (e standbyError) Error() string             { return errStandby.Error() }
+func (e standbyError) Unwrap() error             { return errStandby }
+func (e standbyError) RetryAfter() time.Duration { return e.wait }
+
+// standbyMin is the shortest wait between two checks of a standby.
+const standbyMin = 10 * time.Second
+
+// standby returns the error that ends a session giving way.
+func (s *Service) standby() error {
+	return standbyError{wait: max(standbyMin, s.cfg().XMPP.ReconnectMax.Duration)}
+}
+
 const (
 	// checkPings is how many pings a new stream sends before it publishes
 	// anything: with two connections, each answer goes to the other one
@@ -89,9 +106,9 @@ func (s *Service) alone(ctx context.Context, c *component.Conn) error {
 		case <-rest:
 			cancel()
 			s.log.Debug().Int("answered", got).Int("sent", checkPings).Msg("ping answers went elsewhere")
-			return errStandby
+			return s.standby()
 		case <-s.stepBack:
-			return errStandby
+			return s.standby()
 		case <-ctx.Done():
 			if got == 0 {
 				s.log.Warn().Dur("took_ms", time.Since(start)).Msg("no ping answered: cannot tell whether another instance holds the component name")
@@ -107,7 +124,7 @@ func (s *Service) alone(ctx context.Context, c *component.Conn) error {
 func (s *Service) standBy() {
 	s.status.SetStandby(true)
 	s.metrics.SetState("standby")
-	s.log.Error().Dur("retry_max_ms", s.cfg().XMPP.ReconnectMax.Duration).
+	s.log.Error().Dur("retry_in_ms", max(standbyMin, s.cfg().XMPP.ReconnectMax.Duration)).
 		Msg("another pubpresence instance holds the component name (ejabberd spreads stanzas over both): standing by; this one takes over when it goes")
 }
 

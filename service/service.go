@@ -335,7 +335,7 @@ func (ss *session) run(ctx context.Context) error {
 		case <-ss.stepBack:
 			// An older connection holds the name: give way without
 			// publishing anything, the nodes are its.
-			return errStandby
+			return ss.standby()
 		case <-check.C:
 			ss.intruded()
 			ss.metrics.QueueDepth.Set(float64(ss.queue.Len()))
