@@ -74,6 +74,7 @@ type svcOptions struct {
 	keepalive   string // keepalive_timeout
 	address     string // xmpp.address; default the server's component port
 	noIP        bool   // nodes.publish_ip = false
+	logLevel    string // log.level; default debug
 }
 
 // service is a pubpresence process under test.
@@ -105,7 +106,7 @@ func freePort(t testing.TB) string {
 func startService(t testing.TB, srv *server.Server, opts ...func(*svcOptions)) *service {
 	t.Helper()
 	o := svcOptions{reconcile: "0", grace: "500ms", initLimit: "10s", accessModel: "whitelist", secret: srv.Secret, keepalive: "2s",
-		address: srv.ComponentAddr}
+		address: srv.ComponentAddr, logLevel: "debug"}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -138,9 +139,9 @@ probe_grace = %q
 listen = %q
 
 [log]
-level = "debug"
+level = %q
 `, o.address, srv.Component, o.secret, srv.Domain, srv.Pubsub, o.keepalive,
-		o.accessModel, reader, srv.Domain, !o.noIP, o.reconcile, o.initLimit, o.grace, s.http)
+		o.accessModel, reader, srv.Domain, !o.noIP, o.reconcile, o.initLimit, o.grace, s.http, o.logLevel)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubpresence/pubpresence/c2s"
 	"github.com/pubpresence/pubpresence/presence"
 )
 
@@ -177,10 +178,17 @@ func TestIntegrationShutdownUnderLoad(t *testing.T) {
 		// buffered stanzas; floods are issue 5's), then a last one.
 		const burst = 200
 		want := make(map[string]conn)
-		var wg sync.WaitGroup
+		var clients []*c2s.Client
 		for _, u := range locals {
-			cl := online(t, srv, u, "r")
+			clients = append(clients, online(t, srv, u, "r"))
 			want[u+"@localhost/r"] = conn{show: presence.XA, text: "last", ip: "127.0.0.1"}
+		}
+		// Every subscription is complete before the stop: a subscribe
+		// that reaches ejabberd while the component is away is lost, and
+		// that is not what this test is about.
+		waitUntil(t, "all tracked", func() bool { return svc.Metric(t, "pubpresence_tracked_connections") == float64(len(locals)) })
+		var wg sync.WaitGroup
+		for _, cl := range clients {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

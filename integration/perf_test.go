@@ -1,0 +1,340 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/load"
+	"github.com/pubpresence/pubpresence/presence"
+)
+
+// The performance comparison (issue 6). Each measure is a ratio between
+// pubpresence and the server's own limit, taken in the same run on the
+// same server. It runs only when PUBPRESENCE_PERF is set; scripts/perf.sh
+// runs it and prints its "PERF |" rows as one table. The tests assert
+// correctness (nothing lost, actual true); speed is reported, not asserted.
+//
+//	PUBPRESENCE_PERF=1                    throughput, latency, flood restart
+//	PUBPRESENCE_PERF_SIZES=1000,10000     resync sizes (default 1000)
+//	PUBPRESENCE_PERF_CHANGES=20000        changes of the throughput run
+func TestIntegrationPerformance(t *testing.T) {
+	if os.Getenv("PUBPRESENCE_PERF") == "" {
+		t.Skip("set PUBPRESENCE_PERF=1 (scripts/perf.sh) to measure")
+	}
+	if raceEnabled {
+		t.Skip("measured without -race")
+	}
+	sizes := []int{1000}
+	if s := os.Getenv("PUBPRESENCE_PERF_SIZES"); s != "" {
+		sizes = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > load.MaxUsers {
+				t.Fatalf("PUBPRESENCE_PERF_SIZES: bad size %q", f)
+			}
+			sizes = append(sizes, n)
+		}
+	}
+	changes := envInt(t, "PUBPRESENCE_PERF_CHANGES", 20000)
+	eachServer(t, func(t *testing.T, start startFunc) {
+		t.Run("flow", func(t *testing.T) { perfFlow(t, start, changes) })
+		for _, n := range sizes {
+			t.Run(fmt.Sprint("resync", n), func(t *testing.T) { perfResync(t, start, n) })
+		}
+	})
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("%s: bad number %q", name, s)
+	}
+	return n
+}
+
+// perfRow prints one row of the table scripts/perf.sh assembles.
+func perfRow(t *testing.T, srv *server.Server, measure, value, versus, ratio, goal string) {
+	t.Helper()
+	t.Logf("PERF | %s | %s | %s | %s | %s | %s |", srv.Kind, measure, value, versus, ratio, goal)
+}
+
+// perfService starts pubpresence as an operator would run it: info logs,
+// no periodic reconciliation, patient timeouts for large resyncs.
+func perfService(t *testing.T, srv *server.Server) *service {
+	svc := startService(t, srv, func(o *svcOptions) {
+		o.logLevel, o.initLimit, o.keepalive = "info", "300s", "20s"
+	})
+	waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+	return svc
+}
+
+// perfFlow measures throughput, latency and the restart under a flood
+// with a few hundred users.
+func perfFlow(t *testing.T, start startFunc, changes int) {
+	const users = 200
+	srv := start(t)
+	names := users2(t, srv, "p", users)
+	const contact = "buddy"
+	createUsers(t, srv, contact)
+	svc := perfService(t, srv)
+	ctx := context.Background()
+
+	// 1. The raw ceiling: the same requests pubpresence makes for each
+	// change (a live event and the actual item), with nothing else in
+	// the way, on the component stream while pubpresence is stopped.
+	svc.Stop()
+	ops := make([]load.RawOp, 0, 2*changes)
+	for i := range changes {
+		c := presence.Conn{JID: fmt.Sprintf("%s@%s/load", names[i%users], srv.Domain), Show: presence.Away,
+			Text: fmt.Sprintf("ldraw#%d", i), IP: "127.0.0.1", Since: time.Now().UTC()}
+		ops = append(ops, load.RawOp{Node: nodes.Live, Conn: c}, load.RawOp{Node: nodes.Actual, Conn: c})
+	}
+	raw, err := load.Raw(ctx, rawConfig(srv), ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Errors > 0 {
+		t.Fatalf("raw publisher: %d of %d requests failed, first: %v", raw.Errors, raw.Requests, raw.FirstErr)
+	}
+	rawRate := float64(changes) / raw.Took.Seconds()
+	t.Logf("%s raw: %d changes (%d requests) in %v: %.0f changes/s", srv.Kind, changes, raw.Requests, raw.Took, rawRate)
+	svc.Start()
+	waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+
+	// 2. The fleet, a contact subscribed to every user, and a watcher of
+	// the live node.
+	buddy := dial(t, srv, contact, "observer")
+	jids := make([]string, users)
+	for i, n := range names {
+		jids[i] = n + "@" + srv.Domain
+	}
+	if err := load.Befriend(buddy, jids); err != nil {
+		t.Fatal(err)
+	}
+	live := dial(t, srv, reader, "observer")
+	subscribe(t, live, srv, nodes.Live)
+	// The observers read their sessions' stanzas from now on, for every run.
+	buddyObs, liveObs := load.NewObserver("contact", buddy), load.NewObserver("live", live)
+	f, err := load.Login(ctx, load.FleetConfig{Addr: srv.C2SAddr, Domain: srv.Domain, Password: password,
+		Users: names, Subscribe: []string{srv.Component, buddy.Bare()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Abort)
+	if err := f.Available("load start"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "all tracked", func() bool { return svc.Metric(t, "pubpresence_tracked_connections") == users })
+	time.Sleep(time.Second) // let the subscriptions' presence settle
+
+	drive := func(cfg load.RunConfig) load.Report {
+		t.Helper()
+		r, err := load.NewRun(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Observe(liveObs)
+		r.Observe(buddyObs)
+		rep, err := r.Drive(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s:\n%s", srv.Kind, rep)
+		for _, s := range rep.Streams {
+			if s.Lost > 0 || s.Reordered > 0 {
+				t.Errorf("%s: %d of %d changes lost, %d reordered", s.Name, s.Lost, rep.Sent, s.Reordered)
+			}
+		}
+		return rep
+	}
+	lat := drive(load.RunConfig{Rate: 200, Duration: 10 * time.Second, Drain: 20 * time.Second})
+	lv, _ := lat.Stream("live")
+	ct, _ := lat.Stream("contact")
+	perfRow(t, srv, "latency p50, 200 changes/s", rd(lv.P50), "contact "+rd(ct.P50), ratio(lv.P50, ct.P50), "")
+	perfRow(t, srv, "latency p99, 200 changes/s", rd(lv.P99), "contact "+rd(ct.P99), ratio(lv.P99, ct.P99), "≤ 2")
+
+	thr := drive(load.RunConfig{Changes: changes, Drain: 120 * time.Second})
+	lv, _ = thr.Stream("live")
+	ct, _ = thr.Stream("contact")
+	perfRow(t, srv, fmt.Sprintf("throughput, %d changes as fast as sent", changes), fmt.Sprintf("%.0f/s", lv.Rate()),
+		fmt.Sprintf("raw %.0f/s", rawRate), fmt.Sprintf("%.2f", lv.Rate()/rawRate), "≥ 0.9")
+	perfRow(t, srv, "  same run: the server's own delivery to the contact", fmt.Sprintf("%.0f/s", ct.Rate()), "", "", "")
+	drainedActual(t, srv, f, live)
+
+	// 3. A restart under an unbounded flood: 100 000 changes written as
+	// fast as the sockets take them, pubpresence restarted meanwhile.
+	perfFloodRestart(t, srv, svc, f)
+}
+
+// users2 creates n users named prefix000… on srv and returns their names.
+func users2(t *testing.T, srv *server.Server, prefix string, n int) []string {
+	names := load.Names(prefix, n)
+	createUsers(t, srv, names...)
+	return names
+}
+
+func rawConfig(srv *server.Server) load.RawConfig {
+	return load.RawConfig{Addr: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret, Service: srv.Pubsub, WithIP: true}
+}
+
+// drainedActual waits until presence/actual holds the fleet's last
+// presence, one item per session.
+func drainedActual(t *testing.T, srv *server.Server, f *load.Fleet, cl *c2s.Client) {
+	t.Helper()
+	var items []presence.Conn
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		items = actualItems(t, cl, srv)
+		if len(items) == f.Len() {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Errorf("actual holds %d items, want %d", len(items), f.Len())
+}
+
+func perfFloodRestart(t *testing.T, srv *server.Server, svc *service, f *load.Fleet) {
+	const flood = 100000
+	r, err := load.NewRun(load.RunConfig{Changes: flood})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var sent load.Report
+	go func() {
+		defer wg.Done()
+		sent, _ = r.Drive(context.Background(), f)
+	}()
+	time.Sleep(500 * time.Millisecond)
+	st := dial(t, srv, reader, "status")
+	evs := events(t, st)
+	subscribe(t, st, srv, nodes.Status)
+	svc.Kill()
+	begin := time.Now()
+	svc.Start()
+	next(t, evs, "online", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "online" })
+	took := time.Since(begin)
+	wg.Wait()
+	dropped := svc.Metric(t, "pubpresence_live_dropped_total")
+	perfRow(t, srv, fmt.Sprintf("restart during a flood of %d changes: start→online", flood),
+		fmt.Sprintf("%.2f s", took.Seconds()), fmt.Sprintf("sent in %.1f s; %0.f live events dropped", sent.SendTook.Seconds(), dropped), "", "")
+	drainedActual(t, srv, f, st)
+}
+
+// perfResync measures start → online with n users connected, warm and
+// cold, against a raw publisher making the cold start's requests.
+func perfResync(t *testing.T, start startFunc, n int) {
+	srv := start(t, server.WithMaxItems(max(10000, 2*n)))
+	names := users2(t, srv, "r", n)
+	svc := perfService(t, srv)
+	ctx := context.Background()
+	t0 := time.Now()
+	f, err := load.Login(ctx, load.FleetConfig{Addr: srv.C2SAddr, Domain: srv.Domain, Password: password,
+		Users: names, Subscribe: []string{srv.Component}, Logins: 64, Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Abort)
+	if err := f.Available("resync"); err != nil {
+		t.Fatal(err)
+	}
+	waitLong(t, "all tracked", func() bool { return svc.Metric(t, "pubpresence_tracked_connections") == float64(n) })
+	logins := time.Since(t0)
+	st := dial(t, srv, reader, "status")
+	drainedActual(t, srv, f, st)
+	evs := events(t, st)
+	subscribe(t, st, srv, nodes.Status)
+	timeOnline := func() time.Duration {
+		t.Helper()
+		begin := time.Now()
+		svc.Start()
+		next(t, evs, "init", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "init" })
+		for {
+			select {
+			case e := <-evs:
+				if e.Node == nodes.Status && statusOf(e) == "online" {
+					return time.Since(begin)
+				}
+			case <-time.After(5 * time.Minute):
+				t.Fatal("no online within 5 min")
+			}
+		}
+	}
+
+	// Warm: a quick restart, nothing changed.
+	svc.Stop()
+	warm := timeOnline()
+	if items := actualItems(t, st, srv); len(items) != n {
+		t.Errorf("warm: actual holds %d items, want %d", len(items), n)
+	}
+
+	// The raw publisher does what a cold start must: retract every item
+	// and publish one per connection (retracts first, as the service).
+	svc.Stop()
+	ops := make([]load.RawOp, 0, 2*n)
+	for i := range n {
+		ops = append(ops, load.RawOp{Node: nodes.Actual, Retract: true, ID: fmt.Sprintf("%s@%s/load", names[i], srv.Domain)})
+	}
+	for i := range n {
+		ops = append(ops, load.RawOp{Node: nodes.Actual, Conn: presence.Conn{JID: fmt.Sprintf("%s@%s/stale", names[i], srv.Domain),
+			Text: "resync", IP: "127.0.0.1", Since: time.Now().UTC()}})
+	}
+	raw, err := load.Raw(ctx, rawConfig(srv), ops)
+	if err != nil || raw.Errors > 0 {
+		t.Fatalf("raw publisher: %v; %d of %d failed, first %v", err, raw.Errors, raw.Requests, raw.FirstErr)
+	}
+
+	// Cold: every item on actual is stale (the raw publisher's), every
+	// connection is missing: the same retracts and publishes.
+	cold := timeOnline()
+	if items := actualItems(t, st, srv); len(items) != n {
+		t.Errorf("cold: actual holds %d items, want %d", len(items), n)
+	}
+	t.Logf("%s, %d users: logged in and tracked in %v; warm %v, raw %v, cold %v", srv.Kind, n,
+		logins.Round(time.Millisecond), warm.Round(time.Millisecond), raw.Took.Round(time.Millisecond), cold.Round(time.Millisecond))
+	perfRow(t, srv, fmt.Sprintf("resync %d users, warm: start→online", n), fmt.Sprintf("%.2f s", warm.Seconds()), "", "", "≤ 3 s")
+	perfRow(t, srv, fmt.Sprintf("resync %d users, cold: start→online", n), fmt.Sprintf("%.2f s", cold.Seconds()),
+		fmt.Sprintf("raw %.2f s", raw.Took.Seconds()), fmt.Sprintf("%.2f", cold.Seconds()/raw.Took.Seconds()), "≤ 1.2")
+}
+
+// waitLong is waitUntil with a bound for thousands of logins.
+func waitLong(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func rd(d time.Duration) string {
+	if d < 10*time.Millisecond {
+		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.0f ms", float64(d)/1e6)
+}
+
+func ratio(a, b time.Duration) string {
+	if b <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", float64(a)/float64(b))
+}

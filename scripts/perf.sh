@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# perf.sh runs the whole performance comparison of docs/performance.md and
+# prints one table:
+#
+#   1. in-process Go benchmarks: the hot path (decoded presence → encoded
+#      publishes), the whole process per event over loopback, and heap per
+#      tracked connection at 10 000 and 100 000 connections (medians);
+#   2. against a private Prosody and a private ejabberd (started and stopped
+#      by the test, 127.0.0.1 only), each a ratio taken in one run:
+#      throughput vs a raw publisher, latency vs the server's own presence
+#      delivery to a contact, resync warm and cold (vs a raw publisher making
+#      the same requests), a restart during a flood.
+#
+#   SIZES=1000,10000 scripts/perf.sh     resync sizes (default 1000,10000)
+#   CHANGES=20000                        changes of the throughput run
+#   COUNT=5                              runs of each Go benchmark
+#
+# Nothing here asserts speed; the tests assert that nothing is lost.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+SIZES=${SIZES:-1000,10000}
+CHANGES=${CHANGES:-20000}
+COUNT=${COUNT:-5}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+scripts/install-servers.sh ejabberd >"$out/install.log" 2>&1 || { cat "$out/install.log"; exit 1; }
+
+echo "==> Go benchmarks (count $COUNT)" >&2
+go test -run '^$' -bench 'HotPath|ServiceEvents' -benchmem -count "$COUNT" ./service/ >"$out/bench.txt" 2>&1 ||
+	{ cat "$out/bench.txt"; exit 1; }
+go test -run '^$' -bench 'PresenceToPublish' -benchmem -count "$COUNT" ./pubsub/ >>"$out/bench.txt" 2>&1 ||
+	{ cat "$out/bench.txt"; exit 1; }
+go test -run '^$' -bench 'MemoryPerConn' -benchtime 1x -count 3 -timeout 30m ./service/ >>"$out/bench.txt" 2>&1 ||
+	{ cat "$out/bench.txt"; exit 1; }
+
+echo "==> against Prosody and ejabberd (sizes $SIZES, $CHANGES changes)" >&2
+PUBPRESENCE_REQUIRE_SERVERS=1 PUBPRESENCE_PERF=1 PUBPRESENCE_PERF_SIZES="$SIZES" PUBPRESENCE_PERF_CHANGES="$CHANGES" \
+	go test -count=1 -tags integration -run 'TestIntegrationPerformance' -v -timeout 90m ./integration/ >"$out/perf.txt" 2>&1
+rc=$?
+
+# median UNIT: the median of the values preceding UNIT on each benchmark
+# line, per benchmark name.
+median() {
+	awk -v unit="$1" '
+		/^Benchmark/ {
+			name = $1; sub(/-[0-9]+$/, "", name)
+			for (i = 3; i <= NF; i++) if ($i == unit) { v[name] = v[name] " " $(i-1) }
+		}
+		END {
+			for (n in v) {
+				k = split(substr(v[n], 2), a, " ")
+				for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+				m = (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+				printf "%s %s\n", n, m
+			}
+		}' "$out/bench.txt" | sort
+}
+
+echo
+echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB;" \
+	"$(go version | cut -d' ' -f3); prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null)"
+echo
+echo "| server | measure | pubpresence | versus | ratio | goal |"
+echo "|---|---|---|---|---|---|"
+median ns/op | while read -r n v; do
+	printf '| – | %s ns/op | %.2f µs | | | ≤ 10 µs |\n' "$n" "$(echo "$v / 1000" | bc -l)"
+done
+median allocs/op | while read -r n v; do printf '| – | %s allocs/op | %s | | | few |\n' "$n" "$v"; done
+median B/conn | while read -r n v; do printf '| – | %s heap per connection | %.0f B | | | ≤ 1024 B |\n' "$n" "$v"; done
+grep -o 'PERF | .*' "$out/perf.txt" | sed 's/^PERF /|/' | sed 's/| *$/|/'
+
+if [ "$rc" -ne 0 ]; then
+	echo
+	echo "the comparison FAILED (exit $rc):"
+	grep -E -- '--- FAIL|_test.go:[0-9]+:' "$out/perf.txt" | grep -v PERF | tail -40
+	exit "$rc"
+fi

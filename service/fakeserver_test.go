@@ -1,0 +1,762 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pubpresence/pubpresence/config"
+	"github.com/pubpresence/pubpresence/metrics"
+	"github.com/pubpresence/pubpresence/status"
+)
+
+// A fake XEP-0114 server, in the service's own process, for benchmarks and
+// quick tests of the whole service. It speaks like Prosody 0.12
+// (shared/notes/prosody.md §3, §4.2, §6.1) just enough to take the service
+// through its life cycle to online, and then injects presence of users.
+//
+// It is built to stay out of the profile: it reads the component's stream
+// with a byte scanner, not encoding/xml (the component writes each stanza
+// as one element whose attribute values and text are escaped, so '>' and
+// '<' only delimit tags), answers from pre-encoded parts appended into one
+// reused buffer, writes the answers of one read in one write, and keeps no
+// state per user: a user's user-stats answer is computed from its name.
+// In the steady state it allocates nothing.
+//
+// Answers, all as soon as the request is read:
+//
+//   - ping, pubsub create/configure set/affiliations/items, retract and
+//     publish: an empty result (items: no items; affiliations: none);
+//   - pubsub configure get: Prosody's form, with pubsub#title and a
+//     pubsub#max_items range up to fakeMaxItems;
+//   - get-online-users-list (the one-shot form with details): completed,
+//     with an empty list;
+//   - user-stats for uNNNNNN@localhost: completed, Prosody's fields, one
+//     session per resource in fakeServer.resources, each with the IP
+//     10.a.b.c made of the user's number NNNNNN (10.255.255.255 for any
+//     other name).
+//
+// It counts publishes per node (live, actual, status), retracts, the
+// status publishes carrying online, and the publishes on the actual node
+// of items whose id starts with "sentinel@".
+
+const (
+	fakeDomain    = "localhost"
+	fakeComponent = "pubpresence.localhost"
+	fakeSecret    = "s3cret"
+	fakeStreamID  = "fake-stream-4242"
+	fakeMaxItems  = 1 << 20
+	// fakeWait bounds every wait for the service: a guard against hanging,
+	// not a speed assertion.
+	fakeWait = 2 * time.Minute
+)
+
+// Pre-encoded parts of what the fake reads and writes.
+const (
+	fakePublishPrefix = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='"
+	fakeRetractPrefix = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><retract node='"
+	fakeCommandsNS    = "http://jabber.org/protocol/commands"
+	fakeAdminNS       = "http://jabber.org/protocol/admin"
+	fakeAccountField  = "<field var='accountjid'><value>"
+
+	fakeListAnswer = "<command xmlns='" + fakeCommandsNS + "' sessionid='fake-list' status='completed' node='" +
+		fakeAdminNS + "#get-online-users-list'><x xmlns='jabber:x:data' type='result'>" +
+		"<field type='hidden' var='FORM_TYPE'><value>" + fakeAdminNS + "</value></field>" +
+		"<field type='text-multi' var='onlineuserjids' label='The list of all online users'/></x></command>"
+	fakeStatsOpen = "<command xmlns='" + fakeCommandsNS + "' sessionid='fake-stats' status='completed' node='" +
+		fakeAdminNS + "#user-stats'><x xmlns='jabber:x:data' type='result'>" +
+		"<field type='hidden' var='FORM_TYPE'><value>" + fakeAdminNS + "</value></field>" +
+		"<field type='text-multi' var='ipaddresses' label='IP Addresses'>"
+	fakeStatsMiddle = "</field><field type='text-single' var='rostersize' label='Roster size'><value>1</value></field>" +
+		"<field type='text-multi' var='onlineresources' label='Online Resources'>"
+	fakeStatsClose = "</field></x></command>"
+	fakeFormOpen   = "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='"
+	fakeFormFields = "'><x xmlns='jabber:x:data' type='form'>" +
+		"<field type='hidden' var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value></field>" +
+		"<field type='text-single' var='pubsub#title' label='Title'><value>"
+	fakeFormClose = "</value></field><field type='text-single' var='pubsub#max_items' label='Max # of items to persist'>" +
+		"<validate xmlns='http://jabber.org/protocol/xdata-validate' datatype='pubsub:integer-or-max'>" +
+		"<range min='1' max='" + "1048576" + "'/></validate><value>max</value></field></x></configure></pubsub>"
+)
+
+// fakeServer is the fake. Its counters may be read from any goroutine;
+// inject, flush and the waits are for one goroutine (the benchmark's).
+type fakeServer struct {
+	tb        testing.TB
+	ln        net.Listener
+	nodes     config.Nodes
+	titles    map[string]string // node → the title ensureNodes gives it
+	resources []string          // every user's online resources, for user-stats
+
+	wmu sync.Mutex
+	nc  net.Conn // the authenticated connection, nil before
+
+	inj  []byte // presence injected and not yet written
+	tick *time.Ticker
+
+	progress chan struct{} // cap 1: something was counted
+	wg       sync.WaitGroup
+	closed   atomic.Bool
+
+	// Counters of requests answered.
+	live, actual, statusPub, retracts, online, sentinel atomic.Int64
+	userStats, lists, pings, others                     atomic.Int64
+	readErr                                             atomic.Pointer[error]
+
+	keepLast   atomic.Bool // keep a copy of the last actual publish (tests)
+	lmu        sync.Mutex
+	lastActual []byte
+}
+
+// newFakeServer listens on 127.0.0.1:0 and serves one component connection
+// at a time until the test ends.
+func newFakeServer(tb testing.TB) *fakeServer {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("fake server: listen: %v", err)
+	}
+	n := config.Default().Nodes
+	f := &fakeServer{
+		tb: tb, ln: ln, nodes: n, resources: []string{"r"},
+		titles: map[string]string{
+			n.Status: "pubpresence: service status",
+			n.Live:   "pubpresence: presence events",
+			n.Actual: "pubpresence: online connections",
+		},
+		inj:      make([]byte, 0, 64<<10),
+		tick:     time.NewTicker(20 * time.Millisecond),
+		progress: make(chan struct{}, 1),
+	}
+	f.wg.Add(1)
+	go f.acceptLoop()
+	tb.Cleanup(f.close)
+	return f
+}
+
+// config returns the service's configuration for this server: defaults,
+// with the periodic reconciliation and the HTTP listener off.
+func (f *fakeServer) config() *config.Config {
+	f.tb.Helper()
+	toml := "[xmpp]\naddress = '" + f.ln.Addr().String() + "'\ncomponent = '" + fakeComponent +
+		"'\nsecret = '" + fakeSecret + "'\ndomains = ['" + fakeDomain + "']\n" +
+		"[sync]\nreconcile_interval = '0s'\n[http]\nlisten = ''\n"
+	cfg, err := config.Parse([]byte(toml), nil)
+	if err != nil {
+		f.tb.Fatalf("fake server: config: %v", err)
+	}
+	return cfg
+}
+
+func (f *fakeServer) close() {
+	if f.closed.Swap(true) {
+		return
+	}
+	_ = f.ln.Close()
+	f.wmu.Lock()
+	if f.nc != nil {
+		_ = f.nc.Close()
+	}
+	f.wmu.Unlock()
+	f.tick.Stop()
+	f.wg.Wait()
+}
+
+func (f *fakeServer) acceptLoop() {
+	defer f.wg.Done()
+	for {
+		nc, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			defer nc.Close()
+			if err := f.serve(nc); err != nil && !f.closed.Load() {
+				f.readErr.Store(&err)
+			}
+		}()
+	}
+}
+
+// streamReader reads the component's bytes into one buffer.
+type streamReader struct {
+	nc  net.Conn
+	buf []byte
+	pos int // start of what is not consumed
+}
+
+// more reads at least one more byte, growing the buffer when it is full.
+func (r *streamReader) more() error {
+	if r.pos > 0 {
+		n := copy(r.buf, r.buf[r.pos:])
+		r.buf, r.pos = r.buf[:n], 0
+	}
+	if len(r.buf) == cap(r.buf) {
+		r.buf = append(r.buf, make([]byte, cap(r.buf))...)[:len(r.buf)]
+	}
+	n, err := r.nc.Read(r.buf[len(r.buf):cap(r.buf)])
+	r.buf = r.buf[:len(r.buf)+n]
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// through reads until pattern is in the unconsumed bytes and returns them
+// up to the end of the pattern, consuming them.
+func (r *streamReader) through(pattern string) ([]byte, error) {
+	for {
+		if i := bytes.Index(r.buf[r.pos:], []byte(pattern)); i >= 0 {
+			out := r.buf[r.pos : r.pos+i+len(pattern)]
+			r.pos += i + len(pattern)
+			return out, nil
+		}
+		if err := r.more(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (f *fakeServer) serve(nc net.Conn) error {
+	r := &streamReader{nc: nc, buf: make([]byte, 0, 256<<10)}
+	if _, err := r.through("<stream:stream"); err != nil {
+		return err
+	}
+	hdr, err := r.through(">")
+	if err != nil {
+		return err
+	}
+	if to := fakeAttr(hdr, " to='"); string(to) != fakeComponent {
+		_, _ = io.WriteString(nc, "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "+
+			"xmlns:stream='http://etherx.jabber.org/streams' version='1.0' id='' from='"+string(to)+"'>"+
+			"<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
+		return errors.New("fake server: unknown component " + strconv.Quote(string(to)))
+	}
+	if _, err := io.WriteString(nc, "<?xml version='1.0'?><stream:stream id='"+fakeStreamID+
+		"' xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' xml:lang='en' from='"+
+		fakeComponent+"'>"); err != nil {
+		return err
+	}
+	if _, err := r.through("<handshake>"); err != nil {
+		return err
+	}
+	tok, err := r.through("</handshake>")
+	if err != nil {
+		return err
+	}
+	tok = bytes.TrimSpace(tok[:len(tok)-len("</handshake>")])
+	sum := sha1.Sum([]byte(fakeStreamID + fakeSecret))
+	if !bytes.EqualFold(tok, []byte(hex.EncodeToString(sum[:]))) {
+		_, _ = io.WriteString(nc, "<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
+		return errors.New("fake server: bad handshake")
+	}
+	f.wmu.Lock()
+	f.nc = nc
+	_, err = io.WriteString(nc, "<handshake/>")
+	f.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+
+	out := make([]byte, 0, 256<<10)
+	for {
+		counted := false
+		for {
+			e, n, ok := fakeNext(r.buf[r.pos:])
+			r.pos += n
+			if !ok {
+				break
+			}
+			if e.end {
+				f.wmu.Lock()
+				_, _ = nc.Write(append(out, "</stream:stream>"...))
+				f.wmu.Unlock()
+				return nil
+			}
+			var c bool
+			out, c = f.answer(out, e)
+			counted = counted || c
+		}
+		if len(out) > 0 {
+			f.wmu.Lock()
+			_, err := nc.Write(out)
+			f.wmu.Unlock()
+			out = out[:0]
+			if err != nil {
+				return err
+			}
+		}
+		if counted {
+			select {
+			case f.progress <- struct{}{}:
+			default:
+			}
+		}
+		if err := r.more(); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// fakeElem is one top-level element the component sent.
+type fakeElem struct {
+	name  []byte
+	tag   []byte // the start tag, '<' to '>'
+	inner []byte
+	end   bool // </stream:stream>
+}
+
+// fakeNext finds the first complete top-level element in b. n is how much
+// of b it consumed (leading white space, then the element); ok is false
+// when b holds no complete element yet.
+func fakeNext(b []byte) (e fakeElem, n int, ok bool) {
+	i := 0
+	for i < len(b) && b[i] != '<' {
+		i++
+	}
+	rest := b[i:]
+	if len(rest) < 2 {
+		return e, i, false
+	}
+	if rest[1] == '/' {
+		const end = "</stream:stream>"
+		if len(rest) < len(end) {
+			return e, i, false
+		}
+		e.end = true
+		return e, i + len(end), true
+	}
+	gt := bytes.IndexByte(rest, '>')
+	if gt < 0 {
+		return e, i, false
+	}
+	e.tag = rest[:gt+1]
+	k := 1
+	for k < gt && rest[k] != ' ' && rest[k] != '/' {
+		k++
+	}
+	e.name = rest[1:k]
+	if rest[gt-1] == '/' {
+		return e, i + gt + 1, true
+	}
+	var closing []byte
+	switch string(e.name) {
+	case "iq":
+		closing = closeIQ
+	case "presence":
+		closing = closePresence
+	case "message":
+		closing = closeMessage
+	default:
+		closing = []byte("</" + string(e.name) + ">")
+	}
+	j := bytes.Index(rest[gt+1:], closing)
+	if j < 0 {
+		return fakeElem{}, i, false
+	}
+	e.inner = rest[gt+1 : gt+1+j]
+	return e, i + gt + 1 + j + len(closing), true
+}
+
+var (
+	closeIQ       = []byte("</iq>")
+	closePresence = []byte("</presence>")
+	closeMessage  = []byte("</message>")
+)
+
+// fakeAttr returns the value of the attribute whose " name='" is key, as
+// written (still escaped), or nil.
+func fakeAttr(tag []byte, key string) []byte {
+	i := bytes.Index(tag, []byte(key))
+	if i < 0 {
+		return nil
+	}
+	v := tag[i+len(key):]
+	if j := bytes.IndexByte(v, '\''); j >= 0 {
+		return v[:j]
+	}
+	return nil
+}
+
+// upTo returns b up to the first c (all of b when there is none).
+func upTo(b []byte, c byte) []byte {
+	if i := bytes.IndexByte(b, c); i >= 0 {
+		return b[:i]
+	}
+	return b
+}
+
+// answer appends the answer to e to out. counted says whether a publish
+// or retract was counted.
+func (f *fakeServer) answer(out []byte, e fakeElem) ([]byte, bool) {
+	if string(e.name) != "iq" {
+		return out, false // presence from the component: nothing to answer
+	}
+	typ := fakeAttr(e.tag, " type='")
+	if string(typ) != "get" && string(typ) != "set" {
+		return out, false
+	}
+	id := fakeAttr(e.tag, " id='")
+	to := fakeAttr(e.tag, " to='")
+	in := e.inner
+	switch {
+	case bytes.HasPrefix(in, []byte(fakePublishPrefix)):
+		rest := in[len(fakePublishPrefix):]
+		node := upTo(rest, '\'')
+		switch string(node) {
+		case f.nodes.Live:
+			f.live.Add(1)
+		case f.nodes.Actual:
+			if item := fakeAttr(rest, "<item id='"); bytes.HasPrefix(item, []byte("sentinel@")) {
+				f.sentinel.Add(1)
+			}
+			if f.keepLast.Load() {
+				f.lmu.Lock()
+				f.lastActual = append(f.lastActual[:0], in...)
+				f.lmu.Unlock()
+			}
+			f.actual.Add(1)
+		case f.nodes.Status:
+			if bytes.Contains(rest, []byte("<value>online</value>")) {
+				f.online.Add(1)
+			}
+			f.statusPub.Add(1)
+		}
+		return fakeResult(out, id, to, "", nil), true
+	case bytes.HasPrefix(in, []byte(fakeRetractPrefix)):
+		f.retracts.Add(1)
+		return fakeResult(out, id, to, "", nil), true
+	case bytes.Contains(in, []byte("urn:xmpp:ping")):
+		f.pings.Add(1)
+		return fakeResult(out, id, to, "", nil), false
+	case bytes.Contains(in, []byte(fakeAdminNS+"#user-stats'")):
+		f.userStats.Add(1)
+		var bare []byte
+		if i := bytes.Index(in, []byte(fakeAccountField)); i >= 0 {
+			bare = upTo(in[i+len(fakeAccountField):], '<')
+		}
+		return f.userStatsAnswer(out, id, to, bare), false
+	case bytes.Contains(in, []byte(fakeAdminNS+"#get-online-users-list'")):
+		f.lists.Add(1)
+		return fakeResult(out, id, to, fakeListAnswer, nil), false
+	case string(typ) == "get" && bytes.HasPrefix(in, []byte(fakeFormOpen)):
+		node := upTo(in[len(fakeFormOpen):], '\'')
+		out = fakeResultOpen(out, id, to)
+		out = append(out, fakeFormOpen...)
+		out = append(out, node...)
+		out = append(out, fakeFormFields...)
+		out = append(out, f.titles[string(node)]...)
+		out = append(out, fakeFormClose...)
+		return append(out, "</iq>"...), false
+	default:
+		f.others.Add(1)
+		return fakeResult(out, id, to, "", nil), false
+	}
+}
+
+// userStatsAnswer appends the user-stats answer for bare: one session per
+// resource, each at the IP made of the user's number.
+func (f *fakeServer) userStatsAnswer(out, id, to, bare []byte) []byte {
+	out = fakeResultOpen(out, id, to)
+	out = append(out, fakeStatsOpen...)
+	ip := fakeUserIP(bare)
+	for range f.resources {
+		out = append(out, "<value>"...)
+		out = appendIP(out, ip)
+		out = append(out, "</value>"...)
+	}
+	out = append(out, fakeStatsMiddle...)
+	for _, r := range f.resources {
+		out = append(out, "<value>"...)
+		out = append(out, r...)
+		out = append(out, "</value>"...)
+	}
+	out = append(out, fakeStatsClose...)
+	return append(out, "</iq>"...)
+}
+
+// fakeUserIP is the address of user uNNNNNN@…: 10.0.0.0 plus NNNNNN;
+// 10.255.255.255 for any other name.
+func fakeUserIP(bare []byte) uint32 {
+	if len(bare) < 2 || bare[0] != 'u' {
+		return 0x00ffffff
+	}
+	n := uint32(0)
+	for _, c := range bare[1:] {
+		if c == '@' {
+			return n & 0x00ffffff
+		}
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + uint32(c-'0')
+	}
+	return 0x00ffffff
+}
+
+func appendIP(b []byte, n uint32) []byte {
+	b = append(b, "10."...)
+	b = strconv.AppendUint(b, uint64(n>>16&0xff), 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, uint64(n>>8&0xff), 10)
+	b = append(b, '.')
+	return strconv.AppendUint(b, uint64(n&0xff), 10)
+}
+
+// fakeResultOpen appends the start of a result to the request id sent to
+// to, from to (the component checks that).
+func fakeResultOpen(out, id, to []byte) []byte {
+	out = append(out, "<iq type='result' id='"...)
+	out = append(out, id...)
+	out = append(out, "' from='"...)
+	out = append(out, to...)
+	return append(out, "' to='"+fakeComponent+"'>"...)
+}
+
+// fakeResult appends a whole result with inner (a string or bytes).
+func fakeResult(out, id, to []byte, inner string, innerB []byte) []byte {
+	if inner == "" && len(innerB) == 0 {
+		out = append(out, "<iq type='result' id='"...)
+		out = append(out, id...)
+		out = append(out, "' from='"...)
+		out = append(out, to...)
+		return append(out, "' to='"+fakeComponent+"'/>"...)
+	}
+	out = fakeResultOpen(out, id, to)
+	out = append(out, inner...)
+	out = append(out, innerB...)
+	return append(out, "</iq>"...)
+}
+
+// fakeUser appends the bare JID of user number n: u000042@localhost.
+func fakeUser(b []byte, n int) []byte {
+	b = append(b, 'u')
+	b = appendPadded(b, n, 6)
+	return append(b, "@"+fakeDomain...)
+}
+
+// appendPadded appends n in decimal with at least width digits.
+func appendPadded(b []byte, n, width int) []byte {
+	var d [20]byte
+	i := len(d)
+	for n > 0 || i > len(d)-width {
+		i--
+		d[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return append(b, d[i:]...)
+}
+
+// fakeText appends the status text number seq, 22 bytes: "busy with task 0000042".
+func fakeText(b []byte, seq int) []byte {
+	b = append(b, "busy with task "...)
+	return appendPadded(b, seq, 7)
+}
+
+// injectPresence queues available presence from user number user (or the
+// sentinel user when user < 0) with resource res, as a server delivers it
+// to the component (prosody.md §6.1): show when not empty, the status text
+// number textSeq when textSeq ≥ 0, and priority. It is written by flush, or
+// once enough is queued.
+func (f *fakeServer) injectPresence(user int, res, show string, textSeq, prio int) {
+	b := append(f.inj, "<presence to='"+fakeComponent+"' from='"...)
+	if user < 0 {
+		b = append(b, "sentinel@"+fakeDomain...)
+	} else {
+		b = fakeUser(b, user)
+	}
+	b = append(b, '/')
+	b = append(b, res...)
+	b = append(b, "'>"...)
+	if show != "" {
+		b = append(b, "<show>"...)
+		b = append(b, show...)
+		b = append(b, "</show>"...)
+	}
+	if textSeq >= 0 {
+		b = append(b, "<status>"...)
+		b = fakeText(b, textSeq)
+		b = append(b, "</status>"...)
+	}
+	b = append(b, "<priority>"...)
+	b = strconv.AppendInt(b, int64(prio), 10)
+	b = append(b, "</priority></presence>"...)
+	f.inj = b
+	if len(f.inj) >= 16<<10 {
+		f.flush()
+	}
+}
+
+// flush writes the injected presence.
+func (f *fakeServer) flush() {
+	if len(f.inj) == 0 {
+		return
+	}
+	f.wmu.Lock()
+	nc := f.nc
+	var err error
+	if nc == nil {
+		err = errors.New("no component connected")
+	} else {
+		_, err = nc.Write(f.inj)
+	}
+	f.wmu.Unlock()
+	f.inj = f.inj[:0]
+	if err != nil {
+		f.tb.Fatalf("fake server: inject: %v", err)
+	}
+}
+
+// waitFor flushes what was injected and waits until cond holds, waking on
+// every batch of answers that counted something (and on a slow tick, for
+// conditions the fake does not see). It fails the test after fakeWait.
+func (f *fakeServer) waitFor(what string, cond func() bool) {
+	f.tb.Helper()
+	f.flush()
+	start := time.Now()
+	for !cond() {
+		if p := f.readErr.Load(); p != nil {
+			f.tb.Fatalf("fake server: %v", *p)
+		}
+		if time.Since(start) > fakeWait {
+			f.tb.Fatalf("fake server: timed out waiting for %s (live %d, actual %d, status %d, user-stats %d)",
+				what, f.live.Load(), f.actual.Load(), f.statusPub.Load(), f.userStats.Load())
+		}
+		select {
+		case <-f.progress:
+		case <-f.tick.C:
+		}
+	}
+}
+
+// runningService is a Service running against a fakeServer.
+type runningService struct {
+	svc    *Service
+	m      *metrics.Metrics
+	st     *status.Tracker
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startService runs a service against f, as cmd/pubpresence/serve.go does
+// (its own metrics registry and status tracker; the logger at info, to
+// io.Discard), and waits until it is online: the fake has answered the
+// publish of online on the status node and the service has taken it.
+func startService(tb testing.TB, f *fakeServer) *runningService {
+	tb.Helper()
+	rs := &runningService{m: metrics.New("bench"), st: &status.Tracker{}, done: make(chan error, 1)}
+	log := zerolog.New(io.Discard).Level(zerolog.InfoLevel)
+	rs.svc = New(f.config(), log, rs.m, rs.st)
+	ctx, cancel := context.WithCancel(context.Background())
+	rs.cancel = cancel
+	go func() { rs.done <- rs.svc.Run(ctx) }()
+	f.waitFor("online on the status node", func() bool {
+		return f.online.Load() > 0 && rs.st.State() == status.Online
+	})
+	return rs
+}
+
+// stop stops the service cleanly and waits for Run to return.
+func (rs *runningService) stop(tb testing.TB) {
+	tb.Helper()
+	rs.cancel()
+	select {
+	case err := <-rs.done:
+		if err != nil {
+			tb.Errorf("Run: %v", err)
+		}
+	case <-time.After(fakeWait):
+		tb.Fatal("Run did not return after cancel")
+	}
+}
+
+// metric returns the value of the gauge or counter name whose labels
+// include labels (name=value pairs), summed over the matching series.
+func (rs *runningService) metric(tb testing.TB, name string, labels ...string) float64 {
+	tb.Helper()
+	mfs, err := rs.m.Registry.Gather()
+	if err != nil {
+		tb.Fatalf("gather: %v", err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
+			if g := m.GetGauge(); g != nil {
+				sum += g.GetValue()
+			}
+			if c := m.GetCounter(); c != nil {
+				sum += c.GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// TestFakeServerLifecycle checks the fake against the service: it reaches
+// online, and a new connection is looked up and published on both nodes
+// with the fake's IP; a change is published again.
+func TestFakeServerLifecycle(t *testing.T) {
+	f := newFakeServer(t)
+	f.keepLast.Store(true)
+	rs := startService(t, f)
+	defer rs.stop(t)
+	if f.lists.Load() == 0 {
+		t.Error("get-online-users-list was never asked")
+	}
+	f.injectPresence(42, "r", "away", 1, 5)
+	f.waitFor("the first publishes", func() bool { return f.live.Load() == 1 && f.actual.Load() == 1 })
+	f.lmu.Lock()
+	got := string(f.lastActual)
+	f.lmu.Unlock()
+	for _, want := range []string{"<publish node='presence/actual'>", "<item id='u000042@localhost/r'>",
+		"status='away'", "ip='10.0.0.42'", "priority='5'", "<text>busy with task 0000001</text>"} {
+		if !bytes.Contains([]byte(got), []byte(want)) {
+			t.Errorf("actual publish %s lacks %s", got, want)
+		}
+	}
+	if n := f.userStats.Load(); n != 1 {
+		t.Errorf("user-stats asked %d times, want 1", n)
+	}
+	f.injectPresence(42, "r", "dnd", 2, 5)
+	f.waitFor("the change", func() bool { return f.live.Load() == 2 && f.actual.Load() == 2 })
+	if n := rs.metric(t, "pubpresence_tracked_connections"); n != 1 {
+		t.Errorf("tracked connections = %v, want 1", n)
+	}
+	if n := f.userStats.Load(); n != 1 {
+		t.Errorf("user-stats asked %d times after a change, want still 1", n)
+	}
+}
