@@ -10,9 +10,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // docPath is the metrics documentation, relative to this package.
@@ -80,6 +82,9 @@ func touch(t *testing.T, m *Metrics) {
 	v := reflect.ValueOf(m).Elem()
 	for i := range v.NumField() {
 		f := v.Field(i)
+		if !v.Type().Field(i).IsExported() {
+			continue // the series cache
+		}
 		c, ok := f.Interface().(prometheus.Collector)
 		if !ok || f.Type() == reflect.TypeFor[*prometheus.Registry]() {
 			continue
@@ -312,5 +317,46 @@ func TestSetState(t *testing.T) {
 		if !maps.Equal(got, want) {
 			t.Errorf("after SetState(%q): %v, want %v", step.set, got, want)
 		}
+	}
+}
+
+// TestCachedSeries checks that the cached helpers count on the same series
+// as the label vectors, and that distinct labels stay distinct.
+func TestCachedSeries(t *testing.T) {
+	m := New("test")
+	for range 3 {
+		m.Request("presence/live", "publish", "ok", 2*time.Millisecond)
+	}
+	m.Request("presence/actual", "retract", "error", time.Millisecond)
+	m.Event("available")
+	m.Event("available")
+	m.Event("unavailable")
+	value := func(c prometheus.Counter) float64 {
+		var d dto.Metric
+		if err := c.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d.GetCounter().GetValue()
+	}
+	for _, tc := range []struct {
+		c    prometheus.Counter
+		want float64
+	}{
+		{m.Requests.WithLabelValues("presence/live", "publish", "ok"), 3},
+		{m.Requests.WithLabelValues("presence/actual", "retract", "error"), 1},
+		{m.Requests.WithLabelValues("presence/live", "publish", "error"), 0},
+		{m.Events.WithLabelValues("available"), 2},
+		{m.Events.WithLabelValues("unavailable"), 1},
+	} {
+		if got := value(tc.c); got != tc.want {
+			t.Errorf("%v: %v, want %v", tc.c.Desc(), got, tc.want)
+		}
+	}
+	var d dto.Metric
+	if err := m.RequestSeconds.WithLabelValues("presence/live", "publish").(prometheus.Histogram).Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.GetHistogram().GetSampleCount(); n != 3 {
+		t.Errorf("live publish durations: %d samples, want 3", n)
 	}
 }

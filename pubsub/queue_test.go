@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -238,7 +239,7 @@ func newTestQueue(t *testing.T, f *fakeStarter, window, maxLive int, onResult fu
 	t.Helper()
 	f.t = t
 	q := NewQueue(f, QueueConfig{Service: testService, Live: testLive, Actual: testActual,
-		Window: window, MaxLive: maxLive, Timeout: 10 * time.Second}, onResult)
+		Window: window, MaxLive: maxLive, Timeout: 10 * time.Second, LiveShare: 1}, onResult)
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan struct{})
 	var once sync.Once
@@ -822,4 +823,48 @@ func BenchmarkQueueLive(b *testing.B) {
 	b.StopTimer()
 	cancel()
 	<-ran
+}
+
+// TestQueueLiveShare checks the order in which the lanes are served while
+// both have work: the state lane first with a share of 0, then share live
+// events per state request.
+func TestQueueLiveShare(t *testing.T) {
+	for _, tc := range []struct {
+		share int
+		want  string // l: live, a: actual, in the order started
+	}{
+		{0, "aaalllll"},
+		{1, "alalalll"},
+		{2, "allallal"},
+		{4, "allllala"},
+	} {
+		t.Run(strconv.Itoa(tc.share), func(t *testing.T) {
+			f := &fakeStarter{}
+			q, start := newTestQueue(t, f, 16, 0, nil)
+			q.SetLiveShare(tc.share)
+			for i := range 5 {
+				q.Live(user("l@example.org/r", presence.Chat, strconv.Itoa(i)))
+			}
+			for i := range 3 {
+				q.Actual(user(fmt.Sprintf("a%d@example.org/r", i), presence.Away, ""))
+			}
+			start()
+			f.waitStarted(8)
+			var got strings.Builder
+			for _, r := range f.requests() {
+				if r.Node == testLive {
+					got.WriteByte('l')
+				} else {
+					got.WriteByte('a')
+				}
+			}
+			if got.String() != tc.want {
+				t.Errorf("order %s, want %s", got.String(), tc.want)
+			}
+			for range 8 {
+				f.reply(nil)
+			}
+			waitClosed(t, q.Drained(), "Drained")
+		})
+	}
 }

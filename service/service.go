@@ -181,10 +181,11 @@ func (s *Service) session(ctx context.Context, c *component.Conn) error {
 // goroutine only, except where noted.
 type session struct {
 	*Service
-	conn  *component.Conn
-	admin *admin.Client
-	queue *pubsub.Queue
-	calls chan func() // work for the loop, from other goroutines
+	conn    *component.Conn
+	admin   *admin.Client
+	queue   *pubsub.Queue
+	replies *outbox     // presence answers on their way to the writer
+	calls   chan func() // work for the loop, from other goroutines
 	// queueStart is closed (by startQueue) once the nodes exist: the queue
 	// sends nothing before, so nothing goes to a node that is not there.
 	queueStart chan struct{}
@@ -239,6 +240,7 @@ func newSession(s *Service, c *component.Conn) *session {
 		lookups:    make(map[string]bool),
 		repair:     component.Backoff{Min: 5 * time.Second, Max: max(s.cfg().Sync.ReconcileInterval.Duration, time.Minute)},
 	}
+	ss.replies = newOutbox(c.Send, s.metrics.RepliesDropped.Inc)
 	n := s.cfg().Nodes
 	ss.queue = pubsub.NewQueue(pubsub.ConnStarter{Conn: c}, pubsub.QueueConfig{
 		Service: s.cfg().XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
@@ -309,6 +311,7 @@ func (ss *session) run(ctx context.Context) error {
 		<-queueDone
 		ss.async.Wait()
 	}()
+	ss.goAsync(ss.replies.run)
 	ss.readers = ss.cfg().Nodes.Readers
 	ss.setReconcile(ss.cfg().Sync.ReconcileInterval.Duration)
 	ss.startSync(true)
@@ -517,7 +520,7 @@ func (ss *session) handle(st component.Stanza) {
 		ss.metrics.Malformed.WithLabelValues(reason).Inc()
 		ss.log.Debug().Str("from", st.From).Str("reason", reason).Msg("repaired malformed presence")
 	}
-	ss.metrics.Events.WithLabelValues(u.Kind.String()).Inc()
+	ss.metrics.Event(u.Kind.String())
 	ss.log.Debug().Str("from", st.From).Stringer("type", u.Kind).Msg("presence")
 	bare := u.From.Bare()
 	if !ss.domains[u.From.Domain] || u.From.Local == "" {
@@ -564,21 +567,17 @@ func (ss *session) handle(st component.Stanza) {
 	}
 }
 
-// send sends a presence of type typ from the component to to. The loop
-// never waits on the writer (that could stall the reader of the stream it
-// serves): when the writer's queue is full, the reply is dropped and counted.
+// send sends a presence of type typ from the component to to, through the
+// outbox: the loop never waits on the writer (that could stall the reader
+// of the stream it serves).
 func (ss *session) send(typ, to string) {
-	if !ss.conn.TrySend(ss.conn.Presence(to, typ, "", "")) {
-		ss.metrics.RepliesDropped.Inc()
-	}
+	ss.replies.push(ss.conn.Presence(to, typ, "", ""))
 }
 
 // own sends the component's own presence for the current phase to to.
 func (ss *session) own(to string) {
 	show, text := ss.phase.Presence()
-	if !ss.conn.TrySend(ss.conn.Presence(to, "", show, text)) {
-		ss.metrics.RepliesDropped.Inc()
-	}
+	ss.replies.push(ss.conn.Presence(to, "", show, text))
 }
 
 // event applies an available or unavailable presence of one connection,
@@ -623,6 +622,8 @@ func (ss *session) apply(c presence.Conn) {
 	if ss.actualOn {
 		ss.queue.Actual(c)
 		ss.checkLimit()
+	} else if sr := ss.early(); sr != nil {
+		ss.publishEarly(sr, c)
 	}
 }
 
@@ -647,6 +648,12 @@ func (ss *session) removed(c presence.Conn) {
 	ss.publishLive(c)
 	if ss.actualOn {
 		ss.queue.Retract(c.JID)
+	} else if sr := ss.early(); sr != nil {
+		if _, ok := sr.held[c.JID]; ok {
+			ss.queue.Retract(c.JID)
+			delete(sr.held, c.JID)
+			sr.retracted++
+		}
 	}
 }
 
@@ -707,8 +714,7 @@ func (ss *session) published(r pubsub.Result) {
 			ev.Err(r.Err).Str("node", r.Node).Str("op", r.Op).Str("id", r.ID).Msg("pubsub request failed")
 		}
 	}
-	ss.metrics.Requests.WithLabelValues(r.Node, r.Op, result).Inc()
-	ss.metrics.RequestSeconds.WithLabelValues(r.Node, r.Op).Observe(r.Duration.Seconds())
+	ss.metrics.Request(r.Node, r.Op, result, r.Duration)
 }
 
 func (ss *session) iqError(err error) {

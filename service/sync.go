@@ -42,6 +42,17 @@ type syncRun struct {
 	// untracked are the listed connections the state did not have when
 	// the list came (a reconciliation counts those found by then as missing).
 	untracked []string
+	// held is, in an initial sync, what the actual node will hold once the
+	// requests queued so far are answered: the items fetched at the start,
+	// less those retracted, plus those published since. With it, stale
+	// items are retracted as soon as the server's list shows them stale,
+	// and connections published as their probe answers come, while the
+	// rest of the discovery goes on; settle then only adds the remainder.
+	// nil until the items are fetched (and in a reconciliation).
+	held    map[string]presence.Conn
+	fetched int // items on the actual node at the start, when held is used
+	// published and retracted count the requests queued before settle.
+	published, retracted int
 }
 
 func (sr *syncRun) kind() string {
@@ -78,6 +89,7 @@ func (ss *session) startFullSync() {
 func (ss *session) reinit() {
 	ss.log.Warn().Msg("a node is missing (deleted?): back to init to set the nodes up again")
 	ss.phase = status.Init
+	ss.queue.SetLiveShare(0)
 	ss.status.Set(status.Init)
 	ss.metrics.SetState(string(status.Init))
 	ss.actualOn = false // the initial sync's diff publishes everything
@@ -104,6 +116,9 @@ func (ss *session) beginSync(sr *syncRun) {
 			return
 		}
 		ss.do(ss.startQueue)
+		if initial {
+			ss.goAsync(func(ctx context.Context) { ss.fetchHeld(ctx, sr) })
+		}
 		if created && !initial {
 			// A node was gone: readers must start over, and init says so.
 			ss.do(func() {
@@ -138,6 +153,15 @@ func (ss *session) beginSync(sr *syncRun) {
 		})
 	})
 }
+
+// liveShare is how many live events the publish queue sends for each
+// change of the actual node while both wait, once online. A persistent
+// item costs the server about ten live events (Prosody with SQLite: 1.3 ms
+// against 0.14 ms), and changes to one item merge while they wait: during
+// a flood, events flow at close to the server's live rate and the actual
+// node follows each connection's latest state. In init the actual node
+// goes first (share 0): no reader uses live events before online.
+const liveShare = 8
 
 // probeItemsMax is the largest item limit ProbeMaxItems looks for: 2^20
 // connections, in 21 requests.
@@ -234,6 +258,73 @@ func (ss *session) syncFailed(sr *syncRun, err error) {
 	ss.retry = time.AfterFunc(wait, func() { ss.do(func() { ss.startSync(true) }) })
 }
 
+// fetchHeld fetches the actual node at the start of an initial sync, while
+// the sessions are listed and probed. If it fails, settle fetches again
+// and reports the error.
+func (ss *session) fetchHeld(ctx context.Context, sr *syncRun) {
+	ctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
+	items, err := pubsub.Items(ctx, ss.conn, ss.cfg().XMPP.Pubsub, ss.cfg().Nodes.Actual)
+	cancel()
+	if err != nil {
+		return
+	}
+	ss.do(func() {
+		if ss.sync != sr || sr.settled {
+			return
+		}
+		sr.held, sr.fetched = make(map[string]presence.Conn, len(items)), len(items)
+		for _, it := range items {
+			c, err := pubsub.ParseUser(it.Payload)
+			if err != nil || c.JID != it.ID {
+				ss.queue.Retract(it.ID)
+				sr.retracted++
+				continue
+			}
+			sr.held[c.JID] = c
+		}
+		if sr.online != nil {
+			ss.retractUnlisted(sr)
+		}
+		for _, c := range ss.state.Snapshot() {
+			ss.publishEarly(sr, c)
+		}
+	})
+}
+
+// retractUnlisted retracts, during an initial sync, the held items of
+// connections the server did not list: they are stale. A connection that
+// comes up after the list is published again when it is applied.
+func (ss *session) retractUnlisted(sr *syncRun) {
+	for id := range sr.held {
+		if !sr.online[id] {
+			ss.queue.Retract(id)
+			delete(sr.held, id)
+			sr.retracted++
+		}
+	}
+}
+
+// publishEarly publishes c on the actual node during an initial sync,
+// unless the node holds it already: then c keeps the held item's since.
+func (ss *session) publishEarly(sr *syncRun, c presence.Conn) {
+	if h, ok := sr.held[c.JID]; ok && h.SameState(c) {
+		ss.state.SetSince(c.JID, h.Since)
+		return
+	}
+	ss.queue.Actual(c)
+	sr.held[c.JID] = c
+	sr.published++
+}
+
+// early returns the initial sync that publishes on the actual node as it
+// goes, or nil.
+func (ss *session) early() *syncRun {
+	if sr := ss.sync; sr != nil && sr.held != nil && !sr.settled && !ss.actualOn {
+		return sr
+	}
+	return nil
+}
+
 // discovered takes the server's list of sessions and probes their users.
 func (ss *session) discovered(sr *syncRun, sessions []admin.Session) {
 	if ss.sync != sr {
@@ -269,6 +360,9 @@ func (ss *session) discovered(sr *syncRun, sessions []admin.Session) {
 		}
 	}
 	ss.metrics.SyncSessions.Set(float64(len(sr.online)))
+	if sr.held != nil {
+		ss.retractUnlisted(sr)
+	}
 	if len(sr.awaiting) == 0 {
 		ss.settle(sr)
 		return
@@ -346,6 +440,10 @@ func (ss *session) settle(sr *syncRun) {
 		ss.metrics.Fixes.WithLabelValues("missing").Add(float64(found))
 	}
 	ss.pruneIPs()
+	if sr.held != nil {
+		ss.converge(sr, nil) // what is held was followed all along
+		return
+	}
 	ss.goAsync(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
 		items, err := pubsub.Items(ctx, ss.conn, ss.cfg().XMPP.Pubsub, ss.cfg().Nodes.Actual)
@@ -368,7 +466,10 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 	if ss.sync != sr {
 		return
 	}
-	have := make([]presence.Conn, 0, len(items))
+	have := make([]presence.Conn, 0, max(len(items), len(sr.held)))
+	for _, c := range sr.held {
+		have = append(have, c)
+	}
 	var bad []string
 	for _, it := range items {
 		c, err := pubsub.ParseUser(it.Payload)
@@ -400,7 +501,8 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 		ev = ss.log.Debug()
 	}
 	ev.Str("kind", sr.kind()).Int("connections", ss.state.Len()).Int("users", ss.state.Users()).
-		Int("items", len(items)).Int("publish", len(plan.Publish)).Int("retract", len(plan.Retract)+len(bad)).
+		Int("items", len(items)+sr.fetched).Int("publish", len(plan.Publish)+sr.published).
+		Int("retract", len(plan.Retract)+len(bad)+sr.retracted).
 		Int("ghosts", sr.ghosts).Dur("took_ms", time.Since(sr.start)).Msg("resync")
 	if !sr.initial {
 		if fixes == 0 && sr.ghosts == 0 {
@@ -472,6 +574,7 @@ func (ss *session) goOnline(sr *syncRun) {
 		return
 	}
 	ss.status.SetFailing(false)
+	ss.queue.SetLiveShare(liveShare)
 	ss.phase = status.Online
 	ss.status.Set(status.Online)
 	ss.metrics.SetState(string(status.Online))
