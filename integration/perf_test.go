@@ -299,7 +299,7 @@ func perfFloodRestart(t *testing.T, srv *server.Server, svc *service, f *load.Fl
 	dropped := svc.Metric(t, "pubpresence_live_dropped_total")
 	perfRow(t, srv, fmt.Sprintf("restart during a flood of %d changes: start→online", flood),
 		fmt.Sprintf("%.2f s", took.Seconds()), fmt.Sprintf("written in %.1f s, all published %.0f s after the restart; %0.f live events dropped",
-			sent.SendTook.Seconds(), (through - 6*time.Second).Seconds(), dropped), "", "")
+			sent.SendTook.Seconds(), (through-6*time.Second).Seconds(), dropped), "", "")
 	drainedActual(t, srv, f, st)
 }
 
