@@ -266,17 +266,25 @@ func perfFloodRestart(t *testing.T, srv *server.Server, svc *service, f *load.Fl
 	svc.Start()
 	// The subscription delivered the killed process's last item (online)
 	// already, or will: wait for the new process's init, then online.
-	next(t, evs, "init", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "init" })
-	for {
-		e, ok := <-evs
-		if !ok {
-			t.Fatal("status reader ended")
-		}
-		if e.Node == nodes.Status && statusOf(e) == "online" {
-			break
-		}
-		if time.Since(begin) > 5*time.Minute {
-			t.Fatal("no online within 5 min of the restart")
+	// A server busy with the flood takes long to take even init (Prosody
+	// reads its 200 flooding sockets and the component's in turn).
+	var initAfter time.Duration
+	for want := "init"; want != ""; {
+		select {
+		case e, ok := <-evs:
+			if !ok {
+				t.Fatal("status reader ended")
+			}
+			if e.Node != nodes.Status || statusOf(e) != want {
+				continue
+			}
+			if want == "init" {
+				initAfter, want = time.Since(begin), "online"
+			} else {
+				want = ""
+			}
+		case <-time.After(5 * time.Minute):
+			t.Fatalf("no %s within 5 min of the restart", want)
 		}
 	}
 	took := time.Since(begin)
@@ -298,8 +306,8 @@ func perfFloodRestart(t *testing.T, srv *server.Server, svc *service, f *load.Fl
 	through := time.Since(begin)
 	dropped := svc.Metric(t, "pubpresence_live_dropped_total")
 	perfRow(t, srv, fmt.Sprintf("restart during a flood of %d changes: start→online", flood),
-		fmt.Sprintf("%.2f s", took.Seconds()), fmt.Sprintf("written in %.1f s, all published %.0f s after the restart; %0.f live events dropped",
-			sent.SendTook.Seconds(), (through-6*time.Second).Seconds(), dropped), "", "")
+		fmt.Sprintf("%.2f s", took.Seconds()), fmt.Sprintf("init after %.2f s; written in %.1f s, all published %.0f s after the restart; %0.f live events dropped",
+			initAfter.Seconds(), sent.SendTook.Seconds(), (through-6*time.Second).Seconds(), dropped), "", "")
 	drainedActual(t, srv, f, st)
 }
 
