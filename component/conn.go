@@ -3,6 +3,8 @@
 // primitives: dial and handshake with a deadline, one writer, a reader that
 // never blocks on a request's caller and never ends the stream on one bad
 // stanza, IQ round trips with our own correlation, and an XEP-0199 keepalive.
+// The reader takes the stanzas servers send straight from its buffer and
+// leaves only the unusual ones to encoding/xml (reader.go).
 //
 // gosrc.io/xmpp v0.5.1's Component is not used for the session itself: its
 // reader ends the stream on any stanza it cannot decode (a <priority> out of
@@ -21,7 +23,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,15 +124,15 @@ type Stats struct {
 type Conn struct {
 	cfg    Config
 	nc     net.Conn
-	dec    *xml.Decoder
-	prefix string // id prefix: instance, stream start, "-"
+	rd     *reader // owned by readLoop
+	prefix string  // id prefix: instance, stream start, "-"
 	start  time.Time
 
-	out     chan []byte // the one writer's queue
+	out     chan outMsg // the one writer's queue
 	inbound chan Stanza
 
 	mu      sync.Mutex
-	pending map[string]*request
+	pending map[uint64]*Call // by sequence number, the last part of the id
 	seq     uint64
 
 	done      chan struct{}
@@ -144,14 +148,32 @@ type Conn struct {
 	blocked atomic.Bool
 }
 
-type request struct {
-	to string
-	ch chan response // buffered, 1
+// outMsg is one serialised stanza for the writer. When buf is set, b is
+// buf.b, and the writer puts buf back in wbufs once it has written b.
+type outMsg struct {
+	b   []byte
+	buf *wbuf
 }
 
-type response struct {
-	inner []byte
-	err   error
+// wbuf is a reusable buffer for the requests Start serialises. It has one
+// owner at a time: wbufs, then Start, then (through out) the writer, which
+// gives it back once bufio.Writer.Write has returned, when neither the
+// writer nor the socket holds on to b any more.
+type wbuf struct{ b []byte }
+
+var wbufs = sync.Pool{New: func() any { return new(wbuf) }}
+
+// maxPooledBuf is the largest buffer given back to wbufs: a rare large
+// request does not stay in memory.
+const maxPooledBuf = 16 << 10
+
+// recycle gives m's buffer back to wbufs, if it has one; m.b must not be
+// used afterwards.
+func recycle(m outMsg) {
+	if m.buf != nil && cap(m.buf.b) <= maxPooledBuf {
+		m.buf.b = m.buf.b[:0]
+		wbufs.Put(m.buf)
+	}
 }
 
 // Dial connects, opens the stream and authenticates, all within
@@ -202,7 +224,8 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 	if _, err := io.WriteString(nc, open); err != nil {
 		return nil, fmt.Errorf("open stream: %w", err)
 	}
-	dec := xml.NewDecoder(bufio.NewReaderSize(nc, 64<<10))
+	in := newInbuf(nc)
+	dec := xml.NewDecoder(in)
 	id, err := stanza.InitStream(dec)
 	if err != nil {
 		return nil, fmt.Errorf("open stream: %w", err)
@@ -229,12 +252,12 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 	return &Conn{
 		cfg:      cfg,
 		nc:       nc,
-		dec:      dec,
+		rd:       newReader(in, dec, cfg.Name),
 		prefix:   cfg.Instance + "." + strconv.FormatInt(start.UnixNano(), 36) + "-",
 		start:    start,
-		out:      make(chan []byte, 1024),
+		out:      make(chan outMsg, 1024),
 		inbound:  make(chan Stanza, cfg.InboundQueue),
-		pending:  make(map[string]*request),
+		pending:  make(map[uint64]*Call),
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
 	}, nil
@@ -276,7 +299,7 @@ func (c *Conn) Stats() Stats {
 func (c *Conn) Close() error {
 	c.closing.Store(true)
 	select {
-	case c.out <- []byte(stanza.StreamClose):
+	case c.out <- outMsg{b: []byte(stanza.StreamClose)}:
 	default:
 	}
 	select {
@@ -294,9 +317,10 @@ func (c *Conn) fail(err error) {
 		close(c.done)
 		_ = c.nc.Close()
 		c.mu.Lock()
-		for id, r := range c.pending {
-			r.ch <- response{err: fmt.Errorf("%w: %w", ErrClosed, err)}
-			delete(c.pending, id)
+		for seq, call := range c.pending {
+			delete(c.pending, seq)
+			call.err = fmt.Errorf("%w: %w", ErrClosed, err)
+			close(call.done)
 		}
 		c.mu.Unlock()
 	})
@@ -305,13 +329,22 @@ func (c *Conn) fail(err error) {
 // Send queues one stanza, already serialised, for the writer. It waits while
 // the writer's queue is full, until ctx ends or the stream does.
 func (c *Conn) Send(ctx context.Context, raw []byte) error {
+	return c.send(ctx, outMsg{b: raw})
+}
+
+func (c *Conn) send(ctx context.Context, m outMsg) error {
 	select { // an ended stream wins over a queue with room in it
 	case <-c.done:
 		return fmt.Errorf("%w: %v", ErrClosed, c.err)
 	default:
 	}
+	select { // without ctx.Done, which may allocate, while there is room
+	case c.out <- m:
+		return nil
+	default:
+	}
 	select {
-	case c.out <- raw:
+	case c.out <- m:
 		return nil
 	case <-c.done:
 		return fmt.Errorf("%w: %v", ErrClosed, c.err)
@@ -330,7 +363,7 @@ func (c *Conn) TrySend(raw []byte) bool {
 	default:
 	}
 	select {
-	case c.out <- raw:
+	case c.out <- outMsg{b: raw}:
 		return true
 	default:
 		c.dropped.Add(1)
@@ -381,20 +414,28 @@ func (c *Conn) IQ(ctx context.Context, typ, to string, payload []byte) ([]byte, 
 	return call.Wait(ctx)
 }
 
-// Call is an IQ request on its way; Wait collects the answer.
+// Call is an IQ request on its way. Wait collects the answer; Done, Result
+// and Abandon let a caller wait for many calls at once, with one timer of
+// its own, and without a context or a goroutine per call.
 type Call struct {
-	c  *Conn
-	id string
-	r  *request
+	c    *Conn
+	seq  uint64
+	to   string
+	done chan struct{} // closed by whoever took the call out of c.pending
+	// Set before done is closed.
+	inner []byte
+	err   error
 }
 
 // Start queues an IQ request and returns without waiting for the answer.
 // Requests started one after another go out on the stream in that order.
 // The request is registered before it is sent, so a fast answer is never
-// lost. payload is copied: the caller may reuse it at once. Every Call must
-// be waited for (or its ctx ended) once.
+// lost. payload is copied: the caller may reuse it at once. A Call whose
+// answer never comes holds its place until the stream ends, unless Wait's
+// ctx ends or Abandon is called: every Call must be waited for, have its
+// Result read once Done is closed, or be abandoned.
 func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call, error) {
-	r := &request{to: to, ch: make(chan response, 1)}
+	call := &Call{c: c, to: to, done: make(chan struct{})}
 	c.mu.Lock()
 	select {
 	case <-c.done:
@@ -405,15 +446,17 @@ func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call
 	default:
 	}
 	c.seq++
-	id := c.prefix + strconv.FormatUint(c.seq, 36)
-	c.pending[id] = r
+	call.seq = c.seq
+	c.pending[call.seq] = call
 	c.mu.Unlock()
 
-	b := make([]byte, 0, len(payload)+128)
+	w := wbufs.Get().(*wbuf)
+	b := slices.Grow(w.b[:0], len(payload)+128)
 	b = append(b, "<iq type='"...)
 	b = append(b, typ...)
 	b = append(b, "' id='"...)
-	b = append(b, id...)
+	b = append(b, c.prefix...)
+	b = strconv.AppendUint(b, call.seq, 36)
 	b = append(b, "' from='"...)
 	b = xmltext.Append(b, c.cfg.Name)
 	b = append(b, "' to='"...)
@@ -421,45 +464,86 @@ func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call
 	b = append(b, "'>"...)
 	b = append(b, payload...)
 	b = append(b, "</iq>"...)
+	w.b = b
 
-	if err := c.Send(ctx, b); err != nil {
-		c.forget(id)
+	if err := c.send(ctx, outMsg{b: b, buf: w}); err != nil {
+		recycle(outMsg{buf: w}) // never queued: still ours
+		c.take(call)
 		return nil, err
 	}
-	return &Call{c: c, id: id, r: r}, nil
+	return call, nil
 }
 
 // Wait returns the inner XML of the result, a *StanzaError, or ctx's error.
+// When ctx ends first, the call is abandoned (see Abandon).
 func (call *Call) Wait(ctx context.Context) ([]byte, error) {
 	select {
-	case resp := <-call.r.ch:
-		return resp.inner, resp.err
+	case <-call.done:
+		return call.inner, call.err
 	case <-ctx.Done():
-		call.c.forget(call.id)
+		call.Abandon()
 		return nil, ctx.Err()
 	}
 }
 
-func (c *Conn) forget(id string) {
+// Done returns a channel that is closed once the call has an outcome: its
+// answer, the end of the stream, or Abandon. Result then returns it.
+func (call *Call) Done() <-chan struct{} { return call.done }
+
+// Result returns the outcome of the call once Done is closed: the inner
+// XML of the result, a *StanzaError for an error answer, an error wrapping
+// ErrClosed when the stream ended first, or ErrAbandoned after Abandon. It
+// returns the same values every time, and ErrPending before Done is closed.
+func (call *Call) Result() ([]byte, error) {
+	select {
+	case <-call.done:
+		return call.inner, call.err
+	default:
+		return nil, ErrPending
+	}
+}
+
+// Abandon gives the call up, as Wait does when its ctx ends: the request
+// leaves the table of requests in flight, and an answer that comes later
+// is dropped and counted in Stats.UnknownResults. Unless the call had its
+// outcome already, Done is then closed and Result returns ErrAbandoned.
+// Abandon may be called any number of times, also after Done is closed.
+func (call *Call) Abandon() {
+	if call.c.take(call) {
+		call.err = ErrAbandoned
+		close(call.done)
+	}
+}
+
+// take removes call from the requests in flight and reports whether it was
+// there: then the caller, and nobody else, must close call.done.
+func (c *Conn) take(call *Call) bool {
 	c.mu.Lock()
-	delete(c.pending, id)
+	ok := c.pending[call.seq] == call
+	if ok {
+		delete(c.pending, call.seq)
+	}
 	c.mu.Unlock()
+	return ok
 }
 
 func (c *Conn) writeLoop() {
 	w := bufio.NewWriterSize(c.nc, 64<<10)
 	for {
-		var b []byte
+		var m outMsg
 		select {
-		case b = <-c.out:
+		case m = <-c.out:
 		case <-c.done:
 			return
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
-		_, err := w.Write(b)
+		_, err := w.Write(m.b)
+		recycle(m) // w copied it, or wrote it to the socket
 		// Write what is queued behind it in the same flush.
 		for err == nil && len(c.out) > 0 && w.Buffered() < 32<<10 {
-			_, err = w.Write(<-c.out)
+			m = <-c.out
+			_, err = w.Write(m.b)
+			recycle(m)
 		}
 		if err == nil {
 			err = w.Flush()
@@ -471,72 +555,37 @@ func (c *Conn) writeLoop() {
 	}
 }
 
-// rawElement captures one top-level element without interpreting its content.
-type rawElement struct {
-	XMLName xml.Name
-	Attrs   []xml.Attr `xml:",any,attr"`
-	Inner   []byte     `xml:",innerxml"`
-}
-
-func (e *rawElement) attr(name string) string {
-	for _, a := range e.Attrs {
-		if a.Name.Local == name && (a.Name.Space == "" || name == "lang") {
-			return a.Value
-		}
-	}
-	return ""
-}
-
 func (c *Conn) readLoop() {
 	defer close(c.readDone)
 	for {
-		tok, err := c.dec.Token()
+		it, err := c.rd.next()
 		if err != nil {
-			var se *xml.SyntaxError
-			if errors.Is(err, io.EOF) || errors.As(err, &se) && se.Msg == "unexpected EOF" {
-				err = errors.New("the server closed the connection without closing the stream")
-			}
-			c.fail(fmt.Errorf("read: %w", err))
+			c.fail(err)
 			return
 		}
-		switch t := tok.(type) {
-		case xml.EndElement: // </stream:stream>
+		if it.kind == itemEnd {
 			if c.closing.Load() {
 				c.fail(ErrClosed)
 				return
 			}
 			c.fail(&StreamError{Condition: "closed", Text: "server closed the stream"})
 			return
-		case xml.StartElement:
-			var e rawElement
-			if err := c.dec.DecodeElement(&e, &t); err != nil {
-				c.fail(fmt.Errorf("read: %w", err))
-				return
-			}
-			c.received.Add(1)
-			c.lastRead.Store(time.Now().UnixNano())
-			if t.Name.Space == stanza.NSStream && t.Name.Local == "error" {
-				c.fail(parseStreamError(e.Inner))
-				return
-			}
-			if !c.dispatch(&e) {
-				return
-			}
+		}
+		c.received.Add(1)
+		c.lastRead.Store(time.Now().UnixNano())
+		if it.kind == itemStreamError {
+			c.fail(parseStreamError(it.s.Inner))
+			return
+		}
+		if !c.dispatch(it.s) {
+			return
 		}
 	}
 }
 
 // dispatch handles one element; it returns false when the stream ended
 // while waiting to queue it.
-func (c *Conn) dispatch(e *rawElement) bool {
-	s := Stanza{
-		Name:  e.XMLName.Local,
-		ID:    e.attr("id"),
-		Type:  e.attr("type"),
-		From:  e.attr("from"),
-		To:    e.attr("to"),
-		Inner: e.Inner,
-	}
+func (c *Conn) dispatch(s Stanza) bool {
 	if s.Name == "iq" {
 		switch s.Type {
 		case "result", "error":
@@ -567,15 +616,18 @@ func (c *Conn) dispatch(e *rawElement) bool {
 
 // deliver hands an IQ result to its waiter without ever blocking.
 func (c *Conn) deliver(s Stanza) {
-	c.mu.Lock()
-	r, ok := c.pending[s.ID]
-	if ok && (strings.EqualFold(s.From, r.to) || s.From == "" && r.to == c.cfg.Name) {
-		delete(c.pending, s.ID)
-	} else {
-		ok = false
+	var call *Call
+	if seq, mine := c.seqOf(s.ID); mine {
+		c.mu.Lock()
+		call = c.pending[seq]
+		if call != nil && (strings.EqualFold(s.From, call.to) || s.From == "" && call.to == c.cfg.Name) {
+			delete(c.pending, seq)
+		} else {
+			call = nil
+		}
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
-	if !ok {
+	if call == nil {
 		c.unknown.Add(1)
 		if f, ok := c.foreignID(s.ID); ok {
 			c.foreign.Add(1)
@@ -586,10 +638,38 @@ func (c *Conn) deliver(s Stanza) {
 		return
 	}
 	if s.Type == "error" {
-		r.ch <- response{err: ParseError(s.Inner)}
-		return
+		call.err = ParseError(s.Inner)
+	} else {
+		call.inner = s.Inner
 	}
-	r.ch <- response{inner: s.Inner}
+	close(call.done)
+}
+
+// seqOf returns the sequence number of a request id of this Conn: its
+// prefix, then the number in base 36 as Start writes it (no leading zero,
+// lower case), so that exactly one id maps to each number.
+func (c *Conn) seqOf(id string) (uint64, bool) {
+	digits, ok := strings.CutPrefix(id, c.prefix)
+	if !ok || digits == "" || digits[0] == '0' || len(digits) > 13 {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(digits); i++ {
+		d := digits[i]
+		switch {
+		case '0' <= d && d <= '9':
+			d -= '0'
+		case 'a' <= d && d <= 'z':
+			d -= 'a' - 10
+		default:
+			return 0, false
+		}
+		if n > (math.MaxUint64-uint64(d))/36 {
+			return 0, false // overflow
+		}
+		n = n*36 + uint64(d)
+	}
+	return n, true
 }
 
 // foreignID reports whether id is not one of this instance's, and if it
@@ -629,7 +709,7 @@ func (c *Conn) answer(s Stanza) bool {
 		reply = c.reply(s, "error", "<error type='cancel'><service-unavailable xmlns='"+NSStanzas+"'/></error>")
 	}
 	select {
-	case c.out <- reply:
+	case c.out <- outMsg{b: reply}:
 	default:
 		c.dropped.Add(1)
 	}

@@ -15,6 +15,13 @@ const (
 // ErrClosed is returned for requests on a stream that has ended.
 var ErrClosed = errors.New("component: stream closed")
 
+// ErrAbandoned is the Result of a Call given up with Abandon before its
+// answer came.
+var ErrAbandoned = errors.New("component: call abandoned")
+
+// ErrPending is returned by Call.Result before the call's Done is closed.
+var ErrPending = errors.New("component: call still waiting for its answer")
+
 // StanzaError is an <error/> returned in answer to a request (RFC 6120 §8.3).
 // Condition is the defined condition's element name ("item-not-found",
 // "forbidden", …); App is an application-specific condition such as pubsub's

@@ -43,6 +43,7 @@ const (
 	modeNoHeader                            // accept TCP, never send the stream header
 	modeNoHandshakeAnswer                   // send the header, never answer the handshake
 	modeConflict                            // a good token gets <conflict/> (kick_new, name in use)
+	modeDiscard                             // after the handshake, read and discard everything (benchmarks)
 )
 
 // handler sees every element the server reads after the handshake, in the
@@ -256,6 +257,10 @@ func (s *fakeServer) serve(nc net.Conn) {
 		return
 	}
 	s.authed.Add(1)
+	if s.mode == modeDiscard {
+		_, _ = io.Copy(io.Discard, nc)
+		return
+	}
 	select {
 	case s.conns <- sc:
 	default: // nobody collects connections (Run tests): fine
