@@ -11,11 +11,14 @@ import (
 	"github.com/pubpresence/pubpresence/presence"
 )
 
-// Call is an IQ request on its way. Wait returns the inner XML of the
-// result, the error answer (a *component.StanzaError), or ctx's error; it is
-// called once.
+// Call is an IQ request on its way (a *component.Call). Done is closed
+// once it has an outcome; Result then returns the inner XML of the result
+// or the error (a *component.StanzaError for an error answer). Abandon
+// gives up on it: Done closes if it had no outcome yet.
 type Call interface {
-	Wait(ctx context.Context) ([]byte, error)
+	Done() <-chan struct{}
+	Result() ([]byte, error)
+	Abandon()
 }
 
 // Starter starts an IQ request without waiting for its answer; requests go
@@ -351,13 +354,34 @@ func (q *Queue) done() {
 	}
 }
 
+// flight is a request sent and not answered yet.
+type flight struct {
+	call           Call
+	node, id, what string
+	start          time.Time
+}
+
 // Run sends queued requests until ctx ends, with at most Window in flight,
 // and returns once the requests it started have ended (they share ctx).
 // What is still queued stays queued.
+//
+// Window goroutines wait for the answers, each with one timer for
+// Timeout: no goroutine, context or timer is made per request.
 func (q *Queue) Run(ctx context.Context) {
 	sem := make(chan struct{}, q.cfg.Window)
-	var inflight sync.WaitGroup
-	defer inflight.Wait()
+	flights := make(chan flight, q.cfg.Window)
+	var inflight, waiters sync.WaitGroup
+	for range q.cfg.Window {
+		waiters.Add(1)
+		go func() {
+			defer waiters.Done()
+			q.await(ctx, flights, sem, &inflight)
+		}()
+	}
+	defer func() {
+		close(flights)
+		waiters.Wait()
+	}()
 	buf := make([]byte, 0, 1024)
 	for {
 		if ctx.Err() != nil {
@@ -380,45 +404,63 @@ func (q *Queue) Run(ctx context.Context) {
 			close(o.done)
 			continue
 		}
-		var node, id, what string
+		f := flight{what: "publish"}
 		buf = buf[:0]
 		switch {
 		case o.kind == opLive:
-			node, id, what = q.cfg.Live, c.JID, "publish"
-			buf = PublishUserRequest(buf, node, c, q.cfg.WithIP)
+			f.node, f.id = q.cfg.Live, c.JID
+			buf = PublishUserRequest(buf, f.node, c, q.cfg.WithIP)
 		case o.kind == opActual && retract:
-			node, id, what = q.cfg.Actual, o.key, "retract"
-			buf = RetractRequest(buf, node, id)
+			f.node, f.id, f.what = q.cfg.Actual, o.key, "retract"
+			buf = RetractRequest(buf, f.node, f.id)
 		case o.kind == opActual:
-			node, id, what = q.cfg.Actual, o.key, "publish"
-			buf = PublishUserRequest(buf, node, c, q.cfg.WithIP)
+			f.node, f.id = q.cfg.Actual, o.key
+			buf = PublishUserRequest(buf, f.node, c, q.cfg.WithIP)
 		default:
-			node, id, what = o.node, o.key, "publish"
-			buf = PublishRequest(buf, node, id, o.payload)
+			f.node, f.id = o.node, o.key
+			buf = PublishRequest(buf, f.node, f.id, o.payload)
 		}
-		start := time.Now()
-		rctx, cancel := context.WithTimeout(ctx, q.cfg.Timeout)
+		f.start = time.Now()
 		// Start copies buf into its stanza: buf is reused for the next one.
-		call, err := q.conn.Start(rctx, "set", q.cfg.Service, buf)
+		call, err := q.conn.Start(ctx, "set", q.cfg.Service, buf)
 		if err != nil {
-			cancel()
 			<-sem
-			q.report(Result{Node: node, Op: what, ID: id, Err: err, Duration: time.Since(start)})
+			q.report(Result{Node: f.node, Op: f.what, ID: f.id, Err: err, Duration: time.Since(f.start)})
 			q.done()
 			continue
 		}
+		f.call = call
 		inflight.Add(1)
-		go func() {
-			defer inflight.Done()
-			_, err := call.Wait(rctx)
-			cancel()
-			<-sem
-			if err != nil && what == "retract" && component.Condition(err) == "item-not-found" {
-				err = nil
-			}
-			q.report(Result{Node: node, Op: what, ID: id, Err: err, Duration: time.Since(start)})
-			q.done()
-		}()
+		flights <- f // room: at most Window are in flight, one per slot
+	}
+}
+
+// await waits for the answers of the requests on flights, one at a time,
+// up to Timeout each, and reports them.
+func (q *Queue) await(ctx context.Context, flights <-chan flight, sem chan struct{}, inflight *sync.WaitGroup) {
+	timer := time.NewTimer(q.cfg.Timeout)
+	timer.Stop()
+	for f := range flights {
+		timer.Reset(q.cfg.Timeout)
+		var err error
+		select {
+		case <-f.call.Done():
+			_, err = f.call.Result()
+		case <-timer.C:
+			f.call.Abandon()
+			err = context.DeadlineExceeded
+		case <-ctx.Done():
+			f.call.Abandon()
+			err = ctx.Err()
+		}
+		timer.Stop()
+		<-sem
+		if err != nil && f.what == "retract" && component.Condition(err) == "item-not-found" {
+			err = nil
+		}
+		q.report(Result{Node: f.node, Op: f.what, ID: f.id, Err: err, Duration: time.Since(f.start)})
+		q.done()
+		inflight.Done()
 	}
 }
 

@@ -63,18 +63,31 @@ func parseReq(t testing.TB, payload []byte) fakeReq {
 
 // fakeCall is answered by the test through its fakeStarter.
 type fakeCall struct {
-	req fakeReq
-	ch  chan error
+	req  fakeReq
+	once sync.Once
+	done chan struct{}
+	err  error
 }
 
-func (c *fakeCall) Wait(ctx context.Context) ([]byte, error) {
+func newFakeCall(r fakeReq) *fakeCall { return &fakeCall{req: r, done: make(chan struct{})} }
+
+// answer gives the call its outcome, unless it has one (abandoned).
+func (c *fakeCall) answer(err error) {
+	c.once.Do(func() { c.err = err; close(c.done) })
+}
+
+func (c *fakeCall) Done() <-chan struct{} { return c.done }
+
+func (c *fakeCall) Result() ([]byte, error) {
 	select {
-	case err := <-c.ch:
-		return nil, err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	case <-c.done:
+		return nil, c.err
+	default:
+		return nil, component.ErrPending
 	}
 }
+
+func (c *fakeCall) Abandon() { c.answer(component.ErrAbandoned) }
 
 // fakeStarter records the requests in the order started. With auto it
 // answers each at once with answer's error (nil: success); otherwise the
@@ -109,7 +122,7 @@ func (f *fakeStarter) Start(ctx context.Context, typ, to string, payload []byte)
 			return nil, err
 		}
 	}
-	c := &fakeCall{req: r, ch: make(chan error, 1)}
+	c := newFakeCall(r)
 	f.mu.Lock()
 	f.reqs = append(f.reqs, r)
 	f.unanswered++
@@ -120,7 +133,7 @@ func (f *fakeStarter) Start(ctx context.Context, typ, to string, payload []byte)
 		if f.answer != nil {
 			err = f.answer(r)
 		}
-		c.ch <- err
+		c.answer(err)
 	} else {
 		f.open = append(f.open, c)
 	}
@@ -142,7 +155,7 @@ func (f *fakeStarter) reply(err error) fakeReq {
 	c := f.open[0]
 	f.open = f.open[1:]
 	f.unanswered-- // before the answer: the queue may start the next at once
-	c.ch <- err
+	c.answer(err)
 	return c.req
 }
 
@@ -797,7 +810,12 @@ type nopCall struct{}
 
 func (nopStarter) Start(context.Context, string, string, []byte) (Call, error) { return nopCall{}, nil }
 
-func (nopCall) Wait(context.Context) ([]byte, error) { return nil, nil }
+// answered is the Done channel of calls answered at once.
+var answered = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (nopCall) Done() <-chan struct{}   { return answered }
+func (nopCall) Result() ([]byte, error) { return nil, nil }
+func (nopCall) Abandon()                {}
 
 // BenchmarkQueueLive queues live events and sends them through a stream
 // that answers at once: the queue's own cost per event.
@@ -867,4 +885,42 @@ func TestQueueLiveShare(t *testing.T) {
 			waitClosed(t, q.Drained(), "Drained")
 		})
 	}
+}
+
+// TestQueueTimeout: a request unanswered for Timeout is abandoned, reported
+// as timed out, and frees its slot for the next one.
+func TestQueueTimeout(t *testing.T) {
+	var rs results
+	f := &fakeStarter{t: t} // never answers
+	q := NewQueue(f, QueueConfig{Service: testService, Live: testLive, Actual: testActual,
+		Window: 2, Timeout: 50 * time.Millisecond, LiveShare: 1}, rs.add)
+	for i := range 3 {
+		q.Live(user("l@example.org/r", presence.Chat, strconv.Itoa(i)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan struct{})
+	go func() { defer close(ran); q.Run(ctx) }()
+	waitClosed(t, q.Drained(), "Drained after the timeouts")
+	if n := f.started(); n != 3 {
+		t.Errorf("%d requests started, want 3: the window stayed full", n)
+	}
+	got := rs.get()
+	if len(got) != 3 {
+		t.Fatalf("%d results, want 3", len(got))
+	}
+	for _, r := range got {
+		if !errors.Is(r.Err, context.DeadlineExceeded) || r.Duration < 50*time.Millisecond {
+			t.Errorf("result %+v: want a timeout after at least 50ms", r)
+		}
+	}
+	f.mu.Lock()
+	for _, c := range f.open {
+		if _, err := c.Result(); !errors.Is(err, component.ErrAbandoned) {
+			t.Errorf("call %s: %v, want abandoned", c.req, err)
+		}
+	}
+	f.mu.Unlock()
+	cancel()
+	<-ran
 }
