@@ -14,6 +14,7 @@
 #   SIZES=1000,10000 scripts/perf.sh     resync sizes (default 1000,10000)
 #   CHANGES=20000                        changes of the throughput run
 #   COUNT=5                              runs of each Go benchmark
+#   LOGDIR=/tmp/perf                     where the raw outputs stay (default a new temp dir)
 #
 # Nothing here asserts speed; the tests assert that nothing is lost.
 set -uo pipefail
@@ -22,8 +23,10 @@ cd "$(dirname "$0")/.."
 SIZES=${SIZES:-1000,10000}
 CHANGES=${CHANGES:-20000}
 COUNT=${COUNT:-5}
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+# The raw outputs (benchmarks, the test's log) stay in LOGDIR.
+out=${LOGDIR:-$(mktemp -d)}
+mkdir -p "$out"
+echo "raw outputs in $out" >&2
 
 scripts/install-servers.sh ejabberd >"$out/install.log" 2>&1 || { cat "$out/install.log"; exit 1; }
 
