@@ -56,7 +56,7 @@ type QueueConfig struct {
 	MaxLive int // live events waiting at most; more are dropped and counted; default 100000
 	// LiveShare is how many live events go out for each request of the
 	// state lane while both lanes have work; 0 serves the state lane
-	// first. SetLiveShare changes it.
+	// first; negative holds the live lane. SetLiveShare changes it.
 	LiveShare int
 }
 
@@ -143,8 +143,9 @@ type Queue struct {
 	state    fifo[op]
 	barriers int // opBarrier entries in state
 	actual   map[string]pendingActual
-	share    int // QueueConfig.LiveShare, as set now
-	liveRun  int // live requests taken since the last state request, at most share
+	share    int  // QueueConfig.LiveShare, as set now
+	liveRun  int  // live requests taken since the last state request, at most share
+	held     bool // the live lane is not served (a negative share)
 	drainers []chan struct{}
 	dropped  uint64
 	wake     chan struct{}
@@ -168,12 +169,15 @@ func NewQueue(conn Starter, cfg QueueConfig, onResult func(Result)) *Queue {
 		cfg.MaxLive = 100000
 	}
 	share := max(cfg.LiveShare, 0)
-	return &Queue{cfg: cfg, conn: conn, onResult: onResult, share: share, liveRun: share,
+	return &Queue{cfg: cfg, conn: conn, onResult: onResult, share: share, liveRun: share, held: cfg.LiveShare < 0,
 		actual: make(map[string]pendingActual), wake: make(chan struct{}, 1)}
 }
 
 // SetLiveShare sets how many live events go out for each request of the
-// state lane while both lanes have work; 0 serves the state lane first.
+// state lane while both lanes have work; 0 serves the state lane first; a
+// negative share holds the live lane (events are still queued, up to
+// MaxLive) until the share is set again: Drained does not close while
+// events are held.
 //
 // The state lane's requests are the expensive ones (a persistent item:
 // about 1.3 ms on Prosody with SQLite, ten times a live event) and they
@@ -181,12 +185,14 @@ func NewQueue(conn Starter, cfg QueueConfig, onResult func(Result)) *Queue {
 // server's live rate during a flood, while the actual node keeps up with
 // the latest state of each connection. While the service is in init, its
 // live events matter to no reader (they wait for online and fetch the
-// actual node), and the state lane goes first.
+// actual node), and the service holds them.
 func (q *Queue) SetLiveShare(n int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.held = n < 0
 	q.share = max(n, 0)
 	q.liveRun = q.share // the state lane's turn
+	q.signal()
 }
 
 // signal wakes Run if it waits for work.
@@ -312,6 +318,9 @@ func (q *Queue) take(ctx context.Context) (o op, c presence.Conn, retract, ok bo
 	for {
 		q.mu.Lock()
 		nl, ns := q.live.len(), q.state.len()
+		if q.held {
+			nl = 0
+		}
 		if nl > 0 || ns > 0 {
 			if nl > 0 && (ns == 0 || q.liveRun < q.share) {
 				c = q.live.pop()

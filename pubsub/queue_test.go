@@ -855,6 +855,7 @@ func TestQueueLiveShare(t *testing.T) {
 		{1, "alalalll"},
 		{2, "allallal"},
 		{4, "allllala"},
+		{-1, "aaa"}, // held: then SetLiveShare(1) lets the five out
 	} {
 		t.Run(strconv.Itoa(tc.share), func(t *testing.T) {
 			f := &fakeStarter{}
@@ -867,6 +868,28 @@ func TestQueueLiveShare(t *testing.T) {
 				q.Actual(user(fmt.Sprintf("a%d@example.org/r", i), presence.Away, ""))
 			}
 			start()
+			if tc.share < 0 {
+				f.waitStarted(3)
+				quiet()
+				if n := f.started(); n != 3 {
+					t.Fatalf("%d requests started with the live lane held, want 3", n)
+				}
+				d := q.Drained()
+				for range 3 {
+					f.reply(nil)
+				}
+				quiet()
+				if closed(d) {
+					t.Fatal("Drained closed with live events held")
+				}
+				q.SetLiveShare(1)
+				f.waitStarted(8)
+				for range 5 {
+					f.reply(nil)
+				}
+				waitClosed(t, d, "Drained")
+				return
+			}
 			f.waitStarted(8)
 			var got strings.Builder
 			for _, r := range f.requests() {

@@ -244,7 +244,7 @@ func newSession(s *Service, c *component.Conn) *session {
 	n := s.cfg().Nodes
 	ss.queue = pubsub.NewQueue(pubsub.ConnStarter{Conn: c}, pubsub.QueueConfig{
 		Service: s.cfg().XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
-		Timeout: s.cfg().XMPP.RequestTimeout.Duration,
+		Timeout: s.cfg().XMPP.RequestTimeout.Duration, LiveShare: -1, // held until online
 	}, ss.published)
 	return ss
 }
@@ -421,6 +421,7 @@ func (ss *session) stop() {
 	drained := false
 	select {
 	case <-ss.queueStart:
+		ss.queue.SetLiveShare(liveShare) // live events held in init go too
 		drained = ss.waitDiscarding(ss.queue.Drained(), drainTimeout)
 	default: // the queue never started: what it holds was never sent
 	}

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/pubpresence/pubpresence/admin"
@@ -89,7 +90,7 @@ func (ss *session) startFullSync() {
 func (ss *session) reinit() {
 	ss.log.Warn().Msg("a node is missing (deleted?): back to init to set the nodes up again")
 	ss.phase = status.Init
-	ss.queue.SetLiveShare(0)
+	ss.queue.SetLiveShare(-1)
 	ss.status.Set(status.Init)
 	ss.metrics.SetState(string(status.Init))
 	ss.actualOn = false // the initial sync's diff publishes everything
@@ -159,8 +160,10 @@ func (ss *session) beginSync(sr *syncRun) {
 // item costs the server about ten live events (Prosody with SQLite: 1.3 ms
 // against 0.14 ms), and changes to one item merge while they wait: during
 // a flood, events flow at close to the server's live rate and the actual
-// node follows each connection's latest state. In init the actual node
-// goes first (share 0): no reader uses live events before online.
+// node follows each connection's latest state. In init the live events
+// are held (share -1) until online: no reader uses them before, and on a
+// busy server every request counts (1000 live events are 0.3 s of
+// Prosody's time in a cold start).
 const liveShare = 8
 
 // probeItemsMax is the largest item limit ProbeMaxItems looks for: 2^20
@@ -168,44 +171,48 @@ const liveShare = 8
 const probeItemsMax = 1 << 20
 
 // ensureNodes creates or reconfigures the three nodes and their members.
-// The status node comes first and, with publishInit, init is published on
-// it at once: a status left at online by an earlier run must not stand
-// while the other nodes are set up.
+// With publishInit, init is published on the status node first of all: a
+// status left at online by an earlier run must not stand while the nodes
+// are set up. It goes out before the nodes are checked, in one round trip
+// (each round trip counts when the server is busy: during a flood Prosody
+// answered one in about 3 s), and once more after the status node is set
+// up if that first try failed (the node was not there). The three nodes
+// are then set up at the same time.
 func (ss *session) ensureNodes(ctx context.Context, publishInit bool) (createdAny bool, err error) {
 	n := ss.cfg().Nodes
 	service := ss.cfg().XMPP.Pubsub
+	initDone := false
+	if publishInit {
+		rctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
+		initDone = pubsub.Publish(rctx, ss.conn, service, n.Status, status.ItemID, status.Init.Item()) == nil
+		cancel()
+	}
 	nodes := []pubsub.NodeConfig{
 		{Node: n.Status, Title: "pubpresence: service status", Persist: true, MaxItems: "1", SendLast: "on_sub", AccessModel: n.AccessModel},
 		{Node: n.Live, Title: "pubpresence: presence events", Persist: false, MaxItems: "1", SendLast: "never", AccessModel: n.AccessModel},
 		{Node: n.Actual, Title: "pubpresence: online connections", Persist: true, MaxItems: "max", SendLast: "never", AccessModel: n.AccessModel},
 	}
-	for _, nc := range nodes {
-		rctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
-		replaced := false
-		if !publishInit {
-			// A node with another title was deleted and created again
-			// by someone else: as good as created now.
-			title, err := pubsub.Title(rctx, ss.conn, service, nc.Node)
-			replaced = err == nil && title != nc.Title
+	created := make([]bool, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, nc := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			created[i], errs[i] = ss.ensureNode(ctx, nc, publishInit, publishInit && !initDone && nc.Node == n.Status)
+		}()
+	}
+	wg.Wait()
+	for i, nc := range nodes {
+		if errs[i] != nil {
+			return createdAny, errs[i]
 		}
-		created, err := pubsub.Ensure(rctx, ss.conn, service, nc)
-		created = created || replaced
-		if err == nil && n.AccessModel == "whitelist" {
-			err = pubsub.SyncMembers(rctx, ss.conn, service, nc.Node, n.Readers)
-		}
-		if err == nil && publishInit && nc.Node == n.Status {
-			err = pubsub.Publish(rctx, ss.conn, service, n.Status, status.ItemID, status.Init.Item())
-		}
-		cancel()
-		if err != nil {
-			return createdAny, err
-		}
-		createdAny = createdAny || created
+		createdAny = createdAny || created[i]
 		ev := ss.log.Debug()
-		if created || publishInit {
+		if created[i] || publishInit {
 			ev = ss.log.Info()
 		}
-		ev.Str("node", nc.Node).Bool("created", created).Str("access_model", nc.AccessModel).Msg("node ready")
+		ev.Str("node", nc.Node).Bool("created", created[i]).Str("access_model", nc.AccessModel).Msg("node ready")
 	}
 	if !publishInit {
 		return createdAny, nil // the item limit is read once per stream
@@ -228,6 +235,32 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) (createdAn
 		ss.do(func() { ss.maxItems = limit })
 	}
 	return createdAny, nil
+}
+
+// ensureNode creates or reconfigures one node and its members, and then,
+// with publishInit, publishes init on it. initial is false in a
+// reconciliation: a node found with another title counts as created.
+func (ss *session) ensureNode(ctx context.Context, nc pubsub.NodeConfig, initial, publishInit bool) (bool, error) {
+	n := ss.cfg().Nodes
+	service := ss.cfg().XMPP.Pubsub
+	rctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
+	defer cancel()
+	replaced := false
+	if !initial {
+		// A node with another title was deleted and created again by
+		// someone else: as good as created now.
+		title, err := pubsub.Title(rctx, ss.conn, service, nc.Node)
+		replaced = err == nil && title != nc.Title
+	}
+	created, err := pubsub.Ensure(rctx, ss.conn, service, nc)
+	created = created || replaced
+	if err == nil && n.AccessModel == "whitelist" {
+		err = pubsub.SyncMembers(rctx, ss.conn, service, nc.Node, n.Readers)
+	}
+	if err == nil && publishInit {
+		err = pubsub.Publish(rctx, ss.conn, service, n.Status, status.ItemID, status.Init.Item())
+	}
+	return created, err
 }
 
 // syncFailed ends a resync that could not finish. An initial one is tried
