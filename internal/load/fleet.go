@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -204,14 +203,6 @@ func (f *Fleet) each(do func(*c2s.Client)) {
 	}
 	wg.Wait()
 	f.wg.Wait()
-}
-
-// bare cuts the resource off a JID.
-func bare(jid string) string {
-	if i := strings.IndexByte(jid, '/'); i >= 0 {
-		return jid[:i]
-	}
-	return jid
 }
 
 // Befriend makes cl a contact of every JID in users: it sends its own
