@@ -51,7 +51,7 @@ func AppendUser(b []byte, c presence.Conn, withIP bool) []byte {
 	if !c.Since.IsZero() {
 		if t := c.Since.UTC(); t.Year() >= 0 && t.Year() <= 9999 {
 			b = append(b, "' since='"...)
-			b = t.AppendFormat(b, itemSinceLayout)
+			b = appendSince(b, t)
 		}
 	}
 	if c.Text == "" {
@@ -60,6 +60,18 @@ func AppendUser(b []byte, c presence.Conn, withIP bool) []byte {
 	b = append(b, "'><text>"...)
 	b = xmltext.Append(b, c.Text)
 	return append(b, "</text></user>"...)
+}
+
+// appendSince appends t, in UTC and within years 0–9999, as
+// t.AppendFormat(b, itemSinceLayout) does, in a tenth of the time: it is
+// written twice per presence change.
+func appendSince(b []byte, t time.Time) []byte {
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	b = append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-')
+	b = append(b, byte('0'+mo/10), byte('0'+mo%10), '-', byte('0'+d/10), byte('0'+d%10), 'T')
+	b = append(b, byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':')
+	return append(b, byte('0'+s/10), byte('0'+s%10), 'Z')
 }
 
 // itemUserSpace reports whether a <user/> in space is one ParseUser reads:

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -343,5 +344,24 @@ func BenchmarkPresenceToPublish(b *testing.B) {
 		c, _ := s.Set(presence.Conn{JID: u.From.Full(), Show: u.Show, Text: u.Text, Priority: u.Priority, IP: "203.0.113.7", Since: itemT0})
 		payload = AppendUser(payload[:0], c, true)
 		req = PublishRequest(req[:0], "presence/actual", c.JID, payload)
+	}
+}
+
+// TestAppendSince compares the hand-written timestamp with time's own
+// formatting over the whole range AppendUser writes.
+func TestAppendSince(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	lo := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	hi := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC).Unix()
+	times := []time.Time{time.Unix(lo, 0).UTC(), time.Unix(hi, 999999999).UTC(),
+		time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC), time.Date(2024, 2, 29, 23, 59, 59, 5, time.UTC)}
+	for range 100000 {
+		times = append(times, time.Unix(lo+rng.Int64N(hi-lo+1), rng.Int64N(1e9)).UTC())
+	}
+	for _, tm := range times {
+		want := tm.AppendFormat(nil, itemSinceLayout)
+		if got := appendSince(nil, tm); string(got) != string(want) {
+			t.Fatalf("appendSince(%v) = %s, want %s", tm, got, want)
+		}
 	}
 }
