@@ -24,6 +24,7 @@ import (
 
 	"github.com/pubpresence/pubpresence/c2s"
 	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/load"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/watch"
@@ -461,13 +462,8 @@ func actualItems(t testing.TB, cl *c2s.Client, srv *server.Server) []presence.Co
 	return conns
 }
 
-func users(prefix string, n int) []string {
-	u := make([]string, n)
-	for i := range u {
-		u[i] = fmt.Sprintf("%s%03d", prefix, i)
-	}
-	return u
-}
+// users names n users prefix000, prefix001, … as the load tool does.
+func users(prefix string, n int) []string { return load.Names(prefix, n) }
 
 func createUsers(t testing.TB, srv *server.Server, locals ...string) {
 	t.Helper()

@@ -151,7 +151,9 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	}
 	waitUntil(t, "all tracked", func() bool { return svc.Metric(t, "pubpresence_tracked_connections") == users })
 
-	drive := func(cfg load.RunConfig) load.Report {
+	// run sends the changes of cfg, timed by both observers; drive also
+	// requires every change to have arrived, in order.
+	run := func(cfg load.RunConfig) load.Report {
 		t.Helper()
 		r, err := load.NewRun(cfg)
 		if err != nil {
@@ -163,6 +165,11 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		return rep
+	}
+	drive := func(cfg load.RunConfig) load.Report {
+		t.Helper()
+		rep := run(cfg)
 		t.Logf("%s:\n%s", srv.Kind, rep)
 		for _, s := range rep.Streams {
 			if s.Lost > 0 || s.Reordered > 0 {
@@ -175,16 +182,7 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	// contact's subscriptions settle a while after the logins (ejabberd
 	// delivered a quarter of the first changes late or not at all).
 	for try := 1; ; try++ {
-		r, err := load.NewRun(load.RunConfig{Rate: 200, Changes: users, Drain: 10 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Observe(liveObs)
-		r.Observe(buddyObs)
-		rep, err := r.Drive(ctx, f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		rep := run(load.RunConfig{Rate: 200, Changes: users, Drain: 10 * time.Second})
 		lv, _ := rep.Stream("live")
 		ct, _ := rep.Stream("contact")
 		if lv.Lost == 0 && ct.Lost == 0 {

@@ -623,8 +623,6 @@ func (ss *session) apply(c presence.Conn) {
 	if ss.actualOn {
 		ss.queue.Actual(c)
 		ss.checkLimit()
-	} else if sr := ss.early(); sr != nil {
-		ss.publishEarly(sr, c)
 	}
 }
 
@@ -649,12 +647,6 @@ func (ss *session) removed(c presence.Conn) {
 	ss.publishLive(c)
 	if ss.actualOn {
 		ss.queue.Retract(c.JID)
-	} else if sr := ss.early(); sr != nil {
-		if _, ok := sr.held[c.JID]; ok {
-			ss.queue.Retract(c.JID)
-			delete(sr.held, c.JID)
-			sr.retracted++
-		}
 	}
 }
 

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -43,17 +44,6 @@ type syncRun struct {
 	// untracked are the listed connections the state did not have when
 	// the list came (a reconciliation counts those found by then as missing).
 	untracked []string
-	// held is, in an initial sync, what the actual node will hold once the
-	// requests queued so far are answered: the items fetched at the start,
-	// less those retracted, plus those published since. With it, stale
-	// items are retracted as soon as the server's list shows them stale,
-	// and connections published as their probe answers come, while the
-	// rest of the discovery goes on; settle then only adds the remainder.
-	// nil until the items are fetched (and in a reconciliation).
-	held    map[string]presence.Conn
-	fetched int // items on the actual node at the start, when held is used
-	// published and retracted count the requests queued before settle.
-	published, retracted int
 }
 
 func (sr *syncRun) kind() string {
@@ -117,9 +107,6 @@ func (ss *session) beginSync(sr *syncRun) {
 			return
 		}
 		ss.do(ss.startQueue)
-		if initial {
-			ss.goAsync(func(ctx context.Context) { ss.fetchHeld(ctx, sr) })
-		}
 		if created && !initial {
 			// A node was gone: readers must start over, and init says so.
 			ss.do(func() {
@@ -176,8 +163,9 @@ const probeItemsMax = 1 << 20
 // are set up. It goes out before the nodes are checked, in one round trip
 // (each round trip counts when the server is busy: during a flood Prosody
 // answered one in about 3 s), and once more after the status node is set
-// up if that first try failed (the node was not there). The three nodes
-// are then set up at the same time.
+// up if that first try failed (the node was not there). The live and
+// actual nodes are then set up at the same time, and the status node after
+// them.
 func (ss *session) ensureNodes(ctx context.Context, publishInit bool) (createdAny bool, err error) {
 	n := ss.cfg().Nodes
 	service := ss.cfg().XMPP.Pubsub
@@ -192,21 +180,28 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) (createdAn
 		{Node: n.Live, Title: "pubpresence: presence events", Persist: false, MaxItems: "1", SendLast: "never", AccessModel: n.AccessModel},
 		{Node: n.Actual, Title: "pubpresence: online connections", Persist: true, MaxItems: "max", SendLast: "never", AccessModel: n.AccessModel},
 	}
+	// Live and actual at the same time, then status: reconfiguring the
+	// status node may send its last item (online) to readers again, who
+	// then fetch the actual node; it must be there with its members by
+	// then (a reader got forbidden from a node created a moment before).
 	created := make([]bool, len(nodes))
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
-	for i, nc := range nodes {
+	for i, nc := range nodes[1:] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			created[i], errs[i] = ss.ensureNode(ctx, nc, publishInit, publishInit && !initDone && nc.Node == n.Status)
+			created[i+1], errs[i+1] = ss.ensureNode(ctx, nc, publishInit, false)
 		}()
 	}
 	wg.Wait()
+	if errs[1] == nil && errs[2] == nil {
+		created[0], errs[0] = ss.ensureNode(ctx, nodes[0], publishInit, publishInit && !initDone)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return slices.Contains(created, true), err
+	}
 	for i, nc := range nodes {
-		if errs[i] != nil {
-			return createdAny, errs[i]
-		}
 		createdAny = createdAny || created[i]
 		ev := ss.log.Debug()
 		if created[i] || publishInit {
@@ -291,73 +286,6 @@ func (ss *session) syncFailed(sr *syncRun, err error) {
 	ss.retry = time.AfterFunc(wait, func() { ss.do(func() { ss.startSync(true) }) })
 }
 
-// fetchHeld fetches the actual node at the start of an initial sync, while
-// the sessions are listed and probed. If it fails, settle fetches again
-// and reports the error.
-func (ss *session) fetchHeld(ctx context.Context, sr *syncRun) {
-	ctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
-	items, err := pubsub.Items(ctx, ss.conn, ss.cfg().XMPP.Pubsub, ss.cfg().Nodes.Actual)
-	cancel()
-	if err != nil {
-		return
-	}
-	ss.do(func() {
-		if ss.sync != sr || sr.settled {
-			return
-		}
-		sr.held, sr.fetched = make(map[string]presence.Conn, len(items)), len(items)
-		for _, it := range items {
-			c, err := pubsub.ParseUser(it.Payload)
-			if err != nil || c.JID != it.ID {
-				ss.queue.Retract(it.ID)
-				sr.retracted++
-				continue
-			}
-			sr.held[c.JID] = c
-		}
-		if sr.online != nil {
-			ss.retractUnlisted(sr)
-		}
-		for _, c := range ss.state.Snapshot() {
-			ss.publishEarly(sr, c)
-		}
-	})
-}
-
-// retractUnlisted retracts, during an initial sync, the held items of
-// connections the server did not list: they are stale. A connection that
-// comes up after the list is published again when it is applied.
-func (ss *session) retractUnlisted(sr *syncRun) {
-	for id := range sr.held {
-		if !sr.online[id] {
-			ss.queue.Retract(id)
-			delete(sr.held, id)
-			sr.retracted++
-		}
-	}
-}
-
-// publishEarly publishes c on the actual node during an initial sync,
-// unless the node holds it already: then c keeps the held item's since.
-func (ss *session) publishEarly(sr *syncRun, c presence.Conn) {
-	if h, ok := sr.held[c.JID]; ok && h.SameState(c) {
-		ss.state.SetSince(c.JID, h.Since)
-		return
-	}
-	ss.queue.Actual(c)
-	sr.held[c.JID] = c
-	sr.published++
-}
-
-// early returns the initial sync that publishes on the actual node as it
-// goes, or nil.
-func (ss *session) early() *syncRun {
-	if sr := ss.sync; sr != nil && sr.held != nil && !sr.settled && !ss.actualOn {
-		return sr
-	}
-	return nil
-}
-
 // discovered takes the server's list of sessions and probes their users.
 func (ss *session) discovered(sr *syncRun, sessions []admin.Session) {
 	if ss.sync != sr {
@@ -393,9 +321,6 @@ func (ss *session) discovered(sr *syncRun, sessions []admin.Session) {
 		}
 	}
 	ss.metrics.SyncSessions.Set(float64(len(sr.online)))
-	if sr.held != nil {
-		ss.retractUnlisted(sr)
-	}
 	if len(sr.awaiting) == 0 {
 		ss.settle(sr)
 		return
@@ -473,10 +398,6 @@ func (ss *session) settle(sr *syncRun) {
 		ss.metrics.Fixes.WithLabelValues("missing").Add(float64(found))
 	}
 	ss.pruneIPs()
-	if sr.held != nil {
-		ss.converge(sr, nil) // what is held was followed all along
-		return
-	}
 	ss.goAsync(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
 		items, err := pubsub.Items(ctx, ss.conn, ss.cfg().XMPP.Pubsub, ss.cfg().Nodes.Actual)
@@ -499,10 +420,7 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 	if ss.sync != sr {
 		return
 	}
-	have := make([]presence.Conn, 0, max(len(items), len(sr.held)))
-	for _, c := range sr.held {
-		have = append(have, c)
-	}
+	have := make([]presence.Conn, 0, len(items))
 	var bad []string
 	for _, it := range items {
 		c, err := pubsub.ParseUser(it.Payload)
@@ -534,8 +452,7 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 		ev = ss.log.Debug()
 	}
 	ev.Str("kind", sr.kind()).Int("connections", ss.state.Len()).Int("users", ss.state.Users()).
-		Int("items", len(items)+sr.fetched).Int("publish", len(plan.Publish)+sr.published).
-		Int("retract", len(plan.Retract)+len(bad)+sr.retracted).
+		Int("items", len(items)).Int("publish", len(plan.Publish)).Int("retract", len(plan.Retract)+len(bad)).
 		Int("ghosts", sr.ghosts).Dur("took_ms", time.Since(sr.start)).Msg("resync")
 	if !sr.initial {
 		if fixes == 0 && sr.ghosts == 0 {
