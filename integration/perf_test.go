@@ -86,9 +86,10 @@ func perfService(t *testing.T, srv *server.Server) *service {
 // perfFlow measures throughput, latency and the restart under a flood
 // with a few hundred users.
 func perfFlow(t *testing.T, start startFunc, changes int) {
-	const users = 200
+	const nUsers = 200
 	srv := start(t)
-	names := users2(t, srv, "p", users)
+	names := users("p", nUsers)
+	createUsers(t, srv, names...)
 	const contact = "buddy"
 	createUsers(t, srv, contact)
 	svc := perfService(t, srv)
@@ -100,7 +101,7 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	svc.Stop()
 	ops := make([]load.RawOp, 0, 2*changes)
 	for i := range changes {
-		c := presence.Conn{JID: fmt.Sprintf("%s@%s/load", names[i%users], srv.Domain), Show: presence.Away,
+		c := presence.Conn{JID: fmt.Sprintf("%s@%s/load", names[i%nUsers], srv.Domain), Show: presence.Away,
 			Text: fmt.Sprintf("ldraw#%d", i), IP: "127.0.0.1", Since: time.Now().UTC()}
 		ops = append(ops, load.RawOp{Node: nodes.Live, Conn: c}, load.RawOp{Node: nodes.Actual, Conn: c})
 	}
@@ -129,7 +130,7 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	// 2. The fleet, a contact subscribed to every user, and a watcher of
 	// the live node.
 	buddy := dial(t, srv, contact, "observer")
-	jids := make([]string, users)
+	jids := make([]string, nUsers)
 	for i, n := range names {
 		jids[i] = n + "@" + srv.Domain
 	}
@@ -149,7 +150,7 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	if err := f.Available("load start"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "all tracked", func() bool { return svc.Metric(t, "pubpresence_tracked_connections") == users })
+	waitUntil(t, "all tracked", func() bool { return svc.Metric(t, "pubpresence_tracked_connections") == nUsers })
 
 	// run sends the changes of cfg, timed by both observers; drive also
 	// requires every change to have arrived, in order.
@@ -182,7 +183,7 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	// contact's subscriptions settle a while after the logins (ejabberd
 	// delivered a quarter of the first changes late or not at all).
 	for try := 1; ; try++ {
-		rep := run(load.RunConfig{Rate: 200, Changes: users, Drain: 10 * time.Second})
+		rep := run(load.RunConfig{Rate: 200, Changes: nUsers, Drain: 10 * time.Second})
 		lv, _ := rep.Stream("live")
 		ct, _ := rep.Stream("contact")
 		if lv.Lost == 0 && ct.Lost == 0 {
@@ -211,13 +212,6 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	// 3. A restart under an unbounded flood: 100 000 changes written as
 	// fast as the sockets take them, pubpresence restarted meanwhile.
 	perfFloodRestart(t, srv, svc, f)
-}
-
-// users2 creates n users named prefix000… on srv and returns their names.
-func users2(t *testing.T, srv *server.Server, prefix string, n int) []string {
-	names := load.Names(prefix, n)
-	createUsers(t, srv, names...)
-	return names
 }
 
 func rawConfig(srv *server.Server) load.RawConfig {
@@ -316,7 +310,8 @@ func perfFloodRestart(t *testing.T, srv *server.Server, svc *service, f *load.Fl
 // cold, against a raw publisher making the cold start's requests.
 func perfResync(t *testing.T, start startFunc, n int) {
 	srv := start(t, server.WithMaxItems(max(10000, 2*n)))
-	names := users2(t, srv, "r", n)
+	names := users("r", n)
+	createUsers(t, srv, names...)
 	svc := perfService(t, srv)
 	ctx := context.Background()
 	t0 := time.Now()

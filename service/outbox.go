@@ -49,6 +49,19 @@ func (o *outbox) push(raw []byte) {
 	}
 }
 
+// pushAll queues every one of raws, beyond maxReplies if need be: the
+// component's own presence to each subscriber when its phase changes,
+// whose number is that of the users.
+func (o *outbox) pushAll(raws [][]byte) {
+	o.mu.Lock()
+	o.q = append(o.q, raws...)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
 // take removes and returns everything queued.
 func (o *outbox) take() [][]byte {
 	o.mu.Lock()

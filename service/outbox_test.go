@@ -77,6 +77,11 @@ func TestOutboxBound(t *testing.T) {
 	if dropped != 3 || o.len() != maxReplies {
 		t.Fatalf("dropped %d, waiting %d; want 3, %d", dropped, o.len(), maxReplies)
 	}
+	// The phase announcement goes in whole, past the bound.
+	o.pushAll([][]byte{[]byte("a"), []byte("b")})
+	if dropped != 3 || o.len() != maxReplies+2 {
+		t.Fatalf("after pushAll: dropped %d, waiting %d; want 3, %d", dropped, o.len(), maxReplies+2)
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); o.run(context.Background()) }()
 	select {

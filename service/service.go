@@ -484,20 +484,16 @@ func (ss *session) leave() {
 }
 
 // announce sends the component's presence for the current phase to every
-// known subscriber, from another goroutine: there may be thousands.
+// known subscriber, through the outbox, so that it goes out after the
+// answers queued before it (an answer of the earlier phase must not follow
+// it). All of them are queued, however many: one per subscriber.
 func (ss *session) announce() {
 	show, text := ss.phase.Presence()
-	to := make([]string, 0, len(ss.subscribers))
+	all := make([][]byte, 0, len(ss.subscribers))
 	for jid := range ss.subscribers {
-		to = append(to, jid)
+		all = append(all, ss.conn.Presence(jid, "", show, text))
 	}
-	ss.goAsync(func(ctx context.Context) {
-		for _, jid := range to {
-			if err := ss.conn.SendPresence(ctx, jid, "", show, text); err != nil {
-				return
-			}
-		}
-	})
+	ss.replies.pushAll(all)
 }
 
 // handle applies one inbound stanza.
