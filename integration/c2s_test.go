@@ -13,15 +13,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/component"
-	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 )
 
 const c2sPassword = "pw-Ünï"
 
 // login dials user@Domain with an optional resource and mechanism.
-func login(t *testing.T, s *server.Server, user, resource, mech string) *c2s.Client {
+func login(t *testing.T, s *testserver.Server, user, resource, mech string) *c2s.Client {
 	t.Helper()
 	c, err := c2s.Dial(context.Background(), c2s.Config{
 		Addr: s.C2SAddr, JID: user + "@" + s.Domain, Password: c2sPassword,
@@ -91,7 +91,7 @@ func sameXML(a, b string) bool {
 	return canon(a) == canon(b)
 }
 
-func startServer(t *testing.T, start startFunc, users ...string) *server.Server {
+func startServer(t *testing.T, start startFunc, users ...string) *testserver.Server {
 	t.Helper()
 	s := start(t)
 	if err := s.CreateUsers(users, c2sPassword); err != nil {

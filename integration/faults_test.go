@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/component"
-	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/presence"
 )
 
@@ -26,7 +26,7 @@ const churnUsers = 20
 
 // faultSetup starts a server, the service (with opts) and churnUsers
 // changing users, and waits until the service is online.
-func faultSetup(t *testing.T, start startFunc, srvOpts []server.Option, opts ...func(*svcOptions)) (*server.Server, *service, *churner) {
+func faultSetup(t *testing.T, start startFunc, srvOpts []testserver.Option, opts ...func(*svcOptions)) (*testserver.Server, *service, *churner) {
 	t.Helper()
 	srv := start(t, srvOpts...)
 	createUsers(t, srv, users("u", churnUsers)...)
@@ -61,7 +61,7 @@ func TestIntegrationFaultServerRestart(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			eachServer(t, func(t *testing.T, start startFunc) {
 				srv, svc, ch := faultSetup(t, start, nil)
-				if how == "SIGKILL" && srv.Kind == server.Ejabberd {
+				if how == "SIGKILL" && srv.Kind == testserver.Ejabberd {
 					// ejabberd loses its last second or so of roster
 					// writes to SIGKILL: users who subscribed to the
 					// component just before would come back unsubscribed,
@@ -139,7 +139,7 @@ func TestIntegrationFaultNodeDeleted(t *testing.T) {
 		// defaults), so nothing fails there; Prosody refuses the publishes.
 		var failing bool
 		waitUntil(t, "/readyz to say the actual node fails", func() bool {
-			if srv.Kind == server.Ejabberd {
+			if srv.Kind == testserver.Ejabberd {
 				return true
 			}
 			code, body := svc.get("/readyz")
@@ -164,10 +164,10 @@ func TestIntegrationFaultNodeDeleted(t *testing.T) {
 // on Prosody (admins own every node); on ejabberd, where only owners may,
 // a second connection as the component itself (ejabberd accepts it; the
 // service sees the foreign answers and stays).
-func deleteNode(t testing.TB, srv *server.Server, node string) {
+func deleteNode(t testing.TB, srv *testserver.Server, node string) {
 	t.Helper()
 	addr, name, secret := srv.Harness()
-	if srv.Kind == server.Ejabberd {
+	if srv.Kind == testserver.Ejabberd {
 		addr, name, secret = srv.ComponentAddr, srv.Component, srv.Secret
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -177,13 +177,13 @@ func deleteNode(t testing.TB, srv *server.Server, node string) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if srv.Kind == server.Ejabberd {
+	if srv.Kind == testserver.Ejabberd {
 		// The answer may be delivered to the service's connection.
 		ctx, cancel = context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 	}
 	_, err = c.IQ(ctx, "set", srv.Pubsub, []byte("<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='"+node+"'/></pubsub>"))
-	if err != nil && !(srv.Kind == server.Ejabberd && ctx.Err() != nil) {
+	if err != nil && !(srv.Kind == testserver.Ejabberd && ctx.Err() != nil) {
 		t.Fatalf("delete %s as %s: %v", node, name, err)
 	}
 }
@@ -193,7 +193,7 @@ func deleteNode(t testing.TB, srv *server.Server, node string) {
 // it works.
 func TestIntegrationFaultAdminRights(t *testing.T) {
 	eachServer(t, func(t *testing.T, start startFunc) {
-		srv := start(t, server.WithoutAdmin())
+		srv := start(t, testserver.WithoutAdmin())
 		createUsers(t, srv, users("u", churnUsers)...)
 		svc := startService(t, srv)
 		ch := startChurn(t, srv, "u", churnUsers)

@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pubpresence/pubpresence/c2s"
-	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/internal/load"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
@@ -81,7 +81,7 @@ type svcOptions struct {
 // service is a pubpresence process under test.
 type service struct {
 	t       testing.TB
-	srv     *server.Server
+	srv     *testserver.Server
 	dir     string
 	config  string
 	http    string
@@ -104,7 +104,7 @@ func freePort(t testing.TB) string {
 }
 
 // startService writes a config for srv and starts pubpresence.
-func startService(t testing.TB, srv *server.Server, opts ...func(*svcOptions)) *service {
+func startService(t testing.TB, srv *testserver.Server, opts ...func(*svcOptions)) *service {
 	t.Helper()
 	o := svcOptions{reconcile: "0", grace: "500ms", initLimit: "10s", accessModel: "whitelist", secret: srv.Secret, keepalive: "2s",
 		address: srv.ComponentAddr, logLevel: "debug"}
@@ -351,7 +351,7 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 }
 
 // dial logs a user in without presence.
-func dial(t testing.TB, srv *server.Server, local, resource string) *c2s.Client {
+func dial(t testing.TB, srv *testserver.Server, local, resource string) *c2s.Client {
 	t.Helper()
 	return dialAt(t, srv.C2SAddr, local+"@"+srv.Domain, resource)
 }
@@ -371,7 +371,7 @@ func dialAt(t testing.TB, addr, jid, resource string) *c2s.Client {
 
 // online logs a user in, subscribes it to the component (pre-approved, as
 // a client would) and sends available presence.
-func online(t testing.TB, srv *server.Server, local, resource string) *c2s.Client {
+func online(t testing.TB, srv *testserver.Server, local, resource string) *c2s.Client {
 	t.Helper()
 	cl := dial(t, srv, local, resource)
 	if err := cl.ApproveAndSubscribe(srv.Component); err != nil {
@@ -384,7 +384,7 @@ func online(t testing.TB, srv *server.Server, local, resource string) *c2s.Clien
 }
 
 // watcher logs the reader in and follows the nodes as the seed's client does.
-func watcher(t testing.TB, srv *server.Server) *watch.Follower {
+func watcher(t testing.TB, srv *testserver.Server) *watch.Follower {
 	t.Helper()
 	cl := dial(t, srv, reader, "watch")
 	f := watch.NewFollower(cl, srv.Pubsub, nodes)
@@ -439,7 +439,7 @@ func waitView(t testing.TB, f *watch.Follower, want map[string]conn) {
 }
 
 // actualItems fetches presence/actual directly, as the reader.
-func actualItems(t testing.TB, cl *c2s.Client, srv *server.Server) []presence.Conn {
+func actualItems(t testing.TB, cl *c2s.Client, srv *testserver.Server) []presence.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -465,7 +465,7 @@ func actualItems(t testing.TB, cl *c2s.Client, srv *server.Server) []presence.Co
 // users names n users prefix000, prefix001, … as the load tool does.
 func users(prefix string, n int) []string { return load.Names(prefix, n) }
 
-func createUsers(t testing.TB, srv *server.Server, locals ...string) {
+func createUsers(t testing.TB, srv *testserver.Server, locals ...string) {
 	t.Helper()
 	if err := srv.CreateUsers(append([]string{reader}, locals...), password); err != nil {
 		t.Fatalf("create users: %v", err)

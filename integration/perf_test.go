@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pubpresence/pubpresence/c2s"
-	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/internal/load"
 	"github.com/pubpresence/pubpresence/presence"
 )
@@ -68,14 +68,14 @@ func envInt(t *testing.T, name string, def int) int {
 }
 
 // perfRow prints one row of the table scripts/perf.sh assembles.
-func perfRow(t *testing.T, srv *server.Server, measure, value, versus, ratio, goal string) {
+func perfRow(t *testing.T, srv *testserver.Server, measure, value, versus, ratio, goal string) {
 	t.Helper()
 	t.Logf("PERF | %s | %s | %s | %s | %s | %s |", srv.Kind, measure, value, versus, ratio, goal)
 }
 
 // perfService starts pubpresence as an operator would run it: info logs,
 // no periodic reconciliation, patient timeouts for large resyncs.
-func perfService(t *testing.T, srv *server.Server) *service {
+func perfService(t *testing.T, srv *testserver.Server) *service {
 	svc := startService(t, srv, func(o *svcOptions) {
 		o.logLevel, o.initLimit, o.keepalive = "info", "300s", "20s"
 	})
@@ -214,13 +214,13 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	perfFloodRestart(t, srv, svc, f)
 }
 
-func rawConfig(srv *server.Server) load.RawConfig {
+func rawConfig(srv *testserver.Server) load.RawConfig {
 	return load.RawConfig{Addr: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret, Service: srv.Pubsub, WithIP: true}
 }
 
 // drainedActual waits until presence/actual holds the fleet's last
 // presence, one item per session.
-func drainedActual(t *testing.T, srv *server.Server, f *load.Fleet, cl *c2s.Client) {
+func drainedActual(t *testing.T, srv *testserver.Server, f *load.Fleet, cl *c2s.Client) {
 	t.Helper()
 	var items []presence.Conn
 	// Under a login storm of 10 000 the server times some requests out
@@ -237,7 +237,7 @@ func drainedActual(t *testing.T, srv *server.Server, f *load.Fleet, cl *c2s.Clie
 	t.Errorf("actual holds %d items, want %d", len(items), f.Len())
 }
 
-func perfFloodRestart(t *testing.T, srv *server.Server, svc *service, f *load.Fleet) {
+func perfFloodRestart(t *testing.T, srv *testserver.Server, svc *service, f *load.Fleet) {
 	const flood = 100000
 	// The status reader logs in first: a server busy with the flood takes
 	// long to log anyone in (Prosody: over 30 s).
@@ -309,7 +309,7 @@ func perfFloodRestart(t *testing.T, srv *server.Server, svc *service, f *load.Fl
 // perfResync measures start → online with n users connected, warm and
 // cold, against a raw publisher making the cold start's requests.
 func perfResync(t *testing.T, start startFunc, n int) {
-	srv := start(t, server.WithMaxItems(max(10000, 2*n)))
+	srv := start(t, testserver.WithMaxItems(max(10000, 2*n)))
 	names := users("r", n)
 	createUsers(t, srv, names...)
 	svc := perfService(t, srv)

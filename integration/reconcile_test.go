@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/pubpresence/pubpresence/component"
-	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
@@ -18,7 +18,7 @@ import (
 func TestIntegrationForeignDomain(t *testing.T) {
 	eachServer(t, func(t *testing.T, start startFunc) {
 		const other = "other.localhost"
-		srv := start(t, server.WithHost(other))
+		srv := start(t, testserver.WithHost(other))
 		createUsers(t, srv, "alice")
 		if err := srv.CreateUsersOn(other, []string{"mallory"}, password); err != nil {
 			t.Fatal(err)

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/component"
-	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
@@ -111,7 +111,7 @@ func TestIntegrationWrongSecret(t *testing.T) {
 // does not crash.
 func TestIntegrationNoAdminRights(t *testing.T) {
 	eachServer(t, func(t *testing.T, start startFunc) {
-		srv := start(t, server.WithoutAdmin())
+		srv := start(t, testserver.WithoutAdmin())
 		createUsers(t, srv, "alice")
 		svc := startService(t, srv)
 		waitUntil(t, "the error logged", func() bool { return svc.Logged("initial sync failed") })
@@ -285,7 +285,7 @@ func TestIntegrationNoIP(t *testing.T) {
 // on the actual node is reported clearly.
 func TestIntegrationItemLimit(t *testing.T) {
 	eachServer(t, func(t *testing.T, start startFunc) {
-		srv := start(t, server.WithMaxItems(2))
+		srv := start(t, testserver.WithMaxItems(2))
 		createUsers(t, srv, "a", "b", "c")
 		svc := startService(t, srv)
 		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
@@ -302,7 +302,7 @@ func TestIntegrationItemLimit(t *testing.T) {
 // resync's probe), one after. Prosody only: ejabberd keeps its shared roster
 // groups in its database, and the harness does not set them up.
 func TestIntegrationSharedRoster(t *testing.T) {
-	srv := server.StartProsody(t, server.WithSharedRoster())
+	srv := testserver.StartProsody(t, testserver.WithSharedRoster())
 	createUsers(t, srv, "alice", "bob")
 	a := dial(t, srv, "alice", "early")
 	if err := a.Presence("away", "before", 3); err != nil {
@@ -326,7 +326,7 @@ func TestIntegrationSharedRoster(t *testing.T) {
 
 // formerMember creates the nodes as the component would, with a whitelist,
 // and makes jid a member of each, before the service runs.
-func formerMember(t testing.TB, srv *server.Server, jid string, nodeNames ...string) {
+func formerMember(t testing.TB, srv *testserver.Server, jid string, nodeNames ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()

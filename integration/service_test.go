@@ -12,23 +12,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pubpresence/pubpresence/c2s"
-	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/watch"
 )
 
 // startFunc starts a private server of one kind for a test.
-type startFunc = func(testing.TB, ...server.Option) *server.Server
+type startFunc = func(testing.TB, ...testserver.Option) *testserver.Server
 
 // servers are the XMPP servers every test body runs against.
 var servers = []struct {
 	name  string
 	start startFunc
 }{
-	{"prosody", server.StartProsody},
-	{"ejabberd", server.StartEjabberd},
+	{"prosody", testserver.StartProsody},
+	{"ejabberd", testserver.StartEjabberd},
 }
 
 // eachServer runs body once per server, each in its own subtest.
@@ -116,7 +116,7 @@ func userOf(t testing.TB, e eventItem) presence.Conn {
 	return c
 }
 
-func subscribe(t testing.TB, cl *c2s.Client, srv *server.Server, node string) {
+func subscribe(t testing.TB, cl *c2s.Client, srv *testserver.Server, node string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -355,7 +355,7 @@ func TestIntegrationMalformedPresence(t *testing.T) {
 				t.Fatal(err)
 			}
 			if refusedBy(t, m, w, map[string]conn{"mallory@localhost/x": c.want}) {
-				if c.mustPass || srv.Kind == server.Prosody {
+				if c.mustPass || srv.Kind == testserver.Prosody {
 					t.Errorf("%s: %s refused it", c.name, srv.Kind)
 				}
 				t.Logf("%s: refused by %s before it reached the service", c.name, srv.Kind)

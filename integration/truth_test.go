@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/admin"
-	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/component"
-	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/watch"
@@ -32,7 +32,7 @@ import (
 // domain, by full JID, restricted to users whose localpart starts with
 // prefix. Prosody lists sessions that sent no presence as "unavailable":
 // those are left out.
-func serverSessions(t testing.TB, srv *server.Server, prefix string) (map[string]bool, error) {
+func serverSessions(t testing.TB, srv *testserver.Server, prefix string) (map[string]bool, error) {
 	t.Helper()
 	addr, name, secret := srv.Harness()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -66,7 +66,7 @@ type verdict struct {
 }
 
 // report prints one row of the fault table, for the note.
-func report(t testing.TB, scenario string, srv *server.Server, v verdict) {
+func report(t testing.TB, scenario string, srv *testserver.Server, v verdict) {
 	t.Helper()
 	t.Logf("FAULT | %s | %s | converged=%v | %.2fs after the fault, %.2fs after the users stopped | stale=%d missing=%d %s",
 		scenario, srv.Kind, v.converged, v.took.Seconds(), v.quiet.Seconds(), v.stale, v.missing, v.detail)
@@ -75,7 +75,7 @@ func report(t testing.TB, scenario string, srv *server.Server, v verdict) {
 // truth waits for the service to be online and presence/actual, the
 // server's list, the clients' last presence and a watcher following the
 // protocol to agree, within wait. since is when the fault ended.
-func truth(t testing.TB, srv *server.Server, svc *service, w *watch.Follower, ch *churner, since time.Time) verdict {
+func truth(t testing.TB, srv *testserver.Server, svc *service, w *watch.Follower, ch *churner, since time.Time) verdict {
 	t.Helper()
 	want := ch.final()
 	var v verdict
@@ -145,7 +145,7 @@ func truth(t testing.TB, srv *server.Server, svc *service, w *watch.Follower, ch
 }
 
 // mustTruth runs truth, reports the row, and fails the test unless it converged.
-func mustTruth(t testing.TB, scenario string, srv *server.Server, svc *service, w *watch.Follower, ch *churner, since time.Time) verdict {
+func mustTruth(t testing.TB, scenario string, srv *testserver.Server, svc *service, w *watch.Follower, ch *churner, since time.Time) verdict {
 	t.Helper()
 	v := truth(t, srv, svc, w, ch, since)
 	report(t, scenario, srv, v)
@@ -164,7 +164,7 @@ func byJID(conns []presence.Conn) map[string]presence.Conn {
 }
 
 // actualOf fetches presence/actual; dup names an item id seen twice.
-func actualOf(rd *c2s.Client, srv *server.Server) (map[string]presence.Conn, string, error) {
+func actualOf(rd *c2s.Client, srv *testserver.Server) (map[string]presence.Conn, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	items, err := rd.Items(ctx, srv.Pubsub, nodes.Actual)
@@ -240,7 +240,7 @@ func compareSet(what string, got map[string]bool, want map[string]conn) []string
 // the presence each connection last sent: the truth to converge to.
 type churner struct {
 	t      testing.TB
-	srv    *server.Server
+	srv    *testserver.Server
 	prefix string // localpart prefix of its users
 
 	mu      sync.Mutex
@@ -256,7 +256,7 @@ var shows = []presence.Show{presence.Online, presence.Chat, presence.Away, prese
 
 // startChurn logs n users in (created beforehand with users(prefix, n)),
 // subscribed to the component, and starts changing their presence.
-func startChurn(t testing.TB, srv *server.Server, prefix string, n int) *churner {
+func startChurn(t testing.TB, srv *testserver.Server, prefix string, n int) *churner {
 	t.Helper()
 	ch := &churner{t: t, srv: srv, prefix: prefix, last: make(map[string]conn),
 		cur: make(map[string]*c2s.Client), stop: make(chan struct{})}

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/component"
-	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/watch"
@@ -20,7 +20,7 @@ import (
 // fakeService plays the pubpresence component by hand on the three nodes.
 type fakeService struct {
 	t    *testing.T
-	s    *server.Server
+	s    *testserver.Server
 	comp *component.Conn
 }
 

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/presence"
 )
 
@@ -70,7 +70,7 @@ type watchProc struct {
 
 // watchArgs are the arguments to watch srv as jid with the password in a
 // file.
-func watchArgs(t *testing.T, srv *server.Server, local, pw string, extra ...string) []string {
+func watchArgs(t *testing.T, srv *testserver.Server, local, pw string, extra ...string) []string {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "password")
 	if err := os.WriteFile(file, []byte(pw+"\n"), 0o600); err != nil {
@@ -81,7 +81,7 @@ func watchArgs(t *testing.T, srv *server.Server, local, pw string, extra ...stri
 }
 
 // plainArgs are watchArgs for a server without TLS.
-func plainArgs(t *testing.T, srv *server.Server, local, pw string, extra ...string) []string {
+func plainArgs(t *testing.T, srv *testserver.Server, local, pw string, extra ...string) []string {
 	t.Helper()
 	return watchArgs(t, srv, local, pw, append([]string{"--plain"}, extra...)...)
 }
@@ -301,7 +301,7 @@ func TestIntegrationWatchCommand(t *testing.T) {
 // without it or with --plain.
 func TestIntegrationWatchCommandTLS(t *testing.T) {
 	eachServer(t, func(t *testing.T, start startFunc) {
-		srv := start(t, server.WithTLS())
+		srv := start(t, testserver.WithTLS())
 		createUsers(t, srv, "wtalice")
 		svc := startService(t, srv)
 		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 )

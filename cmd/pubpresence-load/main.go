@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/internal/load"
 )
 

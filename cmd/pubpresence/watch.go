@@ -22,7 +22,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/watch"
 )

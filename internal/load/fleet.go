@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/internal/c2s"
 )
 
 // Bounds on what one run may ask for.

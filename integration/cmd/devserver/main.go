@@ -32,7 +32,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/pubpresence/pubpresence/config"
-	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 )
 
 // The names the dev server uses.
@@ -62,7 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("devserver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", ".run", "directory for the server's data, the secret and pubpresence.toml")
-	kind := fs.String("server", string(server.Prosody), "the server to run: prosody or ejabberd")
+	kind := fs.String("server", string(testserver.Prosody), "the server to run: prosody or ejabberd")
 	c2s := fs.Int("c2s", 15222, "client port (c2s) on 127.0.0.1 and ::1")
 	comp := fs.Int("component", 15347, "component port (XEP-0114) on 127.0.0.1 and ::1")
 	listen := fs.String("http", "127.0.0.1:9273", "http.listen written into pubpresence.toml")
@@ -76,13 +76,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "devserver: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	if k := server.Kind(*kind); k != server.Prosody && k != server.Ejabberd {
+	if k := testserver.Kind(*kind); k != testserver.Prosody && k != testserver.Ejabberd {
 		fmt.Fprintf(stderr, "devserver: -server %q: want prosody or ejabberd\n", *kind)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, server.Kind(*kind), *dir, *c2s, *comp, *listen, stdout, stderr); err != nil {
+	if err := serve(ctx, testserver.Kind(*kind), *dir, *c2s, *comp, *listen, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "devserver:", err)
 		return 1
 	}
@@ -90,7 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // serve runs the server until ctx is done or the server dies.
-func serve(ctx context.Context, kind server.Kind, dir string, c2s, comp int, listen string, stdout, stderr io.Writer) error {
+func serve(ctx context.Context, kind testserver.Kind, dir string, c2s, comp int, listen string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -103,8 +103,8 @@ func serve(ctx context.Context, kind server.Kind, dir string, c2s, comp int, lis
 	if err != nil {
 		return err
 	}
-	s, err := server.New(kind, filepath.Join(dir, string(kind)),
-		server.WithPorts(c2s, comp), server.WithComponent(component, secret))
+	s, err := testserver.New(kind, filepath.Join(dir, string(kind)),
+		testserver.WithPorts(c2s, comp), testserver.WithComponent(component, secret))
 	if err != nil {
 		return err
 	}
@@ -174,7 +174,7 @@ func loadSecret(path string) (string, error) {
 
 // serviceConfig returns a complete pubpresence config for s, checked with
 // config.Parse.
-func serviceConfig(s *server.Server, listen string) ([]byte, error) {
+func serviceConfig(s *testserver.Server, listen string) ([]byte, error) {
 	cfg := config.Default()
 	cfg.XMPP.Address = s.ComponentAddr
 	cfg.XMPP.Component = s.Component
@@ -222,7 +222,7 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 }
 
 // howTo is what devserver prints once the server is ready.
-func howTo(s *server.Server, cfgPath string) string {
+func howTo(s *testserver.Server, cfgPath string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s dev server ready (pid %d, data in %s)\n", s.Kind, s.Pid(), s.Dir)
 	fmt.Fprintf(&b, "  XMPP client address: %s", s.C2SAddr)

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/pubpresence/pubpresence/config"
-	"github.com/pubpresence/pubpresence/integration/internal/server"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 )
 
 func TestLoadSecret(t *testing.T) {
@@ -44,8 +44,8 @@ func TestLoadSecret(t *testing.T) {
 	}
 }
 
-func testServer() *server.Server {
-	return &server.Server{
+func testServer() *testserver.Server {
+	return &testserver.Server{
 		Kind:          "prosody",
 		Domain:        "localhost",
 		Component:     component,

@@ -7,7 +7,7 @@
 // (StartProsody, StartEjabberd), or on fixed ports for as long as its owner
 // wants (New, WithPorts, Start, Stop). Processes are tracked by pid, never by
 // name: other instances may run on the same machine.
-package server
+package testserver
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package server
+package testserver
 
 import (
 	"crypto/tls"

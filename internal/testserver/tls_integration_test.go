@@ -1,6 +1,6 @@
 //go:build integration
 
-package server
+package testserver
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pubpresence/pubpresence/c2s"
+	"github.com/pubpresence/pubpresence/internal/c2s"
 )
 
 // TestIntegrationTLS: a WithTLS server of each kind offers STARTTLS on c2s
