@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/internal/testserver"
 )
 

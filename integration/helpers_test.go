@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
-	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/internal/load"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/watch"

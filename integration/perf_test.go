@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
-	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/internal/load"
+	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/presence"
 )
 

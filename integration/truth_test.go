@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/admin"
-	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
