@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/pubpresence/pubpresence/status"
 )
 
 // Metrics are the service's instruments.
@@ -16,6 +18,7 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	State          *prometheus.GaugeVec // state{state="init"|"online"|"standby"} 1 for the current one
+	Phase          *prometheus.GaugeVec // phase{phase=status.Phase} 1 for the current one
 	Connected      prometheus.Gauge
 	Connections    prometheus.Gauge
 	Users          prometheus.Gauge
@@ -78,6 +81,7 @@ func New(version string) *Metrics {
 	m := &Metrics{
 		Registry:    r,
 		State:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pubpresence_state", Help: "Service state: 1 for the current one of init, online and standby."}, []string{"state"}),
+		Phase:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pubpresence_phase", Help: "Life-cycle phase: 1 for the current one of connecting, nodes, discovering, converging, online and standby."}, []string{"phase"}),
 		Connected:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_connected", Help: "1 while the component stream is up."}),
 		Connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_tracked_connections", Help: "User connections (full JIDs) tracked as online."}),
 		Users:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_tracked_users", Help: "Users (bare JIDs) with at least one tracked connection."}),
@@ -104,24 +108,35 @@ func New(version string) *Metrics {
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pubpresence_build_info",
 			Help: "Always 1; the labels say which build runs."}, []string{"version", "goversion"}),
 	}
-	r.MustRegister(m.State, m.Connected, m.Connections, m.Users, m.Events, m.Malformed, m.Requests,
+	r.MustRegister(m.State, m.Phase, m.Connected, m.Connections, m.Users, m.Events, m.Malformed, m.Requests,
 		m.RequestSeconds, m.IQErrors, m.Reconnects, m.Syncs, m.SyncSeconds, m.SyncSessions, m.Fixes,
 		m.QueueDepth, m.LiveDropped, m.RepliesDropped, m.Reloads, m.BuildInfo, m.Foreign,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
-	m.State.WithLabelValues("init").Set(1)
-	m.State.WithLabelValues("online").Set(0)
-	m.State.WithLabelValues("standby").Set(0)
+	m.SetPhase(status.Connecting)
 	return m
 }
 
-// SetState marks state ("init", "online" or "standby") as the current one.
-func (m *Metrics) SetState(state string) {
-	for _, s := range []string{"init", "online", "standby"} {
-		v := 0.0
-		if s == state {
-			v = 1
-		}
-		m.State.WithLabelValues(s).Set(v)
+// SetPhase marks p as the current phase: its series of pubpresence_phase,
+// the series of pubpresence_state for the state it shows (init, online or
+// standby) and pubpresence_connected.
+func (m *Metrics) SetPhase(p status.Phase) {
+	for _, q := range status.Phases {
+		m.Phase.WithLabelValues(q.String()).Set(b2f(q == p))
 	}
+	state := string(p.State())
+	if p == status.Standby {
+		state = "standby"
+	}
+	for _, s := range []string{"init", "online", "standby"} {
+		m.State.WithLabelValues(s).Set(b2f(s == state))
+	}
+	m.Connected.Set(b2f(p.Connected()))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pubpresence/pubpresence/status"
 )
 
 // docPath is the metrics documentation, relative to this package.
@@ -295,27 +297,42 @@ func TestMetricsBuildInfo(t *testing.T) {
 	}
 }
 
-// TestSetState checks that exactly the current state's series is 1.
-func TestSetState(t *testing.T) {
+// TestSetPhase checks that exactly the current phase's series is 1, and
+// the state and connected series that follow from it.
+func TestSetPhase(t *testing.T) {
 	m := New("test")
-	for _, step := range []struct {
-		set                   string // "" for New's initial state
+	steps := []struct {
+		set                   status.Phase
 		init, online, standby float64
+		connected             float64
 	}{
-		{"", 1, 0, 0},
-		{"online", 0, 1, 0},
-		{"online", 0, 1, 0},
-		{"init", 1, 0, 0},
-		{"standby", 0, 0, 1},
-		{"online", 0, 1, 0},
-	} {
-		if step.set != "" {
-			m.SetState(step.set)
+		{status.Connecting, 1, 0, 0, 0}, // New's
+		{status.Nodes, 1, 0, 0, 1},
+		{status.Discovering, 1, 0, 0, 1},
+		{status.Converging, 1, 0, 0, 1},
+		{status.Online, 0, 1, 0, 1},
+		{status.Online, 0, 1, 0, 1},
+		{status.Connecting, 1, 0, 0, 0},
+		{status.Standby, 0, 0, 1, 0},
+		{status.Online, 0, 1, 0, 1},
+	}
+	for i, step := range steps {
+		if i > 0 {
+			m.SetPhase(step.set)
 		}
 		got := gauges(t, m, "pubpresence_state")
 		want := map[string]float64{"state=init": step.init, "state=online": step.online, "state=standby": step.standby}
 		if !maps.Equal(got, want) {
-			t.Errorf("after SetState(%q): %v, want %v", step.set, got, want)
+			t.Errorf("after SetPhase(%s): state %v, want %v", step.set, got, want)
+		}
+		phases := gauges(t, m, "pubpresence_phase")
+		for _, p := range status.Phases {
+			if v := phases["phase="+p.String()]; v != b2f(p == step.set) {
+				t.Errorf("after SetPhase(%s): phase %s = %v", step.set, p, v)
+			}
+		}
+		if c := gauges(t, m, "pubpresence_connected")[""]; c != step.connected {
+			t.Errorf("after SetPhase(%s): connected %v, want %v", step.set, c, step.connected)
 		}
 	}
 }

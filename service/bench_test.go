@@ -114,9 +114,9 @@ func BenchmarkHotPath(b *testing.B) {
 		Timeout: cfg.XMPP.RequestTimeout.Duration,
 	}, ss.published)
 	ctx, cancel := context.WithCancel(context.Background())
-	ss.ctx = ctx
-	ss.phase, ss.actualOn = status.Online, true
-	ss.status.Set(status.Online)
+	ss.crew.ctx = ctx
+	ss.life.phase, ss.actualOn = status.Online, true
+	s.status.SetPhase(status.Online)
 	queueDone := make(chan struct{})
 	go func() {
 		defer close(queueDone)
@@ -129,7 +129,7 @@ func BenchmarkHotPath(b *testing.B) {
 
 	for i := range hotConns {
 		ip := string(appendIP(nil, uint32(i)))
-		ss.apply(presence.Conn{JID: hotJID(i), Show: presence.Online, IP: ip, Since: ss.now()})
+		ss.apply(presence.Conn{JID: hotJID(i), Show: presence.Online, IP: ip, Since: s.now()})
 		<-st.started
 		<-st.started
 	}
@@ -179,7 +179,7 @@ func BenchmarkHotPath(b *testing.B) {
 	// The last op's change is in the state.
 	last := b.N - 1 + hotConns
 	h := stanzas[last%hotConns][(last/hotConns)%2]
-	if c, ok := ss.state.Get(h.from); !ok || c.Show != h.show || c.Text != h.text {
+	if c, ok := s.state.Get(h.from); !ok || c.Show != h.show || c.Text != h.text {
 		b.Fatalf("state of %s = %+v, want show %s text %q", h.from, c, h.show, h.text)
 	}
 	if d := ss.queue.Dropped(); d != 0 {

@@ -670,7 +670,7 @@ func startService(tb testing.TB, f *fakeServer) *runningService {
 	rs.cancel = cancel
 	go func() { rs.done <- rs.svc.Run(ctx) }()
 	f.waitFor("online on the status node", func() bool {
-		return f.online.Load() > 0 && rs.st.State() == status.Online
+		return f.online.Load() > 0 && rs.st.Phase() == status.Online
 	})
 	return rs
 }

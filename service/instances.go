@@ -3,10 +3,12 @@ package service
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/pubpresence/pubpresence/component"
-	"github.com/pubpresence/pubpresence/status"
 )
 
 // Two instances with one component name. Prosody refuses the second
@@ -63,7 +65,7 @@ func (s *Service) foreign(f component.Foreign) {
 		}
 		return
 	}
-	s.intruderAt.Store(time.Now().UnixNano())
+	s.intruders.seen()
 }
 
 // alone checks, before the stream publishes anything, that no other
@@ -120,32 +122,38 @@ func (s *Service) alone(ctx context.Context, c *component.Conn) error {
 	return nil
 }
 
-// standBy is called when a session gave way to another instance.
-func (s *Service) standBy() {
-	s.status.SetStandby(true)
-	s.metrics.SetState("standby")
-	s.log.Error().Dur("retry_in_ms", max(standbyMin, s.cfg().XMPP.ReconnectMax.Duration)).
-		Msg("another pubpresence instance holds the component name (ejabberd spreads stanzas over both): standing by; this one takes over when it goes")
+// intruders records the answers meant for a newer connection: the stream's
+// reader writes (seen), the loop reads (gone).
+type intruders struct {
+	at     atomic.Int64 // UnixNano of the last one, 0 when none since reset
+	logged atomic.Bool  // the loop said so
 }
 
-// intruded checks, on the loop's periodic tick, whether another instance
-// was seen: once, say so; once it has been quiet for intruderQuiet, resync
-// every user, since presence meant for this instance went to the other.
-func (ss *session) intruded() {
-	at := ss.intruderAt.Load()
+func (in *intruders) seen() { in.at.Store(time.Now().UnixNano()) }
+
+func (in *intruders) reset() {
+	in.at.Store(0)
+	in.logged.Store(false)
+}
+
+// gone is asked by the loop on its periodic tick: it says once that
+// another instance was seen, and reports true once that instance has been
+// quiet for intruderQuiet: presence meant for this instance went to the
+// other, so every user must be resynced.
+func (in *intruders) gone(log zerolog.Logger) bool {
+	at := in.at.Load()
 	if at == 0 {
-		return
+		return false
 	}
-	if !ss.intruderLogged {
-		ss.intruderLogged = true
-		ss.log.Warn().Msg("another connection with this component name took some of this instance's stanzas; it must stand by; every user is resynced once it is gone")
+	if !in.logged.Swap(true) {
+		log.Warn().Msg("another connection with this component name took some of this instance's stanzas; it must stand by; every user is resynced once it is gone")
 	}
-	if time.Since(time.Unix(0, at)) < intruderQuiet || ss.phase != status.Online || ss.sync != nil {
-		return
+	if time.Since(time.Unix(0, at)) < intruderQuiet {
+		return false
 	}
-	if !ss.intruderAt.CompareAndSwap(at, 0) {
-		return // seen again meanwhile
+	if !in.at.CompareAndSwap(at, 0) {
+		return false // seen again meanwhile
 	}
-	ss.intruderLogged = false
-	ss.startFullSync()
+	in.logged.Store(false)
+	return true
 }

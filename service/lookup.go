@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/pubpresence/pubpresence/admin"
+	"github.com/pubpresence/pubpresence/presence"
 )
 
 // A new connection's first event waits for its IP address: the events of
@@ -12,36 +13,56 @@ import (
 // then released with the address found. At most admin_concurrency lookups
 // run at once; the others wait in a queue, one entry per user.
 
+// addrs is what the loop knows of connections' addresses.
+type addrs struct {
+	ips     map[string]string            // full JID → address ("" known to have none)
+	parked  map[string][]presence.Update // events waiting for their connection's IP
+	retried map[string]bool              // parked JIDs looked up a second time
+	pending map[string]bool              // bare JIDs queued or in flight
+	queue   []string                     // bare JIDs waiting for a lookup slot
+	busy    int                          // lookups in flight
+}
+
+func newAddrs() addrs {
+	return addrs{ips: make(map[string]string), parked: make(map[string][]presence.Update),
+		retried: make(map[string]bool), pending: make(map[string]bool)}
+}
+
+// evLooked: user-stats for bare answered.
+type evLooked struct {
+	bare     string
+	sessions []admin.Session
+	err      error
+}
+
 // lookup queues user-stats for bare.
 func (ss *session) lookup(bare string) {
-	if ss.lookups[bare] {
+	a := &ss.addrs
+	if a.pending[bare] {
 		return
 	}
-	ss.lookups[bare] = true
-	ss.lookupQueue = append(ss.lookupQueue, bare)
+	a.pending[bare] = true
+	a.queue = append(a.queue, bare)
 	ss.pumpLookups()
 }
 
 // pumpLookups starts queued lookups while fewer than admin_concurrency run.
 func (ss *session) pumpLookups() {
-	for ss.lookupsBusy < ss.cfg().Sync.AdminConcurrency && len(ss.lookupQueue) > 0 {
-		bare := ss.lookupQueue[0]
-		ss.lookupQueue = ss.lookupQueue[1:]
-		ss.lookupsBusy++
-		ss.goAsync(func(ctx context.Context) {
-			ctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
+	a := &ss.addrs
+	for a.busy < ss.svc.cfg().Sync.AdminConcurrency && len(a.queue) > 0 {
+		bare := a.queue[0]
+		a.queue = a.queue[1:]
+		a.busy++
+		timeout := ss.svc.cfg().XMPP.RequestTimeout.Duration
+		ss.crew.spawn(func(ctx context.Context) {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
 			sessions, err := ss.admin.UserStats(ctx, bare)
 			cancel()
-			ss.do(func() {
-				ss.lookupsBusy--
-				delete(ss.lookups, bare)
-				ss.looked(bare, sessions, err)
-				ss.pumpLookups()
-			})
+			ss.crew.post(evLooked{bare: bare, sessions: sessions, err: err})
 		})
 	}
-	if len(ss.lookupQueue) == 0 {
-		ss.lookupQueue = nil
+	if len(a.queue) == 0 {
+		a.queue = nil
 	}
 }
 
@@ -49,27 +70,32 @@ func (ss *session) pumpLookups() {
 // A connection the answer does not list yet (it logged in after the server
 // answered) is looked up once more; after that, or when user-stats failed,
 // it is published without an address.
-func (ss *session) looked(bare string, sessions []admin.Session, err error) {
+func (ss *session) looked(ev evLooked) {
+	a := &ss.addrs
+	a.busy--
+	delete(a.pending, ev.bare)
+	defer ss.pumpLookups()
+	bare, err := ev.bare, ev.err
 	if err != nil {
-		ss.iqError(err)
-		ev := ss.log.Debug()
-		if ss.lookupFailures.add() {
-			ev = ss.log.Warn()
+		ss.svc.iqError(err)
+		e := ss.svc.log.Debug()
+		if ss.logs.lookups.add() {
+			e = ss.svc.log.Warn()
 		}
-		ev.Err(err).Str("user", bare).Msg("user-stats failed; publishing without ip")
+		e.Err(err).Str("user", bare).Msg("user-stats failed; publishing without ip")
 	}
-	for _, se := range sessions {
+	for _, se := range ev.sessions {
 		if se.IP != "" {
-			ss.ips[se.JID] = se.IP
+			a.ips[se.JID] = se.IP
 		}
 	}
 	again := false
-	for jid := range ss.parked {
+	for jid := range a.parked {
 		if !strings.HasPrefix(jid, bare+"/") {
 			continue
 		}
-		if _, ok := ss.ips[jid]; !ok && err == nil && !ss.retried[jid] {
-			ss.retried[jid] = true
+		if _, ok := a.ips[jid]; !ok && err == nil && !a.retried[jid] {
+			a.retried[jid] = true
 			again = true
 			continue
 		}
@@ -82,14 +108,15 @@ func (ss *session) looked(bare string, sessions []admin.Session, err error) {
 
 // release applies the parked events of jid, in order.
 func (ss *session) release(jid string) {
-	q, ok := ss.parked[jid]
+	a := &ss.addrs
+	q, ok := a.parked[jid]
 	if !ok {
 		return
 	}
-	delete(ss.parked, jid)
-	delete(ss.retried, jid)
-	if _, ok := ss.ips[jid]; !ok {
-		ss.ips[jid] = "" // known to have none
+	delete(a.parked, jid)
+	delete(a.retried, jid)
+	if _, ok := a.ips[jid]; !ok {
+		a.ips[jid] = "" // known to have none
 	}
 	for _, u := range q {
 		ss.event(u)
@@ -98,10 +125,11 @@ func (ss *session) release(jid string) {
 
 // forgetUser drops the parked events of bare's connections.
 func (ss *session) forgetUser(bare string) {
-	for jid := range ss.parked {
+	a := &ss.addrs
+	for jid := range a.parked {
 		if strings.HasPrefix(jid, bare+"/") {
-			delete(ss.parked, jid)
-			delete(ss.retried, jid)
+			delete(a.parked, jid)
+			delete(a.retried, jid)
 		}
 	}
 }
@@ -109,13 +137,14 @@ func (ss *session) forgetUser(bare string) {
 // pruneIPs forgets the addresses of connections that are neither tracked
 // nor waiting, so the cache does not grow with users who never subscribe.
 func (ss *session) pruneIPs() {
-	for jid := range ss.ips {
-		if _, ok := ss.state.Get(jid); ok {
+	a := &ss.addrs
+	for jid := range a.ips {
+		if _, ok := ss.svc.state.Get(jid); ok {
 			continue
 		}
-		if _, ok := ss.parked[jid]; ok {
+		if _, ok := a.parked[jid]; ok {
 			continue
 		}
-		delete(ss.ips, jid)
+		delete(a.ips, jid)
 	}
 }

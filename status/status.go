@@ -1,6 +1,9 @@
-// Package status holds the service's own state, init or online (the seed's
-// protocol on presence/status), and what it means for the component's
-// presence: dnd while initialising, plain available once online.
+// Package status holds the service's life-cycle phase as others see it:
+// the state published on the status node (init or online), the
+// component's own presence in each phase, and the readiness that /readyz
+// and the metrics report. The phases and what moves between them are
+// described in docs/protocol.md and docs/architecture.md; the service's
+// loop (package service) is the only writer.
 package status
 
 import (
@@ -9,46 +12,94 @@ import (
 	"github.com/pubpresence/pubpresence/pubsub"
 )
 
-// State is the service state published on the status node.
+// Phase is where the service is in its life cycle. One stream goes
+// Connecting → Nodes → Discovering → Converging → Online; a failed or
+// restarted initial resync goes back to Nodes; a lost stream back to
+// Connecting; a second instance that finds the component name taken waits
+// in Standby. Readers see init in every phase but Online.
+type Phase uint32
+
+// The phases, in the order a stream goes through them.
+const (
+	// Connecting: no stream yet, or the stream checks that no other
+	// instance holds the component name.
+	Connecting Phase = iota
+	// Nodes: init is published and the three nodes are set up.
+	Nodes
+	// Discovering: the server's sessions are listed and their users probed.
+	Discovering
+	// Converging: connections the server no longer has are dropped, the
+	// actual node is made equal to the state, and online is published.
+	Converging
+	// Online: the nodes are kept true, change by change.
+	Online
+	// Standby: another instance holds the component name; this one tries
+	// again later and takes over once it is gone.
+	Standby
+)
+
+var phaseNames = [...]string{"connecting", "nodes", "discovering", "converging", "online", "standby"}
+
+// Phases lists every phase, for metrics that have one series per phase.
+var Phases = []Phase{Connecting, Nodes, Discovering, Converging, Online, Standby}
+
+func (p Phase) String() string {
+	if int(p) < len(phaseNames) {
+		return phaseNames[p]
+	}
+	return "unknown"
+}
+
+// State is the state published on the status node in p.
+func (p Phase) State() State {
+	if p == Online {
+		return StateOnline
+	}
+	return StateInit
+}
+
+// Connected reports whether a stream is up in p.
+func (p Phase) Connected() bool { return p != Connecting && p != Standby }
+
+// State is the service state published on the status node: the client
+// protocol has two (docs/protocol.md).
 type State string
 
-// The two states of the seed's protocol.
+// The two states of the client protocol.
 const (
-	Init   State = "init"
-	Online State = "online"
+	StateInit   State = "init"
+	StateOnline State = "online"
 )
 
 // ItemID is the id of the one item on the status node.
 const ItemID = "current"
 
-// Item returns the status node's payload for s: the seed's data form.
+// Item returns the status node's payload for s: a data form.
 func (s State) Item() []byte { return pubsub.AppendStatus(nil, string(s)) }
 
 // Presence returns the show and status text the component answers probes
 // with in state s: dnd while initialising, plain available when online.
 func (s State) Presence() (show, text string) {
-	if s == Online {
+	if s == StateOnline {
 		return "", ""
 	}
 	return "dnd", "initialising"
 }
 
-// Tracker holds the current state and whether the stream is up, for
-// readers on other goroutines (health checks, metrics). The zero value is
-// disconnected and in Init.
+// Tracker holds the current phase, and whether the last changes to the
+// actual node were accepted, for readers on other goroutines (/readyz,
+// metrics). The zero value is Connecting. The service's loop is its only
+// writer.
 type Tracker struct {
-	online    atomic.Bool
-	connected atomic.Bool
-	standby   atomic.Bool
-	failing   atomic.Bool
+	phase   atomic.Uint32
+	failing atomic.Bool
 }
 
-// SetStandby records that another instance holds the component name and
-// this one waits to take over (true), or that it no longer waits (false).
-func (t *Tracker) SetStandby(v bool) { t.standby.Store(v) }
+// SetPhase records the phase.
+func (t *Tracker) SetPhase(p Phase) { t.phase.Store(uint32(p)) }
 
-// Standby reports whether the service waits for another instance to go.
-func (t *Tracker) Standby() bool { return t.standby.Load() }
+// Phase returns the current phase.
+func (t *Tracker) Phase() Phase { return Phase(t.phase.Load()) }
 
 // SetFailing records that requests to the actual node are failing, so
 // the node may not be true (true), or that a repair made it true (false).
@@ -57,30 +108,9 @@ func (t *Tracker) SetFailing(v bool) { t.failing.Store(v) }
 // Failing reports whether requests to the actual node are failing.
 func (t *Tracker) Failing() bool { return t.failing.Load() }
 
-// Set records the state.
-func (t *Tracker) Set(s State) { t.online.Store(s == Online) }
+// State returns the state published on the status node.
+func (t *Tracker) State() State { return t.Phase().State() }
 
-// SetConnected records whether the component stream is up.
-func (t *Tracker) SetConnected(up bool) {
-	t.connected.Store(up)
-	if !up {
-		t.online.Store(false)
-	}
-}
-
-// State returns the current state.
-func (t *Tracker) State() State {
-	if t.online.Load() {
-		return Online
-	}
-	return Init
-}
-
-// Connected reports whether the component stream is up.
-func (t *Tracker) Connected() bool { return t.connected.Load() }
-
-// Ready reports whether the service is connected, online, and its last
-// changes to the actual node were accepted.
-func (t *Tracker) Ready() bool {
-	return t.connected.Load() && t.online.Load() && !t.failing.Load()
-}
+// Ready reports whether the service is online and its last changes to the
+// actual node were accepted.
+func (t *Tracker) Ready() bool { return t.Phase() == Online && !t.failing.Load() }

@@ -11,8 +11,8 @@ func TestStatePresenceAndItem(t *testing.T) {
 		s          State
 		show, text string
 	}{
-		{Init, "dnd", "initialising"},
-		{Online, "", ""},
+		{StateInit, "dnd", "initialising"},
+		{StateOnline, "", ""},
 	} {
 		show, text := tc.s.Presence()
 		if show != tc.show || text != tc.text {
@@ -24,26 +24,48 @@ func TestStatePresenceAndItem(t *testing.T) {
 		}
 	}
 	want := "<x xmlns='jabber:x:data' type='result'><field var='pubpresence#status'><value>online</value></field></x>"
-	if got := string(Online.Item()); got != want {
+	if got := string(StateOnline.Item()); got != want {
 		t.Errorf("online item %s, want the seed's form %s", got, want)
 	}
 }
 
 func TestTracker(t *testing.T) {
 	var tr Tracker
-	if tr.Ready() || tr.Connected() || tr.State() != Init {
-		t.Fatal("zero Tracker must be disconnected, in init")
+	if tr.Ready() || tr.Phase() != Connecting || tr.Phase().Connected() || tr.State() != StateInit {
+		t.Fatal("zero Tracker must be connecting, in init")
 	}
-	tr.SetConnected(true)
+	for _, p := range []Phase{Nodes, Discovering, Converging} {
+		tr.SetPhase(p)
+		if tr.Ready() || tr.State() != StateInit || !p.Connected() {
+			t.Errorf("%s: connected, init, not ready", p)
+		}
+	}
+	tr.SetPhase(Online)
+	if !tr.Ready() || tr.State() != StateOnline {
+		t.Error("online: ready")
+	}
+	tr.SetFailing(true)
 	if tr.Ready() {
-		t.Error("connected but init: not ready")
+		t.Error("online but failing: not ready")
 	}
-	tr.Set(Online)
-	if !tr.Ready() || tr.State() != Online {
-		t.Error("connected and online: ready")
+	tr.SetFailing(false)
+	for _, p := range []Phase{Connecting, Standby} {
+		tr.SetPhase(p)
+		if tr.Ready() || tr.State() != StateInit || p.Connected() {
+			t.Errorf("%s: not connected, init, not ready", p)
+		}
 	}
-	tr.SetConnected(false)
-	if tr.Ready() || tr.State() != Init {
-		t.Error("a lost stream puts the state back to init")
+}
+
+func TestPhaseNames(t *testing.T) {
+	seen := map[string]bool{}
+	for _, p := range Phases {
+		if n := p.String(); n == "unknown" || seen[n] {
+			t.Errorf("phase %d named %q", p, n)
+		}
+		seen[p.String()] = true
+	}
+	if Phase(len(Phases)).String() != "unknown" {
+		t.Error("a phase past the last must be unknown")
 	}
 }

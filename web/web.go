@@ -19,13 +19,13 @@ func Handler(m *metrics.Metrics, st *status.Tracker) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case st.Standby():
+		switch p := st.Phase(); {
+		case p == status.Standby:
 			http.Error(w, "standby: another instance holds the component name", http.StatusServiceUnavailable)
-		case !st.Connected():
+		case !p.Connected():
 			http.Error(w, "not connected", http.StatusServiceUnavailable)
-		case st.State() != status.Online:
-			http.Error(w, "init", http.StatusServiceUnavailable)
+		case p != status.Online:
+			http.Error(w, "init ("+p.String()+")", http.StatusServiceUnavailable)
 		case !st.Ready():
 			http.Error(w, "failing: pubsub requests to the actual node fail", http.StatusServiceUnavailable)
 		default:

@@ -30,11 +30,13 @@ func TestEndpoints(t *testing.T) {
 	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not connected") {
 		t.Errorf("/readyz disconnected: %d %q", code, body)
 	}
-	st.SetConnected(true)
-	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "init") {
-		t.Errorf("/readyz in init: %d %q", code, body)
+	for _, p := range []status.Phase{status.Nodes, status.Discovering, status.Converging} {
+		st.SetPhase(p)
+		if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "init ("+p.String()+")") {
+			t.Errorf("/readyz in %s: %d %q", p, code, body)
+		}
 	}
-	st.Set(status.Online)
+	st.SetPhase(status.Online)
 	if code, _ := get(t, h, "/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz online: %d", code)
 	}
@@ -43,18 +45,15 @@ func TestEndpoints(t *testing.T) {
 		t.Errorf("/readyz online with the actual node failing: %d %q", code, body)
 	}
 	st.SetFailing(false)
-	st.SetConnected(false)
-	st.SetStandby(true)
+	st.SetPhase(status.Standby)
 	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "standby") {
 		t.Errorf("/readyz in standby: %d %q", code, body)
 	}
-	st.SetStandby(false)
-	st.SetConnected(true)
-	st.Set(status.Online)
+	st.SetPhase(status.Online)
 	if code, _ := get(t, h, "/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz online again: %d", code)
 	}
-	m.SetState("online")
+	m.SetPhase(status.Online)
 	code, body := get(t, h, "/metrics")
 	for _, want := range []string{`pubpresence_state{state="online"} 1`, `pubpresence_state{state="init"} 0`, "go_goroutines", "process_"} {
 		if code != http.StatusOK || !strings.Contains(body, want) {

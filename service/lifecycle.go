@@ -1,0 +1,360 @@
+package service
+
+import (
+	"errors"
+	"time"
+
+	"github.com/pubpresence/pubpresence/admin"
+	"github.com/pubpresence/pubpresence/pubsub"
+	"github.com/pubpresence/pubpresence/status"
+)
+
+// The life cycle of one stream as a state machine: lifecycle.step takes
+// the phase and one event to the next phase and the work to start. It is
+// pure — no I/O, no clock, no goroutine — so a table test walks it
+// (lifecycle_test.go); the session's loop (session.go) feeds it events
+// and carries out the work it returns.
+//
+//	Connecting ─start→ Nodes ─nodesReady→ Discovering ─sessions, settled→ Converging
+//	     ▲                ▲                                                   │ items, queued(diff),
+//	     │ stream lost    └──── failed (retry) / a node was replaced ─────────┤ queued(online)
+//	     │                                                                    ▼
+//	     └────────────────────────────────────────────────────────────────  Online
+//
+// Online runs resyncs of its own (reconcile, repair, full) without leaving
+// Online, unless one finds a node replaced: then back to Nodes. Every resync
+// has a generation; every event that answers work of a resync carries the
+// generation it was started with, and an event of another generation is
+// stale: step ignores it.
+
+// resyncKind says why a resync runs.
+type resyncKind uint8
+
+const (
+	noResync  resyncKind = iota
+	initial              // after a connect, or back from a replaced node: ends in online
+	reconcile            // periodic or repair, while online: probes untracked users only
+	full                 // while online, after another instance took stanzas: probes every user
+)
+
+func (k resyncKind) String() string {
+	switch k {
+	case initial:
+		return "initial"
+	case reconcile, full:
+		return "reconcile"
+	}
+	return "none"
+}
+
+// stage names what a wait on the publish queue's barrier is for.
+type stage uint8
+
+const (
+	stageDiff   stage = iota // the diff of the initial resync is answered: publish online
+	stageOnline              // online is answered: the phase is Online
+	stageRepair              // a reconciliation's changes are answered: failing is over
+)
+
+// The events. Those that answer work carry its generation (gen).
+type (
+	// evStart: the stream is up and no other instance holds the name.
+	evStart struct{}
+	// evNodesReady: the nodes are set up (created: one had to be made).
+	evNodesReady struct {
+		gen     uint64
+		created bool
+		err     error
+	}
+	// evSessions: the server listed its sessions (carried to discover).
+	evSessions struct {
+		gen      uint64
+		err      error
+		sessions []admin.Session
+		partial  int // users whose sessions are unknown (user-stats failed)
+	}
+	// evSettled: every probed user answered, or the grace or deadline passed.
+	evSettled struct{ gen uint64 }
+	// evItems: the actual node was fetched (carried to converge).
+	evItems struct {
+		gen     uint64
+		err     error
+		missing bool // the actual node is gone (item-not-found)
+		items   []pubsub.Item
+	}
+	// evQueued: every request queued before a barrier was answered.
+	evQueued struct {
+		gen   uint64
+		stage stage
+	}
+	// evRetry: the backoff after a failed initial resync is over.
+	evRetry struct{ gen uint64 }
+	// evReconcile: the reconcile interval passed.
+	evReconcile struct{}
+	// evRepair: the repair backoff passed (the loop's periodic check).
+	evRepair struct{}
+	// evIntruderGone: another instance took stanzas and has been quiet since.
+	evIntruderGone struct{}
+	// evRequestFailed: a queued publish or retract failed.
+	evRequestFailed struct {
+		node    nodeRole
+		missing bool // item-not-found: the node is gone
+		err     error
+		detail  pubsub.Result
+	}
+)
+
+// nodeRole says which of the three nodes a request went to.
+type nodeRole uint8
+
+const (
+	otherNode nodeRole = iota
+	statusNode
+	liveNode
+	actualNode
+)
+
+// The work step asks for. The loop carries it out (session.carry).
+type (
+	// doEnsureNodes sets the nodes up; with publishInit, init goes out first.
+	doEnsureNodes struct {
+		gen  uint64
+		kind resyncKind // initial publishes init first
+	}
+	// doStartQueue lets the publish queue send: the nodes exist.
+	doStartQueue struct{}
+	// doListSessions asks the server for its sessions.
+	doListSessions struct{ gen uint64 }
+	// doDiscover takes the sessions of evSessions and probes their users.
+	doDiscover struct{ gen uint64 }
+	// doSettle drops connections the server did not list and fetches actual.
+	doSettle struct{ gen uint64 }
+	// doConverge queues what makes the actual node of evItems equal to the
+	// state.
+	doConverge struct{ gen uint64 }
+	// doAwait waits on the queue's barrier and then sends evQueued.
+	doAwait struct {
+		gen   uint64
+		stage stage
+	}
+	// doPublishOnline queues online on the status node.
+	doPublishOnline struct{}
+	// doEnter tells readers and subscribers of a new phase: the component's
+	// presence, the queue's live share; init: changes stop going to actual.
+	doEnter struct{ phase status.Phase }
+	// doRetry arms the retry of a failed initial resync after wait.
+	doRetry struct {
+		gen  uint64
+		wait time.Duration
+	}
+	// doFinish records a finished resync (metrics, log).
+	doFinish struct {
+		gen  uint64
+		kind resyncKind
+		err  error
+	}
+	// doRepaired logs that the actual node accepts changes again.
+	doRepaired struct{}
+)
+
+// errActualFailed ends an initial resync whose changes to the actual node
+// were not all accepted.
+var errActualFailed = errors.New("some changes to the actual node failed")
+
+// lifecycle is the phase of one stream and what the next events mean. It
+// is owned by the loop.
+type lifecycle struct {
+	phase    status.Phase
+	gen      uint64     // generation of the resync running or last run
+	running  resyncKind // noResync when none runs
+	settled  bool       // the running resync is past its probes
+	failures int        // failed initial resyncs in a row
+	// dirty: a change to the actual node failed, so the node may not be
+	// true: an initial resync fails, an online one repairs.
+	dirty bool
+	// failing: dirty while online, until a repair is answered (/readyz).
+	failing bool
+	// nodeMissing: a request found a node gone: set the nodes up again.
+	nodeMissing bool
+	// statusErr: the last queued publish to the status node failed.
+	statusErr error
+}
+
+// step applies ev and returns the work to start, in order.
+func (l *lifecycle) step(ev any) []any {
+	switch ev := ev.(type) {
+	case evStart:
+		return l.begin(initial, status.Nodes)
+	case evNodesReady:
+		if !l.current(ev.gen) {
+			return nil
+		}
+		if ev.err != nil {
+			return l.fail(ev.err)
+		}
+		work := []any{doStartQueue{}}
+		if ev.created && l.running != initial {
+			// A node was deleted and made again (by us, or by a publish
+			// with the server's defaults): readers must start over, and
+			// init tells them to.
+			return append(work, l.reinit()...)
+		}
+		if l.running == initial {
+			l.phase = status.Discovering
+		}
+		return append(work, doListSessions{l.gen})
+	case evSessions:
+		if !l.current(ev.gen) {
+			return nil
+		}
+		if ev.err != nil {
+			return l.fail(ev.err)
+		}
+		return []any{doDiscover{l.gen}} // evSettled follows
+	case evSettled:
+		if !l.current(ev.gen) || l.settled {
+			return nil
+		}
+		l.settled = true
+		if l.running == initial {
+			l.phase = status.Converging
+		}
+		return []any{doSettle{l.gen}}
+	case evItems:
+		if !l.current(ev.gen) {
+			return nil
+		}
+		if ev.err != nil {
+			l.nodeMissing = l.nodeMissing || ev.missing
+			return l.fail(ev.err)
+		}
+		if l.running == initial {
+			return []any{doConverge{l.gen}, doAwait{l.gen, stageDiff}}
+		}
+		// A reconciliation is done once its changes are queued; the
+		// failing mark goes once they are answered.
+		kind := l.running
+		l.running = noResync
+		l.failures = 0
+		work := []any{doConverge{l.gen}, doFinish{gen: l.gen, kind: kind}}
+		if l.failing {
+			work = append(work, doAwait{l.gen, stageRepair})
+		}
+		return work
+	case evQueued:
+		return l.queued(ev)
+	case evRetry:
+		if ev.gen != l.gen || l.running != noResync || l.phase == status.Online {
+			return nil
+		}
+		return l.begin(initial, status.Nodes)
+	case evReconcile:
+		if l.phase != status.Online || l.running != noResync {
+			return nil
+		}
+		return l.begin(reconcile, status.Online)
+	case evRepair:
+		if l.phase != status.Online || l.running != noResync || !l.dirty {
+			return nil
+		}
+		if l.nodeMissing {
+			return l.reinit()
+		}
+		return l.begin(reconcile, status.Online)
+	case evIntruderGone:
+		if l.phase != status.Online || l.running != noResync {
+			return nil
+		}
+		return l.begin(full, status.Online)
+	case evRequestFailed:
+		switch ev.node {
+		case statusNode:
+			l.statusErr = ev.err
+		case actualNode:
+			l.dirty = true
+			if l.phase == status.Online {
+				l.failing = true // until a repair makes it true
+			}
+		}
+		if ev.missing {
+			l.nodeMissing, l.dirty = true, true
+		}
+		return nil
+	}
+	return nil
+}
+
+// current reports whether gen is the resync running now.
+func (l *lifecycle) current(gen uint64) bool {
+	return gen == l.gen && l.running != noResync
+}
+
+// begin starts a resync of kind in phase.
+func (l *lifecycle) begin(kind resyncKind, phase status.Phase) []any {
+	l.gen++
+	l.running, l.settled = kind, false
+	l.phase = phase
+	// A resync makes actual true again and sets the nodes up again: a
+	// node deleted by an admin may have been made again by a publish with
+	// the server's defaults (ejabberd), which may let anyone read it.
+	l.dirty, l.nodeMissing = false, false
+	return []any{doEnsureNodes{gen: l.gen, kind: kind}}
+}
+
+// reinit goes back to init and through the whole life cycle again.
+func (l *lifecycle) reinit() []any {
+	l.running = noResync
+	work := []any{doEnter{status.Nodes}}
+	return append(work, l.begin(initial, status.Nodes)...)
+}
+
+// fail ends the running resync with err. An initial one is tried again
+// after a backoff, back in Nodes; a reconciliation leaves the node dirty,
+// to be repaired after the repair backoff.
+func (l *lifecycle) fail(err error) []any {
+	kind := l.running
+	l.running = noResync
+	work := []any{doFinish{gen: l.gen, kind: kind, err: err}}
+	if kind != initial {
+		l.dirty = true
+		return work
+	}
+	l.failures++
+	l.phase = status.Nodes
+	return append(work, doRetry{gen: l.gen, wait: 2 * time.Second << min(l.failures-1, 5)})
+}
+
+// queued handles the end of a wait on the queue's barrier.
+func (l *lifecycle) queued(ev evQueued) []any {
+	if ev.stage == stageRepair {
+		// Not tied to a running resync: any later failure sets dirty.
+		if ev.gen == l.gen && !l.dirty && l.failing {
+			l.failing = false
+			return []any{doRepaired{}}
+		}
+		return nil
+	}
+	if !l.current(ev.gen) || l.running != initial {
+		return nil
+	}
+	switch ev.stage {
+	case stageDiff:
+		if l.dirty {
+			// A request of the diff failed: actual is not true, so online
+			// would be a lie. Start over.
+			return l.fail(errActualFailed)
+		}
+		l.statusErr = nil
+		return []any{doPublishOnline{}, doAwait{l.gen, stageOnline}}
+	case stageOnline:
+		if l.statusErr != nil {
+			return l.fail(l.statusErr)
+		}
+		l.running = noResync
+		l.failures = 0
+		l.failing = false
+		l.phase = status.Online
+		return []any{doFinish{gen: l.gen, kind: initial}, doEnter{status.Online}}
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/pubpresence/pubpresence/status"
+)
+
+var errBoom = errors.New("boom")
+
+// TestLifecycle walks the state machine through its transitions, stale
+// events of earlier generations among them: each step gives an event and
+// wants the phase after it and exactly the work it starts.
+func TestLifecycle(t *testing.T) {
+	type step struct {
+		ev    any
+		phase status.Phase
+		work  []any
+	}
+	// toOnline is the initial resync of generation gen, from its start to
+	// online, with nothing failing.
+	toOnline := func(gen uint64) []step {
+		return []step{
+			{evNodesReady{gen: gen}, status.Discovering, []any{doStartQueue{}, doListSessions{gen}}},
+			{evSessions{gen: gen}, status.Discovering, []any{doDiscover{gen}}},
+			{evSettled{gen}, status.Converging, []any{doSettle{gen}}},
+			{evItems{gen: gen}, status.Converging, []any{doConverge{gen}, doAwait{gen, stageDiff}}},
+			{evQueued{gen, stageDiff}, status.Converging, []any{doPublishOnline{}, doAwait{gen, stageOnline}}},
+			{evQueued{gen, stageOnline}, status.Online, []any{doFinish{gen: gen, kind: initial}, doEnter{status.Online}}},
+		}
+	}
+	start := step{evStart{}, status.Nodes, []any{doEnsureNodes{1, initial}}}
+	cat := func(parts ...[]step) []step {
+		var all []step
+		for _, p := range parts {
+			all = append(all, p...)
+		}
+		return all
+	}
+
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"start to online", cat([]step{start}, toOnline(1))},
+		{"a second grace or deadline is ignored", cat([]step{start}, toOnline(1)[:3], []step{
+			{evSettled{1}, status.Converging, nil},
+		}, toOnline(1)[3:])},
+		{"failed set-up retries after a backoff, stale retry ignored", cat([]step{start,
+			{evNodesReady{gen: 1, err: errBoom}, status.Nodes, []any{doFinish{gen: 1, kind: initial, err: errBoom}, doRetry{1, 2 * time.Second}}},
+			// Results of the failed generation that come late change nothing.
+			{evSessions{gen: 1}, status.Nodes, nil},
+			{evRetry{1}, status.Nodes, []any{doEnsureNodes{2, initial}}},
+			{evRetry{1}, status.Nodes, nil}, // a second timer of gen 1: a resync runs
+			{evNodesReady{gen: 2, err: errBoom}, status.Nodes, []any{doFinish{gen: 2, kind: initial, err: errBoom}, doRetry{2, 4 * time.Second}}},
+			{evRetry{1}, status.Nodes, nil}, // stale: gen 2 failed since
+			{evRetry{2}, status.Nodes, []any{doEnsureNodes{3, initial}}},
+		}, toOnline(3))},
+		{"failed session list and fetch", cat([]step{start,
+			{evNodesReady{gen: 1}, status.Discovering, []any{doStartQueue{}, doListSessions{1}}},
+			{evSessions{gen: 1, err: errBoom}, status.Nodes, []any{doFinish{gen: 1, kind: initial, err: errBoom}, doRetry{1, 2 * time.Second}}},
+			{evRetry{1}, status.Nodes, []any{doEnsureNodes{2, initial}}},
+		}, toOnline(2)[:3], []step{
+			{evItems{gen: 2, err: errBoom, missing: true}, status.Nodes, []any{doFinish{gen: 2, kind: initial, err: errBoom}, doRetry{2, 4 * time.Second}}},
+			{evSettled{2}, status.Nodes, nil}, // the deadline of the failed one
+		})},
+		{"a failed change of the diff restarts, a failed online too", cat([]step{start}, toOnline(1)[:4], []step{
+			{evRequestFailed{node: actualNode, err: errBoom}, status.Converging, nil},
+			{evQueued{1, stageDiff}, status.Nodes, []any{doFinish{gen: 1, kind: initial, err: errActualFailed}, doRetry{1, 2 * time.Second}}},
+			{evRetry{1}, status.Nodes, []any{doEnsureNodes{2, initial}}},
+		}, toOnline(2)[:5], []step{
+			{evRequestFailed{node: statusNode, err: errBoom}, status.Converging, nil},
+			{evQueued{2, stageOnline}, status.Nodes, []any{doFinish{gen: 2, kind: initial, err: errBoom}, doRetry{2, 4 * time.Second}}},
+			{evRetry{2}, status.Nodes, []any{doEnsureNodes{3, initial}}},
+		}, toOnline(3))},
+		{"reconcile while online, stale events of the initial resync", cat([]step{start}, toOnline(1), []step{
+			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
+			{evReconcile{}, status.Online, nil}, // one at a time
+			{evQueued{1, stageOnline}, status.Online, nil},
+			{evItems{gen: 1}, status.Online, nil},
+			{evNodesReady{gen: 2}, status.Online, []any{doStartQueue{}, doListSessions{2}}},
+			{evSessions{gen: 2}, status.Online, []any{doDiscover{2}}},
+			{evSettled{2}, status.Online, []any{doSettle{2}}},
+			{evItems{gen: 2}, status.Online, []any{doConverge{2}, doFinish{gen: 2, kind: reconcile}}},
+			{evItems{gen: 2}, status.Online, nil},
+			{evReconcile{}, status.Online, []any{doEnsureNodes{3, reconcile}}},
+		})},
+		{"a failed request while online: failing, repair, repaired", cat([]step{start}, toOnline(1), []step{
+			{evRepair{}, status.Online, nil}, // nothing to repair
+			{evRequestFailed{node: actualNode, err: errBoom}, status.Online, nil},
+			{evRepair{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
+			{evNodesReady{gen: 2}, status.Online, []any{doStartQueue{}, doListSessions{2}}},
+			{evSessions{gen: 2}, status.Online, []any{doDiscover{2}}},
+			{evSettled{2}, status.Online, []any{doSettle{2}}},
+			{evItems{gen: 2}, status.Online, []any{doConverge{2}, doFinish{gen: 2, kind: reconcile}, doAwait{2, stageRepair}}},
+			{evQueued{2, stageRepair}, status.Online, []any{doRepaired{}}},
+			{evQueued{2, stageRepair}, status.Online, nil},
+		})},
+		{"a failed reconciliation leaves it dirty for the repair", cat([]step{start}, toOnline(1), []step{
+			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
+			{evNodesReady{gen: 2, err: errBoom}, status.Online, []any{doFinish{gen: 2, kind: reconcile, err: errBoom}}},
+			{evRetry{2}, status.Online, nil}, // no retry while online
+			{evRepair{}, status.Online, []any{doEnsureNodes{3, reconcile}}},
+		})},
+		{"a node found replaced goes back to init", cat([]step{start}, toOnline(1), []step{
+			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
+			{evNodesReady{gen: 2, created: true}, status.Nodes, []any{doStartQueue{}, doEnter{status.Nodes}, doEnsureNodes{3, initial}}},
+			{evSessions{gen: 2}, status.Nodes, nil},
+		}, toOnline(3))},
+		{"a node found missing by a request: the repair goes back to init", cat([]step{start}, toOnline(1), []step{
+			{evRequestFailed{node: liveNode, err: errBoom, missing: true}, status.Online, nil},
+			{evRepair{}, status.Nodes, []any{doEnter{status.Nodes}, doEnsureNodes{2, initial}}},
+		}, toOnline(2))},
+		{"another instance gone: a full resync", cat([]step{start,
+			{evIntruderGone{}, status.Nodes, nil}, // not before online
+		}, toOnline(1), []step{
+			{evIntruderGone{}, status.Online, []any{doEnsureNodes{2, full}}},
+			{evIntruderGone{}, status.Online, nil},
+		})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var l lifecycle
+			for i, s := range tc.steps {
+				work := l.step(s.ev)
+				if l.phase != s.phase || !reflect.DeepEqual(work, s.work) {
+					t.Fatalf("step %d %T%+v: phase %s, work %s; want %s, %s", i, s.ev, s.ev, l.phase, show(work), s.phase, show(s.work))
+				}
+			}
+		})
+	}
+}
+
+// TestLifecycleBackoff checks the retry backoff doubles up to 64 s and
+// starts again after a success.
+func TestLifecycleBackoff(t *testing.T) {
+	var l lifecycle
+	l.step(evStart{})
+	var waits []time.Duration
+	for range 8 {
+		for _, w := range l.step(evNodesReady{gen: l.gen, err: errBoom}) {
+			if r, ok := w.(doRetry); ok {
+				waits = append(waits, r.wait)
+			}
+		}
+		l.step(evRetry{l.gen})
+	}
+	want := []time.Duration{2, 4, 8, 16, 32, 64, 64, 64}
+	for i := range want {
+		want[i] *= time.Second
+	}
+	if !reflect.DeepEqual(waits, want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
+	gen := l.gen
+	for _, ev := range []any{evNodesReady{gen: gen}, evSessions{gen: gen}, evSettled{gen}, evItems{gen: gen}, evQueued{gen, stageDiff}, evQueued{gen, stageOnline}} {
+		l.step(ev)
+	}
+	if l.phase != status.Online || l.failures != 0 {
+		t.Fatalf("phase %s failures %d after success", l.phase, l.failures)
+	}
+}
+
+func show(work []any) string {
+	s := "["
+	for i, w := range work {
+		if i > 0 {
+			s += " "
+		}
+		s += fmt.Sprintf("%T%+v", w, w)
+	}
+	return s + "]"
+}

@@ -1,0 +1,193 @@
+package service
+
+import (
+	"errors"
+
+	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/presence"
+)
+
+// The hot path: one inbound stanza → a presence update → a change of the
+// state → a live event and a change of the actual node, queued.
+
+// handle applies one inbound stanza.
+func (ss *session) handle(st component.Stanza) {
+	s := ss.svc
+	if st.Name != "presence" {
+		s.log.Debug().Str("name", st.Name).Str("from", st.From).Msg("ignored stanza")
+		return
+	}
+	u, err := presence.ParsePresence(st.From, st.Type, st.Inner)
+	if err != nil {
+		reason := "invalid"
+		var me *presence.MalformedError
+		if errors.As(err, &me) {
+			reason = me.Reason
+		}
+		s.metrics.Malformed.WithLabelValues(reason).Inc()
+		s.log.Debug().Err(err).Str("from", st.From).Msg("dropped malformed presence")
+		return
+	}
+	for _, reason := range u.Malformed {
+		s.metrics.Malformed.WithLabelValues(reason).Inc()
+		s.log.Debug().Str("from", st.From).Str("reason", reason).Msg("repaired malformed presence")
+	}
+	s.metrics.Event(u.Kind.String())
+	s.log.Debug().Str("from", st.From).Stringer("type", u.Kind).Msg("presence")
+	bare := u.From.Bare()
+	if !s.domains[u.From.Domain] || u.From.Local == "" {
+		s.metrics.Malformed.WithLabelValues("foreign").Inc()
+		if u.Kind == presence.Subscribe {
+			ss.send("unsubscribed", bare)
+		}
+		return
+	}
+	ss.answered(bare)
+	switch u.Kind {
+	case presence.Subscribe:
+		s.subscribers[bare] = true
+		ss.send("subscribed", bare)
+		ss.send("subscribe", bare)
+		ss.own(bare)
+	case presence.Subscribed:
+		s.subscribers[bare] = true
+	case presence.Unsubscribe, presence.Unsubscribed:
+		delete(s.subscribers, bare)
+		if u.Kind == presence.Unsubscribe {
+			ss.send("unsubscribed", bare)
+		} else {
+			ss.send("unsubscribe", bare)
+		}
+		ss.forgetUser(bare)
+		for _, c := range s.state.RemoveUser(bare) {
+			ss.removed(c)
+		}
+	case presence.Probe:
+		s.subscribers[bare] = true
+		ss.own(u.From.Full())
+	case presence.Available, presence.Unavailable:
+		if u.From.Resource == "" {
+			// A bare-JID unavailable answers a probe of a user with no
+			// session, or is Prosody's receipt for our subscribe: it is not
+			// a connection's event. Ghosts are left to the resync.
+			return
+		}
+		s.subscribers[bare] = true
+		ss.event(u)
+	case presence.Error:
+		s.log.Debug().Str("from", st.From).Msg("error presence")
+	}
+}
+
+// send sends a presence of type typ from the component to to, through the
+// outbox: the loop never waits on the writer (that could stall the reader
+// of the stream it serves).
+func (ss *session) send(typ, to string) {
+	ss.replies.push(ss.conn.Presence(to, typ, "", ""))
+}
+
+// own sends the component's own presence for the current phase to to.
+func (ss *session) own(to string) {
+	show, text := ss.life.phase.State().Presence()
+	ss.replies.push(ss.conn.Presence(to, "", show, text))
+}
+
+// announce sends the component's presence for the current phase to every
+// known subscriber, through the outbox, so that it goes out after the
+// answers queued before it (an answer of the earlier phase must not follow
+// it). All of them are queued, however many: one per subscriber.
+func (ss *session) announce() {
+	show, text := ss.life.phase.State().Presence()
+	all := make([][]byte, 0, len(ss.svc.subscribers))
+	for jid := range ss.svc.subscribers {
+		all = append(all, ss.conn.Presence(jid, "", show, text))
+	}
+	ss.replies.pushAll(all)
+}
+
+// event applies an available or unavailable presence of one connection,
+// after looking up its IP when it is a new connection (lookup.go).
+func (ss *session) event(u presence.Update) {
+	jid := u.From.Full()
+	if q, ok := ss.addrs.parked[jid]; ok {
+		ss.addrs.parked[jid] = append(q, u)
+		return
+	}
+	state := ss.svc.state
+	if u.Kind == presence.Unavailable {
+		if c, ok := state.Remove(jid); ok {
+			ss.removed(c)
+		}
+		delete(ss.addrs.ips, jid)
+		return
+	}
+	ip, known := ss.addrs.ips[jid]
+	if old, ok := state.Get(jid); ok {
+		ip, known = old.IP, true
+	}
+	if !known && ss.svc.cfg().Nodes.PublishIP {
+		ss.addrs.parked[jid] = []presence.Update{u}
+		ss.lookup(u.From.Bare())
+		return
+	}
+	ss.apply(presence.Conn{JID: jid, Show: u.Show, Text: u.Text, Priority: u.Priority, IP: ip, Since: ss.svc.now()})
+}
+
+// apply stores c and publishes it if it changed anything visible.
+func (ss *session) apply(c presence.Conn) {
+	if !ss.svc.cfg().Nodes.PublishIP {
+		c.IP = ""
+	}
+	c, changed := ss.svc.state.Set(c)
+	if !changed {
+		return
+	}
+	ss.addrs.ips[c.JID] = c.IP
+	ss.gauges()
+	ss.publishLive(c)
+	if ss.actualOn {
+		ss.queue.Actual(c)
+		ss.checkLimit()
+	}
+}
+
+// removed publishes that c went away.
+func (ss *session) removed(c presence.Conn) {
+	c.Since = ss.svc.now()
+	delete(ss.addrs.ips, c.JID)
+	ss.gauges()
+	ss.publishLive(c)
+	if ss.actualOn {
+		ss.queue.Retract(c.JID)
+	}
+}
+
+func (ss *session) publishLive(c presence.Conn) {
+	if err := ss.queue.Live(c); err != nil {
+		ss.svc.metrics.LiveDropped.Inc()
+		ev := ss.svc.log.Debug()
+		if ss.logs.liveDrops.add() {
+			ev = ss.svc.log.Warn()
+		}
+		ev.Str("jid", c.JID).Msg("live queue full: event dropped")
+	}
+}
+
+// checkLimit reports, once each time it happens, that there are more
+// connections than the server keeps items on the actual node: the server
+// would drop the oldest items silently.
+func (ss *session) checkLimit() {
+	n := ss.svc.state.Len()
+	over := ss.limit.max > 0 && n > ss.limit.max
+	if over && !ss.limit.over {
+		ss.svc.log.Error().Int("connections", n).Int("server_limit", ss.limit.max).
+			Msg("more connections than the server keeps items on " + ss.svc.cfg().Nodes.Actual +
+				": raise pubsub_max_items (Prosody) or max_items_node (ejabberd)")
+	}
+	ss.limit.over = over
+}
+
+func (ss *session) gauges() {
+	ss.svc.metrics.Connections.Set(float64(ss.svc.state.Len()))
+	ss.svc.metrics.Users.Set(float64(ss.svc.state.Users()))
+}

@@ -1,0 +1,425 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pubpresence/pubpresence/admin"
+	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
+	"github.com/pubpresence/pubpresence/status"
+)
+
+// A resync makes the nodes equal to the server's truth: the initial one
+// after a connect (it ends in online), a periodic reconciliation, a repair
+// after failed requests, a full one after another instance took stanzas.
+// Its steps, each started by the state machine (lifecycle.go):
+//
+//  1. set the nodes up (initial: publish init first), then let the queue send;
+//  2. list the online sessions with admin commands;
+//  3. probe their users; the answers arrive as ordinary presence and are
+//     applied as they come; a user who does not answer within the grace
+//     period (or the deadline) is not subscribed to us;
+//  4. drop connections the server no longer lists (ghosts), fetch the
+//     actual node and queue what makes it equal to the state;
+//  5. (initial) once those requests are answered, publish online, and be
+//     online once that is answered.
+//
+// resync holds the facts of the one running; the loop owns it.
+type resync struct {
+	gen      uint64
+	kind     resyncKind
+	start    time.Time
+	seq      uint64          // state.Seq() before the sessions were asked for
+	online   map[string]bool // full JIDs the server listed
+	awaiting map[string]bool // users probed that have not answered
+	grace    *time.Timer
+	deadline *time.Timer
+	partial  bool // the server's answer missed some users: drop no ghosts
+	ghosts   int
+	// untracked are the listed connections the state did not have when
+	// the list came (a reconciliation counts those found by then as missing).
+	untracked []string
+}
+
+func (rs *resync) stopTimers() {
+	if rs.grace != nil {
+		rs.grace.Stop()
+	}
+	if rs.deadline != nil {
+		rs.deadline.Stop()
+	}
+}
+
+// liveShare is how many live events the publish queue sends for each
+// change of the actual node while both wait, once online. A persistent
+// item costs the server about ten live events (Prosody with SQLite: 1.3 ms
+// against 0.14 ms), and changes to one item merge while they wait: during
+// a flood, events flow at close to the server's live rate and the actual
+// node follows each connection's latest state. In init the live events
+// are held (share -1) until online: no reader uses them before, and on a
+// busy server every request counts (1000 live events are 0.3 s of
+// Prosody's time in a cold start).
+const liveShare = 8
+
+// probeItemsMax is the largest item limit ProbeMaxItems looks for: 2^20
+// connections, in 21 requests.
+const probeItemsMax = 1 << 20
+
+// beginResync starts resync gen of kind with the set-up of the nodes.
+func (ss *session) beginResync(gen uint64, kind resyncKind) {
+	if ss.resync != nil {
+		ss.resync.stopTimers()
+	}
+	ss.resync = &resync{gen: gen, kind: kind, start: time.Now(), seq: ss.svc.state.Seq()}
+	publishInit := kind == initial
+	ss.crew.spawn(func(ctx context.Context) {
+		created, err := ss.ensureNodes(ctx, publishInit)
+		if err != nil {
+			err = errorf("set up nodes", err)
+		}
+		ss.crew.post(evNodesReady{gen: gen, created: created, err: err})
+	})
+}
+
+// listSessions asks the server for the online sessions of every domain.
+func (ss *session) listSessions(gen uint64) {
+	cfg := ss.svc.cfg()
+	ss.crew.spawn(func(ctx context.Context) {
+		var all []admin.Session
+		partial := 0
+		for _, d := range cfg.XMPP.Domains {
+			actx, cancel := context.WithTimeout(ctx, cfg.Sync.InitTimeout.Duration+cfg.XMPP.RequestTimeout.Duration)
+			sessions, stats, err := ss.admin.OnlineSessions(actx, d)
+			cancel()
+			if err != nil {
+				ss.crew.post(evSessions{gen: gen, err: errorf("list online sessions of "+d, err)})
+				return
+			}
+			all = append(all, sessions...)
+			partial += stats.UserStatsErrors
+		}
+		ss.crew.post(evSessions{gen: gen, sessions: all, partial: partial})
+	})
+}
+
+// ensureNodes creates or reconfigures the three nodes and their members.
+// With publishInit, init is published on the status node first of all: a
+// status left at online by an earlier run must not stand while the nodes
+// are set up. It goes out before the nodes are checked, in one round trip
+// (each round trip counts when the server is busy: during a flood Prosody
+// answered one in about 3 s), and once more after the status node is set
+// up if that first try failed (the node was not there). The live and
+// actual nodes are then set up at the same time, and the status node after
+// them.
+func (ss *session) ensureNodes(ctx context.Context, publishInit bool) (createdAny bool, err error) {
+	cfg := ss.svc.cfg()
+	n := cfg.Nodes
+	service := cfg.XMPP.Pubsub
+	initDone := false
+	if publishInit {
+		rctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
+		initDone = pubsub.Publish(rctx, ss.conn, service, n.Status, status.ItemID, status.StateInit.Item()) == nil
+		cancel()
+	}
+	nodes := []pubsub.NodeConfig{
+		{Node: n.Status, Title: "pubpresence: service status", Persist: true, MaxItems: "1", SendLast: "on_sub", AccessModel: n.AccessModel},
+		{Node: n.Live, Title: "pubpresence: presence events", Persist: false, MaxItems: "1", SendLast: "never", AccessModel: n.AccessModel},
+		{Node: n.Actual, Title: "pubpresence: online connections", Persist: true, MaxItems: "max", SendLast: "never", AccessModel: n.AccessModel},
+	}
+	// Live and actual at the same time, then status: reconfiguring the
+	// status node may send its last item (online) to readers again, who
+	// then fetch the actual node; it must be there with its members by
+	// then (a reader got forbidden from a node created a moment before).
+	created := make([]bool, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, nc := range nodes[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			created[i+1], errs[i+1] = ss.ensureNode(ctx, nc, publishInit, false)
+		}()
+	}
+	wg.Wait()
+	if errs[1] == nil && errs[2] == nil {
+		created[0], errs[0] = ss.ensureNode(ctx, nodes[0], publishInit, publishInit && !initDone)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return slices.Contains(created, true), err
+	}
+	for i, nc := range nodes {
+		createdAny = createdAny || created[i]
+		ev := ss.svc.log.Debug()
+		if created[i] || publishInit {
+			ev = ss.svc.log.Info()
+		}
+		ev.Str("node", nc.Node).Bool("created", created[i]).Str("access_model", nc.AccessModel).Msg("node ready")
+	}
+	if !publishInit {
+		return createdAny, nil // the item limit is read once per stream
+	}
+	rctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
+	defer cancel()
+	limit, err := pubsub.MaxItemsLimit(rctx, ss.conn, service, n.Actual)
+	if err == nil && limit == 0 {
+		// The form does not say (ejabberd): ask for larger and larger
+		// max_items on the live node, which stores nothing.
+		limit, err = pubsub.ProbeMaxItems(rctx, ss.conn, service, n.Live, probeItemsMax, "1")
+		if limit == probeItemsMax {
+			limit = 0 // no limit that matters
+		}
+	}
+	if err != nil {
+		ss.svc.log.Warn().Err(err).Msg("cannot read the server's item limit")
+	} else {
+		ss.svc.log.Info().Int("limit", limit).Msg("server item limit per node (0: none found)")
+		ss.crew.post(evMaxItems{limit})
+	}
+	return createdAny, nil
+}
+
+// ensureNode creates or reconfigures one node and its members, and then,
+// with publishInit, publishes init on it. initial is false in a
+// reconciliation: a node found with another title counts as created.
+func (ss *session) ensureNode(ctx context.Context, nc pubsub.NodeConfig, initial, publishInit bool) (bool, error) {
+	cfg := ss.svc.cfg()
+	n := cfg.Nodes
+	service := cfg.XMPP.Pubsub
+	rctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
+	defer cancel()
+	replaced := false
+	if !initial {
+		// A node with another title was deleted and created again by
+		// someone else: as good as created now.
+		title, err := pubsub.Title(rctx, ss.conn, service, nc.Node)
+		replaced = err == nil && title != nc.Title
+	}
+	created, err := pubsub.Ensure(rctx, ss.conn, service, nc)
+	created = created || replaced
+	if err == nil && n.AccessModel == "whitelist" {
+		err = pubsub.SyncMembers(rctx, ss.conn, service, nc.Node, n.Readers)
+	}
+	if err == nil && publishInit {
+		err = pubsub.Publish(rctx, ss.conn, service, n.Status, status.ItemID, status.StateInit.Item())
+	}
+	return created, err
+}
+
+// discover takes the server's list of sessions and probes their users.
+func (ss *session) discover(sessions []admin.Session, partial int) {
+	rs := ss.resync
+	if partial > 0 {
+		// Some users' sessions are unknown: a connection missing from the
+		// answer may still be there. Keep them this time.
+		rs.partial = true
+		ss.svc.log.Warn().Int("users", partial).Msg("user-stats failed for some users; ghosts are kept until the next resync")
+	}
+	publishIP := ss.svc.cfg().Nodes.PublishIP
+	rs.online = make(map[string]bool, len(sessions))
+	rs.awaiting = make(map[string]bool)
+	for _, se := range sessions {
+		j, err := presence.ParseJID(se.JID)
+		if err != nil || j.Resource == "" || !ss.svc.domains[j.Domain] {
+			continue
+		}
+		if se.Show == "unavailable" {
+			continue // Prosody lists a session that has sent no presence (or unavailable): not online
+		}
+		jid := j.Full()
+		rs.online[jid] = true
+		if se.IP != "" && publishIP {
+			ss.addrs.ips[jid] = se.IP
+			if c, ok := ss.svc.state.Get(jid); ok && c.IP != se.IP {
+				c.IP = se.IP
+				c.Since = ss.svc.now()
+				ss.apply(c)
+			}
+			ss.release(jid)
+		}
+		_, tracked := ss.svc.state.Get(jid)
+		if !tracked {
+			rs.untracked = append(rs.untracked, jid)
+		}
+		if rs.kind != reconcile || !tracked {
+			rs.awaiting[j.Bare()] = true
+		}
+	}
+	ss.svc.metrics.SyncSessions.Set(float64(len(rs.online)))
+	if len(rs.awaiting) == 0 {
+		ss.dispatch(evSettled{rs.gen})
+		return
+	}
+	users := make([]string, 0, len(rs.awaiting))
+	for u := range rs.awaiting {
+		users = append(users, u)
+	}
+	gen := rs.gen
+	ss.crew.spawn(func(ctx context.Context) {
+		for _, u := range users {
+			if err := ss.conn.SendPresence(ctx, u, "probe", "", ""); err != nil {
+				return
+			}
+		}
+		ss.crew.post(evProbesSent{gen})
+	})
+	ss.svc.log.Debug().Int("sessions", len(rs.online)).Int("probed", len(users)).Msg("probing")
+}
+
+// armGrace starts, once the probes are sent, the wait for their answers:
+// the grace period, renewed by each answer, and the deadline.
+func (ss *session) armGrace(gen uint64) {
+	rs := ss.resync
+	if rs == nil || rs.gen != gen || rs.awaiting == nil || ss.life.settled {
+		return
+	}
+	grace := ss.svc.cfg().Sync.ProbeGrace.Duration
+	if rs.grace != nil {
+		rs.grace.Reset(grace)
+		return
+	}
+	// The deadline counts from the start of the resync, but the users get
+	// at least the grace period to answer.
+	left := ss.svc.cfg().Sync.InitTimeout.Duration - time.Since(rs.start)
+	settled := func() { ss.crew.post(evSettled{gen}) }
+	rs.deadline = time.AfterFunc(max(left, grace), settled)
+	rs.grace = time.AfterFunc(grace, settled)
+}
+
+// answered notes that bare answered a probe (or sent anything).
+func (ss *session) answered(bare string) {
+	rs := ss.resync
+	if rs == nil || ss.life.settled || !rs.awaiting[bare] {
+		return
+	}
+	delete(rs.awaiting, bare)
+	if len(rs.awaiting) == 0 {
+		ss.dispatch(evSettled{rs.gen})
+		return
+	}
+	if rs.grace != nil {
+		rs.grace.Reset(ss.svc.cfg().Sync.ProbeGrace.Duration)
+	}
+}
+
+// settle drops the ghosts and fetches the actual node to compare.
+func (ss *session) settle() {
+	rs := ss.resync
+	rs.stopTimers()
+	if !rs.partial {
+		for _, jid := range ss.svc.state.Stale(rs.online, rs.seq) {
+			if c, ok := ss.svc.state.Remove(jid); ok {
+				ss.removed(c)
+				rs.ghosts++
+			}
+		}
+	}
+	if rs.kind != initial {
+		found := 0
+		for _, jid := range rs.untracked {
+			if _, ok := ss.svc.state.Get(jid); ok {
+				found++
+			}
+		}
+		ss.svc.metrics.Fixes.WithLabelValues("ghost").Add(float64(rs.ghosts))
+		ss.svc.metrics.Fixes.WithLabelValues("missing").Add(float64(found))
+	}
+	ss.pruneIPs()
+	cfg := ss.svc.cfg()
+	gen := rs.gen
+	ss.crew.spawn(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
+		items, err := pubsub.Items(ctx, ss.conn, cfg.XMPP.Pubsub, cfg.Nodes.Actual)
+		cancel()
+		if err != nil {
+			err = errorf("fetch "+cfg.Nodes.Actual, err)
+		}
+		ss.crew.post(evItems{gen: gen, items: items, err: err, missing: component.Condition(err) == "item-not-found"})
+	})
+}
+
+// converge queues what makes the actual node equal to the state.
+func (ss *session) converge(items []pubsub.Item) {
+	rs := ss.resync
+	state := ss.svc.state
+	have := make([]presence.Conn, 0, len(items))
+	var bad []string
+	for _, it := range items {
+		c, err := pubsub.ParseUser(it.Payload)
+		if err != nil || c.JID != it.ID {
+			bad = append(bad, it.ID)
+			continue
+		}
+		have = append(have, c)
+	}
+	plan := presence.Diff(have, state.Snapshot())
+	for _, c := range plan.Unchanged {
+		state.SetSince(c.JID, c.Since)
+	}
+	for _, id := range append(plan.Retract, bad...) {
+		ss.queue.Retract(id)
+	}
+	for _, c := range plan.Publish {
+		ss.queue.Actual(c)
+	}
+	ss.actualOn = true
+	fixes := len(plan.Retract) + len(plan.Publish) + len(bad)
+	if rs.kind != initial {
+		ss.svc.metrics.Fixes.WithLabelValues("item_retracted").Add(float64(len(plan.Retract) + len(bad)))
+		ss.svc.metrics.Fixes.WithLabelValues("item_published").Add(float64(len(plan.Publish)))
+		if fixes == 0 && rs.ghosts == 0 {
+			ss.clock.repair.Reset()
+		}
+	}
+	ss.checkLimit()
+	ev := ss.svc.log.Info()
+	if rs.kind != initial && fixes == 0 && rs.ghosts == 0 {
+		ev = ss.svc.log.Debug()
+	}
+	ev.Str("kind", rs.kind.String()).Int("connections", state.Len()).Int("users", state.Users()).
+		Int("items", len(items)).Int("publish", len(plan.Publish)).Int("retract", len(plan.Retract)+len(bad)).
+		Int("ghosts", rs.ghosts).Dur("took_ms", time.Since(rs.start)).Msg("resync")
+}
+
+// finishResync records the end of a resync, done or failed.
+func (ss *session) finishResync(w doFinish) {
+	rs := ss.resync
+	if rs == nil || rs.gen != w.gen {
+		return
+	}
+	rs.stopTimers()
+	ss.resync = nil
+	kind := w.kind.String()
+	if w.err == nil {
+		ss.svc.metrics.Syncs.WithLabelValues(kind, "ok").Inc()
+		ss.svc.metrics.SyncSeconds.WithLabelValues(kind).Observe(time.Since(rs.start).Seconds())
+		if w.kind == initial {
+			ss.svc.log.Info().Dur("took_ms", time.Since(rs.start)).Msg("initial sync done")
+		}
+		return
+	}
+	ss.svc.iqError(w.err)
+	ss.svc.metrics.Syncs.WithLabelValues(kind, "error").Inc()
+	if w.kind != initial { // an initial one is logged with its retry (doRetry)
+		ss.failed(w.err).Str("kind", kind).Msg("reconciliation failed")
+	}
+}
+
+// failed starts the log line of a failed resync, with a hint for the
+// errors a setting causes.
+func (ss *session) failed(err error) *zerolog.Event {
+	ev := ss.svc.log.Error().Err(err)
+	switch component.Condition(err) {
+	case "forbidden", "not-authorized", "not-allowed":
+		ev = ev.Str("hint", "give the component JID admin rights on the server and owner rights on the pubsub service")
+	case "item-not-found", "service-unavailable", "remote-server-not-found":
+		ev = ev.Str("hint", "check xmpp.pubsub and xmpp.domains, and that the server has the pubsub service and admin commands")
+	}
+	return ev
+}

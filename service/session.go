@@ -1,0 +1,388 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pubpresence/pubpresence/admin"
+	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/config"
+	"github.com/pubpresence/pubpresence/pubsub"
+	"github.com/pubpresence/pubpresence/status"
+)
+
+// session is one stream: the loop that owns the service's state while the
+// stream is up. Its goroutine reads the stream's stanzas (presence.go) and
+// the events that work on other goroutines sends back (crew), feeds the
+// life-cycle events to the state machine (lifecycle.go) and carries out
+// the work it returns. No other goroutine writes a session's fields.
+type session struct {
+	svc     *Service
+	conn    *component.Conn
+	admin   *admin.Client
+	queue   *pubsub.Queue
+	replies *outbox // presence answers on their way to the writer
+	crew    crew
+	// queueStart is closed (doStartQueue) once the nodes exist: the queue
+	// sends nothing before, so nothing goes to a node that is not there.
+	queueStart chan struct{}
+
+	life     lifecycle
+	resync   *resync // facts of the resync running, nil when none
+	actualOn bool    // changes go to the actual node (after the first diff)
+	clock    clock
+	addrs    addrs
+	logs     failureLogs
+	limit    itemLimit
+}
+
+// crew runs the session's goroutines: each is started by spawn, ends soon
+// after ctx, and reports back with post. The session waits for all of them
+// before it returns.
+type crew struct {
+	ctx    context.Context
+	wg     sync.WaitGroup
+	events chan any
+}
+
+// spawn runs f on a new goroutine owned by the session.
+func (c *crew) spawn(f func(ctx context.Context)) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f(c.ctx)
+	}()
+}
+
+// post sends ev to the loop; once the session ends it is dropped.
+func (c *crew) post(ev any) {
+	select {
+	case c.events <- ev:
+	case <-c.ctx.Done():
+	}
+}
+
+// clock holds the session's timers.
+type clock struct {
+	ticker     *time.Ticker     // periodic reconciliation, nil when off
+	reconcile  <-chan time.Time // ticker.C, or nil
+	every      time.Duration    // the reconcile interval in force
+	retry      *time.Timer      // next attempt of a failed initial resync
+	repair     component.Backoff
+	nextRepair time.Time
+	readers    []string // the readers last made members of the nodes
+}
+
+// itemLimit is the server's cap on items per node, and whether the
+// connections exceed it.
+type itemLimit struct {
+	max  int // 0 unknown
+	over bool
+}
+
+// evMaxItems: the server's item limit per node was read.
+type evMaxItems struct{ limit int }
+
+// evProbesSent: the probes of a resync are all sent.
+type evProbesSent struct{ gen uint64 }
+
+func newSession(s *Service, c *component.Conn) *session {
+	ss := &session{
+		svc:        s,
+		conn:       c,
+		admin:      &admin.Client{IQ: c, Concurrency: s.cfg().Sync.AdminConcurrency},
+		queueStart: make(chan struct{}),
+		addrs:      newAddrs(),
+	}
+	ss.crew.events = make(chan any, 256)
+	ss.clock.repair = component.Backoff{Min: 5 * time.Second, Max: max(s.cfg().Sync.ReconcileInterval.Duration, time.Minute)}
+	if c != nil {
+		ss.replies = newOutbox(c.Send, s.metrics.RepliesDropped.Inc)
+	}
+	n := s.cfg().Nodes
+	ss.queue = pubsub.NewQueue(pubsub.ConnStarter{Conn: c}, pubsub.QueueConfig{
+		Service: s.cfg().XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
+		Timeout: s.cfg().XMPP.RequestTimeout.Duration, LiveShare: -1, // held until online
+	}, ss.published)
+	return ss
+}
+
+func (ss *session) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ss.crew.ctx = ctx
+
+	// The queue starts sending once all nodes exist, so nothing is
+	// published to a node that is not there yet. It outlives ctx by the
+	// drain of a clean stop.
+	qctx, qcancel := context.WithCancel(context.WithoutCancel(ctx))
+	queueDone := make(chan struct{})
+	go func() {
+		defer close(queueDone)
+		select {
+		case <-ss.queueStart:
+			ss.queue.Run(qctx)
+		case <-ctx.Done():
+		}
+	}()
+	defer func() {
+		if ss.resync != nil {
+			ss.resync.stopTimers()
+		}
+		if ss.clock.retry != nil {
+			ss.clock.retry.Stop()
+		}
+		ss.setReconcile(0)
+		cancel()
+		qcancel()
+		<-queueDone
+		ss.crew.wg.Wait()
+	}()
+	ss.crew.spawn(ss.replies.run)
+	ss.clock.readers = ss.svc.cfg().Nodes.Readers
+	ss.setReconcile(ss.svc.cfg().Sync.ReconcileInterval.Duration)
+	ss.enter(status.Nodes)
+	ss.dispatch(evStart{})
+
+	check := time.NewTicker(5 * time.Second)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if ss.conn.Err() == nil {
+				ss.stop()
+			}
+			return ctx.Err()
+		case st := <-ss.conn.Inbound():
+			ss.handle(st)
+		case ev := <-ss.crew.events:
+			ss.dispatch(ev)
+		case <-ss.clock.reconcile:
+			ss.dispatch(evReconcile{})
+		case <-ss.svc.reload:
+			ss.reloaded()
+		case <-ss.svc.stepBack:
+			// An older connection holds the name: give way without
+			// publishing anything, the nodes are its.
+			return ss.svc.standby()
+		case <-check.C:
+			if ss.svc.intruders.gone(ss.svc.log) {
+				ss.dispatch(evIntruderGone{})
+			}
+			ss.svc.metrics.QueueDepth.Set(float64(ss.queue.Len()))
+			ss.logs.summarize(ss.svc.log)
+			if ss.life.dirty && time.Now().After(ss.clock.nextRepair) && ss.life.phase == status.Online && ss.life.running == noResync {
+				ss.clock.nextRepair = time.Now().Add(ss.clock.repair.Next())
+				ss.dispatch(evRepair{})
+			}
+		}
+	}
+}
+
+// dispatch handles one event: the life-cycle ones go through the state
+// machine, and the work it returns is carried out in order; the others
+// (addresses, limits, probes) belong to the loop's own bookkeeping.
+func (ss *session) dispatch(ev any) {
+	switch ev := ev.(type) {
+	case evLooked:
+		ss.looked(ev)
+		return
+	case evMaxItems:
+		ss.limit.max = ev.limit
+		return
+	case evProbesSent:
+		ss.armGrace(ev.gen)
+		return
+	case evRequestFailed:
+		ss.requestFailed(ev)
+	}
+	before := ss.life.phase
+	for _, w := range ss.life.step(ev) {
+		ss.carry(w, ev)
+	}
+	if ss.life.phase != before {
+		ss.setPhase(ss.life.phase)
+	}
+	ss.svc.status.SetFailing(ss.life.failing)
+}
+
+// carry does one piece of work the state machine asked for; cause is the
+// event that led to it (its data: the sessions listed, the items fetched).
+func (ss *session) carry(w any, cause any) {
+	switch w := w.(type) {
+	case doEnsureNodes:
+		ss.beginResync(w.gen, w.kind)
+	case doStartQueue:
+		select {
+		case <-ss.queueStart:
+		default:
+			close(ss.queueStart)
+		}
+	case doListSessions:
+		ss.listSessions(w.gen)
+	case doDiscover:
+		ev := cause.(evSessions)
+		ss.discover(ev.sessions, ev.partial)
+	case doSettle:
+		ss.settle()
+	case doConverge:
+		ss.converge(cause.(evItems).items)
+	case doAwait:
+		b := ss.queue.Barrier()
+		ss.crew.spawn(func(ctx context.Context) {
+			select {
+			case <-b:
+				ss.crew.post(evQueued{w.gen, w.stage})
+			case <-ctx.Done():
+			}
+		})
+	case doPublishOnline:
+		// Through the queue, after every change to the actual node queued
+		// so far: a reader drops the live events it got before online and
+		// fetches the actual node, so each of those changes must be on the
+		// node before online is.
+		ss.queue.Raw(ss.svc.cfg().Nodes.Status, status.ItemID, status.StateOnline.Item())
+	case doEnter:
+		ss.enter(w.phase)
+	case doRetry:
+		if ss.clock.retry != nil {
+			ss.clock.retry.Stop()
+		}
+		ss.clock.retry = time.AfterFunc(w.wait, func() { ss.crew.post(evRetry{w.gen}) })
+		ss.failed(ss.resyncErr(cause)).Str("kind", initial.String()).Dur("retry_in_ms", w.wait).Msg("initial sync failed; staying in init")
+	case doFinish:
+		ss.finishResync(w)
+	case doRepaired:
+		ss.svc.log.Info().Msg("the actual node accepts changes again: repaired")
+	}
+}
+
+// resyncErr is the error an event that failed a resync carries.
+func (ss *session) resyncErr(ev any) error {
+	switch ev := ev.(type) {
+	case evNodesReady:
+		return ev.err
+	case evSessions:
+		return ev.err
+	case evItems:
+		return ev.err
+	case evQueued:
+		if ss.life.statusErr != nil {
+			return ss.life.statusErr
+		}
+		return errActualFailed
+	}
+	return errors.New("resync failed")
+}
+
+// enter tells the world of a new phase: in Nodes (init) live events are
+// held and changes no longer go to the actual node until the next diff; in
+// Online live events flow; the component's presence to every subscriber
+// says which.
+func (ss *session) enter(p status.Phase) {
+	switch p {
+	case status.Nodes:
+		ss.queue.SetLiveShare(-1)
+		ss.actualOn = false // the initial sync's diff publishes everything
+	case status.Online:
+		ss.queue.SetLiveShare(liveShare)
+		ss.svc.log.Info().Int("connections", ss.svc.state.Len()).Int("users", ss.svc.state.Users()).Msg("online")
+	}
+	ss.setPhase(p)
+	ss.announce()
+}
+
+// setPhase makes p the phase that others see.
+func (ss *session) setPhase(p status.Phase) {
+	ss.svc.status.SetPhase(p)
+	ss.svc.metrics.SetPhase(p)
+}
+
+// setReconcile (re)starts the periodic reconciliation every d; 0 stops it.
+func (ss *session) setReconcile(d time.Duration) {
+	if ss.clock.ticker != nil {
+		ss.clock.ticker.Stop()
+		ss.clock.ticker, ss.clock.reconcile = nil, nil
+	}
+	if d > 0 {
+		ss.clock.ticker = time.NewTicker(d)
+		ss.clock.reconcile = ss.clock.ticker.C
+	}
+	ss.clock.every = d
+}
+
+// reloaded applies a new configuration (Service.Reload) to the stream.
+func (ss *session) reloaded() {
+	cfg := ss.svc.cfg()
+	if d := cfg.Sync.ReconcileInterval.Duration; d != ss.clock.every {
+		ss.setReconcile(d)
+	}
+	readers := cfg.Nodes.Readers
+	if slices.Equal(readers, ss.clock.readers) {
+		return
+	}
+	ss.clock.readers = readers
+	if cfg.Nodes.AccessModel != config.AccessWhitelist {
+		return
+	}
+	ss.crew.spawn(func(ctx context.Context) {
+		// Before the nodes exist, their set-up affiliates the readers.
+		select {
+		case <-ss.queueStart:
+		case <-ctx.Done():
+			return
+		}
+		n := cfg.Nodes
+		for _, node := range []string{n.Status, n.Live, n.Actual} {
+			rctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
+			err := pubsub.SyncMembers(rctx, ss.conn, cfg.XMPP.Pubsub, node, readers)
+			cancel()
+			if err != nil {
+				ss.svc.iqError(err)
+				ss.svc.log.Error().Err(err).Str("node", node).Msg("cannot update the readers (members) of a node")
+				return
+			}
+		}
+		ss.svc.log.Info().Int("readers", len(readers)).Msg("readers updated on the nodes")
+	})
+}
+
+// published is called by the queue for every answer, on its goroutines:
+// it counts the request, and sends a failure to the loop as an event.
+func (ss *session) published(r pubsub.Result) {
+	result := "ok"
+	if r.Err != nil {
+		result = "error"
+		n := ss.svc.cfg().Nodes
+		role := otherNode
+		switch r.Node {
+		case n.Status:
+			role = statusNode
+		case n.Live:
+			role = liveNode
+		case n.Actual:
+			role = actualNode
+		}
+		ss.crew.post(evRequestFailed{node: role, err: r.Err, missing: component.Condition(r.Err) == "item-not-found",
+			detail: r})
+	}
+	ss.svc.metrics.Request(r.Node, r.Op, result, r.Duration)
+}
+
+// requestFailed counts and logs a failed queued request (the loop's side
+// of published).
+func (ss *session) requestFailed(ev evRequestFailed) {
+	ss.svc.iqError(ev.err)
+	if errors.Is(ev.err, context.Canceled) || errors.Is(ev.err, component.ErrClosed) {
+		return
+	}
+	r := ev.detail
+	e := ss.svc.log.Debug()
+	if ss.logs.requests.add() {
+		e = ss.svc.log.Warn()
+	}
+	e.Err(r.Err).Str("node", r.Node).Str("op", r.Op).Str("id", r.ID).Msg("pubsub request failed")
+}
