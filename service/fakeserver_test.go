@@ -23,7 +23,7 @@ import (
 
 // A fake XEP-0114 server, in the service's own process, for benchmarks and
 // quick tests of the whole service. It speaks like Prosody 0.12
-// (shared/notes/prosody.md §3, §4.2, §6.1) just enough to take the service
+// (docs/prosody.md; the answers as captured from a real Prosody) just enough to take the service
 // through its life cycle to online, and then injects presence of users.
 //
 // It is built to stay out of the profile: it reads the component's stream
@@ -574,7 +574,7 @@ func fakeText(b []byte, seq int) []byte {
 
 // injectPresence queues available presence from user number user (or the
 // sentinel user when user < 0) with resource res, as a server delivers it
-// to the component (prosody.md §6.1): show when not empty, the status text
+// to the component: show when not empty, the status text
 // number textSeq when textSeq ≥ 0, and priority. It is written by flush, or
 // once enough is queued.
 func (f *fakeServer) injectPresence(user int, res, show string, textSeq, prio int) {
