@@ -22,9 +22,9 @@ import (
 )
 
 // A fake XEP-0114 server, in the service's own process, for benchmarks and
-// quick tests of the whole service. It speaks like Prosody 0.12
-// (docs/prosody.md; the answers as captured from a real Prosody) just enough to take the service
-// through its life cycle to online, and then injects presence of users.
+// quick tests of the whole service. It speaks like Prosody 0.12 (answers
+// as captured from a real one) just enough to take the service through
+// its life cycle to online, and then injects presence of users.
 //
 // It is built to stay out of the profile: it reads the component's stream
 // with a byte scanner, not encoding/xml (the component writes each stanza
