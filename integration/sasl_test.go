@@ -17,13 +17,17 @@ import (
 // saslprepPassword changes under SASLprep (RFC 4013): U+2168 (Roman
 // numeral nine) becomes "IX" (NFKC), the no-break space a space, the soft
 // hyphen nothing.
-const saslprepPassword = "pw-\u2168\u00a0Ünï\u00ad!"
+const (
+	saslprepPassword = "pw-\u2168\u00a0Ünï\u00ad!"
+	saslprepPrepared = "pw-IX Ünï!"
+)
 
 // TestIntegrationSASL logs in to each server in the clear and over TLS,
 // and checks which SASL mechanism the client negotiates unforced, what
 // each forced mechanism gives, that PLAIN in the clear is refused by the
 // client, and that a password that SASLprep changes works with SCRAM
-// (prepared by the client) and with PLAIN (prepared by the server).
+// (prepared by the client) and with PLAIN (sent as typed: ejabberd refuses
+// it prepared).
 func TestIntegrationSASL(t *testing.T) {
 	type outcome struct {
 		mech string // negotiated; "" when refused
@@ -189,6 +193,18 @@ func TestIntegrationSASL(t *testing.T) {
 							t.Fatalf("login with %+q: %v", saslprepPassword, err)
 						}
 						t.Logf("%s, %s: password %+q accepted with %s", srv.name, transport, saslprepPassword, c.Mechanism())
+					})
+				}
+				if withTLS {
+					// Why PLAIN sends the password unprepared: Prosody prepares
+					// what it receives, ejabberd compares it with the password
+					// it stores as given.
+					t.Run("SASLprep password prepared by the user, PLAIN", func(t *testing.T) {
+						_, err := dial("prep", saslprepPrepared, c2s.MechPlain)
+						t.Logf("%s: PLAIN with %+q: %v", srv.name, saslprepPrepared, err)
+						if wantOK := srv.name == "prosody"; (err == nil) != wantOK {
+							t.Errorf("err = %v, want success %v", err, wantOK)
+						}
 					})
 				}
 			})
