@@ -123,7 +123,9 @@ func befriend(t *testing.T, a, b *c2s.Client) {
 func TestIntegrationLogin(t *testing.T) {
 	eachServer(t, func(t *testing.T, start startFunc) {
 		s := startServer(t, start, "alice")
-		for _, mech := range []string{c2s.MechPlain, c2s.MechSCRAMSHA1, ""} {
+		// PLAIN is refused in the clear, and ejabberd alone offers
+		// SCRAM-SHA-256: TestIntegrationSASL has them.
+		for _, mech := range []string{c2s.MechSCRAMSHA1, ""} {
 			t.Run("mech="+mech, func(t *testing.T) {
 				c := login(t, s, "alice", "res-"+mech, mech)
 				if want := "alice@" + s.Domain + "/res-" + mech; c.JID() != want {
@@ -146,7 +148,7 @@ func TestIntegrationLogin(t *testing.T) {
 				t.Fatalf("JID = %q", c.JID())
 			}
 		})
-		for _, mech := range []string{c2s.MechPlain, c2s.MechSCRAMSHA1} {
+		for _, mech := range []string{c2s.MechSCRAMSHA1, ""} {
 			t.Run("wrong password "+mech, func(t *testing.T) {
 				_, err := c2s.Dial(context.Background(), c2s.Config{Addr: s.C2SAddr, JID: "alice@" + s.Domain, Password: "wrong", Mechanism: mech})
 				var ae *c2s.AuthError
@@ -161,8 +163,8 @@ func TestIntegrationLogin(t *testing.T) {
 func TestIntegrationTwoResources(t *testing.T) {
 	eachServer(t, func(t *testing.T, start startFunc) {
 		s := startServer(t, start, "alice")
-		r1 := login(t, s, "alice", "r1", c2s.MechPlain)
-		r2 := login(t, s, "alice", "r2", c2s.MechPlain)
+		r1 := login(t, s, "alice", "r1", "")
+		r2 := login(t, s, "alice", "r2", c2s.MechSCRAMSHA1)
 		if r1.JID() == r2.JID() {
 			t.Fatalf("both sessions bound %q", r1.JID())
 		}

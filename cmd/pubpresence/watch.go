@@ -73,8 +73,13 @@ nothing (a repeated item) are not printed.
 
 It requires STARTTLS and verifies the server's certificate for the domain
 of JID (--ca, --tls-name); --plain logs in without TLS, for a test server on
-loopback. A line on stderr says as whom it logged in. It does not reconnect: when
-the connection to the server ends it exits with status 1.
+loopback. It authenticates with the strongest SASL mechanism the server
+offers: SCRAM-SHA-256, else SCRAM-SHA-1 (their -PLUS variants on TLS 1.3
+when the server advertises tls-exporter channel binding), else PLAIN, which
+is never sent without TLS: with --plain, a server that offers only PLAIN is
+refused. A line on stderr says as whom and with which mechanism it logged
+in. It does not reconnect: when the connection to the server ends it exits
+with status 1.
 
 Exit status: 0 after SIGINT, SIGTERM or --once; 1 when the login or the
 following fails (one line on stderr says why); 2 for a usage error.
@@ -271,8 +276,8 @@ func runWatch(ctx context.Context, o *watchOptions, stdout, stderr io.Writer) er
 		return loginError(o, err)
 	}
 	defer cl.Close()
-	fmt.Fprintf(stderr, "pubpresence watch: logged in as %s; following %s, %s and %s on %s\n",
-		cl.JID(), o.nodes.Live, o.nodes.Actual, o.nodes.Status, o.pubsub)
+	fmt.Fprintf(stderr, "pubpresence watch: logged in as %s (SASL %s); following %s, %s and %s on %s\n",
+		cl.JID(), cl.Mechanism(), o.nodes.Live, o.nodes.Actual, o.nodes.Status, o.pubsub)
 
 	f := watch.NewFollower(cl, o.pubsub, o.nodes)
 	var format watchFormat = tableFormat{loc: time.Local}
@@ -321,6 +326,8 @@ func loginError(o *watchOptions, err error) error {
 		return fmt.Errorf("login as %s: %v", o.jid, se)
 	case errors.Is(err, c2s.ErrTLSRequired):
 		return fmt.Errorf("login as %s: the server requires STARTTLS: drop --plain", o.jid)
+	case errors.Is(err, c2s.ErrPlainWithoutTLS):
+		return fmt.Errorf("login as %s: the server offers no SCRAM, and SASL PLAIN would send the password in the clear: log in with STARTTLS (drop --plain)", o.jid)
 	case errors.Is(err, c2s.ErrTLSNotOffered):
 		return fmt.Errorf("login as %s: the server does not offer STARTTLS; --plain logs in without it (only on a trusted network)", o.jid)
 	case errors.As(err, new(x509.UnknownAuthorityError)):

@@ -408,3 +408,41 @@ func testCAPEM(t *testing.T) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
+
+// TestWatchRefusesPlainInTheClear: with --plain, a server that offers only
+// SASL PLAIN gets no password, and the one line on stderr says why.
+func TestWatchRefusesPlainInTheClear(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = conn.Write([]byte("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'" +
+			" id='s1' from='localhost' version='1.0'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" +
+			"<mechanism>PLAIN</mechanism></mechanisms></stream:features>"))
+		var all bytes.Buffer
+		_, _ = all.ReadFrom(conn) // until the client hangs up
+		got <- all.String()
+	}()
+	var stderr bytes.Buffer
+	o, err := parseWatch([]string{"--jid", "alice@localhost", "--password", "s3cret", "--server", ln.Addr().String(), "--plain"}, &stderr, os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = runWatch(t.Context(), o, &bytes.Buffer{}, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "drop --plain") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("err = %v, want the refusal of PLAIN in the clear", err)
+	}
+	if sent := <-got; strings.Contains(sent, "<auth") || strings.Contains(sent, "s3cret") {
+		t.Errorf("the client sent %q", sent)
+	}
+}

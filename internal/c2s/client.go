@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -32,8 +31,13 @@ type Config struct {
 	Password string        // account password
 	Resource string        // requested resource; "" lets the server pick
 	Timeout  time.Duration // bound on dial and login; 0 means 10s
-	// Mechanism forces a SASL mechanism (MechPlain or MechSCRAMSHA1).
-	// "" uses SCRAM-SHA-1 when the server offers it, PLAIN otherwise.
+	// Mechanism forces a SASL mechanism (MechSCRAMSHA256, MechPlain, …):
+	// the login fails if the server does not offer it. "" picks the
+	// strongest the server offers: SCRAM-SHA-256-PLUS, SCRAM-SHA-256,
+	// SCRAM-SHA-1-PLUS, SCRAM-SHA-1, then PLAIN. PLAIN is used only over
+	// TLS, forced or not (ErrPlainWithoutTLS); -PLUS only on TLS 1.3
+	// (ErrChannelBinding), and unforced only when the server advertises
+	// tls-exporter (XEP-0440). Client.Mechanism says which was used.
 	Mechanism string
 	// TLS, when set, makes STARTTLS (RFC 6120 §5) mandatory: a server that
 	// does not offer it is refused (ErrTLSNotOffered), and nothing else is
@@ -74,6 +78,7 @@ type Client struct {
 	jid    string   // bound full JID
 	bare   string
 	domain string
+	mech   string // the SASL mechanism of the login
 
 	wmu     sync.Mutex
 	wclosed atomic.Bool // no more writes
@@ -107,6 +112,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	local, domain, ok := strings.Cut(bare, "@")
 	if !ok || local == "" || domain == "" {
 		return nil, fmt.Errorf("c2s: JID %q: need user@domain", cfg.JID)
+	}
+	if err := forcedRefusal(cfg); err != nil {
+		return nil, fmt.Errorf("c2s: login %s: SASL %s: %w", bare, cfg.Mechanism, err)
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
@@ -182,27 +190,36 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 	if mechs == nil {
 		return nil, errors.New("server offers no SASL mechanisms")
 	}
-	offered := map[string]bool{}
+	var offered, cbTypes []string
 	for _, m := range mechs.Children {
 		if m.Name.Local == "mechanism" {
-			offered[strings.TrimSpace(m.Text)] = true
+			offered = append(offered, strings.TrimSpace(m.Text))
 		}
 	}
-	switch {
-	case mech != "":
-		if !offered[mech] {
-			return nil, fmt.Errorf("server does not offer SASL %s", mech)
+	if cb := child(features, NSSASLCB, "sasl-channel-binding"); cb != nil {
+		for _, t := range cb.Children {
+			if t.Name.Local == "channel-binding" {
+				cbTypes = append(cbTypes, t.attr("type"))
+			}
 		}
-	case offered[MechSCRAMSHA1]:
-		mech = MechSCRAMSHA1
-	case offered[MechPlain]:
-		mech = MechPlain
-	default:
-		return nil, errors.New("server offers neither SCRAM-SHA-1 nor PLAIN")
 	}
-	if err := c.authenticate(sr, mech, local, password); err != nil {
+	var cs *tls.ConnectionState
+	if tc, ok := c.conn.(*tls.Conn); ok {
+		s := tc.ConnectionState()
+		cs = &s
+	}
+	m, err := chooseMechanism(offered, mech, cs, cbTypes)
+	if err != nil {
 		return nil, err
 	}
+	neg, err := newNegotiator(m, local, password, offered, cs)
+	if err != nil {
+		return nil, fmt.Errorf("sasl %s: %w", m.Name, err)
+	}
+	if err := c.authenticate(sr, m.Name, neg); err != nil {
+		return nil, err
+	}
+	c.mech = m.Name
 
 	sr, features, err = c.openStream(br)
 	if err != nil {
@@ -309,86 +326,6 @@ func (c *Client) loginNext(sr *streamReader) (*element, error) {
 	}
 	return el, nil
 }
-
-func (c *Client) authenticate(sr *streamReader, mech, local, password string) error {
-	var initial []byte
-	var sc *scram
-	switch mech {
-	case MechPlain:
-		initial = plainResponse(local, password)
-	case MechSCRAMSHA1:
-		var err error
-		if sc, err = newSCRAM(local, password); err != nil {
-			return err
-		}
-		initial = sc.first()
-	default:
-		return fmt.Errorf("unsupported SASL mechanism %q", mech)
-	}
-	if err := c.write("<auth xmlns='" + NSSASL + "' mechanism='" + mech + "'>" +
-		base64.StdEncoding.EncodeToString(initial) + "</auth>"); err != nil {
-		return err
-	}
-	sent := false // SCRAM client-final sent
-	verified := false
-	for {
-		el, err := c.loginNext(sr)
-		if err != nil {
-			return err
-		}
-		if el.Name.Space != NSSASL {
-			return fmt.Errorf("sasl: unexpected <%s>", el.Name.Local)
-		}
-		if el.Name.Local == "failure" {
-			return parseAuthFailure(mech, el.Inner)
-		}
-		data, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(el.Inner)))
-		if err != nil {
-			return fmt.Errorf("sasl %s: bad base64 in <%s>", mech, el.Name.Local)
-		}
-		switch el.Name.Local {
-		case "success":
-			if sc == nil {
-				return nil
-			}
-			if !sent {
-				return errors.New("scram: success before the exchange finished")
-			}
-			if !verified {
-				// RFC 6120 §6.3.10: the server-final-message comes with success.
-				return sc.verify(data)
-			}
-			return nil
-		case "challenge":
-			var resp []byte
-			switch {
-			case sc == nil:
-				return fmt.Errorf("sasl %s: unexpected challenge", mech)
-			case !sent:
-				if resp, err = sc.final(data); err != nil {
-					c.abortAuth()
-					return err
-				}
-				sent = true
-			case !verified:
-				if err := sc.verify(data); err != nil {
-					c.abortAuth()
-					return err
-				}
-				verified = true
-			default:
-				return errors.New("scram: too many challenges")
-			}
-			if err := c.write("<response xmlns='" + NSSASL + "'>" + base64.StdEncoding.EncodeToString(resp) + "</response>"); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("sasl: unexpected <%s>", el.Name.Local)
-		}
-	}
-}
-
-func (c *Client) abortAuth() { _ = c.write("<abort xmlns='" + NSSASL + "'/>") }
 
 // loginIQ sends an IQ set to the server during login and waits for its answer.
 func (c *Client) loginIQ(sr *streamReader, id, payload string) (Stanza, error) {
@@ -570,6 +507,10 @@ func (c *Client) write(s string) error {
 
 // JID returns the full JID the server bound for this session.
 func (c *Client) JID() string { return c.jid }
+
+// Mechanism returns the SASL mechanism the client logged in with, such as
+// "SCRAM-SHA-256".
+func (c *Client) Mechanism() string { return c.mech }
 
 // Bare returns the bare JID of the account.
 func (c *Client) Bare() string { return c.bare }

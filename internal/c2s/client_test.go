@@ -3,7 +3,6 @@ package c2s
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -47,19 +46,13 @@ func (f *fakeConn) next() *element {
 
 const plainOnly = "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms>"
 
-// login plays a server accepting PLAIN for alice/pw and binding res "r".
+// login plays a server accepting alice/pw with SCRAM and binding res "r".
 func (f *fakeConn) login() bool {
-	f.open(plainOnly)
-	auth := f.next()
-	resp, _ := base64.StdEncoding.DecodeString(string(auth.Inner))
-	if auth.attr("mechanism") != "PLAIN" || string(resp) != "\x00alice\x00pw" {
-		f.send("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/><text>bad</text></failure>")
+	f.open(saslOffer)
+	if !f.auth(nil) {
 		return false
 	}
-	f.send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
-	f.open("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>")
-	bind := f.next()
-	f.send("<iq type='result' id='" + bind.attr("id") + "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/r</jid></bind></iq>")
+	f.bind()
 	return true
 }
 
@@ -157,9 +150,8 @@ func TestDialFailures(t *testing.T) {
 			}
 		}},
 		{"bind refused", Config{}, func(f *fakeConn) {
-			f.open(plainOnly)
-			f.next()
-			f.send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+			f.open(saslOffer)
+			f.auth(nil)
 			f.open("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>")
 			b := f.next()
 			f.send("<iq type='error' id='" + b.attr("id") + "'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")

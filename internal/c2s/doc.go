@@ -1,7 +1,8 @@
 // Package c2s implements a small XMPP client (RFC 6120/6121): stream,
-// STARTTLS, SASL (SCRAM-SHA-1 or PLAIN, no channel binding), resource
-// binding, IQ correlation, presence, and the few XEP-0060 pubsub requests a
-// presence watcher needs.
+// STARTTLS, SASL through mellium.im/sasl (SCRAM-SHA-256, SCRAM-SHA-1, their
+// -PLUS variants on TLS 1.3, and PLAIN over TLS only), resource binding, IQ
+// correlation, presence, and the few XEP-0060 pubsub requests a presence
+// watcher needs.
 //
 // It is meant for tests and for the watch command. With Config.TLS set it
 // requires STARTTLS and verifies the server's certificate, as production
@@ -15,6 +16,7 @@ const (
 	NSClient     = "jabber:client"
 	NSStream     = "http://etherx.jabber.org/streams"
 	NSSASL       = "urn:ietf:params:xml:ns:xmpp-sasl"
+	NSSASLCB     = "urn:xmpp:sasl-cb:0" // XEP-0440: the channel-binding types a server supports
 	NSBind       = "urn:ietf:params:xml:ns:xmpp-bind"
 	NSSession    = "urn:ietf:params:xml:ns:xmpp-session"
 	NSTLS        = "urn:ietf:params:xml:ns:xmpp-tls"

@@ -297,13 +297,12 @@ func TestDialStartTLSFailures(t *testing.T) {
 func TestDialPlainIgnoresOptionalStartTLS(t *testing.T) {
 	first := make(chan string, 1)
 	addr := fakeServer(t, func(f *fakeConn) {
-		f.open(startTLSOptional + plainOnly)
+		f.open(startTLSOptional + saslOffer)
 		auth := f.next()
 		first <- auth.Name.Local
-		f.send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
-		f.open("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>")
-		bind := f.next()
-		f.send("<iq type='result' id='" + bind.attr("id") + "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/r</jid></bind></iq>")
+		if f.answerAuth(auth, nil) {
+			f.bind()
+		}
 		f.sr.next()
 	})
 	c := dialFake(t, addr)
