@@ -1,6 +1,7 @@
 // Package pubsub implements the XEP-0060 operations pubpresence performs as a
 // node owner and publisher (create, configure, affiliations, publish,
-// retract, items), the <user/> and status item codecs, and the publish queue.
+// retract, items). It knows nothing of the items pubpresence publishes:
+// those are package nodes'.
 package pubsub
 
 import (
@@ -14,7 +15,6 @@ import (
 
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/xmltext"
-	"github.com/pubpresence/pubpresence/presence"
 )
 
 // Namespaces of XEP-0060 and XEP-0004.
@@ -347,27 +347,25 @@ func Items(ctx context.Context, iq IQer, service, node string) ([]Item, error) {
 
 // PublishRequest appends the <pubsub/> payload that publishes one item.
 func PublishRequest(b []byte, node, id string, payload []byte) []byte {
-	b = publishOpen(b, node, id)
+	b = PublishOpen(b, node, id)
 	b = append(b, payload...)
-	return append(b, publishClose...)
+	return PublishClose(b)
 }
 
-// PublishUserRequest appends the <pubsub/> payload that publishes c's
-// <user/> item, encoded in place.
-func PublishUserRequest(b []byte, node string, c presence.Conn, withIP bool) []byte {
-	b = publishOpen(b, node, c.JID)
-	b = AppendUser(b, c, withIP)
-	return append(b, publishClose...)
-}
-
-const publishClose = "</item></publish></pubsub>"
-
-func publishOpen(b []byte, node, id string) []byte {
+// PublishOpen appends PublishRequest's payload up to the item's content,
+// for a caller that encodes the item in place, with no copy; PublishClose
+// appends the rest.
+func PublishOpen(b []byte, node, id string) []byte {
 	b = append(b, "<pubsub xmlns='"+NS+"'><publish node='"...)
 	b = xmltext.Append(b, node)
 	b = append(b, "'><item id='"...)
 	b = xmltext.Append(b, id)
 	return append(b, "'>"...)
+}
+
+// PublishClose ends a payload begun with PublishOpen.
+func PublishClose(b []byte) []byte {
+	return append(b, "</item></publish></pubsub>"...)
 }
 
 // RetractRequest returns the <pubsub/> payload that retracts one item and

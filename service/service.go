@@ -25,6 +25,7 @@ import (
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/config"
 	"github.com/pubpresence/pubpresence/metrics"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
@@ -183,7 +184,7 @@ type session struct {
 	*Service
 	conn    *component.Conn
 	admin   *admin.Client
-	queue   *pubsub.Queue
+	queue   *nodes.Queue
 	replies *outbox     // presence answers on their way to the writer
 	calls   chan func() // work for the loop, from other goroutines
 	// queueStart is closed (by startQueue) once the nodes exist: the queue
@@ -242,7 +243,7 @@ func newSession(s *Service, c *component.Conn) *session {
 	}
 	ss.replies = newOutbox(c.Send, s.metrics.RepliesDropped.Inc)
 	n := s.cfg().Nodes
-	ss.queue = pubsub.NewQueue(pubsub.ConnStarter{Conn: c}, pubsub.QueueConfig{
+	ss.queue = nodes.NewQueue(nodes.ConnStarter{Conn: c}, nodes.QueueConfig{
 		Service: s.cfg().XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
 		Timeout: s.cfg().XMPP.RequestTimeout.Duration, LiveShare: -1, // held until online
 	}, ss.published)
@@ -467,7 +468,7 @@ func (ss *session) leave() {
 		defer close(published)
 		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 		defer cancel()
-		err = pubsub.Publish(ctx, ss.conn, ss.cfg().XMPP.Pubsub, ss.cfg().Nodes.Status, status.ItemID, status.Init.Item())
+		err = pubsub.Publish(ctx, ss.conn, ss.cfg().XMPP.Pubsub, ss.cfg().Nodes.Status, nodes.StatusItemID, status.Init.Item())
 	}()
 	ss.waitDiscarding(published, leaveTimeout)
 	<-published // bounded by the publish's own leaveTimeout
@@ -678,7 +679,7 @@ func (ss *session) gauges() {
 }
 
 // published is called by the queue for every answer, on its goroutines.
-func (ss *session) published(r pubsub.Result) {
+func (ss *session) published(r nodes.Result) {
 	result := "ok"
 	if r.Err != nil {
 		result = "error"

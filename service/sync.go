@@ -9,6 +9,7 @@ import (
 
 	"github.com/pubpresence/pubpresence/admin"
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
@@ -172,14 +173,10 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) (createdAn
 	initDone := false
 	if publishInit {
 		rctx, cancel := context.WithTimeout(ctx, ss.cfg().XMPP.RequestTimeout.Duration)
-		initDone = pubsub.Publish(rctx, ss.conn, service, n.Status, status.ItemID, status.Init.Item()) == nil
+		initDone = pubsub.Publish(rctx, ss.conn, service, n.Status, nodes.StatusItemID, status.Init.Item()) == nil
 		cancel()
 	}
-	nodes := []pubsub.NodeConfig{
-		{Node: n.Status, Title: "pubpresence: service status", Persist: true, MaxItems: "1", SendLast: "on_sub", AccessModel: n.AccessModel},
-		{Node: n.Live, Title: "pubpresence: presence events", Persist: false, MaxItems: "1", SendLast: "never", AccessModel: n.AccessModel},
-		{Node: n.Actual, Title: "pubpresence: online connections", Persist: true, MaxItems: "max", SendLast: "never", AccessModel: n.AccessModel},
-	}
+	nodes := nodes.Configs(n)
 	// Live and actual at the same time, then status: reconfiguring the
 	// status node may send its last item (online) to readers again, who
 	// then fetch the actual node; it must be there with its members by
@@ -253,7 +250,7 @@ func (ss *session) ensureNode(ctx context.Context, nc pubsub.NodeConfig, initial
 		err = pubsub.SyncMembers(rctx, ss.conn, service, nc.Node, n.Readers)
 	}
 	if err == nil && publishInit {
-		err = pubsub.Publish(rctx, ss.conn, service, n.Status, status.ItemID, status.Init.Item())
+		err = pubsub.Publish(rctx, ss.conn, service, n.Status, nodes.StatusItemID, status.Init.Item())
 	}
 	return created, err
 }
@@ -423,7 +420,7 @@ func (ss *session) converge(sr *syncRun, items []pubsub.Item) {
 	have := make([]presence.Conn, 0, len(items))
 	var bad []string
 	for _, it := range items {
-		c, err := pubsub.ParseUser(it.Payload)
+		c, err := nodes.ParseUser(it.Payload)
 		if err != nil || c.JID != it.ID {
 			bad = append(bad, it.ID)
 			continue
@@ -498,7 +495,7 @@ func (ss *session) publishOnline(sr *syncRun) {
 		return
 	}
 	ss.statusFailed.Store(nil)
-	ss.queue.Raw(ss.cfg().Nodes.Status, status.ItemID, status.Online.Item())
+	ss.queue.Raw(ss.cfg().Nodes.Status, nodes.StatusItemID, status.Online.Item())
 	ss.afterQueued(func() {
 		if err := ss.statusFailed.Load(); err != nil {
 			ss.syncFailed(sr, *err)

@@ -6,7 +6,7 @@ package status
 import (
 	"sync/atomic"
 
-	"github.com/pubpresence/pubpresence/pubsub"
+	"github.com/pubpresence/pubpresence/nodes"
 )
 
 // State is the service state published on the status node.
@@ -18,11 +18,9 @@ const (
 	Online State = "online"
 )
 
-// ItemID is the id of the one item on the status node.
-const ItemID = "current"
-
-// Item returns the status node's payload for s: the seed's data form.
-func (s State) Item() []byte { return pubsub.AppendStatus(nil, string(s)) }
+// Item returns the status node's payload for s: the seed's data form (its
+// id is nodes.StatusItemID).
+func (s State) Item() []byte { return nodes.AppendStatus(nil, string(s)) }
 
 // Presence returns the show and status text the component answers probes
 // with in state s: dnd while initialising, plain available when online.

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
-	"github.com/pubpresence/pubpresence/pubsub"
 )
 
 // Nodes names the three pubsub nodes of the service.
@@ -353,7 +353,7 @@ func statusOf(ev c2s.Event) (string, bool) {
 			s, ok = "", true
 			continue
 		}
-		if v, err := pubsub.ParseStatus(it.Payload); err == nil {
+		if v, err := nodes.ParseStatus(it.Payload); err == nil {
 			s, ok = v, true
 		}
 	}
@@ -362,7 +362,7 @@ func statusOf(ev c2s.Event) (string, bool) {
 
 // parseUser reads a <user/> item; items that cannot be read are skipped.
 func parseUser(it c2s.Item) (Event, bool) {
-	c, err := pubsub.ParseUser(it.Payload)
+	c, err := nodes.ParseUser(it.Payload)
 	if err != nil {
 		return Event{}, false
 	}

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
-	"github.com/pubpresence/pubpresence/pubsub"
 )
 
 // Notifications as the servers deliver them (prosody.md §5.3–5.5,
@@ -91,7 +91,7 @@ func checkNotification(t *testing.T, inner []byte) {
 		}
 	default:
 		for _, it := range ev.Items {
-			if _, err := pubsub.ParseStatus(it.Payload); it.Retract || err == nil {
+			if _, err := nodes.ParseStatus(it.Payload); it.Retract || err == nil {
 				t.Fatalf("status unread, yet item %+v can be read", it)
 			}
 		}
@@ -151,7 +151,7 @@ func checkSnapshot(t *testing.T, inner []byte) {
 	if err != nil {
 		return
 	}
-	snap, err := newFollower(&itemsSession{items: items}, service, nodes).fetch(context.Background())
+	snap, err := newFollower(&itemsSession{items: items}, service, names).fetch(context.Background())
 	if err != nil {
 		t.Fatalf("fetch: %v", err)
 	}
