@@ -33,7 +33,7 @@ func TestIntegrationForeignDomain(t *testing.T) {
 		// delivers subscription answers only to those.
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		if _, err := m.IQ(ctx, "get", "", "<query xmlns='jabber:iq:roster'/>"); err != nil {
+		if _, err := m.IQ(ctx, "get", "", []byte("<query xmlns='jabber:iq:roster'/>")); err != nil {
 			t.Fatal(err)
 		}
 		if err := m.ApproveAndSubscribe(srv.Component); err != nil {

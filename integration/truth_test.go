@@ -20,6 +20,7 @@ import (
 	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/watch"
 )
 
@@ -186,7 +187,7 @@ func actualOf(rd *c2s.Client, srv *testserver.Server) (map[string]presence.Conn,
 	return m, dup, nil
 }
 
-func parseItem(it c2s.Item) (presence.Conn, error) {
+func parseItem(it pubsub.Item) (presence.Conn, error) {
 	c, err := nodes.ParseUser(it.Payload)
 	if err != nil {
 		return c, fmt.Errorf("item %s: %w", it.ID, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
 )
 
 // Notifications as the servers deliver them (prosody.md §5.3–5.5,
@@ -131,14 +132,14 @@ func checkNotification(t *testing.T, inner []byte) {
 
 // itemsSession answers every items request with the items of one answer.
 type itemsSession struct {
-	items []c2s.Item
+	items []pubsub.Item
 }
 
 func (s *itemsSession) Stanzas() <-chan c2s.Stanza                        { return nil }
 func (s *itemsSession) Subscribe(context.Context, string, string) error   { return nil }
 func (s *itemsSession) Unsubscribe(context.Context, string, string) error { return nil }
 func (s *itemsSession) Err() error                                        { return nil }
-func (s *itemsSession) Items(context.Context, string, string) ([]c2s.Item, error) {
+func (s *itemsSession) Items(context.Context, string, string) ([]pubsub.Item, error) {
 	return s.items, nil
 }
 
@@ -147,7 +148,7 @@ func (s *itemsSession) Items(context.Context, string, string) ([]c2s.Item, error
 // the view holds exactly the last state of each id.
 func checkSnapshot(t *testing.T, inner []byte) {
 	t.Helper()
-	items, err := c2s.ParseItems(inner)
+	items, err := pubsub.ParseItems(inner)
 	if err != nil {
 		return
 	}
@@ -193,7 +194,7 @@ func checkSnapshot(t *testing.T, inner []byte) {
 }
 
 // checkEvent checks an event parseUser read from it.
-func checkEvent(t *testing.T, it c2s.Item, e Event) {
+func checkEvent(t *testing.T, it pubsub.Item, e Event) {
 	t.Helper()
 	if e.ID == "" || it.ID != "" && e.ID != it.ID {
 		t.Fatalf("item id %q gave event id %q", it.ID, e.ID)

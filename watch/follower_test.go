@@ -13,6 +13,7 @@ import (
 	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
 )
 
 const service = "pubsub.localhost"
@@ -25,7 +26,7 @@ type fetchReq struct {
 }
 
 type fetchReply struct {
-	items []c2s.Item
+	items []pubsub.Item
 	err   error
 }
 
@@ -70,7 +71,7 @@ func (s *fakeSession) Unsubscribe(ctx context.Context, svc, node string) error {
 	return nil
 }
 
-func (s *fakeSession) Items(ctx context.Context, svc, node string) ([]c2s.Item, error) {
+func (s *fakeSession) Items(ctx context.Context, svc, node string) ([]pubsub.Item, error) {
 	r := fetchReq{node: node, reply: make(chan fetchReply, 1)}
 	select {
 	case s.fetches <- r:
@@ -119,11 +120,11 @@ func retract(jid string) c2s.Stanza {
 	return notification(names.Actual, "<retract id='"+jid+"'/>")
 }
 
-func actualItems(conns ...string) []c2s.Item {
-	var items []c2s.Item
+func actualItems(conns ...string) []pubsub.Item {
+	var items []pubsub.Item
 	for _, c := range conns {
 		jid, show, _ := strings.Cut(c, "=")
-		items = append(items, c2s.Item{ID: jid, Payload: nodes.AppendUser(nil, conn(jid, presence.Show(show)), true)})
+		items = append(items, pubsub.Item{ID: jid, Payload: nodes.AppendUser(nil, conn(jid, presence.Show(show)), true)})
 	}
 	return items
 }
@@ -178,7 +179,7 @@ func (h *harness) send(sts ...c2s.Stanza) {
 }
 
 // fetch waits for the Follower to ask for presence/actual and answers.
-func (h *harness) fetch(items []c2s.Item, err error) {
+func (h *harness) fetch(items []pubsub.Item, err error) {
 	h.t.Helper()
 	select {
 	case r := <-h.sess.fetches:

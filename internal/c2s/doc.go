@@ -1,7 +1,8 @@
 // Package c2s implements a small XMPP client (RFC 6120/6121): stream,
 // STARTTLS, SASL (SCRAM-SHA-1 or PLAIN, no channel binding), resource
 // binding, IQ correlation, presence, and the few XEP-0060 pubsub requests a
-// presence watcher needs.
+// presence watcher needs, made and read by package pubsub (a Client is a
+// pubsub.IQer).
 //
 // It is meant for tests and for the watch command. With Config.TLS set it
 // requires STARTTLS and verifies the server's certificate, as production
