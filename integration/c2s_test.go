@@ -16,6 +16,7 @@ import (
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/internal/testserver"
+	"github.com/pubpresence/pubpresence/pubsub"
 )
 
 const c2sPassword = "pw-Ünï"
@@ -131,7 +132,7 @@ func TestIntegrationLogin(t *testing.T) {
 				if want := "alice@" + s.Domain + "/res-" + mech; c.JID() != want {
 					t.Fatalf("JID = %q, want %q", c.JID(), want)
 				}
-				if _, err := c.IQ(context.Background(), "get", s.Domain, "<ping xmlns='urn:xmpp:ping'/>"); err != nil {
+				if _, err := c.IQ(context.Background(), "get", s.Domain, []byte("<ping xmlns='urn:xmpp:ping'/>")); err != nil {
 					t.Fatalf("ping the server: %v", err)
 				}
 				if err := c.Close(); err != nil {
@@ -181,14 +182,14 @@ func TestIntegrationTwoResources(t *testing.T) {
 		// One session answers pings and disco#info from the other, and refuses
 		// what it does not implement.
 		ctx := context.Background()
-		if _, err := r2.IQ(ctx, "get", r1.JID(), "<ping xmlns='urn:xmpp:ping'/>"); err != nil {
+		if _, err := r2.IQ(ctx, "get", r1.JID(), []byte("<ping xmlns='urn:xmpp:ping'/>")); err != nil {
 			t.Errorf("ping r1: %v", err)
 		}
-		inner, err := r2.IQ(ctx, "get", r1.JID(), "<query xmlns='http://jabber.org/protocol/disco#info'/>")
+		inner, err := r2.IQ(ctx, "get", r1.JID(), []byte("<query xmlns='http://jabber.org/protocol/disco#info'/>"))
 		if err != nil || !strings.Contains(string(inner), "urn:xmpp:ping") {
 			t.Errorf("disco#info r1: %q %v", inner, err)
 		}
-		if _, err := r2.IQ(ctx, "get", r1.JID(), "<query xmlns='jabber:iq:version'/>"); c2s.Condition(err) != "service-unavailable" {
+		if _, err := r2.IQ(ctx, "get", r1.JID(), []byte("<query xmlns='jabber:iq:version'/>")); c2s.Condition(err) != "service-unavailable" {
 			t.Errorf("version r1: %v, want service-unavailable", err)
 		}
 	})
@@ -228,13 +229,13 @@ func TestIntegrationIQErrors(t *testing.T) {
 			name, typ, to, payload string
 			errType, condition     string
 		}{
-			{"items of a missing node", "get", s.Pubsub, c2s.ItemsPayload("no/such/node"), "cancel", "item-not-found"},
+			{"items of a missing node", "get", s.Pubsub, string(pubsub.ItemsRequest(nil, "no/such/node")), "cancel", "item-not-found"},
 			{"user runs an admin command", "set", s.Domain, "<command xmlns='http://jabber.org/protocol/commands' action='execute' node='http://jabber.org/protocol/admin#get-online-users-list'/>", "auth", "forbidden"},
 			{"unknown namespace", "get", s.Domain, "<query xmlns='urn:example:nothing'/>", "cancel", "service-unavailable"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				_, err := c.IQ(ctx, tt.typ, tt.to, tt.payload)
+				_, err := c.IQ(ctx, tt.typ, tt.to, []byte(tt.payload))
 				var ie *c2s.IQError
 				if !errors.As(err, &ie) {
 					t.Fatalf("err = %v, want an *IQError", err)
@@ -246,10 +247,10 @@ func TestIntegrationIQErrors(t *testing.T) {
 		}
 		expired, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
 		defer cancel()
-		if _, err := c.IQ(expired, "get", s.Domain, "<ping xmlns='urn:xmpp:ping'/>"); !errors.Is(err, context.DeadlineExceeded) {
+		if _, err := c.IQ(expired, "get", s.Domain, []byte("<ping xmlns='urn:xmpp:ping'/>")); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("expired ctx: %v", err)
 		}
-		if _, err := c.IQ(ctx, "get", s.Domain, "<ping xmlns='urn:xmpp:ping'/>"); err != nil {
+		if _, err := c.IQ(ctx, "get", s.Domain, []byte("<ping xmlns='urn:xmpp:ping'/>")); err != nil {
 			t.Errorf("ping after an abandoned IQ: %v", err)
 		}
 	})

@@ -133,7 +133,7 @@ func TestIntegrationFaultNodeDeleted(t *testing.T) {
 		// creates a deleted node again with the server's defaults.
 		srv, svc, ch := faultSetup(t, start, nil, func(o *svcOptions) { o.reconcile = "2s" })
 		w := watcher(t, srv)
-		deleteNode(t, srv, nodes.Actual)
+		deleteNode(t, srv, testNodes.Actual)
 		deleted := time.Now()
 		// ejabberd creates the node again at the next publish (with its
 		// defaults), so nothing fails there; Prosody refuses the publishes.
@@ -154,7 +154,7 @@ func TestIntegrationFaultNodeDeleted(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		if _, err := dial(t, srv, "u000", "peek").Items(ctx, srv.Pubsub, nodes.Actual); err == nil {
+		if _, err := dial(t, srv, "u000", "peek").Items(ctx, srv.Pubsub, testNodes.Actual); err == nil {
 			t.Errorf("%s: after the node was created again, a non-reader can fetch it", srv.Kind)
 		}
 	})
@@ -230,7 +230,7 @@ func TestIntegrationFaultBurst(t *testing.T) {
 		svc := startService(t, srv)
 		waitUntil(t, "online", func() bool { return svc.Ready() == http.StatusOK })
 		rd := dial(t, srv, reader, "live")
-		subscribe(t, rd, srv, nodes.Live)
+		subscribe(t, rd, srv, testNodes.Live)
 		evs := events(t, rd)
 		clients := make([]*c2s.Client, n)
 		for i, l := range locals {
@@ -240,7 +240,7 @@ func TestIntegrationFaultBurst(t *testing.T) {
 		seen := make(map[string][]string) // full JID → texts of its live events, in order
 		collect := func(until func() bool) {
 			for !until() {
-				e := next(t, evs, "live events", func(e eventItem) bool { return e.Node == nodes.Live })
+				e := next(t, evs, "live events", func(e eventItem) bool { return e.Node == testNodes.Live })
 				c := userOf(t, e)
 				seen[c.JID] = append(seen[c.JID], c.Text)
 			}

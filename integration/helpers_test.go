@@ -25,8 +25,8 @@ import (
 	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/internal/load"
 	"github.com/pubpresence/pubpresence/internal/testserver"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
-	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/watch"
 )
 
@@ -38,7 +38,7 @@ const (
 	wait = 30 * time.Second
 )
 
-var nodes = watch.Nodes{Live: "presence/live", Actual: "presence/actual", Status: "presence/status"}
+var testNodes = watch.Nodes{Live: "presence/live", Actual: "presence/actual", Status: "presence/status"}
 
 // binary is the pubpresence command built once for the whole run.
 var binary string
@@ -387,7 +387,7 @@ func online(t testing.TB, srv *testserver.Server, local, resource string) *c2s.C
 func watcher(t testing.TB, srv *testserver.Server) *watch.Follower {
 	t.Helper()
 	cl := dial(t, srv, reader, "watch")
-	f := watch.NewFollower(cl, srv.Pubsub, nodes)
+	f := watch.NewFollower(cl, srv.Pubsub, testNodes)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = f.Run(ctx) }()
@@ -443,13 +443,13 @@ func actualItems(t testing.TB, cl *c2s.Client, srv *testserver.Server) []presenc
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	items, err := cl.Items(ctx, srv.Pubsub, nodes.Actual)
+	items, err := cl.Items(ctx, srv.Pubsub, testNodes.Actual)
 	if err != nil {
-		t.Fatalf("fetch %s: %v", nodes.Actual, err)
+		t.Fatalf("fetch %s: %v", testNodes.Actual, err)
 	}
 	conns := make([]presence.Conn, 0, len(items))
 	for _, it := range items {
-		c, err := pubsub.ParseUser(it.Payload)
+		c, err := nodes.ParseUser(it.Payload)
 		if err != nil {
 			t.Fatalf("item %s: %v", it.ID, err)
 		}

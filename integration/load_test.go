@@ -28,7 +28,7 @@ func TestIntegrationLoadTool(t *testing.T) {
 		waitUntil(t, "readyz", func() bool { return svc.Ready() == 200 })
 		cmd := exec.Command(bin, "-addr", srv.C2SAddr, "-domain", srv.Domain, "-password", password,
 			"-prefix", "lt", "-n", fmt.Sprint(n), "-component", srv.Component, "-pubsub", srv.Pubsub,
-			"-live", nodes.Live, "-watch", reader, "-contact", "ltbuddy",
+			"-live", testNodes.Live, "-watch", reader, "-contact", "ltbuddy",
 			"-rate", "100", "-duration", "2s", "-drain", "20s")
 		out, err := cmd.CombinedOutput()
 		t.Logf("%s:\n%s", srv.Kind, out)

@@ -218,7 +218,7 @@ func TestIntegrationShutdownUnderLoad(t *testing.T) {
 		rd := dial(t, srv, reader, "check")
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		items, err := rd.Items(ctx, srv.Pubsub, nodes.Status)
+		items, err := rd.Items(ctx, srv.Pubsub, testNodes.Status)
 		if err != nil || len(items) != 1 || !strings.Contains(string(items[0].Payload), "init") {
 			t.Errorf("status after the stop: %v %v, want init", items, err)
 		}
@@ -242,7 +242,7 @@ func TestIntegrationReload(t *testing.T) {
 		defer cancel()
 		eve := dial(t, srv, "eve", "r")
 		mon := dial(t, srv, reader, "r")
-		if _, err := eve.Items(ctx, srv.Pubsub, nodes.Actual); err == nil {
+		if _, err := eve.Items(ctx, srv.Pubsub, testNodes.Actual); err == nil {
 			t.Fatal("eve reads the actual node before she is a reader")
 		}
 
@@ -252,7 +252,7 @@ func TestIntegrationReload(t *testing.T) {
 		svc.Rewrite(`keepalive_interval = "2s"`, `keepalive_interval = "3s"`)
 		svc.Hup()
 		waitUntil(t, "reload logged", func() bool { return len(logged(svc.LogLines(), "configuration reloaded")) == 1 })
-		waitUntil(t, "eve can read", func() bool { _, err := eve.Items(ctx, srv.Pubsub, nodes.Actual); return err == nil })
+		waitUntil(t, "eve can read", func() bool { _, err := eve.Items(ctx, srv.Pubsub, testNodes.Actual); return err == nil })
 		lines := svc.LogLines()
 		l := logged(lines, "configuration reloaded")[0]
 		if got := fmt.Sprint(l["applied"]); got != "[nodes.readers log.level]" {
@@ -273,7 +273,7 @@ func TestIntegrationReload(t *testing.T) {
 		// A reader taken off the list loses access.
 		svc.Rewrite(fmt.Sprintf("readers = [%q, %q]", monitor, eveJID), fmt.Sprintf("readers = [%q]", eveJID))
 		svc.Hup()
-		waitUntil(t, "monitor loses access", func() bool { _, err := mon.Items(ctx, srv.Pubsub, nodes.Actual); return err != nil })
+		waitUntil(t, "monitor loses access", func() bool { _, err := mon.Items(ctx, srv.Pubsub, testNodes.Actual); return err != nil })
 
 		// An invalid file changes nothing and says why.
 		svc.Rewrite("[sync]", "[sync]\nbogus = 1")
@@ -283,7 +283,7 @@ func TestIntegrationReload(t *testing.T) {
 		if len(refused) != 1 || !strings.Contains(fmt.Sprint(refused[0]["problems"]), "sync.bogus") {
 			t.Errorf("refusal does not name the key: %v", refused)
 		}
-		if _, err := eve.Items(ctx, srv.Pubsub, nodes.Actual); err != nil {
+		if _, err := eve.Items(ctx, srv.Pubsub, testNodes.Actual); err != nil {
 			t.Errorf("eve lost access after a refused reload: %v", err)
 		}
 		if svc.Ready() != http.StatusOK || svc.Metric(t, "pubpresence_reconnects_total") != 0 {

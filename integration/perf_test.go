@@ -103,7 +103,7 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	for i := range changes {
 		c := presence.Conn{JID: fmt.Sprintf("%s@%s/load", names[i%nUsers], srv.Domain), Show: presence.Away,
 			Text: fmt.Sprintf("ldraw#%d", i), IP: "127.0.0.1", Since: time.Now().UTC()}
-		ops = append(ops, load.RawOp{Node: nodes.Live, Conn: c}, load.RawOp{Node: nodes.Actual, Conn: c})
+		ops = append(ops, load.RawOp{Node: testNodes.Live, Conn: c}, load.RawOp{Node: testNodes.Actual, Conn: c})
 	}
 	raw, err := load.Raw(ctx, rawConfig(srv), ops)
 	if err != nil {
@@ -138,7 +138,7 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 		t.Fatal(err)
 	}
 	live := dial(t, srv, reader, "observer")
-	subscribe(t, live, srv, nodes.Live)
+	subscribe(t, live, srv, testNodes.Live)
 	// The observers read their sessions' stanzas from now on, for every run.
 	buddyObs, liveObs := load.NewObserver("contact", buddy), load.NewObserver("live", live)
 	f, err := load.Login(ctx, load.FleetConfig{Addr: srv.C2SAddr, Domain: srv.Domain, Password: password,
@@ -243,7 +243,7 @@ func perfFloodRestart(t *testing.T, srv *testserver.Server, svc *service, f *loa
 	// long to log anyone in (Prosody: over 30 s).
 	st := dial(t, srv, reader, "status")
 	evs := events(t, st)
-	subscribe(t, st, srv, nodes.Status)
+	subscribe(t, st, srv, testNodes.Status)
 	r, err := load.NewRun(load.RunConfig{Changes: flood})
 	if err != nil {
 		t.Fatal(err)
@@ -270,7 +270,7 @@ func perfFloodRestart(t *testing.T, srv *testserver.Server, svc *service, f *loa
 			if !ok {
 				t.Fatal("status reader ended")
 			}
-			if e.Node != nodes.Status || statusOf(e) != want {
+			if e.Node != testNodes.Status || statusOf(e) != want {
 				continue
 			}
 			if want == "init" {
@@ -329,16 +329,16 @@ func perfResync(t *testing.T, start startFunc, n int) {
 	st := dial(t, srv, reader, "status")
 	drainedActual(t, srv, f, st)
 	evs := events(t, st)
-	subscribe(t, st, srv, nodes.Status)
+	subscribe(t, st, srv, testNodes.Status)
 	timeOnline := func() time.Duration {
 		t.Helper()
 		begin := time.Now()
 		svc.Start()
-		next(t, evs, "init", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "init" })
+		next(t, evs, "init", func(e eventItem) bool { return e.Node == testNodes.Status && statusOf(e) == "init" })
 		for {
 			select {
 			case e := <-evs:
-				if e.Node == nodes.Status && statusOf(e) == "online" {
+				if e.Node == testNodes.Status && statusOf(e) == "online" {
 					return time.Since(begin)
 				}
 			case <-time.After(5 * time.Minute):
@@ -360,10 +360,10 @@ func perfResync(t *testing.T, start startFunc, n int) {
 	svc.Stop()
 	ops := make([]load.RawOp, 0, 2*n)
 	for i := range n {
-		ops = append(ops, load.RawOp{Node: nodes.Actual, Retract: true, ID: fmt.Sprintf("%s@%s/load", names[i], srv.Domain)})
+		ops = append(ops, load.RawOp{Node: testNodes.Actual, Retract: true, ID: fmt.Sprintf("%s@%s/load", names[i], srv.Domain)})
 	}
 	for i := range n {
-		ops = append(ops, load.RawOp{Node: nodes.Actual, Conn: presence.Conn{JID: fmt.Sprintf("%s@%s/stale", names[i], srv.Domain),
+		ops = append(ops, load.RawOp{Node: testNodes.Actual, Conn: presence.Conn{JID: fmt.Sprintf("%s@%s/stale", names[i], srv.Domain),
 			Text: "resync", IP: "127.0.0.1", Since: time.Now().UTC()}})
 	}
 	raw, err := load.Raw(ctx, rawConfig(srv), ops)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/testserver"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
@@ -32,7 +33,7 @@ func TestIntegrationForeignDomain(t *testing.T) {
 		// delivers subscription answers only to those.
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		if _, err := m.IQ(ctx, "get", "", "<query xmlns='jabber:iq:roster'/>"); err != nil {
+		if _, err := m.IQ(ctx, "get", "", []byte("<query xmlns='jabber:iq:roster'/>")); err != nil {
 			t.Fatal(err)
 		}
 		if err := m.ApproveAndSubscribe(srv.Component); err != nil {
@@ -71,10 +72,10 @@ func TestIntegrationReconcile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := pubsub.Ensure(ctx, owner, srv.Pubsub, pubsub.NodeConfig{Node: nodes.Actual, Persist: true, MaxItems: "max", SendLast: "never", AccessModel: "whitelist"}); err != nil {
+		if _, err := pubsub.Ensure(ctx, owner, srv.Pubsub, pubsub.NodeConfig{Node: testNodes.Actual, Persist: true, MaxItems: "max", SendLast: "never", AccessModel: "whitelist"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := pubsub.SetAffiliations(ctx, owner, srv.Pubsub, nodes.Actual, map[string]string{name: "owner"}); err != nil {
+		if err := pubsub.SetAffiliations(ctx, owner, srv.Pubsub, testNodes.Actual, map[string]string{name: "owner"}); err != nil {
 			t.Fatal(err)
 		}
 		owner.Close()
@@ -90,10 +91,10 @@ func TestIntegrationReconcile(t *testing.T) {
 		}
 		defer admin.Close()
 		ghost := presence.Conn{JID: "ghost@localhost/gone", Show: presence.Away}
-		if err := pubsub.Publish(ctx, admin, srv.Pubsub, nodes.Actual, ghost.JID, pubsub.AppendUser(nil, ghost, true)); err != nil {
+		if err := pubsub.Publish(ctx, admin, srv.Pubsub, testNodes.Actual, ghost.JID, nodes.AppendUser(nil, ghost, true)); err != nil {
 			t.Fatal(err)
 		}
-		if err := pubsub.Retract(ctx, admin, srv.Pubsub, nodes.Actual, "alice@localhost/r"); err != nil {
+		if err := pubsub.Retract(ctx, admin, srv.Pubsub, testNodes.Actual, "alice@localhost/r"); err != nil {
 			t.Fatal(err)
 		}
 		rd := dial(t, srv, reader, "check")

@@ -188,16 +188,16 @@ func TestIntegrationAccessModel(t *testing.T) {
 				if model == "whitelist" {
 					// eve was a reader once: the service must take her
 					// membership away, since she is not one now.
-					formerMember(t, srv, "eve@"+srv.Domain, nodes.Actual, nodes.Live)
+					formerMember(t, srv, "eve@"+srv.Domain, testNodes.Actual, testNodes.Live)
 				}
 				svc := startService(t, srv, func(o *svcOptions) { o.accessModel = model })
 				waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
 				eve := dial(t, srv, "eve", "r")
 				ctx, cancel := context.WithTimeout(context.Background(), wait)
 				defer cancel()
-				_, fetchErr := eve.Items(ctx, srv.Pubsub, nodes.Actual)
-				subErr := eve.Subscribe(ctx, srv.Pubsub, nodes.Live)
-				if _, err := dial(t, srv, reader, "r").Items(ctx, srv.Pubsub, nodes.Actual); err != nil {
+				_, fetchErr := eve.Items(ctx, srv.Pubsub, testNodes.Actual)
+				subErr := eve.Subscribe(ctx, srv.Pubsub, testNodes.Live)
+				if _, err := dial(t, srv, reader, "r").Items(ctx, srv.Pubsub, testNodes.Actual); err != nil {
 					t.Errorf("the reader cannot fetch: %v", err)
 				}
 				if model == "whitelist" {
@@ -257,7 +257,7 @@ func TestIntegrationNoIP(t *testing.T) {
 		svc := startService(t, srv, func(o *svcOptions) { o.noIP = true })
 		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
 		rd := dial(t, srv, reader, "live")
-		subscribe(t, rd, srv, nodes.Live)
+		subscribe(t, rd, srv, testNodes.Live)
 		evs := events(t, rd)
 		cl := dialAt(t, srv.C2SAddr6, "alice@"+srv.Domain, "v6")
 		if err := cl.ApproveAndSubscribe(srv.Component); err != nil {
@@ -266,7 +266,7 @@ func TestIntegrationNoIP(t *testing.T) {
 		if err := cl.Presence("away", "", 0); err != nil {
 			t.Fatal(err)
 		}
-		e := next(t, evs, "alice's live event", func(e eventItem) bool { return e.Node == nodes.Live })
+		e := next(t, evs, "alice's live event", func(e eventItem) bool { return e.Node == testNodes.Live })
 		// A restart reads the sessions (with their addresses) from the server.
 		svc.Stop()
 		svc.Start()

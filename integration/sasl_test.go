@@ -123,7 +123,7 @@ func TestIntegrationSASL(t *testing.T) {
 							if c.Mechanism() != w.mech {
 								t.Errorf("negotiated %s, want %s", c.Mechanism(), w.mech)
 							}
-							if _, err := c.IQ(context.Background(), "get", s.Domain, "<ping xmlns='urn:xmpp:ping'/>"); err != nil {
+							if _, err := c.IQ(context.Background(), "get", s.Domain, []byte("<ping xmlns='urn:xmpp:ping'/>")); err != nil {
 								t.Errorf("ping after login: %v", err)
 							}
 							return

@@ -14,8 +14,8 @@ import (
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/internal/testserver"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
-	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/watch"
 )
 
@@ -103,13 +103,13 @@ func next(t testing.TB, ch <-chan eventItem, what string, pred func(eventItem) b
 }
 
 func statusOf(e eventItem) string {
-	s, _ := pubsub.ParseStatus(e.Payload)
+	s, _ := nodes.ParseStatus(e.Payload)
 	return s
 }
 
 func userOf(t testing.TB, e eventItem) presence.Conn {
 	t.Helper()
-	c, err := pubsub.ParseUser(e.Payload)
+	c, err := nodes.ParseUser(e.Payload)
 	if err != nil {
 		t.Fatalf("event %s on %s: %v", e.ID, e.Node, err)
 	}
@@ -149,14 +149,14 @@ func TestIntegrationLifecycle(t *testing.T) {
 		svc.Stop()
 		st := dial(t, srv, reader, "status")
 		evs := events(t, st)
-		subscribe(t, st, srv, nodes.Status)
+		subscribe(t, st, srv, testNodes.Status)
 		// A clean stop says the nodes are no longer kept.
-		if e := next(t, evs, "last status item on subscribe", func(e eventItem) bool { return e.Node == nodes.Status }); statusOf(e) != "init" {
+		if e := next(t, evs, "last status item on subscribe", func(e eventItem) bool { return e.Node == testNodes.Status }); statusOf(e) != "init" {
 			t.Errorf("after a clean stop the status node says %q, want init", statusOf(e))
 		}
 		svc.Start()
-		next(t, evs, "init", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "init" })
-		next(t, evs, "online", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "online" })
+		next(t, evs, "init", func(e eventItem) bool { return e.Node == testNodes.Status && statusOf(e) == "init" })
+		next(t, evs, "online", func(e eventItem) bool { return e.Node == testNodes.Status && statusOf(e) == "online" })
 		if got := actualItems(t, st, srv); !matches(got, want) {
 			t.Fatalf("actual at online:\n%s", describe(got))
 		}
@@ -175,13 +175,13 @@ func TestIntegrationPresenceChanges(t *testing.T) {
 		w := watcher(t, srv)
 		lc := dial(t, srv, reader, "live")
 		live := events(t, lc)
-		subscribe(t, lc, srv, nodes.Live)
+		subscribe(t, lc, srv, testNodes.Live)
 		isLive := func(jid string, show presence.Show) func(eventItem) bool {
 			return func(e eventItem) bool {
-				if e.Node != nodes.Live || e.Retract {
+				if e.Node != testNodes.Live || e.Retract {
 					return false
 				}
-				c, err := pubsub.ParseUser(e.Payload)
+				c, err := nodes.ParseUser(e.Payload)
 				return err == nil && c.JID == jid && c.Show == show
 			}
 		}
@@ -266,10 +266,10 @@ func TestIntegrationServiceRestart(t *testing.T) {
 
 		st := dial(t, srv, reader, "status")
 		evs := events(t, st)
-		subscribe(t, st, srv, nodes.Status)
+		subscribe(t, st, srv, testNodes.Status)
 		svc.Start()
-		next(t, evs, "init", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "init" })
-		next(t, evs, "online", func(e eventItem) bool { return e.Node == nodes.Status && statusOf(e) == "online" })
+		next(t, evs, "init", func(e eventItem) bool { return e.Node == testNodes.Status && statusOf(e) == "init" })
+		next(t, evs, "online", func(e eventItem) bool { return e.Node == testNodes.Status && statusOf(e) == "online" })
 		if got := actualItems(t, st, srv); !matches(got, want) {
 			t.Fatalf("actual when online was published:\n%swant %v", describe(got), want)
 		}

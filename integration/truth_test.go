@@ -18,6 +18,7 @@ import (
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/internal/testserver"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/watch"
@@ -167,7 +168,7 @@ func byJID(conns []presence.Conn) map[string]presence.Conn {
 func actualOf(rd *c2s.Client, srv *testserver.Server) (map[string]presence.Conn, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	items, err := rd.Items(ctx, srv.Pubsub, nodes.Actual)
+	items, err := rd.Items(ctx, srv.Pubsub, testNodes.Actual)
 	if err != nil {
 		return nil, "", err
 	}
@@ -186,8 +187,8 @@ func actualOf(rd *c2s.Client, srv *testserver.Server) (map[string]presence.Conn,
 	return m, dup, nil
 }
 
-func parseItem(it c2s.Item) (presence.Conn, error) {
-	c, err := pubsub.ParseUser(it.Payload)
+func parseItem(it pubsub.Item) (presence.Conn, error) {
+	c, err := nodes.ParseUser(it.Payload)
 	if err != nil {
 		return c, fmt.Errorf("item %s: %w", it.ID, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/internal/testserver"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/watch"
@@ -48,12 +49,12 @@ func (f *fakeService) create(node string, fields map[string]string) {
 }
 
 func (f *fakeService) status(s string) {
-	f.iq(pubsub.NS, "<publish node='presence/status'><item id='current'>"+string(pubsub.AppendStatus(nil, s))+"</item></publish>")
+	f.iq(pubsub.NS, "<publish node='presence/status'><item id='current'>"+string(nodes.AppendStatus(nil, s))+"</item></publish>")
 }
 
 func (f *fakeService) publish(node, jid string, show presence.Show) {
 	c := presence.Conn{JID: jid, Show: show, Priority: 1, IP: "127.0.0.1", Since: time.Now().UTC().Truncate(time.Second)}
-	f.iq(pubsub.NS, "<publish node='"+node+"'><item id='"+jid+"'>"+string(pubsub.AppendUser(nil, c, true))+"</item></publish>")
+	f.iq(pubsub.NS, "<publish node='"+node+"'><item id='"+jid+"'>"+string(nodes.AppendUser(nil, c, true))+"</item></publish>")
 }
 
 func (f *fakeService) retract(jid string) {

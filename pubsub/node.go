@@ -1,6 +1,8 @@
 // Package pubsub implements the XEP-0060 operations pubpresence performs as a
 // node owner and publisher (create, configure, affiliations, publish,
-// retract, items), the <user/> and status item codecs, and the publish queue.
+// retract, items), and those of a subscriber (subscribe, unsubscribe, items,
+// notifications). It knows nothing of the items pubpresence publishes:
+// those are package nodes'.
 package pubsub
 
 import (
@@ -14,7 +16,6 @@ import (
 
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/xmltext"
-	"github.com/pubpresence/pubpresence/presence"
 )
 
 // Namespaces of XEP-0060 and XEP-0004.
@@ -27,8 +28,10 @@ const (
 	NSData       = "jabber:x:data"
 )
 
-// IQer sends one IQ request and returns the inner XML of its result; an
-// error answer is a *component.StanzaError. *component.Conn is one.
+// IQer sends one IQ request and returns the inner XML of its result.
+// *component.Conn is one, whose error answers are *component.StanzaError,
+// as Ensure, ProbeMaxItems and Retract expect; a client (internal/c2s) is
+// one for a subscriber's requests, which pass its errors on wrapped.
 type IQer interface {
 	IQ(ctx context.Context, typ, to string, payload []byte) ([]byte, error)
 }
@@ -313,61 +316,48 @@ func SyncMembers(ctx context.Context, iq IQer, service, node string, readers []s
 	return SetAffiliations(ctx, iq, service, node, change)
 }
 
-// Item is one item of a node: its id and its one payload element.
+// Item is one item of a node: its id and the raw XML of its one payload
+// element (nil when the item carries no payload).
 type Item struct {
 	ID      string
 	Payload []byte
 }
 
-// Items fetches every item of node, oldest first as the server returns them.
+// Items fetches every item of node that the service returns in one
+// answer, oldest first (the order both Prosody and ejabberd use).
 func Items(ctx context.Context, iq IQer, service, node string) ([]Item, error) {
-	var b bytes.Buffer
-	b.WriteString("<pubsub xmlns='" + NS + "'><items node='")
-	xml.EscapeText(&b, []byte(node))
-	b.WriteString("'/></pubsub>")
-	inner, err := iq.IQ(ctx, "get", service, b.Bytes())
+	inner, err := iq.IQ(ctx, "get", service, ItemsRequest(nil, node))
 	if err != nil {
 		return nil, fmt.Errorf("items of %s: %w", node, err)
 	}
-	var x struct {
-		Items []struct {
-			ID    string `xml:"id,attr"`
-			Inner []byte `xml:",innerxml"`
-		} `xml:"pubsub>items>item"`
-	}
-	if err := xml.Unmarshal(wrap(inner), &x); err != nil {
+	items, err := ParseItems(inner)
+	if err != nil {
 		return nil, fmt.Errorf("items of %s: %w", node, err)
-	}
-	items := make([]Item, len(x.Items))
-	for i, it := range x.Items {
-		items[i] = Item{ID: it.ID, Payload: bytes.TrimSpace(it.Inner)}
 	}
 	return items, nil
 }
 
 // PublishRequest appends the <pubsub/> payload that publishes one item.
 func PublishRequest(b []byte, node, id string, payload []byte) []byte {
-	b = publishOpen(b, node, id)
+	b = PublishOpen(b, node, id)
 	b = append(b, payload...)
-	return append(b, publishClose...)
+	return PublishClose(b)
 }
 
-// PublishUserRequest appends the <pubsub/> payload that publishes c's
-// <user/> item, encoded in place.
-func PublishUserRequest(b []byte, node string, c presence.Conn, withIP bool) []byte {
-	b = publishOpen(b, node, c.JID)
-	b = AppendUser(b, c, withIP)
-	return append(b, publishClose...)
-}
-
-const publishClose = "</item></publish></pubsub>"
-
-func publishOpen(b []byte, node, id string) []byte {
+// PublishOpen appends PublishRequest's payload up to the item's content,
+// for a caller that encodes the item in place, with no copy; PublishClose
+// appends the rest.
+func PublishOpen(b []byte, node, id string) []byte {
 	b = append(b, "<pubsub xmlns='"+NS+"'><publish node='"...)
 	b = xmltext.Append(b, node)
 	b = append(b, "'><item id='"...)
 	b = xmltext.Append(b, id)
 	return append(b, "'>"...)
+}
+
+// PublishClose ends a payload begun with PublishOpen.
+func PublishClose(b []byte) []byte {
+	return append(b, "</item></publish></pubsub>"...)
 }
 
 // RetractRequest returns the <pubsub/> payload that retracts one item and

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
-	"errors"
-	"io"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -245,76 +243,4 @@ func checkAffiliations(t *testing.T, answer []byte) {
 			t.Fatalf("%q stays a member", j)
 		}
 	}
-}
-
-// FuzzParseStatus checks that ParseStatus never panics, fails with "",
-// returns a trimmed value that AppendStatus writes back the same, and that
-// AppendStatus of any text XML can carry reads back trimmed.
-func FuzzParseStatus(f *testing.F) {
-	for _, s := range []string{
-		`<x xmlns='jabber:x:data' type='result'><field var='pubpresence#status'><value>online</value></field></x>`,
-		`<x xmlns="jabber:x:data" type="result"><field var="FORM_TYPE" type="hidden"><value>urn:xmpp:pubpresence:status</value></field><field var="pubpresence#status"><value>init</value></field></x>`,
-		`<x xmlns='jabber:x:data' type='form'><field var='pubpresence#status'><value> online </value><value>init</value></field></x>`,
-		`<x xmlns='jabber:x:data'><field var='pubpresence#status'/></x>`,
-		`<x xmlns='jabber:x:data'><field var='other'><value>online</value></field></x>`,
-		`<x xmlns='urn:other'><field var='pubpresence#status'><value>online</value></field></x>`,
-		`<user xmlns='urn:pubpresence:0' status='online' fulljid='a@b/c'/>`,
-		`<x xmlns='jabber:x:data'><field var='pubpresence#status'><value>on<b>x</b>line&amp;</value>`,
-		``,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, payload []byte) {
-		s, err := ParseStatus(payload)
-		if err != nil {
-			if s != "" {
-				t.Fatalf("status %q with error %v", s, err)
-			}
-		} else {
-			if s != strings.TrimSpace(s) {
-				t.Fatalf("status %q not trimmed", s)
-			}
-			if back, err := ParseStatus(AppendStatus(nil, s)); err != nil || back != s {
-				t.Fatalf("status %q reads back as %q, %v", s, back, err)
-			}
-		}
-		// The other way round: any text as the state.
-		text := string(payload)
-		form := AppendStatus(nil, text)
-		if err := wellFormed(form); err != nil {
-			t.Fatalf("AppendStatus(%q) = %s: %v", text, form, err)
-		}
-		if !xmlCarries(text) {
-			return
-		}
-		if back, err := ParseStatus(form); err != nil || back != strings.TrimSpace(text) {
-			t.Fatalf("AppendStatus(%q) reads back as %q, %v", text, back, err)
-		}
-	})
-}
-
-// wellFormed reports an error when b is not well-formed XML.
-func wellFormed(b []byte) error {
-	d := xml.NewDecoder(bytes.NewReader(b))
-	for {
-		if _, err := d.Token(); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-	}
-}
-
-// xmlCarries reports whether every character of s can be written in XML.
-func xmlCarries(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if !xmltext.IsChar(r) {
-			return false
-		}
-	}
-	return true
 }

@@ -3,20 +3,9 @@ package pubsub
 import (
 	"context"
 	"testing"
-	"time"
-
-	"github.com/pubpresence/pubpresence/presence"
 )
 
-func TestPublishUserRequest(t *testing.T) {
-	c := presence.Conn{JID: "a&b@example.org/<r>", Show: presence.Away, Text: "x'y", Priority: -3, IP: "::1",
-		Since: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
-	for _, withIP := range []bool{true, false} {
-		want := string(PublishRequest(nil, "presence/actual", c.JID, AppendUser(nil, c, withIP)))
-		if got := string(PublishUserRequest([]byte("keep"), "presence/actual", c, withIP)); got != "keep"+want {
-			t.Errorf("withIP %v:\n got %s\nwant keep%s", withIP, got, want)
-		}
-	}
+func TestRetractRequest(t *testing.T) {
 	if got, want := string(RetractRequest(nil, "n'1", "a@b/c")),
 		"<pubsub xmlns='http://jabber.org/protocol/pubsub'><retract node='n&#39;1' notify='true'><item id='a@b/c'/></retract></pubsub>"; got != want {
 		t.Errorf("retract:\n got %s\nwant %s", got, want)

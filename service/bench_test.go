@@ -14,8 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
-	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
 )
 
@@ -33,7 +33,7 @@ import (
 // hotConns is how many connections the event benchmarks keep tracked.
 const hotConns = 1000
 
-// startCounter is a pubsub.Starter that answers every request at once and
+// startCounter is a nodes.Starter that answers every request at once and
 // signals each Start on started, so that a benchmark can wait for the queue
 // to have encoded and started its requests.
 type startCounter struct {
@@ -53,7 +53,7 @@ func (doneCall) Done() <-chan struct{}   { return answered }
 func (doneCall) Result() ([]byte, error) { return nil, nil }
 func (doneCall) Abandon()                {}
 
-func (s *startCounter) Start(_ context.Context, _, _ string, payload []byte) (pubsub.Call, error) {
+func (s *startCounter) Start(_ context.Context, _, _ string, payload []byte) (nodes.Call, error) {
 	s.mu.Lock()
 	if s.keep {
 		s.kept = append(s.kept, bytes.Clone(payload))
@@ -109,7 +109,7 @@ func BenchmarkHotPath(b *testing.B) {
 	ss := newSession(s, nil) // the conn is used by lookups and admin commands only: none here
 	st := &startCounter{started: make(chan struct{}, 1024)}
 	n := cfg.Nodes
-	ss.queue = pubsub.NewQueue(st, pubsub.QueueConfig{
+	ss.queue = nodes.NewQueue(st, nodes.QueueConfig{
 		Service: cfg.XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
 		Timeout: cfg.XMPP.RequestTimeout.Duration,
 	}, ss.published)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/admin"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
 )
@@ -100,7 +101,7 @@ type (
 		node    nodeRole
 		missing bool // item-not-found: the node is gone
 		err     error
-		detail  pubsub.Result
+		detail  nodes.Result
 	}
 )
 

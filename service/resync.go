@@ -11,6 +11,7 @@ import (
 
 	"github.com/pubpresence/pubpresence/admin"
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
@@ -125,22 +126,18 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) (createdAn
 	initDone := false
 	if publishInit {
 		rctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
-		initDone = pubsub.Publish(rctx, ss.conn, service, n.Status, status.ItemID, status.StateInit.Item()) == nil
+		initDone = pubsub.Publish(rctx, ss.conn, service, n.Status, nodes.StatusItemID, status.StateInit.Item()) == nil
 		cancel()
 	}
-	nodes := []pubsub.NodeConfig{
-		{Node: n.Status, Title: "pubpresence: service status", Persist: true, MaxItems: "1", SendLast: "on_sub", AccessModel: n.AccessModel},
-		{Node: n.Live, Title: "pubpresence: presence events", Persist: false, MaxItems: "1", SendLast: "never", AccessModel: n.AccessModel},
-		{Node: n.Actual, Title: "pubpresence: online connections", Persist: true, MaxItems: "max", SendLast: "never", AccessModel: n.AccessModel},
-	}
+	configs := nodes.Configs(n) // status, live, actual
 	// Live and actual at the same time, then status: reconfiguring the
 	// status node may send its last item (online) to readers again, who
 	// then fetch the actual node; it must be there with its members by
 	// then (a reader got forbidden from a node created a moment before).
-	created := make([]bool, len(nodes))
-	errs := make([]error, len(nodes))
+	created := make([]bool, len(configs))
+	errs := make([]error, len(configs))
 	var wg sync.WaitGroup
-	for i, nc := range nodes[1:] {
+	for i, nc := range configs[1:] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -149,12 +146,12 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) (createdAn
 	}
 	wg.Wait()
 	if errs[1] == nil && errs[2] == nil {
-		created[0], errs[0] = ss.ensureNode(ctx, nodes[0], publishInit, publishInit && !initDone)
+		created[0], errs[0] = ss.ensureNode(ctx, configs[0], publishInit, publishInit && !initDone)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return slices.Contains(created, true), err
 	}
-	for i, nc := range nodes {
+	for i, nc := range configs {
 		createdAny = createdAny || created[i]
 		ev := ss.svc.log.Debug()
 		if created[i] || publishInit {
@@ -207,7 +204,7 @@ func (ss *session) ensureNode(ctx context.Context, nc pubsub.NodeConfig, initial
 		err = pubsub.SyncMembers(rctx, ss.conn, service, nc.Node, n.Readers)
 	}
 	if err == nil && publishInit {
-		err = pubsub.Publish(rctx, ss.conn, service, n.Status, status.ItemID, status.StateInit.Item())
+		err = pubsub.Publish(rctx, ss.conn, service, n.Status, nodes.StatusItemID, status.StateInit.Item())
 	}
 	return created, err
 }
@@ -351,7 +348,7 @@ func (ss *session) converge(items []pubsub.Item) {
 	have := make([]presence.Conn, 0, len(items))
 	var bad []string
 	for _, it := range items {
-		c, err := pubsub.ParseUser(it.Payload)
+		c, err := nodes.ParseUser(it.Payload)
 		if err != nil || c.JID != it.ID {
 			bad = append(bad, it.ID)
 			continue

@@ -10,6 +10,7 @@ import (
 	"github.com/pubpresence/pubpresence/admin"
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/config"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
 )
@@ -23,7 +24,7 @@ type session struct {
 	svc     *Service
 	conn    *component.Conn
 	admin   *admin.Client
-	queue   *pubsub.Queue
+	queue   *nodes.Queue
 	replies *outbox // presence answers on their way to the writer
 	crew    crew
 	// queueStart is closed (doStartQueue) once the nodes exist: the queue
@@ -103,7 +104,7 @@ func newSession(s *Service, c *component.Conn) *session {
 		ss.replies = newOutbox(c.Send, s.metrics.RepliesDropped.Inc)
 	}
 	n := s.cfg().Nodes
-	ss.queue = pubsub.NewQueue(pubsub.ConnStarter{Conn: c}, pubsub.QueueConfig{
+	ss.queue = nodes.NewQueue(nodes.ConnStarter{Conn: c}, nodes.QueueConfig{
 		Service: s.cfg().XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
 		Timeout: s.cfg().XMPP.RequestTimeout.Duration, LiveShare: -1, // held until online
 	}, ss.published)
@@ -244,7 +245,7 @@ func (ss *session) carry(w any, cause any) {
 		// so far: a reader drops the live events it got before online and
 		// fetches the actual node, so each of those changes must be on the
 		// node before online is.
-		ss.queue.Raw(ss.svc.cfg().Nodes.Status, status.ItemID, status.StateOnline.Item())
+		ss.queue.Raw(ss.svc.cfg().Nodes.Status, nodes.StatusItemID, status.StateOnline.Item())
 	case doEnter:
 		ss.enter(w.phase)
 	case doRetry:
@@ -352,7 +353,7 @@ func (ss *session) reloaded() {
 
 // published is called by the queue for every answer, on its goroutines:
 // it counts the request, and sends a failure to the loop as an event.
-func (ss *session) published(r pubsub.Result) {
+func (ss *session) published(r nodes.Result) {
 	result := "ok"
 	if r.Err != nil {
 		result = "error"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
 )
@@ -73,7 +74,7 @@ func (ss *session) leave() {
 		defer close(published)
 		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 		defer cancel()
-		err = pubsub.Publish(ctx, ss.conn, cfg.XMPP.Pubsub, cfg.Nodes.Status, status.ItemID, status.StateInit.Item())
+		err = pubsub.Publish(ctx, ss.conn, cfg.XMPP.Pubsub, cfg.Nodes.Status, nodes.StatusItemID, status.StateInit.Item())
 	}()
 	ss.waitDiscarding(published, leaveTimeout)
 	<-published // bounded by the publish's own leaveTimeout

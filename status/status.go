@@ -9,7 +9,7 @@ package status
 import (
 	"sync/atomic"
 
-	"github.com/pubpresence/pubpresence/pubsub"
+	"github.com/pubpresence/pubpresence/nodes"
 )
 
 // Phase is where the service is in its life cycle. One stream goes
@@ -71,11 +71,8 @@ const (
 	StateOnline State = "online"
 )
 
-// ItemID is the id of the one item on the status node.
-const ItemID = "current"
-
 // Item returns the status node's payload for s: a data form.
-func (s State) Item() []byte { return pubsub.AppendStatus(nil, string(s)) }
+func (s State) Item() []byte { return nodes.AppendStatus(nil, string(s)) }
 
 // Presence returns the show and status text the component answers probes
 // with in state s: dnd while initialising, plain available when online.

@@ -3,7 +3,7 @@ package status
 import (
 	"testing"
 
-	"github.com/pubpresence/pubpresence/pubsub"
+	"github.com/pubpresence/pubpresence/nodes"
 )
 
 func TestStatePresenceAndItem(t *testing.T) {
@@ -18,7 +18,7 @@ func TestStatePresenceAndItem(t *testing.T) {
 		if show != tc.show || text != tc.text {
 			t.Errorf("%s: presence (%q, %q), want (%q, %q)", tc.s, show, text, tc.show, tc.text)
 		}
-		got, err := pubsub.ParseStatus(tc.s.Item())
+		got, err := nodes.ParseStatus(tc.s.Item())
 		if err != nil || got != string(tc.s) {
 			t.Errorf("%s: item reads back as %q, %v", tc.s, got, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
@@ -41,7 +42,7 @@ type session interface {
 	Stanzas() <-chan c2s.Stanza
 	Subscribe(ctx context.Context, service, node string) error
 	Unsubscribe(ctx context.Context, service, node string) error
-	Items(ctx context.Context, service, node string) ([]c2s.Item, error)
+	Items(ctx context.Context, service, node string) ([]pubsub.Item, error)
 	Err() error
 }
 
@@ -343,7 +344,7 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 // statusOf reads the service status from a notification on the status
 // node: the last item wins; a retract, purge or delete means "" (unknown).
 // ok is false when nothing in it can be read.
-func statusOf(ev c2s.Event) (string, bool) {
+func statusOf(ev pubsub.Event) (string, bool) {
 	if ev.Purge || ev.Delete {
 		return "", true
 	}
@@ -353,7 +354,7 @@ func statusOf(ev c2s.Event) (string, bool) {
 			s, ok = "", true
 			continue
 		}
-		if v, err := pubsub.ParseStatus(it.Payload); err == nil {
+		if v, err := nodes.ParseStatus(it.Payload); err == nil {
 			s, ok = v, true
 		}
 	}
@@ -361,8 +362,8 @@ func statusOf(ev c2s.Event) (string, bool) {
 }
 
 // parseUser reads a <user/> item; items that cannot be read are skipped.
-func parseUser(it c2s.Item) (Event, bool) {
-	c, err := pubsub.ParseUser(it.Payload)
+func parseUser(it pubsub.Item) (Event, bool) {
+	c, err := nodes.ParseUser(it.Payload)
 	if err != nil {
 		return Event{}, false
 	}

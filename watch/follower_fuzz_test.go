@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
@@ -91,7 +92,7 @@ func checkNotification(t *testing.T, inner []byte) {
 		}
 	default:
 		for _, it := range ev.Items {
-			if _, err := pubsub.ParseStatus(it.Payload); it.Retract || err == nil {
+			if _, err := nodes.ParseStatus(it.Payload); it.Retract || err == nil {
 				t.Fatalf("status unread, yet item %+v can be read", it)
 			}
 		}
@@ -131,14 +132,14 @@ func checkNotification(t *testing.T, inner []byte) {
 
 // itemsSession answers every items request with the items of one answer.
 type itemsSession struct {
-	items []c2s.Item
+	items []pubsub.Item
 }
 
 func (s *itemsSession) Stanzas() <-chan c2s.Stanza                        { return nil }
 func (s *itemsSession) Subscribe(context.Context, string, string) error   { return nil }
 func (s *itemsSession) Unsubscribe(context.Context, string, string) error { return nil }
 func (s *itemsSession) Err() error                                        { return nil }
-func (s *itemsSession) Items(context.Context, string, string) ([]c2s.Item, error) {
+func (s *itemsSession) Items(context.Context, string, string) ([]pubsub.Item, error) {
 	return s.items, nil
 }
 
@@ -147,11 +148,11 @@ func (s *itemsSession) Items(context.Context, string, string) ([]c2s.Item, error
 // the view holds exactly the last state of each id.
 func checkSnapshot(t *testing.T, inner []byte) {
 	t.Helper()
-	items, err := c2s.ParseItems(inner)
+	items, err := pubsub.ParseItems(inner)
 	if err != nil {
 		return
 	}
-	snap, err := newFollower(&itemsSession{items: items}, service, nodes).fetch(context.Background())
+	snap, err := newFollower(&itemsSession{items: items}, service, names).fetch(context.Background())
 	if err != nil {
 		t.Fatalf("fetch: %v", err)
 	}
@@ -193,7 +194,7 @@ func checkSnapshot(t *testing.T, inner []byte) {
 }
 
 // checkEvent checks an event parseUser read from it.
-func checkEvent(t *testing.T, it c2s.Item, e Event) {
+func checkEvent(t *testing.T, it pubsub.Item, e Event) {
 	t.Helper()
 	if e.ID == "" || it.ID != "" && e.ID != it.ID {
 		t.Fatalf("item id %q gave event id %q", it.ID, e.ID)

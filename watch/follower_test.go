@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
 
 const service = "pubsub.localhost"
 
-var nodes = DefaultNodes()
+var names = DefaultNodes()
 
 type fetchReq struct {
 	node  string
@@ -25,7 +26,7 @@ type fetchReq struct {
 }
 
 type fetchReply struct {
-	items []c2s.Item
+	items []pubsub.Item
 	err   error
 }
 
@@ -70,7 +71,7 @@ func (s *fakeSession) Unsubscribe(ctx context.Context, svc, node string) error {
 	return nil
 }
 
-func (s *fakeSession) Items(ctx context.Context, svc, node string) ([]c2s.Item, error) {
+func (s *fakeSession) Items(ctx context.Context, svc, node string) ([]pubsub.Item, error) {
 	r := fetchReq{node: node, reply: make(chan fetchReply, 1)}
 	select {
 	case s.fetches <- r:
@@ -104,26 +105,26 @@ func notification(node, items string) c2s.Stanza {
 }
 
 func userItem(jid string, show presence.Show) string {
-	return "<item id='" + jid + "'>" + string(pubsub.AppendUser(nil, conn(jid, show), true)) + "</item>"
+	return "<item id='" + jid + "'>" + string(nodes.AppendUser(nil, conn(jid, show), true)) + "</item>"
 }
 
 func statusNote(s string) c2s.Stanza {
-	return notification(nodes.Status, "<item id='current'>"+string(pubsub.AppendStatus(nil, s))+"</item>")
+	return notification(names.Status, "<item id='current'>"+string(nodes.AppendStatus(nil, s))+"</item>")
 }
 
 func live(jid string, show presence.Show) c2s.Stanza {
-	return notification(nodes.Live, userItem(jid, show))
+	return notification(names.Live, userItem(jid, show))
 }
 
 func retract(jid string) c2s.Stanza {
-	return notification(nodes.Actual, "<retract id='"+jid+"'/>")
+	return notification(names.Actual, "<retract id='"+jid+"'/>")
 }
 
-func actualItems(conns ...string) []c2s.Item {
-	var items []c2s.Item
+func actualItems(conns ...string) []pubsub.Item {
+	var items []pubsub.Item
 	for _, c := range conns {
 		jid, show, _ := strings.Cut(c, "=")
-		items = append(items, c2s.Item{ID: jid, Payload: pubsub.AppendUser(nil, conn(jid, presence.Show(show)), true)})
+		items = append(items, pubsub.Item{ID: jid, Payload: nodes.AppendUser(nil, conn(jid, presence.Show(show)), true)})
 	}
 	return items
 }
@@ -145,7 +146,7 @@ func startFollower(t *testing.T, setup func(*fakeSession)) *harness {
 	if setup != nil {
 		setup(sess)
 	}
-	h := &harness{t: t, sess: sess, f: newFollower(sess, service, nodes), done: make(chan error, 1), evs: make(chan Event, 100), log: make(chan string, 100)}
+	h := &harness{t: t, sess: sess, f: newFollower(sess, service, names), done: make(chan error, 1), evs: make(chan Event, 100), log: make(chan string, 100)}
 	h.f.OnEvent = func(e Event) { h.evs <- e; h.log <- "event " + e.ID + "=" + string(e.Conn.Show) }
 	h.f.OnStatus = func(s string) { h.log <- "status " + s }
 	h.f.OnSnapshot = func(cs []presence.Conn) { h.log <- fmt.Sprint("snapshot ", jids(cs)) }
@@ -178,11 +179,11 @@ func (h *harness) send(sts ...c2s.Stanza) {
 }
 
 // fetch waits for the Follower to ask for presence/actual and answers.
-func (h *harness) fetch(items []c2s.Item, err error) {
+func (h *harness) fetch(items []pubsub.Item, err error) {
 	h.t.Helper()
 	select {
 	case r := <-h.sess.fetches:
-		if r.node != nodes.Actual {
+		if r.node != names.Actual {
 			h.t.Fatalf("fetched node %q", r.node)
 		}
 		r.reply <- fetchReply{items, err}
@@ -256,7 +257,7 @@ func TestFollowerNormalStartup(t *testing.T) {
 		t.Errorf("events = %v, want %v", got, want)
 	}
 	subs, _ := h.sess.recorded()
-	if want := []string{nodes.Live, nodes.Actual, nodes.Status}; !reflect.DeepEqual(subs, want) {
+	if want := []string{names.Live, names.Actual, names.Status}; !reflect.DeepEqual(subs, want) {
 		t.Errorf("subscriptions = %v, want %v", subs, want)
 	}
 	h.stop()
@@ -264,7 +265,7 @@ func TestFollowerNormalStartup(t *testing.T) {
 		t.Errorf("Run = %v, want context.Canceled", err)
 	}
 	h.done <- nil // for the cleanup
-	if _, unsubs := h.sess.recorded(); !reflect.DeepEqual(unsubs, []string{nodes.Status, nodes.Live, nodes.Actual}) {
+	if _, unsubs := h.sess.recorded(); !reflect.DeepEqual(unsubs, []string{names.Status, names.Live, names.Actual}) {
 		t.Errorf("unsubscribed from %v", unsubs)
 	}
 }
@@ -332,8 +333,8 @@ func TestFollowerIgnoresForeignAndBadStanzas(t *testing.T) {
 	spoof := live("evil@l/1", presence.Online)
 	spoof.From = "evil.localhost"
 	other := notification("other/node", userItem("o@l/1", presence.Online))
-	bad := notification(nodes.Live, "<item id='q@l/1'><user xmlns='urn:pubpresence:0' status='sleepy' fulljid='q@l/1'/></item>")
-	badStatus := notification(nodes.Status, "<item id='current'><x xmlns='jabber:x:data'/></item>")
+	bad := notification(names.Live, "<item id='q@l/1'><user xmlns='urn:pubpresence:0' status='sleepy' fulljid='q@l/1'/></item>")
+	badStatus := notification(names.Status, "<item id='current'><x xmlns='jabber:x:data'/></item>")
 	chat := c2s.Stanza{Name: "message", Type: "chat", From: service, Inner: []byte("<body>hi</body>")}
 	h.send(spoof, other, bad, badStatus, chat, live("b@l/1", presence.Away))
 	h.want(StatusOnline, "a@l/1=online", "b@l/1=away")
@@ -345,13 +346,13 @@ func TestFollowerPurgeOfActualClears(t *testing.T) {
 	h.fetch(actualItems("a@l/1=online", "b@l/1=online"), nil)
 	h.want(StatusOnline, "a@l/1=online", "b@l/1=online")
 	h.send(c2s.Stanza{Name: "message", From: service,
-		Inner: []byte("<event xmlns='http://jabber.org/protocol/pubsub#event'><purge node='" + nodes.Actual + "'/></event>")})
+		Inner: []byte("<event xmlns='http://jabber.org/protocol/pubsub#event'><purge node='" + names.Actual + "'/></event>")})
 	h.want(StatusOnline)
 }
 
 func TestFollowerSubscribeRetriesMissingNode(t *testing.T) {
 	notFound := &c2s.IQError{Type: "cancel", Condition: "item-not-found"}
-	h := startFollower(t, func(s *fakeSession) { s.subErrs[nodes.Live] = []error{notFound, notFound} })
+	h := startFollower(t, func(s *fakeSession) { s.subErrs[names.Live] = []error{notFound, notFound} })
 	// The server sends nothing about status before it is subscribed to.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if subs, _ := h.sess.recorded(); len(subs) == 5 || time.Now().After(deadline) {
@@ -362,7 +363,7 @@ func TestFollowerSubscribeRetriesMissingNode(t *testing.T) {
 	h.fetch(actualItems("a@l/1=online"), nil)
 	h.want(StatusOnline, "a@l/1=online")
 	subs, _ := h.sess.recorded()
-	if want := []string{nodes.Live, nodes.Live, nodes.Live, nodes.Actual, nodes.Status}; !reflect.DeepEqual(subs, want) {
+	if want := []string{names.Live, names.Live, names.Live, names.Actual, names.Status}; !reflect.DeepEqual(subs, want) {
 		t.Errorf("subscriptions = %v, want %v", subs, want)
 	}
 }
@@ -370,7 +371,7 @@ func TestFollowerSubscribeRetriesMissingNode(t *testing.T) {
 func TestFollowerFatalErrors(t *testing.T) {
 	forbidden := &c2s.IQError{Type: "auth", Condition: "forbidden"}
 	t.Run("subscription refused", func(t *testing.T) {
-		h := startFollower(t, func(s *fakeSession) { s.subErrs[nodes.Actual] = []error{forbidden} })
+		h := startFollower(t, func(s *fakeSession) { s.subErrs[names.Actual] = []error{forbidden} })
 		_, _, err := h.f.WaitFor(context.Background(), func(string, []presence.Conn) bool { return false })
 		if c2s.Condition(err) != "forbidden" {
 			t.Fatalf("WaitFor = %v, want forbidden", err)

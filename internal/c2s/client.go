@@ -564,9 +564,10 @@ func (c *Client) Request(ctx context.Context, typ, to, payload string) (Stanza, 
 	return st, nil
 }
 
-// IQ is Request returning only the answer's inner XML.
-func (c *Client) IQ(ctx context.Context, typ, to, payload string) ([]byte, error) {
-	st, err := c.Request(ctx, typ, to, payload)
+// IQ is Request returning only the answer's inner XML; with it a Client is
+// a pubsub.IQer.
+func (c *Client) IQ(ctx context.Context, typ, to string, payload []byte) ([]byte, error) {
+	st, err := c.Request(ctx, typ, to, string(payload))
 	if err != nil {
 		return nil, err
 	}

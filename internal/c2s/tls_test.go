@@ -117,7 +117,7 @@ func TestDialStartTLS(t *testing.T) {
 	if c.JID() != "alice@localhost/r" {
 		t.Errorf("JID = %q", c.JID())
 	}
-	in, err := c.IQ(context.Background(), "get", "", "<ping xmlns='urn:xmpp:ping'/>")
+	in, err := c.IQ(context.Background(), "get", "", []byte("<ping xmlns='urn:xmpp:ping'/>"))
 	if err != nil || string(in) != "<pong xmlns='urn:x'/>" {
 		t.Fatalf("IQ over TLS = %q, %v", in, err)
 	}

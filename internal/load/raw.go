@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
@@ -95,7 +96,7 @@ func Raw(ctx context.Context, cfg RawConfig, ops []RawOp) (RawReport, error) {
 		if op.Retract {
 			buf = pubsub.RetractRequest(buf, op.Node, op.ID)
 		} else {
-			buf = pubsub.PublishUserRequest(buf, op.Node, op.Conn, cfg.WithIP)
+			buf = nodes.PublishUserRequest(buf, op.Node, op.Conn, cfg.WithIP)
 		}
 		rctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 		call, err := conn.Start(rctx, "set", cfg.Service, buf)

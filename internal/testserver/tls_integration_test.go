@@ -81,7 +81,7 @@ func TestIntegrationTLS(t *testing.T) {
 				})
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
-				roster, err := a.IQ(ctx, "get", "", "<query xmlns='jabber:iq:roster'/>")
+				roster, err := a.IQ(ctx, "get", "", []byte("<query xmlns='jabber:iq:roster'/>"))
 				if err != nil {
 					t.Fatalf("roster get over TLS: %v", err)
 				}

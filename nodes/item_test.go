@@ -1,4 +1,4 @@
-package pubsub
+package nodes
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
 )
 
 var itemT0 = time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
@@ -301,6 +302,17 @@ func TestParseStatus(t *testing.T) {
 	}
 }
 
+func TestPublishUserRequest(t *testing.T) {
+	c := presence.Conn{JID: "a&b@example.org/<r>", Show: presence.Away, Text: "x'y", Priority: -3, IP: "::1",
+		Since: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}
+	for _, withIP := range []bool{true, false} {
+		want := string(pubsub.PublishRequest(nil, "presence/actual", c.JID, AppendUser(nil, c, withIP)))
+		if got := string(PublishUserRequest([]byte("keep"), "presence/actual", c, withIP)); got != "keep"+want {
+			t.Errorf("withIP %v:\n got %s\nwant keep%s", withIP, got, want)
+		}
+	}
+}
+
 func BenchmarkEncodeUser(b *testing.B) {
 	c := presence.Conn{
 		JID: "alice@example.org/laptop", Show: presence.Away, Text: "At lunch & back at 2",
@@ -343,7 +355,7 @@ func BenchmarkPresenceToPublish(b *testing.B) {
 		u.Priority += i % 2 // a visible change every time
 		c, _ := s.Set(presence.Conn{JID: u.From.Full(), Show: u.Show, Text: u.Text, Priority: u.Priority, IP: "203.0.113.7", Since: itemT0})
 		payload = AppendUser(payload[:0], c, true)
-		req = PublishRequest(req[:0], "presence/actual", c.JID, payload)
+		req = pubsub.PublishRequest(req[:0], "presence/actual", c.JID, payload)
 	}
 }
 

@@ -1,4 +1,4 @@
-package pubsub
+package nodes
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
 )
 
 // Call is an IQ request on its way (a *component.Call). Done is closed
@@ -70,7 +71,7 @@ type Result struct {
 }
 
 // ErrQueueFull is returned when a live event cannot be queued.
-var ErrQueueFull = errors.New("pubsub: live queue full")
+var ErrQueueFull = errors.New("nodes: live queue full")
 
 type opKind uint8
 
@@ -421,13 +422,13 @@ func (q *Queue) Run(ctx context.Context) {
 			buf = PublishUserRequest(buf, f.node, c, q.cfg.WithIP)
 		case o.kind == opActual && retract:
 			f.node, f.id, f.what = q.cfg.Actual, o.key, "retract"
-			buf = RetractRequest(buf, f.node, f.id)
+			buf = pubsub.RetractRequest(buf, f.node, f.id)
 		case o.kind == opActual:
 			f.node, f.id = q.cfg.Actual, o.key
 			buf = PublishUserRequest(buf, f.node, c, q.cfg.WithIP)
 		default:
 			f.node, f.id = o.node, o.key
-			buf = PublishRequest(buf, f.node, f.id, o.payload)
+			buf = pubsub.PublishRequest(buf, f.node, f.id, o.payload)
 		}
 		f.start = time.Now()
 		// Start copies buf into its stanza: buf is reused for the next one.

@@ -1,4 +1,4 @@
-package pubsub
+package nodes
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/pubpresence/pubpresence/internal/xmltext"
 	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
 )
 
 // NSUser is the namespace of the <user/> payload.
@@ -19,6 +20,9 @@ const NSUser = "urn:pubpresence:0"
 
 // StatusField is the data form field that carries the service state.
 const StatusField = "pubpresence#status"
+
+// StatusItemID is the id of the one item on the status node.
+const StatusItemID = "current"
 
 // itemSinceLayout is XEP-0082 DateTime in UTC with whole seconds.
 const itemSinceLayout = "2006-01-02T15:04:05Z"
@@ -74,12 +78,20 @@ func appendSince(b []byte, t time.Time) []byte {
 	return append(b, byte('0'+s/10), byte('0'+s%10), 'Z')
 }
 
+// PublishUserRequest appends the <pubsub/> payload that publishes c's
+// <user/> item, encoded in place.
+func PublishUserRequest(b []byte, node string, c presence.Conn, withIP bool) []byte {
+	b = pubsub.PublishOpen(b, node, c.JID)
+	b = AppendUser(b, c, withIP)
+	return pubsub.PublishClose(b)
+}
+
 // itemUserSpace reports whether a <user/> in space is one ParseUser reads:
 // NSUser, or none or a pubsub namespace, as the seed's publishers sent it
 // without one and Prosody then delivers it in the pubsub namespace.
 func itemUserSpace(space string) bool {
 	switch space {
-	case NSUser, "", NS, NSEvent:
+	case NSUser, "", pubsub.NS, pubsub.NSEvent:
 		return true
 	}
 	return false
@@ -186,7 +198,7 @@ func itemPriority(v string) int {
 //
 //	<x xmlns='jabber:x:data' type='result'><field var='pubpresence#status'><value>online</value></field></x>
 func AppendStatus(b []byte, state string) []byte {
-	b = append(b, "<x xmlns='"+NSData+"' type='result'><field var='"+StatusField+"'><value>"...)
+	b = append(b, "<x xmlns='"+pubsub.NSData+"' type='result'><field var='"+StatusField+"'><value>"...)
 	b = xmltext.Append(b, state)
 	return append(b, "</value></field></x>"...)
 }
@@ -200,7 +212,7 @@ func ParseStatus(payload []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("status item: %w", err)
 	}
-	if se.Name.Local != "x" || se.Name.Space != NSData {
+	if se.Name.Local != "x" || se.Name.Space != pubsub.NSData {
 		return "", fmt.Errorf("status item: <%s xmlns='%s'> is not a data form", itemClip(se.Name.Local), itemClip(se.Name.Space))
 	}
 	for {
@@ -210,7 +222,7 @@ func ParseStatus(payload []byte) (string, error) {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			if t.Name.Local != "field" || t.Name.Space != NSData || itemAttr(t, "var") != StatusField {
+			if t.Name.Local != "field" || t.Name.Space != pubsub.NSData || itemAttr(t, "var") != StatusField {
 				if err := d.Skip(); err != nil {
 					return "", fmt.Errorf("status item: %w", itemEOF(err))
 				}
@@ -240,7 +252,7 @@ func itemFieldValue(d *xml.Decoder) (v string, ok bool, err error) {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			if t.Name.Local == "value" && t.Name.Space == NSData && !ok {
+			if t.Name.Local == "value" && t.Name.Space == pubsub.NSData && !ok {
 				if v, err = itemText(d); err != nil {
 					return "", false, err
 				}
