@@ -16,7 +16,7 @@ func TestDocsSnippets(t *testing.T) {
 			"max_items_node: 10000", "- allow: pubpresence", "mod_configure: {}", `ip: "::1"`},
 	}
 	for _, kind := range Kinds {
-		path := "../../../docs/" + string(kind) + ".md"
+		path := "../../docs/" + string(kind) + ".md"
 		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
