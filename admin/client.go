@@ -2,12 +2,13 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 
-	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // IQer sends one IQ request and returns the inner XML of the result (the
@@ -57,11 +58,11 @@ func (c *Client) OnlineUsers(ctx context.Context, domain string) (users []string
 
 func (c *Client) onlineUsers(ctx context.Context, domain string) ([]string, []Session, bool, error) {
 	var res []byte
-	var err error = &component.StanzaError{Type: "cancel", Condition: "service-unavailable"}
+	var err error = &xmpp.StanzaError{Type: "cancel", Condition: xmpp.ErrServiceUnavailable}
 	if !c.plainList.Load() {
 		res, err = c.IQ.IQ(ctx, "set", domain, OnlineUsersRequest())
 	}
-	if component.Condition(err) == "service-unavailable" && ctx.Err() == nil {
+	if errors.Is(err, xmpp.ErrServiceUnavailable) && ctx.Err() == nil {
 		res, err = c.IQ.IQ(ctx, "set", domain, OnlineUsersExecuteRequest())
 		if err == nil {
 			c.plainList.Store(true)

@@ -7,13 +7,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/xmltext"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/presence"
 )
 
@@ -94,7 +95,7 @@ func Ensure(ctx context.Context, iq IQer, service string, cfg NodeConfig) (creat
 	if err == nil {
 		return true, nil
 	}
-	if component.Condition(err) != "conflict" {
+	if !errors.Is(err, xmpp.ErrConflict) {
 		return false, fmt.Errorf("create node %s: %w", cfg.Node, err)
 	}
 	if err := Configure(ctx, iq, service, cfg.Node, form); err != nil {
@@ -209,8 +210,8 @@ func ProbeMaxItems(ctx context.Context, iq IQer, service, node string, hi int, r
 		if err == nil {
 			return true, nil
 		}
-		switch component.Condition(err) {
-		case "resource-constraint", "not-acceptable", "bad-request", "policy-violation":
+		switch xmpp.ConditionOf(err) {
+		case xmpp.ErrResourceConstraint, xmpp.ErrNotAcceptable, xmpp.ErrBadRequest, xmpp.ErrPolicyViolation:
 			return false, nil
 		}
 		return false, fmt.Errorf("probe max_items of %s: %w", node, err)
@@ -392,7 +393,7 @@ func Publish(ctx context.Context, iq IQer, service, node, id string, payload []b
 // there is not an error.
 func Retract(ctx context.Context, iq IQer, service, node, id string) error {
 	_, err := iq.IQ(ctx, "set", service, RetractRequest(nil, node, id))
-	if err != nil && component.Condition(err) != "item-not-found" {
+	if err != nil && !errors.Is(err, xmpp.ErrItemNotFound) {
 		return fmt.Errorf("retract %s from %s: %w", id, node, err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/status"
 )
 
@@ -78,7 +79,7 @@ func (s *Service) alone(ctx context.Context, c *component.Conn) error {
 	start := time.Now()
 	answers := make(chan error, checkPings)
 	for range checkPings {
-		call, err := c.Start(ctx, "get", s.cfg().XMPP.Domains[0], []byte("<ping xmlns='"+component.NSPing+"'/>"))
+		call, err := c.Start(ctx, "get", s.cfg().XMPP.Domains[0], []byte("<ping xmlns='"+xmpp.NSPing+"'/>"))
 		if err != nil {
 			return err
 		}

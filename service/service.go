@@ -24,6 +24,7 @@ import (
 	"github.com/pubpresence/pubpresence/admin"
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/config"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/metrics"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
@@ -135,16 +136,16 @@ func (s *Service) Run(ctx context.Context) error {
 			var se *component.StreamError
 			if errors.As(err, &se) {
 				switch se.Condition {
-				case "not-authorized":
+				case xmpp.ErrStreamNotAuthorized:
 					ev.Msg("the server refused the component secret (xmpp.secret)")
 					return
-				case "conflict":
+				case xmpp.ErrStreamConflict:
 					// Prosody's answer to a second instance: stand by.
 					s.status.SetStandby(true)
 					s.metrics.SetState("standby")
 					ev.Msg("another connection already uses this component name: standing by, retrying")
 					return
-				case "host-unknown":
+				case xmpp.ErrStreamHostUnknown:
 					ev.Msg("the server has no component with this name (xmpp.component)")
 					return
 				}
@@ -690,7 +691,7 @@ func (ss *session) published(r pubsub.Result) {
 			ss.dirty.Store(true)
 			ss.status.SetFailing(true) // until a repair makes it true
 		}
-		if component.Condition(r.Err) == "item-not-found" {
+		if errors.Is(r.Err, xmpp.ErrItemNotFound) {
 			ss.needNodes.Store(true) // deleted under us: set it up again
 			ss.dirty.Store(true)
 		}
@@ -707,7 +708,7 @@ func (ss *session) published(r pubsub.Result) {
 }
 
 func (ss *session) iqError(err error) {
-	cond := component.Condition(err)
+	cond := string(xmpp.ConditionOf(err)) // the condition's name is the metric label
 	switch {
 	case cond != "":
 	case errors.Is(err, context.DeadlineExceeded):

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/admin"
-	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
@@ -269,10 +269,10 @@ func (ss *session) syncFailed(sr *syncRun, err error) {
 	ss.iqError(err)
 	ss.metrics.Syncs.WithLabelValues(sr.kind(), "error").Inc()
 	ev := ss.log.Error().Err(err).Str("kind", sr.kind())
-	switch component.Condition(err) {
-	case "forbidden", "not-authorized", "not-allowed":
+	switch xmpp.ConditionOf(err) {
+	case xmpp.ErrForbidden, xmpp.ErrNotAuthorized, xmpp.ErrNotAllowed:
 		ev = ev.Str("hint", "give the component JID admin rights on the server and owner rights on the pubsub service")
-	case "item-not-found", "service-unavailable", "remote-server-not-found":
+	case xmpp.ErrItemNotFound, xmpp.ErrServiceUnavailable, xmpp.ErrRemoteServerNotFound:
 		ev = ev.Str("hint", "check xmpp.pubsub and xmpp.domains, and that the server has the pubsub service and admin commands")
 	}
 	if !sr.initial {
@@ -404,7 +404,7 @@ func (ss *session) settle(sr *syncRun) {
 		cancel()
 		ss.do(func() {
 			if err != nil {
-				if component.Condition(err) == "item-not-found" {
+				if errors.Is(err, xmpp.ErrItemNotFound) {
 					ss.needNodes.Store(true)
 				}
 				ss.syncFailed(sr, errorf("fetch "+ss.cfg().Nodes.Actual, err))

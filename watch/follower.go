@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
@@ -267,7 +268,7 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 				continue
 			}
 			if r.err != nil {
-				if c2s.Condition(r.err) != "item-not-found" {
+				if !errors.Is(r.err, xmpp.ErrItemNotFound) {
 					return r.err
 				}
 				// The node is gone (deleted by an admin): the service
@@ -401,7 +402,7 @@ func (f *Follower) subscribe(ctx context.Context) error {
 			if err == nil {
 				break
 			}
-			if c2s.Condition(err) != "item-not-found" || ctx.Err() != nil {
+			if !errors.Is(err, xmpp.ErrItemNotFound) || ctx.Err() != nil {
 				return fmt.Errorf("watch: %w", err)
 			}
 			t := time.NewTimer(wait)

@@ -23,6 +23,7 @@ import (
 	"unicode"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/watch"
 )
@@ -308,7 +309,7 @@ func runWatch(ctx context.Context, o *watchOptions, stdout, stderr io.Writer) er
 // loginError says in one line why the login failed.
 func loginError(o *watchOptions, err error) error {
 	var ae *c2s.AuthError
-	var se *c2s.StreamError
+	var se *xmpp.StreamError
 	var oe *net.OpError
 	switch {
 	case errors.As(err, &ae):
@@ -337,8 +338,8 @@ func loginError(o *watchOptions, err error) error {
 
 // followError says why following the nodes stopped.
 func followError(o *watchOptions, err error) error {
-	switch cond := c2s.Condition(err); cond {
-	case "forbidden", "not-authorized", "not-allowed", "registration-required", "subscription-required":
+	switch cond := xmpp.ConditionOf(err); cond {
+	case xmpp.ErrForbidden, xmpp.ErrNotAuthorized, xmpp.ErrNotAllowed, xmpp.ErrRegistrationRequired, xmpp.ErrSubscriptionRequired:
 		return fmt.Errorf("%s is not a reader of the nodes on %s (%s): add it to nodes.readers in the service's config (%w)",
 			o.jid, o.pubsub, cond, err)
 	}

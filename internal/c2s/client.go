@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // Tunables. StanzaBuffer is the capacity of the Stanzas channel.
@@ -163,7 +165,7 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 	if err != nil {
 		return nil, err
 	}
-	starttls := child(features, NSTLS, "starttls")
+	starttls := child(features, xmpp.NSTLS, "starttls")
 	switch {
 	case cfg.TLS != nil:
 		if starttls == nil {
@@ -178,7 +180,7 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 	case starttls != nil && starttls.child("", "required") != nil:
 		return nil, ErrTLSRequired
 	}
-	mechs := child(features, NSSASL, "mechanisms")
+	mechs := child(features, xmpp.NSSASL, "mechanisms")
 	if mechs == nil {
 		return nil, errors.New("server offers no SASL mechanisms")
 	}
@@ -208,19 +210,19 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 	if err != nil {
 		return nil, err
 	}
-	if child(features, NSBind, "bind") == nil {
+	if child(features, xmpp.NSBind, "bind") == nil {
 		return nil, errors.New("server offers no resource binding")
 	}
-	bind := "<bind xmlns='" + NSBind + "'/>"
+	bind := "<bind xmlns='" + xmpp.NSBind + "'/>"
 	if resource != "" {
-		bind = "<bind xmlns='" + NSBind + "'><resource>" + escape(resource) + "</resource></bind>"
+		bind = "<bind xmlns='" + xmpp.NSBind + "'><resource>" + escape(resource) + "</resource></bind>"
 	}
 	st, err := c.loginIQ(sr, "bind_1", bind)
 	if err != nil {
 		return nil, fmt.Errorf("bind: %w", err)
 	}
 	nodes, _ := parseFragment(st.Inner)
-	if b := child(nodes, NSBind, "bind"); b != nil {
+	if b := child(nodes, xmpp.NSBind, "bind"); b != nil {
 		if j := b.child("", "jid"); j != nil {
 			c.jid = strings.TrimSpace(j.Text)
 		}
@@ -228,8 +230,8 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 	if !strings.Contains(c.jid, "/") {
 		return nil, fmt.Errorf("bind: no full JID in answer %q", st.Raw)
 	}
-	if s := child(features, NSSession, "session"); s != nil && s.child("", "optional") == nil {
-		if _, err := c.loginIQ(sr, "sess_1", "<session xmlns='"+NSSession+"'/>"); err != nil {
+	if s := child(features, xmpp.NSSession, "session"); s != nil && s.child("", "optional") == nil {
+		if _, err := c.loginIQ(sr, "sess_1", "<session xmlns='"+xmpp.NSSession+"'/>"); err != nil {
 			return nil, fmt.Errorf("session: %w", err)
 		}
 	}
@@ -240,7 +242,7 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 // the server answers <proceed/>, and returns the reader of the encrypted
 // connection, on which the caller restarts the stream (RFC 6120 §5.4.3.3).
 func (c *Client) startTLS(ctx context.Context, sr *streamReader, br *bufio.Reader, base *tls.Config) (*bufio.Reader, error) {
-	if err := c.write("<starttls xmlns='" + NSTLS + "'/>"); err != nil {
+	if err := c.write("<starttls xmlns='" + xmpp.NSTLS + "'/>"); err != nil {
 		return nil, err
 	}
 	el, err := c.loginNext(sr)
@@ -248,8 +250,8 @@ func (c *Client) startTLS(ctx context.Context, sr *streamReader, br *bufio.Reade
 		return nil, fmt.Errorf("starttls: %w", err)
 	}
 	switch {
-	case el.Name.Space == NSTLS && el.Name.Local == "proceed":
-	case el.Name.Space == NSTLS && el.Name.Local == "failure":
+	case el.Name.Space == xmpp.NSTLS && el.Name.Local == "proceed":
+	case el.Name.Space == xmpp.NSTLS && el.Name.Local == "failure":
 		return nil, ErrTLSRefused
 	default:
 		return nil, fmt.Errorf("starttls: expected <proceed/>, got <%s xmlns='%s'>", el.Name.Local, el.Name.Space)
@@ -274,7 +276,7 @@ func (c *Client) startTLS(ctx context.Context, sr *streamReader, br *bufio.Reade
 
 // openStream sends a stream header and reads the server's header and features.
 func (c *Client) openStream(br *bufio.Reader) (*streamReader, []*node, error) {
-	hdr := "<?xml version='1.0'?><stream:stream xmlns='" + NSClient + "' xmlns:stream='" + NSStream +
+	hdr := "<?xml version='1.0'?><stream:stream xmlns='" + xmpp.NSClient + "' xmlns:stream='" + xmpp.NSStream +
 		"' to='" + escape(c.domain) + "' version='1.0' xml:lang='en'>"
 	if err := c.write(hdr); err != nil {
 		return nil, nil, err
@@ -287,7 +289,7 @@ func (c *Client) openStream(br *bufio.Reader) (*streamReader, []*node, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if el.Name.Space != NSStream || el.Name.Local != "features" {
+	if el.Name.Space != xmpp.NSStream || el.Name.Local != "features" {
 		return nil, nil, fmt.Errorf("expected stream features, got <%s>", el.Name.Local)
 	}
 	features, err := parseFragment(el.Inner)
@@ -304,8 +306,8 @@ func (c *Client) loginNext(sr *streamReader) (*element, error) {
 	if err != nil {
 		return nil, err
 	}
-	if el.Name.Space == NSStream && el.Name.Local == "error" {
-		return nil, parseStreamError(el.Inner)
+	if el.Name.Space == xmpp.NSStream && el.Name.Local == "error" {
+		return nil, xmpp.ParseStreamError(el.Inner)
 	}
 	return el, nil
 }
@@ -325,7 +327,7 @@ func (c *Client) authenticate(sr *streamReader, mech, local, password string) er
 	default:
 		return fmt.Errorf("unsupported SASL mechanism %q", mech)
 	}
-	if err := c.write("<auth xmlns='" + NSSASL + "' mechanism='" + mech + "'>" +
+	if err := c.write("<auth xmlns='" + xmpp.NSSASL + "' mechanism='" + mech + "'>" +
 		base64.StdEncoding.EncodeToString(initial) + "</auth>"); err != nil {
 		return err
 	}
@@ -336,7 +338,7 @@ func (c *Client) authenticate(sr *streamReader, mech, local, password string) er
 		if err != nil {
 			return err
 		}
-		if el.Name.Space != NSSASL {
+		if el.Name.Space != xmpp.NSSASL {
 			return fmt.Errorf("sasl: unexpected <%s>", el.Name.Local)
 		}
 		if el.Name.Local == "failure" {
@@ -379,7 +381,7 @@ func (c *Client) authenticate(sr *streamReader, mech, local, password string) er
 			default:
 				return errors.New("scram: too many challenges")
 			}
-			if err := c.write("<response xmlns='" + NSSASL + "'>" + base64.StdEncoding.EncodeToString(resp) + "</response>"); err != nil {
+			if err := c.write("<response xmlns='" + xmpp.NSSASL + "'>" + base64.StdEncoding.EncodeToString(resp) + "</response>"); err != nil {
 				return err
 			}
 		default:
@@ -388,7 +390,7 @@ func (c *Client) authenticate(sr *streamReader, mech, local, password string) er
 	}
 }
 
-func (c *Client) abortAuth() { _ = c.write("<abort xmlns='" + NSSASL + "'/>") }
+func (c *Client) abortAuth() { _ = c.write("<abort xmlns='" + xmpp.NSSASL + "'/>") }
 
 // loginIQ sends an IQ set to the server during login and waits for its answer.
 func (c *Client) loginIQ(sr *streamReader, id, payload string) (Stanza, error) {
@@ -405,7 +407,7 @@ func (c *Client) loginIQ(sr *streamReader, id, payload string) (Stanza, error) {
 			continue
 		}
 		if st.Type == "error" {
-			return st, ParseError(st.Inner)
+			return st, xmpp.ParseError(st.Inner)
 		}
 		return st, nil
 	}
@@ -443,9 +445,9 @@ func (c *Client) readLoop(sr *streamReader) {
 		if err != nil {
 			break
 		}
-		if el.Name.Space == NSStream {
+		if el.Name.Space == xmpp.NSStream {
 			if el.Name.Local == "error" {
-				err = parseStreamError(el.Inner)
+				err = xmpp.ParseStreamError(el.Inner)
 				break
 			}
 			continue
@@ -536,23 +538,26 @@ func (c *Client) answerIQ(st Stanza) {
 		q = nodes[0]
 	}
 	switch {
-	case q != nil && st.Type == "get" && q.Name.Space == NSPing && q.Name.Local == "ping":
+	case q != nil && st.Type == "get" && q.Name.Space == xmpp.NSPing && q.Name.Local == "ping":
 		_ = c.write(head + "/>")
-	case q != nil && st.Type == "get" && q.Name.Space == NSDiscoInfo && q.Name.Local == "query":
+	case q != nil && st.Type == "get" && q.Name.Space == xmpp.NSDiscoInfo && q.Name.Local == "query":
 		node := ""
 		if n := q.attr("node"); n != "" {
 			node = " node='" + escape(n) + "'"
 		}
-		_ = c.write(head + "><query xmlns='" + NSDiscoInfo + "'" + node + ">" +
+		_ = c.write(head + "><query xmlns='" + xmpp.NSDiscoInfo + "'" + node + ">" +
 			"<identity category='client' type='bot' name='pubpresence'/>" +
-			"<feature var='" + NSDiscoInfo + "'/><feature var='" + NSPing + "'/></query></iq>")
-	case q != nil && st.Type == "set" && q.Name.Space == NSRoster && c.fromMatches("", st.From):
+			"<feature var='" + xmpp.NSDiscoInfo + "'/><feature var='" + xmpp.NSPing + "'/></query></iq>")
+	case q != nil && st.Type == "set" && q.Name.Space == xmpp.NSRoster && c.fromMatches("", st.From):
 		_ = c.write(head + "/>")
 	default:
 		_ = c.write("<iq type='error' id='" + escape(st.ID) + "'" + to +
-			"><error type='cancel'><service-unavailable xmlns='" + NSStanzas + "'/></error></iq>")
+			">" + string(unavailable.AppendXML(nil)) + "</iq>")
 	}
 }
+
+// unavailable answers the requests the client does not serve.
+var unavailable = &xmpp.StanzaError{Type: "cancel", Condition: xmpp.ErrServiceUnavailable}
 
 // write sends raw XML under the writer mutex.
 func (c *Client) write(s string) error {
@@ -580,7 +585,7 @@ func (c *Client) Send(raw string) error { return c.write(raw) }
 // Request sends an IQ of type typ ("get" or "set") to the address to (""
 // means the account itself) with payload as its content, and waits for the
 // answer, which it returns whole. An answer of type "error" is returned
-// with an *IQError. The id is registered before the IQ is sent.
+// with an *xmpp.StanzaError. The id is registered before the IQ is sent.
 func (c *Client) Request(ctx context.Context, typ, to, payload string) (Stanza, error) {
 	if err := ctx.Err(); err != nil { // the caller gave up already: send nothing
 		return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, err)
@@ -618,7 +623,7 @@ func (c *Client) Request(ctx context.Context, typ, to, payload string) (Stanza, 
 		}
 	}
 	if st.Type == "error" {
-		return st, ParseError(st.Inner)
+		return st, xmpp.ParseError(st.Inner)
 	}
 	return st, nil
 }
@@ -693,7 +698,7 @@ func (c *Client) Stanzas() <-chan Stanza { return c.stanzas }
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Err returns why the session ended once Done is closed: nil after Close or
-// Abort, a *StreamError, or a read error. Before that it returns nil.
+// Abort, an *xmpp.StreamError, or a read error. Before that it returns nil.
 func (c *Client) Err() error {
 	select {
 	case <-c.done:

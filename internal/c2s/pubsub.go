@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // Item is one pubsub item: its id and the raw XML of its one payload
@@ -32,13 +34,13 @@ type Event struct {
 // Subscribe subscribes the bound full JID to node on the pubsub service.
 // A subscription left "pending" or "unconfigured" is an error.
 func (c *Client) Subscribe(ctx context.Context, service, node string) error {
-	st, err := c.Request(ctx, "set", service, "<pubsub xmlns='"+NSPubsub+"'><subscribe node='"+
+	st, err := c.Request(ctx, "set", service, "<pubsub xmlns='"+xmpp.NSPubsub+"'><subscribe node='"+
 		escape(node)+"' jid='"+escape(c.jid)+"'/></pubsub>")
 	if err != nil {
 		return fmt.Errorf("subscribe %s on %s: %w", node, service, err)
 	}
 	nodes, _ := parseFragment(st.Inner)
-	if ps := child(nodes, NSPubsub, "pubsub"); ps != nil {
+	if ps := child(nodes, xmpp.NSPubsub, "pubsub"); ps != nil {
 		if sub := ps.child("", "subscription"); sub != nil {
 			switch s := sub.attr("subscription"); s {
 			case "", "subscribed":
@@ -52,7 +54,7 @@ func (c *Client) Subscribe(ctx context.Context, service, node string) error {
 
 // Unsubscribe removes the bound full JID's subscription to node.
 func (c *Client) Unsubscribe(ctx context.Context, service, node string) error {
-	_, err := c.Request(ctx, "set", service, "<pubsub xmlns='"+NSPubsub+"'><unsubscribe node='"+
+	_, err := c.Request(ctx, "set", service, "<pubsub xmlns='"+xmpp.NSPubsub+"'><unsubscribe node='"+
 		escape(node)+"' jid='"+escape(c.jid)+"'/></pubsub>")
 	if err != nil {
 		return fmt.Errorf("unsubscribe %s on %s: %w", node, service, err)
@@ -62,7 +64,7 @@ func (c *Client) Unsubscribe(ctx context.Context, service, node string) error {
 
 // ItemsPayload is the request payload for every item of node.
 func ItemsPayload(node string) string {
-	return "<pubsub xmlns='" + NSPubsub + "'><items node='" + escape(node) + "'/></pubsub>"
+	return "<pubsub xmlns='" + xmpp.NSPubsub + "'><items node='" + escape(node) + "'/></pubsub>"
 }
 
 // Items fetches every item of node that the service returns in one answer,
@@ -86,7 +88,7 @@ func ParseItems(inner []byte) ([]Item, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse items: %w", err)
 	}
-	ps := child(nodes, NSPubsub, "pubsub")
+	ps := child(nodes, xmpp.NSPubsub, "pubsub")
 	if ps == nil {
 		return nil, fmt.Errorf("parse items: no <pubsub/> in answer")
 	}
@@ -121,7 +123,7 @@ func (s Stanza) Event() (ev Event, ok bool) {
 	if err != nil {
 		return Event{}, false
 	}
-	e := child(nodes, NSPubsubEvt, "event")
+	e := child(nodes, xmpp.NSPubsubEvent, "event")
 	if e == nil {
 		return Event{}, false
 	}
@@ -152,7 +154,7 @@ func (s Stanza) Event() (ev Event, ok bool) {
 func (s Stanza) PresenceDetails() (show, status string, priority int) {
 	nodes, _ := parseFragment(s.Inner)
 	for _, n := range nodes {
-		if n.Name.Space != "" && n.Name.Space != NSClient {
+		if n.Name.Space != "" && n.Name.Space != xmpp.NSClient {
 			continue
 		}
 		switch n.Name.Local {
@@ -168,9 +170,9 @@ func (s Stanza) PresenceDetails() (show, status string, priority int) {
 }
 
 // Err returns the stanza's error when its type is "error", else nil.
-func (s Stanza) Err() *IQError {
+func (s Stanza) Err() *xmpp.StanzaError {
 	if s.Type != "error" {
 		return nil
 	}
-	return ParseError(s.Inner)
+	return xmpp.ParseError(s.Inner)
 }
