@@ -82,15 +82,12 @@ func (c *Client) onlineUsers(ctx context.Context, domain string) ([]string, []Se
 // resource is ignored) on its domain and parses the answer (see
 // ParseUserStats). Errors read "user-stats for <bare>: …".
 func (c *Client) UserStats(ctx context.Context, bare string) ([]Session, error) {
-	b, ok := normalizeBare(bare)
-	if !ok {
+	j, err := xmpp.ParseJID(strings.TrimSpace(bare))
+	if err != nil {
 		return nil, fmt.Errorf("user-stats for %q: not a JID", bare)
 	}
-	domain := b
-	if i := strings.LastIndexByte(b, '@'); i >= 0 {
-		domain = b[i+1:]
-	}
-	res, err := c.IQ.IQ(ctx, "set", domain, UserStatsRequest(b))
+	b := j.Bare()
+	res, err := c.IQ.IQ(ctx, "set", j.Domain, UserStatsRequest(b))
 	if err != nil {
 		return nil, fmt.Errorf("user-stats for %s: %w", b, err)
 	}
@@ -142,7 +139,7 @@ func (c *Client) OnlineSessions(ctx context.Context, domain string) ([]Session, 
 
 	byUser := make(map[string][]Session, len(users))
 	for _, s := range detailed {
-		b := s.JID[:strings.IndexByte(s.JID, '/')]
+		b := xmpp.BareOf(s.JID)
 		byUser[b] = append(byUser[b], s)
 	}
 	var todo []string
@@ -173,7 +170,7 @@ func (c *Client) OnlineSessions(ctx context.Context, domain string) ([]Session, 
 		// Best effort: an error here only means the users stay skipped.
 		if jids, err := c.OnlineResources(ctx, domain); err == nil {
 			for _, j := range jids {
-				b := j[:strings.IndexByte(j, '/')]
+				b := xmpp.BareOf(j)
 				if failed[b] {
 					byUser[b] = append(byUser[b], Session{JID: j})
 				}

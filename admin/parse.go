@@ -15,9 +15,9 @@ import (
 
 // Session is one online connection as the server reports it.
 type Session struct {
-	// JID is the full JID: bare + "/" + resource, with the local part and the
-	// domain lower-cased (strings.ToLower, not full stringprep) and the
-	// resource as the server gave it.
+	// JID is the full JID: bare + "/" + resource, the bare JID normalised by
+	// the core (xmpp.ParseJID: local part and domain lower-cased, not full
+	// stringprep) and the resource as the server gave it.
 	JID string
 	// Show is what Prosody's details report: "available", "away", "chat",
 	// "dnd", "xa", or "unavailable" (the session has sent no presence yet).
@@ -383,17 +383,15 @@ func canonical(a netip.Addr) netip.Addr {
 	return a.Unmap().WithZone("")
 }
 
-// normalizeBare turns s into a bare JID with lower-cased local part and
-// domain: it drops a resource and rejects empty parts and whitespace.
+// normalizeBare turns s, white space around it dropped, into a bare JID
+// normalised by the core (xmpp.ParseJID); a resource is dropped. It
+// reports false for what is not a JID.
 func normalizeBare(s string) (string, bool) {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		s = s[:i]
-	}
-	if s == "" || strings.ContainsAny(s, " \t\r\n") || strings.HasPrefix(s, "@") || strings.HasSuffix(s, "@") {
+	j, err := xmpp.ParseJID(strings.TrimSpace(s))
+	if err != nil {
 		return "", false
 	}
-	return strings.ToLower(s), true
+	return j.Bare(), true
 }
 
 // ParseOnlineResources reads the disco#items answer of ejabberd's "online
@@ -431,16 +429,11 @@ func ParseOnlineResources(query []byte) ([]string, error) {
 		var out []string
 		seen := make(map[string]bool)
 		for _, it := range q.Items {
-			j := strings.TrimSpace(it.JID)
-			i := strings.IndexByte(j, '/')
-			if i < 0 || i == len(j)-1 {
+			j, err := xmpp.ParseJID(strings.TrimSpace(it.JID))
+			if err != nil || j.Resource == "" {
 				continue
 			}
-			bare, ok := normalizeBare(j[:i])
-			if !ok {
-				continue
-			}
-			full := bare + j[i:]
+			full := j.Full()
 			if !seen[full] {
 				seen[full] = true
 				out = append(out, full)

@@ -235,9 +235,18 @@ func Affiliations(ctx context.Context, iq IQer, service, node string) (map[strin
 	}
 	m := make(map[string]string, len(x.Affs))
 	for _, a := range x.Affs {
-		m[strings.ToLower(a.JID)] = a.Affl
+		m[jidKey(a.JID)] = a.Affl
 	}
 	return m, nil
+}
+
+// jidKey is jid as the core normalises it, or jid itself when it does not
+// parse (an entry the server lists can still be set to "none").
+func jidKey(jid string) string {
+	if j, err := xmpp.ParseJID(jid); err == nil {
+		return j.Full()
+	}
+	return jid
 }
 
 // SetAffiliations changes affiliations, JID → affiliation ("member", "none"…).
@@ -279,7 +288,7 @@ func SyncMembers(ctx context.Context, iq IQer, service, node string, readers []s
 	want := make(map[string]bool, len(readers))
 	change := make(map[string]string)
 	for _, r := range readers {
-		r = strings.ToLower(r)
+		r = jidKey(r)
 		want[r] = true
 		if have[r] != "member" && have[r] != "owner" && have[r] != "publisher" {
 			change[r] = "member"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -98,7 +97,17 @@ func NewFollower(cl *c2s.Client, service string, nodes Nodes) *Follower {
 	return newFollower(cl, service, nodes)
 }
 
+// fromService reports whether from is the pubsub service's JID, once
+// normalised.
+func (f *Follower) fromService(from string) bool {
+	j, err := xmpp.ParseJID(from)
+	return err == nil && j.Full() == f.service
+}
+
 func newFollower(s session, service string, nodes Nodes) *Follower {
+	if j, err := xmpp.ParseJID(service); err == nil {
+		service = j.Full() // as fromService compares it
+	}
 	return &Follower{
 		sess:    s,
 		service: service,
@@ -294,7 +303,7 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 				}
 				return fmt.Errorf("watch: connection ended: %w", err)
 			}
-			if !strings.EqualFold(st.From, f.service) {
+			if !f.fromService(st.From) {
 				continue
 			}
 			ev, ok := st.Event()

@@ -256,7 +256,13 @@ func TestFollowerNormalStartup(t *testing.T) {
 	if got, want := h.events(), []string{"c@l/1=dnd", "b@l/1=offline", "a@l/1=offline"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("events = %v, want %v", got, want)
 	}
-	subs, _ := h.sess.recorded()
+	// Run subscribes on a goroutine of its own, alongside the stanzas.
+	var subs []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if subs, _ = h.sess.recorded(); len(subs) >= 3 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if want := []string{nodes.Live, nodes.Actual, nodes.Status}; !reflect.DeepEqual(subs, want) {
 		t.Errorf("subscriptions = %v, want %v", subs, want)
 	}

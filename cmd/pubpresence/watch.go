@@ -153,7 +153,7 @@ func parseWatch(args []string, stderr io.Writer, getenv func(string) string) (*w
 	if o.jid == "" {
 		return nil, usagef("--jid is required")
 	}
-	j, err := presence.ParseJID(o.jid)
+	j, err := xmpp.ParseJID(o.jid)
 	switch {
 	case err != nil:
 		return nil, usagef("--jid: %v", err)
@@ -165,15 +165,17 @@ func parseWatch(args []string, stderr io.Writer, getenv func(string) string) (*w
 	o.jid = j.Bare()
 	if o.pubsub == "" {
 		o.pubsub = "pubsub." + j.Domain
-	} else if p, err := presence.ParseJID(o.pubsub); err != nil || p.Local != "" || p.Resource != "" {
+	} else if p, err := xmpp.ParseJID(o.pubsub); err != nil || p.Local != "" || p.Resource != "" {
 		return nil, usagef("--pubsub %q: need a service JID such as pubsub.%s", o.pubsub, j.Domain)
+	} else {
+		o.pubsub = p.Domain
 	}
 	if _, _, err := net.SplitHostPort(o.server); err != nil {
 		return nil, usagef("--server %q: need host:port", o.server)
 	}
 	if o.resource == "" {
 		o.resource = randomResource()
-	} else if r, err := presence.ParseJID(j.Bare() + "/" + o.resource); err != nil || r.Resource != o.resource {
+	} else if r, err := xmpp.ParseJID(j.Bare() + "/" + o.resource); err != nil || r.Resource != o.resource {
 		return nil, usagef("--resource %q: not a valid resource", o.resource)
 	}
 	if o.nodes.Live == "" || o.nodes.Actual == "" || o.nodes.Status == "" {

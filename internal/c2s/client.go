@@ -102,13 +102,13 @@ type pendingIQ struct {
 // (see Presence). See Config.TLS for how STARTTLS is handled; the TLS
 // handshake is bounded by cfg.Timeout like the rest of the login.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
-	bare, res, _ := strings.Cut(cfg.JID, "/")
+	j, err := xmpp.ParseJID(cfg.JID)
+	if err != nil || j.Local == "" {
+		return nil, fmt.Errorf("c2s: JID %q: need user@domain", cfg.JID)
+	}
+	bare, local, domain, res := j.Bare(), j.Local, j.Domain, j.Resource
 	if cfg.Resource != "" {
 		res = cfg.Resource
-	}
-	local, domain, ok := strings.Cut(bare, "@")
-	if !ok || local == "" || domain == "" {
-		return nil, fmt.Errorf("c2s: JID %q: need user@domain", cfg.JID)
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
@@ -666,7 +666,7 @@ func (c *Client) ApproveAndSubscribe(to string) error {
 	if c.approved == nil {
 		c.approved = make(map[string]bool)
 	}
-	c.approved[strings.ToLower(to)] = true
+	c.approved[bareKey(to)] = true
 	c.mu.Unlock()
 	t := escape(to)
 	return c.write("<presence type='subscribed' to='" + t + "'/><presence type='subscribe' to='" + t + "'/>")
@@ -675,16 +675,21 @@ func (c *Client) ApproveAndSubscribe(to string) error {
 // approve answers a subscription request from a JID given to
 // ApproveAndSubscribe.
 func (c *Client) approve(st Stanza) {
-	from := st.From
-	if i := strings.IndexByte(from, '/'); i >= 0 {
-		from = from[:i]
-	}
+	from := bareKey(st.From)
 	c.mu.Lock()
-	ok := c.approved[strings.ToLower(from)]
+	ok := c.approved[from]
 	c.mu.Unlock()
 	if ok {
 		go func() { _ = c.write("<presence type='subscribed' to='" + escape(from) + "'/>") }()
 	}
+}
+
+// bareKey is the bare JID of jid, normalised, or jid when it does not parse.
+func bareKey(jid string) string {
+	if j, err := xmpp.ParseJID(jid); err == nil {
+		return j.Bare()
+	}
+	return jid
 }
 
 // Stanzas returns the channel of inbound stanzas: messages, presences and
