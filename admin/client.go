@@ -86,7 +86,7 @@ func (c *Client) UserStats(ctx context.Context, bare string) ([]Session, error) 
 	if err != nil {
 		return nil, fmt.Errorf("user-stats for %q: not a JID", bare)
 	}
-	b := j.Bare()
+	b, _ := xmpp.NormalBare(strings.TrimSpace(bare)) // no copy when normal
 	res, err := c.IQ.IQ(ctx, "set", j.Domain, UserStatsRequest(b))
 	if err != nil {
 		return nil, fmt.Errorf("user-stats for %s: %w", b, err)

@@ -387,11 +387,8 @@ func canonical(a netip.Addr) netip.Addr {
 // normalised by the core (xmpp.ParseJID); a resource is dropped. It
 // reports false for what is not a JID.
 func normalizeBare(s string) (string, bool) {
-	j, err := xmpp.ParseJID(strings.TrimSpace(s))
-	if err != nil {
-		return "", false
-	}
-	return j.Bare(), true
+	b, err := xmpp.NormalBare(strings.TrimSpace(s))
+	return b, err == nil
 }
 
 // ParseOnlineResources reads the disco#items answer of ejabberd's "online
@@ -429,11 +426,10 @@ func ParseOnlineResources(query []byte) ([]string, error) {
 		var out []string
 		seen := make(map[string]bool)
 		for _, it := range q.Items {
-			j, err := xmpp.ParseJID(strings.TrimSpace(it.JID))
-			if err != nil || j.Resource == "" {
+			full, err := xmpp.NormalFull(strings.TrimSpace(it.JID))
+			if err != nil || xmpp.BareOf(full) == full { // no resource
 				continue
 			}
-			full := j.Full()
 			if !seen[full] {
 				seen[full] = true
 				out = append(out, full)

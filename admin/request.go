@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 
+	"github.com/pubpresence/pubpresence/internal/xmltext"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
@@ -54,28 +55,26 @@ func OnlineResourcesRequest() []byte {
 // commandRequest builds <command/> for node. With fields, it carries a
 // submitted form with the admin FORM_TYPE.
 func commandRequest(node, action, sessionid string, fields []xmpp.FieldValue) []byte {
-	var b bytes.Buffer
-	b.WriteString("<command xmlns='" + xmpp.NSCommands + "' node='")
-	escape(&b, node)
-	b.WriteString("'")
+	b := make([]byte, 0, 384) // a user-stats request is about 300 bytes
+	b = append(b, "<command xmlns='"+xmpp.NSCommands+"' node='"...)
+	b = xmltext.Append(b, node)
+	b = append(b, '\'')
 	if action != "" {
-		b.WriteString(" action='")
-		escape(&b, action)
-		b.WriteString("'")
+		b = append(b, " action='"...)
+		b = xmltext.Append(b, action)
+		b = append(b, '\'')
 	}
 	if sessionid != "" {
-		b.WriteString(" sessionid='")
-		escape(&b, sessionid)
-		b.WriteString("'")
+		b = append(b, " sessionid='"...)
+		b = xmltext.Append(b, sessionid)
+		b = append(b, '\'')
 	}
 	if fields == nil {
-		b.WriteString("/>")
-		return b.Bytes()
+		return append(b, "/>"...)
 	}
-	b.WriteString(">")
-	b.Write(xmpp.AppendForm(b.AvailableBuffer(), "submit", xmpp.NSAdmin, fields...))
-	b.WriteString("</command>")
-	return b.Bytes()
+	b = append(b, '>')
+	b = xmpp.AppendForm(b, "submit", xmpp.NSAdmin, fields...)
+	return append(b, "</command>"...)
 }
 
 // escape writes s as XML text that is also safe inside a quoted attribute.

@@ -243,8 +243,8 @@ func Affiliations(ctx context.Context, iq IQer, service, node string) (map[strin
 // jidKey is jid as the core normalises it, or jid itself when it does not
 // parse (an entry the server lists can still be set to "none").
 func jidKey(jid string) string {
-	if j, err := xmpp.ParseJID(jid); err == nil {
-		return j.Full()
+	if full, err := xmpp.NormalFull(jid); err == nil {
+		return full
 	}
 	return jid
 }

@@ -686,8 +686,8 @@ func (c *Client) approve(st Stanza) {
 
 // bareKey is the bare JID of jid, normalised, or jid when it does not parse.
 func bareKey(jid string) string {
-	if j, err := xmpp.ParseJID(jid); err == nil {
-		return j.Bare()
+	if b, err := xmpp.NormalBare(jid); err == nil {
+		return b
 	}
 	return jid
 }

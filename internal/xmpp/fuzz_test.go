@@ -51,6 +51,12 @@ func FuzzParseJID(f *testing.F) {
 		if j.Domain == "" || len(j.Local) > 1023 || len(j.Domain) > 1023 || len(j.Resource) > 1023 {
 			t.Fatalf("ParseJID(%q) = %+v: parts out of bounds", s, j)
 		}
+		if full, err := NormalFull(s); err != nil || full != j.Full() {
+			t.Fatalf("NormalFull(%q) = %q, %v; want %q", s, full, err, j.Full())
+		}
+		if bare, err := NormalBare(s); err != nil || bare != j.Bare() {
+			t.Fatalf("NormalBare(%q) = %q, %v; want %q", s, bare, err, j.Bare())
+		}
 		if BareOf(j.Full()) != j.Bare() {
 			t.Fatalf("BareOf(%q) = %q, want %q", j.Full(), BareOf(j.Full()), j.Bare())
 		}

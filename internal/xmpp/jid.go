@@ -140,3 +140,51 @@ func BareOf(jid string) string {
 	}
 	return jid
 }
+
+// NormalFull returns ParseJID(s).Full(): s itself, not a copy, when s is
+// normal already, as what servers send is, so that normalising it
+// allocates nothing.
+func NormalFull(s string) (string, error) {
+	j, err := ParseJID(s)
+	if err != nil {
+		return "", err
+	}
+	if j.spells(s) {
+		return s, nil
+	}
+	return j.Full(), nil
+}
+
+// NormalBare returns ParseJID(s).Bare(): the bare part of s itself when it
+// is normal already (see NormalFull).
+func NormalBare(s string) (string, error) {
+	j, err := ParseJID(s)
+	if err != nil {
+		return "", err
+	}
+	j.Resource = ""
+	if b := BareOf(s); j.spells(b) {
+		return b, nil
+	}
+	return j.Bare(), nil
+}
+
+// spells reports whether s is exactly j.Full().
+func (j JID) spells(s string) bool {
+	if j.Local != "" {
+		n := len(j.Local)
+		if len(s) <= n || s[:n] != j.Local || s[n] != '@' {
+			return false
+		}
+		s = s[n+1:]
+	}
+	n := len(j.Domain)
+	if len(s) < n || s[:n] != j.Domain {
+		return false
+	}
+	s = s[n:]
+	if j.Resource == "" {
+		return s == ""
+	}
+	return len(s) == len(j.Resource)+1 && s[0] == '/' && s[1:] == j.Resource
+}

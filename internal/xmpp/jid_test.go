@@ -101,3 +101,37 @@ func TestBareOf(t *testing.T) {
 		}
 	}
 }
+
+func TestNormalFullBare(t *testing.T) {
+	for _, tt := range []struct{ in, full, bare string }{
+		{"alice@example.org/r", "alice@example.org/r", "alice@example.org"},
+		{"Alice@Example.org/R", "alice@example.org/R", "alice@example.org"},
+		{"example.org", "example.org", "example.org"},
+		{"example.org./r", "example.org/r", "example.org"},
+		{"a@b/c/d", "a@b/c/d", "a@b"},
+	} {
+		full, err := NormalFull(tt.in)
+		if err != nil || full != tt.full {
+			t.Errorf("NormalFull(%q) = %q, %v; want %q", tt.in, full, err, tt.full)
+		}
+		bare, err := NormalBare(tt.in)
+		if err != nil || bare != tt.bare {
+			t.Errorf("NormalBare(%q) = %q, %v; want %q", tt.in, bare, err, tt.bare)
+		}
+	}
+	for _, bad := range []string{"", "a@", "@b", "a@b/"} {
+		if s, err := NormalFull(bad); err == nil {
+			t.Errorf("NormalFull(%q) = %q", bad, s)
+		}
+		if s, err := NormalBare(bad); err == nil {
+			t.Errorf("NormalBare(%q) = %q", bad, s)
+		}
+	}
+	// What is normal already is not copied.
+	if n := testing.AllocsPerRun(100, func() {
+		_, _ = NormalFull("alice@example.org/laptop")
+		_, _ = NormalBare("alice@example.org/laptop")
+	}); n != 0 {
+		t.Errorf("%v allocations for normal JIDs, want 0", n)
+	}
+}
