@@ -2,12 +2,13 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 
-	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // IQer sends one IQ request and returns the inner XML of the result (the
@@ -57,11 +58,11 @@ func (c *Client) OnlineUsers(ctx context.Context, domain string) (users []string
 
 func (c *Client) onlineUsers(ctx context.Context, domain string) ([]string, []Session, bool, error) {
 	var res []byte
-	var err error = &component.StanzaError{Type: "cancel", Condition: "service-unavailable"}
+	var err error = &xmpp.StanzaError{Type: "cancel", Condition: xmpp.ErrServiceUnavailable}
 	if !c.plainList.Load() {
 		res, err = c.IQ.IQ(ctx, "set", domain, OnlineUsersRequest())
 	}
-	if component.Condition(err) == "service-unavailable" && ctx.Err() == nil {
+	if errors.Is(err, xmpp.ErrServiceUnavailable) && ctx.Err() == nil {
 		res, err = c.IQ.IQ(ctx, "set", domain, OnlineUsersExecuteRequest())
 		if err == nil {
 			c.plainList.Store(true)
@@ -81,15 +82,12 @@ func (c *Client) onlineUsers(ctx context.Context, domain string) ([]string, []Se
 // resource is ignored) on its domain and parses the answer (see
 // ParseUserStats). Errors read "user-stats for <bare>: …".
 func (c *Client) UserStats(ctx context.Context, bare string) ([]Session, error) {
-	b, ok := normalizeBare(bare)
-	if !ok {
+	j, err := xmpp.ParseJID(strings.TrimSpace(bare))
+	if err != nil {
 		return nil, fmt.Errorf("user-stats for %q: not a JID", bare)
 	}
-	domain := b
-	if i := strings.LastIndexByte(b, '@'); i >= 0 {
-		domain = b[i+1:]
-	}
-	res, err := c.IQ.IQ(ctx, "set", domain, UserStatsRequest(b))
+	b, _ := xmpp.NormalBare(strings.TrimSpace(bare)) // no copy when normal
+	res, err := c.IQ.IQ(ctx, "set", j.Domain, UserStatsRequest(b))
 	if err != nil {
 		return nil, fmt.Errorf("user-stats for %s: %w", b, err)
 	}
@@ -141,7 +139,7 @@ func (c *Client) OnlineSessions(ctx context.Context, domain string) ([]Session, 
 
 	byUser := make(map[string][]Session, len(users))
 	for _, s := range detailed {
-		b := s.JID[:strings.IndexByte(s.JID, '/')]
+		b := xmpp.BareOf(s.JID)
 		byUser[b] = append(byUser[b], s)
 	}
 	var todo []string
@@ -172,7 +170,7 @@ func (c *Client) OnlineSessions(ctx context.Context, domain string) ([]Session, 
 		// Best effort: an error here only means the users stay skipped.
 		if jids, err := c.OnlineResources(ctx, domain); err == nil {
 			for _, j := range jids {
-				b := j[:strings.IndexByte(j, '/')]
+				b := xmpp.BareOf(j)
 				if failed[b] {
 					byUser[b] = append(byUser[b], Session{JID: j})
 				}

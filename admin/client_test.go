@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // fakeIQ answers IQs from a function and records them. It is a fake on
@@ -65,8 +66,8 @@ func accountOf(payload []byte) string {
 }
 
 var (
-	errServiceUnavailable = &component.StanzaError{Type: "cancel", Condition: "service-unavailable"}
-	errForbidden          = &component.StanzaError{Type: "auth", Condition: "forbidden", Text: "Access denied by service policy"}
+	errServiceUnavailable = &component.StanzaError{Type: "cancel", Condition: xmpp.ErrServiceUnavailable}
+	errForbidden          = &component.StanzaError{Type: "auth", Condition: xmpp.ErrForbidden, Text: "Access denied by service policy"}
 )
 
 // ejabberd answers like ejabberd 23.01: a submitted form to
@@ -187,7 +188,7 @@ func TestOnlineSessionsConcurrencyDefault(t *testing.T) {
 func TestOnlineSessionsFailedUserFromDisco(t *testing.T) {
 	base := ejabberd([]string{"alice@localhost", "bob@localhost"}, func(ctx context.Context, bare string) ([]byte, error) {
 		if bare == "bob@localhost" {
-			return nil, &component.StanzaError{Type: "wait", Condition: "resource-constraint"}
+			return nil, &component.StanzaError{Type: "wait", Condition: xmpp.ErrResourceConstraint}
 		}
 		return userStats(bare), nil
 	})
@@ -299,12 +300,12 @@ func TestOnlineSessionsListErrors(t *testing.T) {
 	tests := []struct {
 		name    string
 		answers []error // for the requests in order; nil = not expected
-		cond    string
+		cond    xmpp.Condition
 		nreq    int
 	}{
-		{"forbidden is not retried", []error{errForbidden}, "forbidden", 1},
-		{"service-unavailable twice", []error{errServiceUnavailable, errServiceUnavailable}, "service-unavailable", 2},
-		{"forbidden on retry", []error{errServiceUnavailable, errForbidden}, "forbidden", 2},
+		{"forbidden is not retried", []error{errForbidden}, xmpp.ErrForbidden, 1},
+		{"service-unavailable twice", []error{errServiceUnavailable, errServiceUnavailable}, xmpp.ErrServiceUnavailable, 2},
+		{"forbidden on retry", []error{errServiceUnavailable, errForbidden}, xmpp.ErrForbidden, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -317,7 +318,7 @@ func TestOnlineSessionsListErrors(t *testing.T) {
 				return nil, tt.answers[i]
 			}}
 			_, _, err := (&Client{IQ: f}).OnlineSessions(context.Background(), "localhost")
-			if component.Condition(err) != tt.cond {
+			if !errors.Is(err, tt.cond) {
 				t.Errorf("err = %v, want condition %s", err, tt.cond)
 			}
 			if err == nil || !strings.HasPrefix(err.Error(), "get-online-users-list on localhost: ") {

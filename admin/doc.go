@@ -14,12 +14,13 @@
 // the transport (IQer) takes care of the from address.
 package admin
 
-// Namespaces and command nodes.
+import "github.com/pubpresence/pubpresence/internal/xmpp"
+
+// Namespaces and command nodes. The namespaces are the core's, kept here
+// for callers outside the module that read or send these commands.
 const (
-	NSCommands   = "http://jabber.org/protocol/commands"
-	NSAdmin      = "http://jabber.org/protocol/admin"
-	NSData       = "jabber:x:data"
-	NSDiscoItems = "http://jabber.org/protocol/disco#items"
+	NSCommands = xmpp.NSCommands
+	NSAdmin    = xmpp.NSAdmin
 
 	NodeOnlineUsersList = NSAdmin + "#get-online-users-list"
 	NodeUserStats       = NSAdmin + "#user-stats"

@@ -9,13 +9,15 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // Session is one online connection as the server reports it.
 type Session struct {
-	// JID is the full JID: bare + "/" + resource, with the local part and the
-	// domain lower-cased (strings.ToLower, not full stringprep) and the
-	// resource as the server gave it.
+	// JID is the full JID: bare + "/" + resource, the bare JID normalised by
+	// the core (xmpp.ParseJID: local part and domain lower-cased, not full
+	// stringprep) and the resource as the server gave it.
 	JID string
 	// Show is what Prosody's details report: "available", "away", "chat",
 	// "dnd", "xa", or "unavailable" (the session has sent no presence yet).
@@ -44,37 +46,16 @@ func (e *CommandError) Error() string {
 
 // command is the part of an XEP-0050 <command/> answer that we read.
 type command struct {
-	Node      string     `xml:"node,attr"`
-	Status    string     `xml:"status,attr"`
-	SessionID string     `xml:"sessionid,attr"`
-	Notes     []note     `xml:"note"`
-	Forms     []dataForm `xml:"jabber:x:data x"`
+	Node      string      `xml:"node,attr"`
+	Status    string      `xml:"status,attr"`
+	SessionID string      `xml:"sessionid,attr"`
+	Notes     []note      `xml:"note"`
+	Forms     []xmpp.Form `xml:"jabber:x:data x"`
 }
 
 type note struct {
 	Type string `xml:"type,attr"`
 	Text string `xml:",chardata"`
-}
-
-type dataForm struct {
-	Type   string      `xml:"type,attr"`
-	Fields []formField `xml:"field"`
-}
-
-type formField struct {
-	Var    string   `xml:"var,attr"`
-	Type   string   `xml:"type,attr"`
-	Values []string `xml:"value"`
-}
-
-// field returns the first field named name, or nil.
-func (f *dataForm) field(name string) *formField {
-	for i := range f.Fields {
-		if f.Fields[i].Var == name {
-			return &f.Fields[i]
-		}
-	}
-	return nil
 }
 
 // decodeCommand finds the first <command/> element in b (the inner XML of an
@@ -93,7 +74,7 @@ func decodeCommand(b []byte) (*command, error) {
 		if !ok {
 			continue
 		}
-		if se.Name.Local != "command" || (se.Name.Space != NSCommands && se.Name.Space != "") {
+		if se.Name.Local != "command" || (se.Name.Space != xmpp.NSCommands && se.Name.Space != "") {
 			if err := d.Skip(); err != nil {
 				return nil, fmt.Errorf("admin: read answer: %w", err)
 			}
@@ -109,7 +90,7 @@ func decodeCommand(b []byte) (*command, error) {
 
 // completedForm checks that c completed without an error note and returns its
 // first data form.
-func completedForm(c *command) (*dataForm, error) {
+func completedForm(c *command) (*xmpp.Form, error) {
 	for _, n := range c.Notes {
 		if n.Type == "error" {
 			return nil, &CommandError{Node: c.Node, Note: strings.TrimSpace(n.Text)}
@@ -146,7 +127,7 @@ func ParseOnlineUsers(cmd []byte) (users []string, sessions []Session, details b
 	if err != nil {
 		return nil, nil, false, err
 	}
-	f := form.field("onlineuserjids")
+	f := form.Field("onlineuserjids")
 	if f == nil {
 		return nil, nil, false, errors.New("admin: get-online-users-list: no onlineuserjids field")
 	}
@@ -272,7 +253,7 @@ func ParseUserStats(cmd []byte, bare string) ([]Session, error) {
 	if !ok {
 		return nil, fmt.Errorf("admin: user-stats: bad account JID %q", bare)
 	}
-	resField := form.field("onlineresources")
+	resField := form.Field("onlineresources")
 	if resField == nil {
 		return nil, errors.New("admin: user-stats: no onlineresources field")
 	}
@@ -283,14 +264,14 @@ func ParseUserStats(cmd []byte, bare string) ([]Session, error) {
 		}
 	}
 	var ips []string
-	if f := form.field("ipaddresses"); f != nil {
+	if f := form.Field("ipaddresses"); f != nil {
 		for _, v := range f.Values {
 			if ip := strings.TrimSpace(v); ip != "" {
 				ips = append(ips, ip)
 			}
 		}
 	}
-	withPort := form.field("accountjid") != nil && len(ips) > 0
+	withPort := form.Field("accountjid") != nil && len(ips) > 0
 	for _, ip := range ips {
 		if _, ok := splitIPPort(ip); !ok {
 			withPort = false
@@ -402,17 +383,12 @@ func canonical(a netip.Addr) netip.Addr {
 	return a.Unmap().WithZone("")
 }
 
-// normalizeBare turns s into a bare JID with lower-cased local part and
-// domain: it drops a resource and rejects empty parts and whitespace.
+// normalizeBare turns s, white space around it dropped, into a bare JID
+// normalised by the core (xmpp.ParseJID); a resource is dropped. It
+// reports false for what is not a JID.
 func normalizeBare(s string) (string, bool) {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		s = s[:i]
-	}
-	if s == "" || strings.ContainsAny(s, " \t\r\n") || strings.HasPrefix(s, "@") || strings.HasSuffix(s, "@") {
-		return "", false
-	}
-	return strings.ToLower(s), true
+	b, err := xmpp.NormalBare(strings.TrimSpace(s))
+	return b, err == nil
 }
 
 // ParseOnlineResources reads the disco#items answer of ejabberd's "online
@@ -433,7 +409,7 @@ func ParseOnlineResources(query []byte) ([]string, error) {
 		if !ok {
 			continue
 		}
-		if se.Name.Local != "query" || se.Name.Space != NSDiscoItems {
+		if se.Name.Local != "query" || se.Name.Space != xmpp.NSDiscoItems {
 			if err := d.Skip(); err != nil {
 				return nil, fmt.Errorf("admin: read answer: %w", err)
 			}
@@ -450,16 +426,10 @@ func ParseOnlineResources(query []byte) ([]string, error) {
 		var out []string
 		seen := make(map[string]bool)
 		for _, it := range q.Items {
-			j := strings.TrimSpace(it.JID)
-			i := strings.IndexByte(j, '/')
-			if i < 0 || i == len(j)-1 {
+			full, err := xmpp.NormalFull(strings.TrimSpace(it.JID))
+			if err != nil || xmpp.BareOf(full) == full { // no resource
 				continue
 			}
-			bare, ok := normalizeBare(j[:i])
-			if !ok {
-				continue
-			}
-			full := bare + j[i:]
 			if !seen[full] {
 				seen[full] = true
 				out = append(out, full)

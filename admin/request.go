@@ -3,14 +3,12 @@ package admin
 import (
 	"bytes"
 	"encoding/xml"
+
+	"github.com/pubpresence/pubpresence/internal/xmltext"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
-// field is one submitted data form field.
-type field struct {
-	name, value string
-}
-
-var onlineUsersFields = []field{{"max_items", "all"}, {"details", "1"}}
+var onlineUsersFields = []xmpp.FieldValue{{Var: "max_items", Value: "all"}, {Var: "details", Value: "1"}}
 
 // OnlineUsersRequest is the one-shot execute of get-online-users-list: the
 // submitted form (hidden FORM_TYPE, max_items "all", details "1") goes in the
@@ -41,14 +39,14 @@ func OnlineUsersCompleteRequest(sessionid string) []byte {
 // UserStatsRequest is the one-shot execute of user-stats for the account
 // bare, with the form in the first execute; both servers answer "completed".
 func UserStatsRequest(bare string) []byte {
-	return commandRequest(NodeUserStats, "execute", "", []field{{"accountjid", bare}})
+	return commandRequest(NodeUserStats, "execute", "", []xmpp.FieldValue{{Var: "accountjid", Value: bare}})
 }
 
 // OnlineResourcesRequest is the disco#items query of ejabberd's
 // "online users" node.
 func OnlineResourcesRequest() []byte {
 	var b bytes.Buffer
-	b.WriteString("<query xmlns='" + NSDiscoItems + "' node='")
+	b.WriteString("<query xmlns='" + xmpp.NSDiscoItems + "' node='")
 	escape(&b, NodeOnlineUsers)
 	b.WriteString("'/>")
 	return b.Bytes()
@@ -56,36 +54,27 @@ func OnlineResourcesRequest() []byte {
 
 // commandRequest builds <command/> for node. With fields, it carries a
 // submitted form with the admin FORM_TYPE.
-func commandRequest(node, action, sessionid string, fields []field) []byte {
-	var b bytes.Buffer
-	b.WriteString("<command xmlns='" + NSCommands + "' node='")
-	escape(&b, node)
-	b.WriteString("'")
+func commandRequest(node, action, sessionid string, fields []xmpp.FieldValue) []byte {
+	b := make([]byte, 0, 384) // a user-stats request is about 300 bytes
+	b = append(b, "<command xmlns='"+xmpp.NSCommands+"' node='"...)
+	b = xmltext.Append(b, node)
+	b = append(b, '\'')
 	if action != "" {
-		b.WriteString(" action='")
-		escape(&b, action)
-		b.WriteString("'")
+		b = append(b, " action='"...)
+		b = xmltext.Append(b, action)
+		b = append(b, '\'')
 	}
 	if sessionid != "" {
-		b.WriteString(" sessionid='")
-		escape(&b, sessionid)
-		b.WriteString("'")
+		b = append(b, " sessionid='"...)
+		b = xmltext.Append(b, sessionid)
+		b = append(b, '\'')
 	}
 	if fields == nil {
-		b.WriteString("/>")
-		return b.Bytes()
+		return append(b, "/>"...)
 	}
-	b.WriteString("><x xmlns='" + NSData + "' type='submit'>")
-	b.WriteString("<field var='FORM_TYPE' type='hidden'><value>" + NSAdmin + "</value></field>")
-	for _, f := range fields {
-		b.WriteString("<field var='")
-		escape(&b, f.name)
-		b.WriteString("'><value>")
-		escape(&b, f.value)
-		b.WriteString("</value></field>")
-	}
-	b.WriteString("</x></command>")
-	return b.Bytes()
+	b = append(b, '>')
+	b = xmpp.AppendForm(b, "submit", xmpp.NSAdmin, fields...)
+	return append(b, "</command>"...)
 }
 
 // escape writes s as XML text that is also safe inside a quoted attribute.

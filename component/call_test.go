@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // start starts one request and returns it with the request as the server
@@ -78,7 +79,7 @@ func TestCallDoneResult(t *testing.T) {
 			},
 			func(inner []byte, err error) error {
 				var se *component.StanzaError
-				if inner != nil || !errors.As(err, &se) || se.Condition != "item-not-found" || se.Type != "cancel" {
+				if inner != nil || !errors.As(err, &se) || !errors.Is(err, xmpp.ErrItemNotFound) || se.Type != "cancel" {
 					return fmt.Errorf("want a *StanzaError cancel/item-not-found")
 				}
 				return nil

@@ -35,10 +35,8 @@ import (
 	"gosrc.io/xmpp/stanza"
 
 	"github.com/pubpresence/pubpresence/internal/xmltext"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
-
-// NSPing is XEP-0199 XMPP Ping.
-const NSPing = "urn:xmpp:ping"
 
 // Config says where and as whom to connect.
 type Config struct {
@@ -220,7 +218,7 @@ func isStreamError(err error) bool {
 
 func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 	open := fmt.Sprintf("<?xml version='1.0'?><stream:stream xmlns='%s' xmlns:stream='%s' to='%s'>",
-		stanza.NSComponent, stanza.NSStream, escape(cfg.Name))
+		xmpp.NSComponent, xmpp.NSStream, escape(cfg.Name))
 	if _, err := io.WriteString(nc, open); err != nil {
 		return nil, fmt.Errorf("open stream: %w", err)
 	}
@@ -241,7 +239,7 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 	switch p := p.(type) {
 	case stanza.Handshake:
 	case stanza.StreamError:
-		return nil, &StreamError{Condition: p.Error.Local, Text: p.Text}
+		return nil, &StreamError{Condition: xmpp.StreamCondition(p.Error.Local), Text: p.Text}
 	default:
 		return nil, fmt.Errorf("handshake: unexpected <%s/>", p.Name())
 	}
@@ -568,13 +566,13 @@ func (c *Conn) readLoop() {
 				c.fail(ErrClosed)
 				return
 			}
-			c.fail(&StreamError{Condition: "closed", Text: "server closed the stream"})
+			c.fail(&StreamError{Condition: StreamClosed, Text: "server closed the stream"})
 			return
 		}
 		c.received.Add(1)
 		c.lastRead.Store(time.Now().UnixNano())
 		if it.kind == itemStreamError {
-			c.fail(parseStreamError(it.s.Inner))
+			c.fail(xmpp.ParseStreamError(it.s.Inner))
 			return
 		}
 		if !c.dispatch(it.s) {
@@ -638,7 +636,7 @@ func (c *Conn) deliver(s Stanza) {
 		return
 	}
 	if s.Type == "error" {
-		call.err = ParseError(s.Inner)
+		call.err = xmpp.ParseError(s.Inner)
 	} else {
 		call.inner = s.Inner
 	}
@@ -699,14 +697,14 @@ func (c *Conn) answer(s Stanza) bool {
 	space, local := firstChild(s.Inner)
 	var reply []byte
 	switch {
-	case s.Type == "get" && space == NSPing && local == "ping":
+	case s.Type == "get" && space == xmpp.NSPing && local == "ping":
 		reply = c.reply(s, "result", "")
-	case s.Type == "get" && space == "http://jabber.org/protocol/disco#info" && local == "query":
-		reply = c.reply(s, "result", "<query xmlns='http://jabber.org/protocol/disco#info'>"+
+	case s.Type == "get" && space == xmpp.NSDiscoInfo && local == "query":
+		reply = c.reply(s, "result", "<query xmlns='"+xmpp.NSDiscoInfo+"'>"+
 			"<identity category='component' type='presence' name='pubpresence'/>"+
-			"<feature var='http://jabber.org/protocol/disco#info'/><feature var='urn:xmpp:ping'/></query>")
+			"<feature var='"+xmpp.NSDiscoInfo+"'/><feature var='"+xmpp.NSPing+"'/></query>")
 	default:
-		reply = c.reply(s, "error", "<error type='cancel'><service-unavailable xmlns='"+NSStanzas+"'/></error>")
+		reply = c.reply(s, "error", string(unavailable.AppendXML(nil)))
 	}
 	select {
 	case c.out <- outMsg{b: reply}:
@@ -715,6 +713,9 @@ func (c *Conn) answer(s Stanza) bool {
 	}
 	return true
 }
+
+// unavailable answers the requests a component does not serve.
+var unavailable = &xmpp.StanzaError{Type: "cancel", Condition: xmpp.ErrServiceUnavailable}
 
 func (c *Conn) reply(s Stanza, typ, payload string) []byte {
 	b := make([]byte, 0, 96+len(payload))
@@ -742,28 +743,6 @@ func firstChild(inner []byte) (space, local string) {
 		if t, ok := tok.(xml.StartElement); ok {
 			return t.Name.Space, t.Name.Local
 		}
-	}
-}
-
-func parseStreamError(inner []byte) *StreamError {
-	e := &StreamError{Condition: "undefined-condition"}
-	d := xml.NewDecoder(bytes.NewReader(inner))
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return e
-		}
-		t, ok := tok.(xml.StartElement)
-		if !ok || t.Name.Space != NSStreams {
-			continue
-		}
-		if t.Name.Local == "text" {
-			var s string
-			_ = d.DecodeElement(&s, &t)
-			e.Text = s
-			continue
-		}
-		e.Condition = t.Name.Local
 	}
 }
 
@@ -796,7 +775,7 @@ func (c *Conn) keepalive() {
 func (c *Conn) ping() error {
 	for {
 		sent := time.Now().UnixNano()
-		call, err := c.Start(context.Background(), "get", c.cfg.PingTo, []byte("<ping xmlns='urn:xmpp:ping'/>"))
+		call, err := c.Start(context.Background(), "get", c.cfg.PingTo, []byte("<ping xmlns='"+xmpp.NSPing+"'/>"))
 		if err != nil {
 			return err
 		}

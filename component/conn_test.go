@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // dial connects to srv and returns both ends of the authenticated stream.
@@ -140,15 +141,15 @@ func TestDialRejected(t *testing.T) {
 		name     string
 		mode     serverMode
 		edit     func(*component.Config)
-		wantCond string
+		wantCond xmpp.StreamCondition
 		wantText string
 	}{
 		{"wrong secret", modeOK, func(c *component.Config) { c.Secret = "wrong" },
-			"not-authorized", "Given token does not match calculated token"},
+			xmpp.ErrStreamNotAuthorized, "Given token does not match calculated token"},
 		{"name in use", modeConflict, nil,
-			"conflict", "Component already connected"},
+			xmpp.ErrStreamConflict, "Component already connected"},
 		{"unknown name", modeOK, func(c *component.Config) { c.Name = "nosuch.localhost" },
-			"host-unknown", "nosuch.localhost does not match any configured external components"},
+			xmpp.ErrStreamHostUnknown, "nosuch.localhost does not match any configured external components"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,7 +170,7 @@ func TestDialRejected(t *testing.T) {
 			if !errors.As(err, &se) {
 				t.Fatalf("Dial error %v (%T) is not a *StreamError", err, err)
 			}
-			if se.Condition != tt.wantCond || se.Text != tt.wantText {
+			if !errors.Is(err, tt.wantCond) || se.Text != tt.wantText {
 				t.Errorf("StreamError = {%q, %q}, want {%q, %q}", se.Condition, se.Text, tt.wantCond, tt.wantText)
 			}
 			if srv.authed.Load() != 0 {
@@ -345,18 +346,18 @@ func TestIQErrorAnswer(t *testing.T) {
 		{"pubsub precondition",
 			"<error type='cancel'><conflict" + st + "/><text" + st + ">Field does not match: max_items</text>" +
 				"<precondition-not-met xmlns='http://jabber.org/protocol/pubsub#errors'/></error>",
-			component.StanzaError{Type: "cancel", Condition: "conflict", App: "precondition-not-met", Text: "Field does not match: max_items"}},
+			component.StanzaError{Type: "cancel", Condition: xmpp.ErrConflict, App: "precondition-not-met", Text: "Field does not match: max_items"}},
 		{"plain condition",
 			"<error type='auth'><forbidden" + st + "/></error>",
-			component.StanzaError{Type: "auth", Condition: "forbidden"}},
+			component.StanzaError{Type: "auth", Condition: xmpp.ErrForbidden}},
 		{"request echoed before the error",
 			"<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='n'><item/></publish></pubsub>" +
 				"<error type='modify'><bad-request" + st + "/><text" + st + " xml:lang='en'>invalid item</text></error>",
-			component.StanzaError{Type: "modify", Condition: "bad-request", Text: "invalid item"}},
+			component.StanzaError{Type: "modify", Condition: xmpp.ErrBadRequest, Text: "invalid item"}},
 		{"component unavailable (Prosody bounce)",
 			"<error type='wait'><remote-server-timeout" + st + "/><text" + st + ">Component unavailable</text>" +
 				"<not-connected xmlns='xmpp:prosody.im/protocol/component'/></error>",
-			component.StanzaError{Type: "wait", Condition: "remote-server-timeout", App: "not-connected", Text: "Component unavailable"}},
+			component.StanzaError{Type: "wait", Condition: xmpp.ErrRemoteServerTimeout, App: "not-connected", Text: "Component unavailable"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -375,8 +376,8 @@ func TestIQErrorAnswer(t *testing.T) {
 			if *se != tt.want {
 				t.Errorf("StanzaError = %+v, want %+v", *se, tt.want)
 			}
-			if component.Condition(err) != tt.want.Condition {
-				t.Errorf("Condition(err) = %q", component.Condition(err))
+			if !errors.Is(err, tt.want.Condition) {
+				t.Errorf("errors.Is(%v, %q) = false", err, tt.want.Condition)
 			}
 			if c.Err() != nil {
 				t.Errorf("an error answer ended the stream: %v", c.Err())

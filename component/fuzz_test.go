@@ -11,30 +11,6 @@ import (
 	"github.com/pubpresence/pubpresence/component"
 )
 
-// FuzzParseError: any inner XML of an error stanza gives a usable
-// *StanzaError, never a panic.
-func FuzzParseError(f *testing.F) {
-	const st = " xmlns='" + nsStanzas + "'"
-	for _, s := range []string{
-		"",
-		"<error type='cancel'><conflict" + st + "/><text" + st + ">Field does not match: max_items</text><precondition-not-met xmlns='http://jabber.org/protocol/pubsub#errors'/></error>",
-		"<pubsub xmlns='http://jabber.org/protocol/pubsub'/><error type='modify'><bad-request" + st + "/></error>",
-		"<error><text" + st + ">only text</text></error>",
-		"<error type='auth'><forbidden" + st + "/><text" + st + " xml:lang='en'>x</text></error><error type='cancel'/>",
-		"<error",
-		"text only & <b>",
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, inner []byte) {
-		e := component.ParseError(inner)
-		if e == nil || e.Condition == "" {
-			t.Fatalf("ParseError(%q) = %+v", inner, e)
-		}
-		_ = e.Error()
-	})
-}
-
 // FuzzInbound feeds arbitrary bytes to an authenticated stream, then drops
 // the connection: the Conn must not panic and must end.
 func FuzzInbound(f *testing.F) {

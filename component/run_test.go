@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 func TestBackoff(t *testing.T) {
@@ -249,8 +250,7 @@ func TestRunSessionCancelledOnStreamEnd(t *testing.T) {
 	_ = sc.Write(streamError("conflict", "Replaced by a new connection"))
 	select {
 	case err := <-ended:
-		var se *component.StreamError
-		if !errors.As(err, &se) || se.Condition != "conflict" {
+		if !errors.Is(err, xmpp.ErrStreamConflict) {
 			t.Errorf("Disconnected got %v, want the conflict stream error", err)
 		}
 	case <-time.After(wait):

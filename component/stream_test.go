@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 func TestServerEndsStream(t *testing.T) {
@@ -26,7 +27,7 @@ func TestServerEndsStream(t *testing.T) {
 			},
 			check: func(t *testing.T, err error) {
 				var se *component.StreamError
-				if !errors.As(err, &se) || se.Condition != "conflict" || se.Text != "x" {
+				if !errors.As(err, &se) || !errors.Is(err, xmpp.ErrStreamConflict) || se.Text != "x" {
 					t.Errorf("Err() = %v (%T), want *StreamError{conflict, x}", err, err)
 				}
 			},
@@ -39,7 +40,7 @@ func TestServerEndsStream(t *testing.T) {
 			},
 			check: func(t *testing.T, err error) {
 				var se *component.StreamError
-				if !errors.As(err, &se) || se.Condition != "invalid-from" ||
+				if !errors.As(err, &se) || !errors.Is(err, xmpp.ErrStreamInvalidFrom) ||
 					se.Text != "Component tried to send from address <alice@localhost>" {
 					t.Errorf("Err() = %v (%T), want *StreamError{invalid-from, …}", err, err)
 				}

@@ -6,11 +6,12 @@
 // ("xmpp.secret: required (or set PUBPRESENCE_XMPP_SECRET)"). Unknown keys
 // are problems too, so a misspelt key never silently falls back to a default.
 //
-// Values are kept as written, with one exception: XMPP domains are
-// case-insensitive, so Parse lower-cases xmpp.domains, xmpp.component,
-// xmpp.pubsub and the domain part of every nodes.readers JID (the localpart is
-// kept as written). Duplicates in xmpp.domains and nodes.readers are detected
-// after that normalisation.
+// Values are kept as written, with one exception: JIDs are normalised as
+// everywhere in pubpresence (internal/xmpp's ParseJID): xmpp.domains,
+// xmpp.component, xmpp.pubsub and every nodes.readers JID are lower-cased,
+// localparts included (servers compare them case-insensitively too).
+// Duplicates in xmpp.domains and nodes.readers are detected after that
+// normalisation.
 package config
 
 import (

@@ -145,7 +145,7 @@ func TestGoodFile(t *testing.T) {
 	want.XMPP.Pubsub = "pubsub.example.org"                    // from the first domain
 	want.XMPP.ReconnectMax = Duration{2 * time.Minute}
 	want.Nodes.AccessModel = AccessOpen
-	want.Nodes.Readers = []string{"Monitor@example.org", "ops@example.net"} // localpart kept
+	want.Nodes.Readers = []string{"monitor@example.org", "ops@example.net"} // normalised, localpart too
 	want.Sync.ReconcileInterval = Duration{0}
 	want.Sync.ProbeGrace = Duration{0}
 	want.HTTP.Listen = ":9273"

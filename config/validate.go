@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // maxJIDPart is the largest domainpart or localpart RFC 7622 allows, in bytes.
@@ -47,7 +49,7 @@ func validateXMPP(x *XMPP, p *problems) {
 	} else if err := checkDomainJID(x.Component); err != nil {
 		p.add("xmpp.component", "%q is not a domain JID: %v", x.Component, err)
 	} else {
-		x.Component = strings.ToLower(x.Component)
+		x.Component = normalJID(x.Component)
 	}
 
 	if x.Secret == "" {
@@ -66,7 +68,7 @@ func validateXMPP(x *XMPP, p *problems) {
 			firstValid = firstValid && i != 0
 			continue
 		}
-		d = strings.ToLower(d)
+		d = normalJID(d)
 		x.Domains[i] = d
 		if j, dup := seen[d]; dup {
 			p.add(key, "duplicate of xmpp.domains[%d] (%q)", j, d)
@@ -80,7 +82,7 @@ func validateXMPP(x *XMPP, p *problems) {
 		if err := checkDomainJID(x.Pubsub); err != nil {
 			p.add("xmpp.pubsub", "%q is not a domain JID: %v", x.Pubsub, err)
 		} else {
-			x.Pubsub = strings.ToLower(x.Pubsub)
+			x.Pubsub = normalJID(x.Pubsub)
 		}
 	case firstValid:
 		x.Pubsub = "pubsub." + x.Domains[0]
@@ -127,8 +129,12 @@ func validateNodes(n *Nodes, p *problems) {
 			p.add(key, "%q is not a bare JID (local@domain): %v", r, err)
 			continue
 		}
-		local, domain, _ := strings.Cut(r, "@")
-		r = local + "@" + strings.ToLower(domain)
+		j, err := xmpp.ParseJID(r)
+		if err != nil {
+			p.add(key, "%q is not a bare JID (local@domain): %v", r, err)
+			continue
+		}
+		r = j.Bare()
 		n.Readers[i] = r
 		if j, dup := seen[r]; dup {
 			p.add(key, "duplicate of nodes.readers[%d] (%q)", j, r)
@@ -202,6 +208,16 @@ func checkDomain(s string) error {
 		}
 	}
 	return nil
+}
+
+// normalJID returns s normalised as the core normalises every JID
+// (xmpp.ParseJID): s has passed checkDomain or checkDomainJID, so it
+// parses.
+func normalJID(s string) string {
+	if j, err := xmpp.ParseJID(s); err == nil {
+		return j.Full()
+	}
+	return s
 }
 
 // checkDomainJID checks a JID that is only a domain: no localpart, no

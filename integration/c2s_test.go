@@ -16,6 +16,7 @@ import (
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/internal/testserver"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
 
@@ -189,7 +190,7 @@ func TestIntegrationTwoResources(t *testing.T) {
 		if err != nil || !strings.Contains(string(inner), "urn:xmpp:ping") {
 			t.Errorf("disco#info r1: %q %v", inner, err)
 		}
-		if _, err := r2.IQ(ctx, "get", r1.JID(), []byte("<query xmlns='jabber:iq:version'/>")); c2s.Condition(err) != "service-unavailable" {
+		if _, err := r2.IQ(ctx, "get", r1.JID(), []byte("<query xmlns='jabber:iq:version'/>")); !errors.Is(err, xmpp.ErrServiceUnavailable) {
 			t.Errorf("version r1: %v, want service-unavailable", err)
 		}
 	})
@@ -227,18 +228,19 @@ func TestIntegrationIQErrors(t *testing.T) {
 		ctx := context.Background()
 		tests := []struct {
 			name, typ, to, payload string
-			errType, condition     string
+			errType                string
+			condition              xmpp.Condition
 		}{
-			{"items of a missing node", "get", s.Pubsub, string(pubsub.ItemsRequest(nil, "no/such/node")), "cancel", "item-not-found"},
-			{"user runs an admin command", "set", s.Domain, "<command xmlns='http://jabber.org/protocol/commands' action='execute' node='http://jabber.org/protocol/admin#get-online-users-list'/>", "auth", "forbidden"},
-			{"unknown namespace", "get", s.Domain, "<query xmlns='urn:example:nothing'/>", "cancel", "service-unavailable"},
+			{"items of a missing node", "get", s.Pubsub, string(pubsub.ItemsRequest(nil, "no/such/node")), "cancel", xmpp.ErrItemNotFound},
+			{"user runs an admin command", "set", s.Domain, "<command xmlns='http://jabber.org/protocol/commands' action='execute' node='http://jabber.org/protocol/admin#get-online-users-list'/>", "auth", xmpp.ErrForbidden},
+			{"unknown namespace", "get", s.Domain, "<query xmlns='urn:example:nothing'/>", "cancel", xmpp.ErrServiceUnavailable},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				_, err := c.IQ(ctx, tt.typ, tt.to, []byte(tt.payload))
-				var ie *c2s.IQError
+				var ie *xmpp.StanzaError
 				if !errors.As(err, &ie) {
-					t.Fatalf("err = %v, want an *IQError", err)
+					t.Fatalf("err = %v, want an *xmpp.StanzaError", err)
 				}
 				if ie.Type != tt.errType || ie.Condition != tt.condition {
 					t.Fatalf("error %s/%s, want %s/%s (%v)", ie.Type, ie.Condition, tt.errType, tt.condition, err)
@@ -376,7 +378,7 @@ func TestIntegrationPubsub(t *testing.T) {
 		if err := alice.Unsubscribe(ctx, s.Pubsub, "t/actual"); err != nil {
 			t.Fatal(err)
 		}
-		if err := alice.Subscribe(ctx, s.Pubsub, "no/such/node"); c2s.Condition(err) != "item-not-found" {
+		if err := alice.Subscribe(ctx, s.Pubsub, "no/such/node"); !errors.Is(err, xmpp.ErrItemNotFound) {
 			t.Errorf("subscribe to a missing node: %v", err)
 		}
 	})

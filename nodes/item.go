@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/xmltext"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
@@ -198,74 +199,25 @@ func itemPriority(v string) int {
 //
 //	<x xmlns='jabber:x:data' type='result'><field var='pubpresence#status'><value>online</value></field></x>
 func AppendStatus(b []byte, state string) []byte {
-	b = append(b, "<x xmlns='"+pubsub.NSData+"' type='result'><field var='"+StatusField+"'><value>"...)
-	b = xmltext.Append(b, state)
-	return append(b, "</value></field></x>"...)
+	return xmpp.AppendForm(b, "result", "", xmpp.FieldValue{Var: StatusField, Value: state})
 }
 
 // ParseStatus returns the value of the pubpresence#status field of a status
 // form (white space around it trimmed). It fails when payload is not a
 // jabber:x:data form or has no such field.
 func ParseStatus(payload []byte) (string, error) {
-	d := xml.NewDecoder(bytes.NewReader(payload))
-	se, err := itemRoot(d)
+	form, err := xmpp.ParseForm(payload)
 	if err != nil {
 		return "", fmt.Errorf("status item: %w", err)
 	}
-	if se.Name.Local != "x" || se.Name.Space != pubsub.NSData {
-		return "", fmt.Errorf("status item: <%s xmlns='%s'> is not a data form", itemClip(se.Name.Local), itemClip(se.Name.Space))
+	if form.Field(StatusField) == nil {
+		return "", errors.New("status item: no " + StatusField + " field")
 	}
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return "", fmt.Errorf("status item: %w", itemEOF(err))
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if t.Name.Local != "field" || t.Name.Space != pubsub.NSData || itemAttr(t, "var") != StatusField {
-				if err := d.Skip(); err != nil {
-					return "", fmt.Errorf("status item: %w", itemEOF(err))
-				}
-				continue
-			}
-			v, ok, err := itemFieldValue(d)
-			if err != nil {
-				return "", fmt.Errorf("status item: %w", err)
-			}
-			if !ok {
-				return "", errors.New("status item: " + StatusField + " has no value")
-			}
-			return strings.TrimSpace(v), nil
-		case xml.EndElement:
-			return "", errors.New("status item: no " + StatusField + " field")
-		}
+	v, ok := form.Value(StatusField)
+	if !ok {
+		return "", errors.New("status item: " + StatusField + " has no value")
 	}
-}
-
-// itemFieldValue reads the first <value/> of the <field/> just opened and
-// consumes the field.
-func itemFieldValue(d *xml.Decoder) (v string, ok bool, err error) {
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return "", false, itemEOF(err)
-		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if t.Name.Local == "value" && t.Name.Space == pubsub.NSData && !ok {
-				if v, err = itemText(d); err != nil {
-					return "", false, err
-				}
-				ok = true
-				continue
-			}
-			if err := d.Skip(); err != nil {
-				return "", false, itemEOF(err)
-			}
-		case xml.EndElement:
-			return v, ok, nil
-		}
-	}
+	return strings.TrimSpace(v), nil
 }
 
 // itemRoot returns the first element of a payload, skipping white space,
@@ -310,16 +262,6 @@ func itemText(d *xml.Decoder) (string, error) {
 			return string(b), nil
 		}
 	}
-}
-
-// itemAttr returns the value of the attribute local (no namespace) of se.
-func itemAttr(se xml.StartElement, local string) string {
-	for _, a := range se.Attr {
-		if a.Name.Space == "" && a.Name.Local == local {
-			return a.Value
-		}
-	}
-	return ""
 }
 
 // itemEOF turns the end of input inside an element into an error that says so.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
@@ -465,7 +466,7 @@ func (q *Queue) await(ctx context.Context, flights <-chan flight, sem chan struc
 		}
 		timer.Stop()
 		<-sem
-		if err != nil && f.what == "retract" && component.Condition(err) == "item-not-found" {
+		if err != nil && f.what == "retract" && errors.Is(err, xmpp.ErrItemNotFound) {
 			err = nil
 		}
 		q.report(Result{Node: f.node, Op: f.what, ID: f.id, Err: err, Duration: time.Since(f.start)})

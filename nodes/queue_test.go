@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/presence"
 )
 
@@ -461,7 +462,7 @@ func TestQueueBarrierWaits(t *testing.T) {
 		t.Fatalf("%d requests started: the op after the barrier went before it was reached", n)
 	}
 	// Sent in turn, state lane first: actual, live, raw.
-	fail := &component.StanzaError{Type: "wait", Condition: "resource-constraint"}
+	fail := &component.StanzaError{Type: "wait", Condition: xmpp.ErrResourceConstraint}
 	if r := f.reply(fail); r.Node != testActual {
 		t.Fatalf("first request is %s, want the actual one", r)
 	}
@@ -488,7 +489,7 @@ func TestQueueBarrierWaits(t *testing.T) {
 	for _, r := range rs.get() {
 		if r.Err != nil {
 			failed++
-			if r.Node != testActual || component.Condition(r.Err) != "resource-constraint" {
+			if r.Node != testActual || !errors.Is(r.Err, xmpp.ErrResourceConstraint) {
 				t.Errorf("failed result %+v, want the actual one's resource-constraint", r)
 			}
 		}
@@ -725,9 +726,9 @@ func TestQueueResults(t *testing.T) {
 	f.answer = func(r fakeReq) error {
 		switch r.ID {
 		case "gone@example.org/r":
-			return &component.StanzaError{Type: "cancel", Condition: "item-not-found"}
+			return &component.StanzaError{Type: "cancel", Condition: xmpp.ErrItemNotFound}
 		case "forbidden@example.org/r", "forbidden-pub@example.org/r":
-			return &component.StanzaError{Type: "auth", Condition: "forbidden"}
+			return &component.StanzaError{Type: "auth", Condition: xmpp.ErrForbidden}
 		}
 		return nil
 	}
@@ -775,7 +776,7 @@ func TestQueueResults(t *testing.T) {
 		case errors.Is(r.Err, failStart):
 			g = "start"
 		default:
-			g = component.Condition(r.Err)
+			g = string(xmpp.ConditionOf(r.Err))
 		}
 		if g != w {
 			t.Errorf("%s: result %q (%v), want %q", key, g, r.Err, w)

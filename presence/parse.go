@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // Kind is what a presence stanza asks or tells.
@@ -46,14 +48,8 @@ const (
 	maxPriority = 127
 )
 
-// Namespaces read by ParsePresence.
-const (
-	nsClient    = "jabber:client"
-	nsComponent = "jabber:component:accept"
-	nsDelay     = "urn:xmpp:delay"
-	nsOldDelay  = "jabber:x:delay" // XEP-0091, still sent by some servers
-	nsXML       = "http://www.w3.org/XML/1998/namespace"
-)
+// nsXML is the namespace of the xml: prefix.
+const nsXML = "http://www.w3.org/XML/1998/namespace"
 
 // Update is one presence stanza, validated.
 type Update struct {
@@ -114,9 +110,9 @@ func ParsePresence(from, typ string, inner []byte) (Update, error) {
 		}
 		return Update{}, &MalformedError{Reason: "type", Err: errors.New("presence type " + strconv.Quote(typ))}
 	}
-	j, err := ParseJID(from)
+	j, err := xmpp.ParseJID(from) // directly: one call less on the hot path
 	if err != nil {
-		return Update{}, err
+		return Update{}, &MalformedError{Reason: "jid", Err: err}
 	}
 	u.From = j
 	if len(bytes.TrimSpace(inner)) == 0 {
@@ -147,7 +143,7 @@ const (
 // classifyChild says which child of the presence the element space:local is.
 func classifyChild(space, local []byte) childKind {
 	switch {
-	case len(space) == 0 || string(space) == nsComponent || string(space) == nsClient:
+	case len(space) == 0 || string(space) == xmpp.NSComponent || string(space) == xmpp.NSClient:
 		switch string(local) {
 		case "show":
 			return childShow
@@ -156,8 +152,8 @@ func classifyChild(space, local []byte) childKind {
 		case "status":
 			return childStatus
 		}
-	case string(space) == nsDelay && string(local) == "delay",
-		string(space) == nsOldDelay && string(local) == "x":
+	case string(space) == xmpp.NSDelay && string(local) == "delay",
+		string(space) == xmpp.NSOldDelay && string(local) == "x":
 		return childDelay
 	}
 	return childOther

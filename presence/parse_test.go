@@ -9,7 +9,7 @@ import (
 )
 
 func TestParsePresence(t *testing.T) {
-	alice := JID{"alice", "example.org", "laptop"}
+	alice := JID{Local: "alice", Domain: "example.org", Resource: "laptop"}
 	const from = "alice@example.org/laptop"
 	tests := []struct {
 		name      string
@@ -141,7 +141,7 @@ func TestParsePresence(t *testing.T) {
 			inner: "<status>Gone home</status><show>away</show><priority>x</priority>",
 			want:  Update{Kind: Unavailable, From: alice, Show: Offline, Text: "Gone home"},
 		},
-		{name: "subscribe", from: "alice@example.org", typ: "subscribe", want: Update{Kind: Subscribe, From: JID{"alice", "example.org", ""}}},
+		{name: "subscribe", from: "alice@example.org", typ: "subscribe", want: Update{Kind: Subscribe, From: JID{Local: "alice", Domain: "example.org"}}},
 		{name: "subscribed", from: from, typ: "subscribed", want: Update{Kind: Subscribed, From: alice}},
 		{name: "unsubscribe", from: from, typ: "unsubscribe", want: Update{Kind: Unsubscribe, From: alice}},
 		{name: "unsubscribed", from: from, typ: "unsubscribed", want: Update{Kind: Unsubscribed, From: alice}},

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // Show is the availability of one connection as published.
@@ -40,12 +42,7 @@ type Conn struct {
 }
 
 // Bare returns the bare part of c.JID: everything before the first '/'.
-func (c Conn) Bare() string {
-	if i := strings.IndexByte(c.JID, '/'); i >= 0 {
-		return c.JID[:i]
-	}
-	return c.JID
-}
+func (c Conn) Bare() string { return xmpp.BareOf(c.JID) }
 
 // SameState reports whether c and o are equal in JID, Show, Text, Priority
 // and IP; Since is ignored.

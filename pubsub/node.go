@@ -9,23 +9,24 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/xmltext"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
-// Namespaces of XEP-0060 and XEP-0004.
+// Namespaces of XEP-0060: the core's, kept here for callers outside the
+// module that read or send pubsub stanzas.
 const (
-	NS           = "http://jabber.org/protocol/pubsub"
-	NSOwner      = "http://jabber.org/protocol/pubsub#owner"
-	NSEvent      = "http://jabber.org/protocol/pubsub#event"
-	NSErrors     = "http://jabber.org/protocol/pubsub#errors"
-	NSNodeConfig = "http://jabber.org/protocol/pubsub#node_config"
-	NSData       = "jabber:x:data"
+	NS           = xmpp.NSPubsub
+	NSOwner      = xmpp.NSPubsubOwner
+	NSEvent      = xmpp.NSPubsubEvent
+	NSErrors     = xmpp.NSPubsubErrors
+	NSNodeConfig = xmpp.NSPubsubNodeConfig
 )
 
 // IQer sends one IQ request and returns the inner XML of its result.
@@ -48,31 +49,23 @@ type NodeConfig struct {
 
 // form returns the submitted node_config form, FORM_TYPE included.
 func (nc NodeConfig) form() []byte {
-	var b bytes.Buffer
-	b.WriteString("<x xmlns='jabber:x:data' type='submit'>")
-	field := func(v, val string) {
-		b.WriteString("<field var='")
-		b.WriteString(v)
-		b.WriteString("'><value>")
-		xml.EscapeText(&b, []byte(val))
-		b.WriteString("</value></field>")
-	}
-	b.WriteString("<field var='FORM_TYPE' type='hidden'><value>" + NSNodeConfig + "</value></field>")
+	fields := make([]xmpp.FieldValue, 0, 11)
 	if nc.Title != "" {
-		field("pubsub#title", nc.Title)
+		fields = append(fields, xmpp.FieldValue{Var: "pubsub#title", Value: nc.Title})
 	}
-	field("pubsub#persist_items", boolValue(nc.Persist))
-	field("pubsub#max_items", nc.MaxItems)
-	field("pubsub#access_model", nc.AccessModel)
-	field("pubsub#publish_model", "publishers")
-	field("pubsub#send_last_published_item", nc.SendLast)
-	field("pubsub#deliver_notifications", "1")
-	field("pubsub#deliver_payloads", "1")
-	field("pubsub#notify_retract", "1")
-	field("pubsub#notify_delete", "1")
-	field("pubsub#notification_type", "headline")
-	b.WriteString("</x>")
-	return b.Bytes()
+	fields = append(fields,
+		xmpp.FieldValue{Var: "pubsub#persist_items", Value: boolValue(nc.Persist)},
+		xmpp.FieldValue{Var: "pubsub#max_items", Value: nc.MaxItems},
+		xmpp.FieldValue{Var: "pubsub#access_model", Value: nc.AccessModel},
+		xmpp.FieldValue{Var: "pubsub#publish_model", Value: "publishers"},
+		xmpp.FieldValue{Var: "pubsub#send_last_published_item", Value: nc.SendLast},
+		xmpp.FieldValue{Var: "pubsub#deliver_notifications", Value: "1"},
+		xmpp.FieldValue{Var: "pubsub#deliver_payloads", Value: "1"},
+		xmpp.FieldValue{Var: "pubsub#notify_retract", Value: "1"},
+		xmpp.FieldValue{Var: "pubsub#notify_delete", Value: "1"},
+		xmpp.FieldValue{Var: "pubsub#notification_type", Value: "headline"},
+	)
+	return xmpp.AppendForm(nil, "submit", NSNodeConfig, fields...)
 }
 
 func boolValue(v bool) string {
@@ -97,7 +90,7 @@ func Ensure(ctx context.Context, iq IQer, service string, cfg NodeConfig) (creat
 	if err == nil {
 		return true, nil
 	}
-	if component.Condition(err) != "conflict" {
+	if !errors.Is(err, xmpp.ErrConflict) {
 		return false, fmt.Errorf("create node %s: %w", cfg.Node, err)
 	}
 	if err := Configure(ctx, iq, service, cfg.Node, form); err != nil {
@@ -120,17 +113,8 @@ func Configure(ctx context.Context, iq IQer, service, node string, form []byte) 
 	return nil
 }
 
-// configField is one field of a node's configuration form.
-type configField struct {
-	Var   string `xml:"var,attr"`
-	Range struct {
-		Max string `xml:"max,attr"`
-	} `xml:"validate>range"`
-	Value string `xml:"value"`
-}
-
-// configFields reads node's configuration form (owner configure get).
-func configFields(ctx context.Context, iq IQer, service, node string) ([]configField, error) {
+// configForm reads node's configuration form (owner configure get).
+func configForm(ctx context.Context, iq IQer, service, node string) (*xmpp.Form, error) {
 	var b bytes.Buffer
 	b.WriteString("<pubsub xmlns='" + NSOwner + "'><configure node='")
 	xml.EscapeText(&b, []byte(node))
@@ -140,23 +124,23 @@ func configFields(ctx context.Context, iq IQer, service, node string) ([]configF
 		return nil, fmt.Errorf("get configuration of %s: %w", node, err)
 	}
 	var x struct {
-		Fields []configField `xml:"pubsub>configure>x>field"`
+		Form xmpp.Form `xml:"pubsub>configure>x"`
 	}
 	if err := xml.Unmarshal(wrap(inner), &x); err != nil {
 		return nil, fmt.Errorf("configuration of %s: %w", node, err)
 	}
-	return x.Fields, nil
+	return &x.Form, nil
 }
 
 // MaxItemsLimit reads the node's configuration form and returns the
 // largest pubsub#max_items the server allows (the range Prosody announces
 // for "max"), or 0 when the server does not say.
 func MaxItemsLimit(ctx context.Context, iq IQer, service, node string) (int, error) {
-	fields, err := configFields(ctx, iq, service, node)
+	form, err := configForm(ctx, iq, service, node)
 	if err != nil {
 		return 0, err
 	}
-	for _, f := range fields {
+	for _, f := range form.Fields {
 		if f.Var != "pubsub#max_items" {
 			continue
 		}
@@ -164,8 +148,10 @@ func MaxItemsLimit(ctx context.Context, iq IQer, service, node string) (int, err
 		if n, err := strconv.Atoi(strings.TrimSpace(f.Range.Max)); err == nil && n >= 0 {
 			return n, nil
 		}
-		if n, err := strconv.Atoi(strings.TrimSpace(f.Value)); err == nil && n >= 0 {
-			return n, nil
+		if len(f.Values) > 0 {
+			if n, err := strconv.Atoi(strings.TrimSpace(f.Values[0])); err == nil && n >= 0 {
+				return n, nil
+			}
 		}
 	}
 	return 0, nil
@@ -175,16 +161,12 @@ func MaxItemsLimit(ctx context.Context, iq IQer, service, node string) (int, err
 // created again by someone else (ejabberd creates a deleted node at the
 // next publish, with its defaults) lacks the title it was given.
 func Title(ctx context.Context, iq IQer, service, node string) (string, error) {
-	fields, err := configFields(ctx, iq, service, node)
+	form, err := configForm(ctx, iq, service, node)
 	if err != nil {
 		return "", err
 	}
-	for _, f := range fields {
-		if f.Var == "pubsub#title" {
-			return f.Value, nil
-		}
-	}
-	return "", nil
+	title, _ := form.Value("pubsub#title")
+	return title, nil
 }
 
 // ProbeMaxItems finds the largest pubsub#max_items the service accepts on
@@ -197,14 +179,12 @@ func Title(ctx context.Context, iq IQer, service, node string) (string, error) {
 // accepted.
 func ProbeMaxItems(ctx context.Context, iq IQer, service, node string, hi int, restore string) (int, error) {
 	set := func(v string) error {
-		var b bytes.Buffer
-		b.WriteString("<pubsub xmlns='" + NSOwner + "'><configure node='")
-		xml.EscapeText(&b, []byte(node))
-		b.WriteString("'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>" +
-			NSNodeConfig + "</value></field><field var='pubsub#max_items'><value>")
-		xml.EscapeText(&b, []byte(v))
-		b.WriteString("</value></field></x></configure></pubsub>")
-		_, err := iq.IQ(ctx, "set", service, b.Bytes())
+		b := []byte("<pubsub xmlns='" + NSOwner + "'><configure node='")
+		b = xmltext.Append(b, node)
+		b = append(b, "'>"...)
+		b = xmpp.AppendForm(b, "submit", NSNodeConfig, xmpp.FieldValue{Var: "pubsub#max_items", Value: v})
+		b = append(b, "</configure></pubsub>"...)
+		_, err := iq.IQ(ctx, "set", service, b)
 		return err
 	}
 	accepts := func(n int) (bool, error) {
@@ -212,8 +192,8 @@ func ProbeMaxItems(ctx context.Context, iq IQer, service, node string, hi int, r
 		if err == nil {
 			return true, nil
 		}
-		switch component.Condition(err) {
-		case "resource-constraint", "not-acceptable", "bad-request", "policy-violation":
+		switch xmpp.ConditionOf(err) {
+		case xmpp.ErrResourceConstraint, xmpp.ErrNotAcceptable, xmpp.ErrBadRequest, xmpp.ErrPolicyViolation:
 			return false, nil
 		}
 		return false, fmt.Errorf("probe max_items of %s: %w", node, err)
@@ -258,9 +238,18 @@ func Affiliations(ctx context.Context, iq IQer, service, node string) (map[strin
 	}
 	m := make(map[string]string, len(x.Affs))
 	for _, a := range x.Affs {
-		m[strings.ToLower(a.JID)] = a.Affl
+		m[jidKey(a.JID)] = a.Affl
 	}
 	return m, nil
+}
+
+// jidKey is jid as the core normalises it, or jid itself when it does not
+// parse (an entry the server lists can still be set to "none").
+func jidKey(jid string) string {
+	if full, err := xmpp.NormalFull(jid); err == nil {
+		return full
+	}
+	return jid
 }
 
 // SetAffiliations changes affiliations, JID → affiliation ("member", "none"…).
@@ -302,7 +291,7 @@ func SyncMembers(ctx context.Context, iq IQer, service, node string, readers []s
 	want := make(map[string]bool, len(readers))
 	change := make(map[string]string)
 	for _, r := range readers {
-		r = strings.ToLower(r)
+		r = jidKey(r)
 		want[r] = true
 		if have[r] != "member" && have[r] != "owner" && have[r] != "publisher" {
 			change[r] = "member"
@@ -382,7 +371,7 @@ func Publish(ctx context.Context, iq IQer, service, node, id string, payload []b
 // there is not an error.
 func Retract(ctx context.Context, iq IQer, service, node, id string) error {
 	_, err := iq.IQ(ctx, "set", service, RetractRequest(nil, node, id))
-	if err != nil && component.Condition(err) != "item-not-found" {
+	if err != nil && !errors.Is(err, xmpp.ErrItemNotFound) {
 		return fmt.Errorf("retract %s from %s: %w", id, node, err)
 	}
 	return nil

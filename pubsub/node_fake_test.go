@@ -3,12 +3,14 @@ package pubsub
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // fakeIQ answers owner requests as a server would, from canned state.
@@ -56,15 +58,15 @@ func (f *fakeIQ) IQ(_ context.Context, typ, _ string, payload []byte) ([]byte, e
 	case typ == "set" && strings.Contains(p, "<configure"):
 		m := valueRE.FindStringSubmatch(p)
 		if m == nil {
-			return nil, &component.StanzaError{Type: "modify", Condition: "bad-request"}
+			return nil, &component.StanzaError{Type: "modify", Condition: xmpp.ErrBadRequest}
 		}
 		if n, err := strconv.Atoi(m[1]); err == nil && n > f.capItems {
-			return nil, &component.StanzaError{Type: "wait", Condition: "resource-constraint", Text: "Bad value of field 'pubsub#max_items'"}
+			return nil, &component.StanzaError{Type: "wait", Condition: xmpp.ErrResourceConstraint, Text: "Bad value of field 'pubsub#max_items'"}
 		}
 		f.maxItems = m[1]
 		return nil, nil
 	}
-	return nil, &component.StanzaError{Type: "cancel", Condition: "feature-not-implemented"}
+	return nil, &component.StanzaError{Type: "cancel", Condition: xmpp.ErrFeatureNotImplemented}
 }
 
 func TestSyncMembers(t *testing.T) {
@@ -131,7 +133,7 @@ func TestProbeMaxItems(t *testing.T) {
 		t.Errorf("nothing accepted: %d %v, want 0 nil", got, err)
 	}
 	// Another error is an error, not a limit.
-	if _, err := ProbeMaxItems(context.Background(), &failIQ{}, "s", "n", 100, "1"); component.Condition(err) != "forbidden" {
+	if _, err := ProbeMaxItems(context.Background(), &failIQ{}, "s", "n", 100, "1"); !errors.Is(err, xmpp.ErrForbidden) {
 		t.Errorf("forbidden: err = %v", err)
 	}
 }
@@ -139,5 +141,5 @@ func TestProbeMaxItems(t *testing.T) {
 type failIQ struct{}
 
 func (failIQ) IQ(context.Context, string, string, []byte) ([]byte, error) {
-	return nil, &component.StanzaError{Type: "auth", Condition: "forbidden"}
+	return nil, &component.StanzaError{Type: "auth", Condition: xmpp.ErrForbidden}
 }

@@ -87,8 +87,8 @@ for t in "${targets[@]}"; do
 	took=$(seconds "$start")
 	execs=$(grep -oE '^fuzz: elapsed: [^,]+, execs: [0-9]+' "$log" | tail -n 1 | sed -E 's/.*execs: //' || true)
 	execs=${execs:--}
-	printf '%-4s %-10s %-26s execs %10s  %s\n' "$status" "$dir" "$name" "$execs" "$took"
-	rows+=("$(printf '%-4s %-10s %-26s %10s %8s' "$status" "$dir" "$name" "$execs" "$took")")
+	printf '%-4s %-14s %-26s execs %10s  %s\n' "$status" "$dir" "$name" "$execs" "$took"
+	rows+=("$(printf '%-4s %-14s %-26s %10s %8s' "$status" "$dir" "$name" "$execs" "$took")")
 	if [ "$status" = FAIL ]; then
 		failed=$((failed + 1))
 		echo "---- output of $dir $name (last 40 lines):"
@@ -113,7 +113,7 @@ done
 
 after=$(fuzz_status)
 echo
-printf '%-4s %-10s %-26s %10s %8s\n' status package target execs time
+printf '%-4s %-14s %-26s %10s %8s\n' status package target execs time
 printf '%s\n' "${rows[@]}"
 echo "total: ${#targets[@]} targets, $failed failed, $(seconds "$total_start")"
 if [ "$before" != "$after" ] && [ "$failed" -eq 0 ]; then

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // Two instances with one component name. Prosody refuses the second
@@ -80,7 +81,7 @@ func (s *Service) alone(ctx context.Context, c *component.Conn) error {
 	start := time.Now()
 	answers := make(chan error, checkPings)
 	for range checkPings {
-		call, err := c.Start(ctx, "get", s.cfg().XMPP.Domains[0], []byte("<ping xmlns='"+component.NSPing+"'/>"))
+		call, err := c.Start(ctx, "get", s.cfg().XMPP.Domains[0], []byte("<ping xmlns='"+xmpp.NSPing+"'/>"))
 		if err != nil {
 			return err
 		}

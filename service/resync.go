@@ -10,7 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pubpresence/pubpresence/admin"
-	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
@@ -337,7 +337,7 @@ func (ss *session) settle() {
 		if err != nil {
 			err = errorf("fetch "+cfg.Nodes.Actual, err)
 		}
-		ss.crew.post(evItems{gen: gen, items: items, err: err, missing: component.Condition(err) == "item-not-found"})
+		ss.crew.post(evItems{gen: gen, items: items, err: err, missing: errors.Is(err, xmpp.ErrItemNotFound)})
 	})
 }
 
@@ -412,10 +412,10 @@ func (ss *session) finishResync(w doFinish) {
 // errors a setting causes.
 func (ss *session) failed(err error) *zerolog.Event {
 	ev := ss.svc.log.Error().Err(err)
-	switch component.Condition(err) {
-	case "forbidden", "not-authorized", "not-allowed":
+	switch xmpp.ConditionOf(err) {
+	case xmpp.ErrForbidden, xmpp.ErrNotAuthorized, xmpp.ErrNotAllowed:
 		ev = ev.Str("hint", "give the component JID admin rights on the server and owner rights on the pubsub service")
-	case "item-not-found", "service-unavailable", "remote-server-not-found":
+	case xmpp.ErrItemNotFound, xmpp.ErrServiceUnavailable, xmpp.ErrRemoteServerNotFound:
 		ev = ev.Str("hint", "check xmpp.pubsub and xmpp.domains, and that the server has the pubsub service and admin commands")
 	}
 	return ev

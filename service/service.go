@@ -27,6 +27,7 @@ import (
 
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/config"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/metrics"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/status"
@@ -136,15 +137,15 @@ func (s *Service) Run(ctx context.Context) error {
 			var se *component.StreamError
 			if errors.As(err, &se) {
 				switch se.Condition {
-				case "not-authorized":
+				case xmpp.ErrStreamNotAuthorized:
 					ev.Msg("the server refused the component secret (xmpp.secret)")
 					return
-				case "conflict":
+				case xmpp.ErrStreamConflict:
 					// Prosody's answer to a second instance: stand by.
 					s.setPhase(status.Standby)
 					ev.Msg("another connection already uses this component name: standing by, retrying")
 					return
-				case "host-unknown":
+				case xmpp.ErrStreamHostUnknown:
 					ev.Msg("the server has no component with this name (xmpp.component)")
 					return
 				}
@@ -183,7 +184,7 @@ func (s *Service) setPhase(p status.Phase) {
 }
 
 func (s *Service) iqError(err error) {
-	cond := component.Condition(err)
+	cond := string(xmpp.ConditionOf(err)) // the condition's name is the metric label
 	switch {
 	case cond != "":
 	case errors.Is(err, context.DeadlineExceeded):

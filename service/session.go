@@ -10,6 +10,7 @@ import (
 	"github.com/pubpresence/pubpresence/admin"
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/config"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
@@ -367,7 +368,7 @@ func (ss *session) published(r nodes.Result) {
 		case n.Actual:
 			role = actualNode
 		}
-		ss.crew.post(evRequestFailed{node: role, err: r.Err, missing: component.Condition(r.Err) == "item-not-found",
+		ss.crew.post(evRequestFailed{node: role, err: r.Err, missing: errors.Is(r.Err, xmpp.ErrItemNotFound),
 			detail: r})
 	}
 	ss.svc.metrics.Request(r.Node, r.Op, result, r.Duration)

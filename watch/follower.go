@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
@@ -98,7 +98,17 @@ func NewFollower(cl *c2s.Client, service string, nodes Nodes) *Follower {
 	return newFollower(cl, service, nodes)
 }
 
+// fromService reports whether from is the pubsub service's JID, once
+// normalised.
+func (f *Follower) fromService(from string) bool {
+	j, err := xmpp.ParseJID(from)
+	return err == nil && j.Full() == f.service
+}
+
 func newFollower(s session, service string, nodes Nodes) *Follower {
+	if j, err := xmpp.ParseJID(service); err == nil {
+		service = j.Full() // as fromService compares it
+	}
 	return &Follower{
 		sess:    s,
 		service: service,
@@ -268,7 +278,7 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 				continue
 			}
 			if r.err != nil {
-				if c2s.Condition(r.err) != "item-not-found" {
+				if !errors.Is(r.err, xmpp.ErrItemNotFound) {
 					return r.err
 				}
 				// The node is gone (deleted by an admin): the service
@@ -294,7 +304,7 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 				}
 				return fmt.Errorf("watch: connection ended: %w", err)
 			}
-			if !strings.EqualFold(st.From, f.service) {
+			if !f.fromService(st.From) {
 				continue
 			}
 			ev, ok := st.Event()
@@ -402,7 +412,7 @@ func (f *Follower) subscribe(ctx context.Context) error {
 			if err == nil {
 				break
 			}
-			if c2s.Condition(err) != "item-not-found" || ctx.Err() != nil {
+			if !errors.Is(err, xmpp.ErrItemNotFound) || ctx.Err() != nil {
 				return fmt.Errorf("watch: %w", err)
 			}
 			t := time.NewTimer(wait)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
@@ -256,7 +257,13 @@ func TestFollowerNormalStartup(t *testing.T) {
 	if got, want := h.events(), []string{"c@l/1=dnd", "b@l/1=offline", "a@l/1=offline"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("events = %v, want %v", got, want)
 	}
-	subs, _ := h.sess.recorded()
+	// Run subscribes on a goroutine of its own, alongside the stanzas.
+	var subs []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if subs, _ = h.sess.recorded(); len(subs) >= 3 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if want := []string{names.Live, names.Actual, names.Status}; !reflect.DeepEqual(subs, want) {
 		t.Errorf("subscriptions = %v, want %v", subs, want)
 	}
@@ -351,7 +358,7 @@ func TestFollowerPurgeOfActualClears(t *testing.T) {
 }
 
 func TestFollowerSubscribeRetriesMissingNode(t *testing.T) {
-	notFound := &c2s.IQError{Type: "cancel", Condition: "item-not-found"}
+	notFound := &xmpp.StanzaError{Type: "cancel", Condition: xmpp.ErrItemNotFound}
 	h := startFollower(t, func(s *fakeSession) { s.subErrs[names.Live] = []error{notFound, notFound} })
 	// The server sends nothing about status before it is subscribed to.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -369,11 +376,11 @@ func TestFollowerSubscribeRetriesMissingNode(t *testing.T) {
 }
 
 func TestFollowerFatalErrors(t *testing.T) {
-	forbidden := &c2s.IQError{Type: "auth", Condition: "forbidden"}
+	forbidden := &xmpp.StanzaError{Type: "auth", Condition: xmpp.ErrForbidden}
 	t.Run("subscription refused", func(t *testing.T) {
 		h := startFollower(t, func(s *fakeSession) { s.subErrs[names.Actual] = []error{forbidden} })
 		_, _, err := h.f.WaitFor(context.Background(), func(string, []presence.Conn) bool { return false })
-		if c2s.Condition(err) != "forbidden" {
+		if !errors.Is(err, xmpp.ErrForbidden) {
 			t.Fatalf("WaitFor = %v, want forbidden", err)
 		}
 	})
@@ -381,15 +388,15 @@ func TestFollowerFatalErrors(t *testing.T) {
 		h := startFollower(t, nil)
 		h.send(statusNote(StatusOnline))
 		h.fetch(nil, forbidden)
-		if err := <-h.done; c2s.Condition(err) != "forbidden" {
+		if err := <-h.done; !errors.Is(err, xmpp.ErrForbidden) {
 			t.Fatalf("Run = %v, want forbidden", err)
 		}
 		h.done <- nil
 	})
 	t.Run("connection ends", func(t *testing.T) {
-		h := startFollower(t, func(s *fakeSession) { s.err = &c2s.StreamError{Condition: "system-shutdown"} })
+		h := startFollower(t, func(s *fakeSession) { s.err = &xmpp.StreamError{Condition: xmpp.ErrStreamSystemShutdown} })
 		close(h.sess.stanzas)
-		var se *c2s.StreamError
+		var se *xmpp.StreamError
 		if err := <-h.done; !errors.As(err, &se) {
 			t.Fatalf("Run = %v, want the stream error", err)
 		}
@@ -450,7 +457,7 @@ func TestFollowerHooks(t *testing.T) {
 func TestFollowerFetchOfDeletedNode(t *testing.T) {
 	h := startFollower(t, nil)
 	h.send(statusNote(StatusOnline))
-	h.fetch(nil, &c2s.IQError{Type: "cancel", Condition: "item-not-found"})
+	h.fetch(nil, &xmpp.StanzaError{Type: "cancel", Condition: xmpp.ErrItemNotFound})
 	h.want(StatusOnline)
 	h.send(live("a@l/1", presence.Away)) // discarded: no snapshot yet
 	h.send(statusNote(StatusInit), statusNote(StatusOnline))

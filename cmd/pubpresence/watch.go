@@ -23,6 +23,7 @@ import (
 	"unicode"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/watch"
 )
@@ -157,7 +158,7 @@ func parseWatch(args []string, stderr io.Writer, getenv func(string) string) (*w
 	if o.jid == "" {
 		return nil, usagef("--jid is required")
 	}
-	j, err := presence.ParseJID(o.jid)
+	j, err := xmpp.ParseJID(o.jid)
 	switch {
 	case err != nil:
 		return nil, usagef("--jid: %v", err)
@@ -169,15 +170,17 @@ func parseWatch(args []string, stderr io.Writer, getenv func(string) string) (*w
 	o.jid = j.Bare()
 	if o.pubsub == "" {
 		o.pubsub = "pubsub." + j.Domain
-	} else if p, err := presence.ParseJID(o.pubsub); err != nil || p.Local != "" || p.Resource != "" {
+	} else if p, err := xmpp.ParseJID(o.pubsub); err != nil || p.Local != "" || p.Resource != "" {
 		return nil, usagef("--pubsub %q: need a service JID such as pubsub.%s", o.pubsub, j.Domain)
+	} else {
+		o.pubsub = p.Domain
 	}
 	if _, _, err := net.SplitHostPort(o.server); err != nil {
 		return nil, usagef("--server %q: need host:port", o.server)
 	}
 	if o.resource == "" {
 		o.resource = randomResource()
-	} else if r, err := presence.ParseJID(j.Bare() + "/" + o.resource); err != nil || r.Resource != o.resource {
+	} else if r, err := xmpp.ParseJID(j.Bare() + "/" + o.resource); err != nil || r.Resource != o.resource {
 		return nil, usagef("--resource %q: not a valid resource", o.resource)
 	}
 	if o.nodes.Live == "" || o.nodes.Actual == "" || o.nodes.Status == "" {
@@ -313,7 +316,7 @@ func runWatch(ctx context.Context, o *watchOptions, stdout, stderr io.Writer) er
 // loginError says in one line why the login failed.
 func loginError(o *watchOptions, err error) error {
 	var ae *c2s.AuthError
-	var se *c2s.StreamError
+	var se *xmpp.StreamError
 	var oe *net.OpError
 	switch {
 	case errors.As(err, &ae):
@@ -344,8 +347,8 @@ func loginError(o *watchOptions, err error) error {
 
 // followError says why following the nodes stopped.
 func followError(o *watchOptions, err error) error {
-	switch cond := c2s.Condition(err); cond {
-	case "forbidden", "not-authorized", "not-allowed", "registration-required", "subscription-required":
+	switch cond := xmpp.ConditionOf(err); cond {
+	case xmpp.ErrForbidden, xmpp.ErrNotAuthorized, xmpp.ErrNotAllowed, xmpp.ErrRegistrationRequired, xmpp.ErrSubscriptionRequired:
 		return fmt.Errorf("%s is not a reader of the nodes on %s (%s): add it to nodes.readers in the service's config (%w)",
 			o.jid, o.pubsub, cond, err)
 	}

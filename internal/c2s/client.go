@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // Tunables. StanzaBuffer is the capacity of the Stanzas channel.
@@ -105,7 +107,11 @@ type pendingIQ struct {
 // (see Presence). See Config.TLS for how STARTTLS is handled; the TLS
 // handshake is bounded by cfg.Timeout like the rest of the login.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
-	bare, res, _ := strings.Cut(cfg.JID, "/")
+	j, err := xmpp.ParseJID(cfg.JID)
+	if err != nil || j.Local == "" {
+		return nil, fmt.Errorf("c2s: JID %q: need user@domain", cfg.JID)
+	}
+	bare, local, domain, res := j.Bare(), j.Local, j.Domain, j.Resource
 	if cfg.Resource != "" {
 		res = cfg.Resource
 	}
@@ -171,7 +177,7 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 	if err != nil {
 		return nil, err
 	}
-	starttls := child(features, NSTLS, "starttls")
+	starttls := child(features, xmpp.NSTLS, "starttls")
 	switch {
 	case cfg.TLS != nil:
 		if starttls == nil {
@@ -186,7 +192,7 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 	case starttls != nil && starttls.child("", "required") != nil:
 		return nil, ErrTLSRequired
 	}
-	mechs := child(features, NSSASL, "mechanisms")
+	mechs := child(features, xmpp.NSSASL, "mechanisms")
 	if mechs == nil {
 		return nil, errors.New("server offers no SASL mechanisms")
 	}
@@ -196,7 +202,7 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 			offered = append(offered, strings.TrimSpace(m.Text))
 		}
 	}
-	if cb := child(features, NSSASLCB, "sasl-channel-binding"); cb != nil {
+	if cb := child(features, xmpp.NSSASLCB, "sasl-channel-binding"); cb != nil {
 		for _, t := range cb.Children {
 			if t.Name.Local == "channel-binding" {
 				cbTypes = append(cbTypes, t.attr("type"))
@@ -225,19 +231,19 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 	if err != nil {
 		return nil, err
 	}
-	if child(features, NSBind, "bind") == nil {
+	if child(features, xmpp.NSBind, "bind") == nil {
 		return nil, errors.New("server offers no resource binding")
 	}
-	bind := "<bind xmlns='" + NSBind + "'/>"
+	bind := "<bind xmlns='" + xmpp.NSBind + "'/>"
 	if resource != "" {
-		bind = "<bind xmlns='" + NSBind + "'><resource>" + escape(resource) + "</resource></bind>"
+		bind = "<bind xmlns='" + xmpp.NSBind + "'><resource>" + escape(resource) + "</resource></bind>"
 	}
 	st, err := c.loginIQ(sr, "bind_1", bind)
 	if err != nil {
 		return nil, fmt.Errorf("bind: %w", err)
 	}
 	nodes, _ := parseFragment(st.Inner)
-	if b := child(nodes, NSBind, "bind"); b != nil {
+	if b := child(nodes, xmpp.NSBind, "bind"); b != nil {
 		if j := b.child("", "jid"); j != nil {
 			c.jid = strings.TrimSpace(j.Text)
 		}
@@ -245,8 +251,8 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 	if !strings.Contains(c.jid, "/") {
 		return nil, fmt.Errorf("bind: no full JID in answer %q", st.Raw)
 	}
-	if s := child(features, NSSession, "session"); s != nil && s.child("", "optional") == nil {
-		if _, err := c.loginIQ(sr, "sess_1", "<session xmlns='"+NSSession+"'/>"); err != nil {
+	if s := child(features, xmpp.NSSession, "session"); s != nil && s.child("", "optional") == nil {
+		if _, err := c.loginIQ(sr, "sess_1", "<session xmlns='"+xmpp.NSSession+"'/>"); err != nil {
 			return nil, fmt.Errorf("session: %w", err)
 		}
 	}
@@ -257,7 +263,7 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 // the server answers <proceed/>, and returns the reader of the encrypted
 // connection, on which the caller restarts the stream (RFC 6120 §5.4.3.3).
 func (c *Client) startTLS(ctx context.Context, sr *streamReader, br *bufio.Reader, base *tls.Config) (*bufio.Reader, error) {
-	if err := c.write("<starttls xmlns='" + NSTLS + "'/>"); err != nil {
+	if err := c.write("<starttls xmlns='" + xmpp.NSTLS + "'/>"); err != nil {
 		return nil, err
 	}
 	el, err := c.loginNext(sr)
@@ -265,8 +271,8 @@ func (c *Client) startTLS(ctx context.Context, sr *streamReader, br *bufio.Reade
 		return nil, fmt.Errorf("starttls: %w", err)
 	}
 	switch {
-	case el.Name.Space == NSTLS && el.Name.Local == "proceed":
-	case el.Name.Space == NSTLS && el.Name.Local == "failure":
+	case el.Name.Space == xmpp.NSTLS && el.Name.Local == "proceed":
+	case el.Name.Space == xmpp.NSTLS && el.Name.Local == "failure":
 		return nil, ErrTLSRefused
 	default:
 		return nil, fmt.Errorf("starttls: expected <proceed/>, got <%s xmlns='%s'>", el.Name.Local, el.Name.Space)
@@ -291,7 +297,7 @@ func (c *Client) startTLS(ctx context.Context, sr *streamReader, br *bufio.Reade
 
 // openStream sends a stream header and reads the server's header and features.
 func (c *Client) openStream(br *bufio.Reader) (*streamReader, []*node, error) {
-	hdr := "<?xml version='1.0'?><stream:stream xmlns='" + NSClient + "' xmlns:stream='" + NSStream +
+	hdr := "<?xml version='1.0'?><stream:stream xmlns='" + xmpp.NSClient + "' xmlns:stream='" + xmpp.NSStream +
 		"' to='" + escape(c.domain) + "' version='1.0' xml:lang='en'>"
 	if err := c.write(hdr); err != nil {
 		return nil, nil, err
@@ -304,7 +310,7 @@ func (c *Client) openStream(br *bufio.Reader) (*streamReader, []*node, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if el.Name.Space != NSStream || el.Name.Local != "features" {
+	if el.Name.Space != xmpp.NSStream || el.Name.Local != "features" {
 		return nil, nil, fmt.Errorf("expected stream features, got <%s>", el.Name.Local)
 	}
 	features, err := parseFragment(el.Inner)
@@ -321,8 +327,8 @@ func (c *Client) loginNext(sr *streamReader) (*element, error) {
 	if err != nil {
 		return nil, err
 	}
-	if el.Name.Space == NSStream && el.Name.Local == "error" {
-		return nil, parseStreamError(el.Inner)
+	if el.Name.Space == xmpp.NSStream && el.Name.Local == "error" {
+		return nil, xmpp.ParseStreamError(el.Inner)
 	}
 	return el, nil
 }
@@ -342,7 +348,7 @@ func (c *Client) loginIQ(sr *streamReader, id, payload string) (Stanza, error) {
 			continue
 		}
 		if st.Type == "error" {
-			return st, ParseError(st.Inner)
+			return st, xmpp.ParseError(st.Inner)
 		}
 		return st, nil
 	}
@@ -380,9 +386,9 @@ func (c *Client) readLoop(sr *streamReader) {
 		if err != nil {
 			break
 		}
-		if el.Name.Space == NSStream {
+		if el.Name.Space == xmpp.NSStream {
 			if el.Name.Local == "error" {
-				err = parseStreamError(el.Inner)
+				err = xmpp.ParseStreamError(el.Inner)
 				break
 			}
 			continue
@@ -473,23 +479,26 @@ func (c *Client) answerIQ(st Stanza) {
 		q = nodes[0]
 	}
 	switch {
-	case q != nil && st.Type == "get" && q.Name.Space == NSPing && q.Name.Local == "ping":
+	case q != nil && st.Type == "get" && q.Name.Space == xmpp.NSPing && q.Name.Local == "ping":
 		_ = c.write(head + "/>")
-	case q != nil && st.Type == "get" && q.Name.Space == NSDiscoInfo && q.Name.Local == "query":
+	case q != nil && st.Type == "get" && q.Name.Space == xmpp.NSDiscoInfo && q.Name.Local == "query":
 		node := ""
 		if n := q.attr("node"); n != "" {
 			node = " node='" + escape(n) + "'"
 		}
-		_ = c.write(head + "><query xmlns='" + NSDiscoInfo + "'" + node + ">" +
+		_ = c.write(head + "><query xmlns='" + xmpp.NSDiscoInfo + "'" + node + ">" +
 			"<identity category='client' type='bot' name='pubpresence'/>" +
-			"<feature var='" + NSDiscoInfo + "'/><feature var='" + NSPing + "'/></query></iq>")
-	case q != nil && st.Type == "set" && q.Name.Space == NSRoster && c.fromMatches("", st.From):
+			"<feature var='" + xmpp.NSDiscoInfo + "'/><feature var='" + xmpp.NSPing + "'/></query></iq>")
+	case q != nil && st.Type == "set" && q.Name.Space == xmpp.NSRoster && c.fromMatches("", st.From):
 		_ = c.write(head + "/>")
 	default:
 		_ = c.write("<iq type='error' id='" + escape(st.ID) + "'" + to +
-			"><error type='cancel'><service-unavailable xmlns='" + NSStanzas + "'/></error></iq>")
+			">" + string(unavailable.AppendXML(nil)) + "</iq>")
 	}
 }
+
+// unavailable answers the requests the client does not serve.
+var unavailable = &xmpp.StanzaError{Type: "cancel", Condition: xmpp.ErrServiceUnavailable}
 
 // write sends raw XML under the writer mutex.
 func (c *Client) write(s string) error {
@@ -521,7 +530,7 @@ func (c *Client) Send(raw string) error { return c.write(raw) }
 // Request sends an IQ of type typ ("get" or "set") to the address to (""
 // means the account itself) with payload as its content, and waits for the
 // answer, which it returns whole. An answer of type "error" is returned
-// with an *IQError. The id is registered before the IQ is sent.
+// with an *xmpp.StanzaError. The id is registered before the IQ is sent.
 func (c *Client) Request(ctx context.Context, typ, to, payload string) (Stanza, error) {
 	if err := ctx.Err(); err != nil { // the caller gave up already: send nothing
 		return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, err)
@@ -559,7 +568,7 @@ func (c *Client) Request(ctx context.Context, typ, to, payload string) (Stanza, 
 		}
 	}
 	if st.Type == "error" {
-		return st, ParseError(st.Inner)
+		return st, xmpp.ParseError(st.Inner)
 	}
 	return st, nil
 }
@@ -603,7 +612,7 @@ func (c *Client) ApproveAndSubscribe(to string) error {
 	if c.approved == nil {
 		c.approved = make(map[string]bool)
 	}
-	c.approved[strings.ToLower(to)] = true
+	c.approved[bareKey(to)] = true
 	c.mu.Unlock()
 	t := escape(to)
 	return c.write("<presence type='subscribed' to='" + t + "'/><presence type='subscribe' to='" + t + "'/>")
@@ -612,16 +621,21 @@ func (c *Client) ApproveAndSubscribe(to string) error {
 // approve answers a subscription request from a JID given to
 // ApproveAndSubscribe.
 func (c *Client) approve(st Stanza) {
-	from := st.From
-	if i := strings.IndexByte(from, '/'); i >= 0 {
-		from = from[:i]
-	}
+	from := bareKey(st.From)
 	c.mu.Lock()
-	ok := c.approved[strings.ToLower(from)]
+	ok := c.approved[from]
 	c.mu.Unlock()
 	if ok {
 		go func() { _ = c.write("<presence type='subscribed' to='" + escape(from) + "'/>") }()
 	}
+}
+
+// bareKey is the bare JID of jid, normalised, or jid when it does not parse.
+func bareKey(jid string) string {
+	if b, err := xmpp.NormalBare(jid); err == nil {
+		return b
+	}
+	return jid
 }
 
 // Stanzas returns the channel of inbound stanzas: messages, presences and
@@ -635,7 +649,7 @@ func (c *Client) Stanzas() <-chan Stanza { return c.stanzas }
 func (c *Client) Done() <-chan struct{} { return c.done }
 
 // Err returns why the session ended once Done is closed: nil after Close or
-// Abort, a *StreamError, or a read error. Before that it returns nil.
+// Abort, an *xmpp.StreamError, or a read error. Before that it returns nil.
 func (c *Client) Err() error {
 	select {
 	case <-c.done:

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // fakeConn is the server side of one test connection.
@@ -144,8 +146,7 @@ func TestDialFailures(t *testing.T) {
 			f.sr.header()
 			f.send(testHeader + "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
 		}, func(t *testing.T, err error) {
-			var se *StreamError
-			if !errors.As(err, &se) || se.Condition != "host-unknown" {
+			if !errors.Is(err, xmpp.ErrStreamHostUnknown) {
 				t.Fatalf("err = %v, want StreamError host-unknown", err)
 			}
 		}},
@@ -157,7 +158,7 @@ func TestDialFailures(t *testing.T) {
 			f.send("<iq type='error' id='" + b.attr("id") + "'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
 			f.sr.next()
 		}, func(t *testing.T, err error) {
-			if Condition(err) != "conflict" {
+			if !errors.Is(err, xmpp.ErrConflict) {
 				t.Fatalf("err = %v, want conflict", err)
 			}
 		}},
@@ -217,8 +218,8 @@ func TestIQCorrelationAndErrors(t *testing.T) {
 	time.Sleep(50 * time.Millisecond) // a before b
 	go func() { in, err := c.IQ(ctx, "get", "pubsub.localhost", []byte("<b/>")); cb <- answer{in, err} }()
 	b := <-cb
-	var ie *IQError
-	if !errors.As(b.err, &ie) || ie.Type != "cancel" || ie.Condition != "feature-not-implemented" ||
+	var ie *xmpp.StanzaError
+	if !errors.As(b.err, &ie) || ie.Type != "cancel" || ie.Condition != xmpp.ErrFeatureNotImplemented ||
 		ie.App != "persistent-items" || ie.Text != "no" {
 		t.Fatalf("b: err = %#v", b.err)
 	}
@@ -348,9 +349,8 @@ func TestCloseAndAbort(t *testing.T) {
 			f.send("<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
 		})
 		c := dialFake(t, addr)
-		var se *StreamError
 		<-c.Done()
-		if err := c.Err(); !errors.As(err, &se) || se.Condition != "system-shutdown" {
+		if err := c.Err(); !errors.Is(err, xmpp.ErrStreamSystemShutdown) {
 			t.Fatalf("Err = %v, want system-shutdown", err)
 		}
 	})

@@ -11,22 +11,3 @@
 // refuses servers that require STARTTLS. Direct TLS (XEP-0368, port 5223)
 // is not supported.
 package c2s
-
-// Namespaces used by the client.
-const (
-	NSClient     = "jabber:client"
-	NSStream     = "http://etherx.jabber.org/streams"
-	NSSASL       = "urn:ietf:params:xml:ns:xmpp-sasl"
-	NSSASLCB     = "urn:xmpp:sasl-cb:0" // XEP-0440: the channel-binding types a server supports
-	NSBind       = "urn:ietf:params:xml:ns:xmpp-bind"
-	NSSession    = "urn:ietf:params:xml:ns:xmpp-session"
-	NSTLS        = "urn:ietf:params:xml:ns:xmpp-tls"
-	NSStanzas    = "urn:ietf:params:xml:ns:xmpp-stanzas"
-	NSStreams    = "urn:ietf:params:xml:ns:xmpp-streams"
-	NSPing       = "urn:xmpp:ping"
-	NSDiscoInfo  = "http://jabber.org/protocol/disco#info"
-	NSRoster     = "jabber:iq:roster"
-	NSPubsub     = "http://jabber.org/protocol/pubsub"
-	NSPubsubEvt  = "http://jabber.org/protocol/pubsub#event"
-	NSPubsubErrs = "http://jabber.org/protocol/pubsub#errors"
-)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
 
@@ -39,7 +40,7 @@ func (s Stanza) Event() (ev pubsub.Event, ok bool) {
 func (s Stanza) PresenceDetails() (show, status string, priority int) {
 	nodes, _ := parseFragment(s.Inner)
 	for _, n := range nodes {
-		if n.Name.Space != "" && n.Name.Space != NSClient {
+		if n.Name.Space != "" && n.Name.Space != xmpp.NSClient {
 			continue
 		}
 		switch n.Name.Local {
@@ -55,9 +56,9 @@ func (s Stanza) PresenceDetails() (show, status string, priority int) {
 }
 
 // Err returns the stanza's error when its type is "error", else nil.
-func (s Stanza) Err() *IQError {
+func (s Stanza) Err() *xmpp.StanzaError {
 	if s.Type != "error" {
 		return nil
 	}
-	return ParseError(s.Inner)
+	return xmpp.ParseError(s.Inner)
 }

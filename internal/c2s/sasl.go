@@ -1,6 +1,8 @@
 package c2s
 
 import (
+	"github.com/pubpresence/pubpresence/internal/xmpp"
+
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -269,7 +271,7 @@ func (c *Client) authenticate(sr *streamReader, mech string, neg *sasl.Negotiato
 	if len(initial) > 0 {
 		enc = base64.StdEncoding.EncodeToString(initial)
 	}
-	if err := c.write("<auth xmlns='" + NSSASL + "' mechanism='" + escape(mech) + "'>" + enc + "</auth>"); err != nil {
+	if err := c.write("<auth xmlns='" + xmpp.NSSASL + "' mechanism='" + escape(mech) + "'>" + enc + "</auth>"); err != nil {
 		return err
 	}
 	for {
@@ -277,7 +279,7 @@ func (c *Client) authenticate(sr *streamReader, mech string, neg *sasl.Negotiato
 		if err != nil {
 			return err
 		}
-		if el.Name.Space != NSSASL {
+		if el.Name.Space != xmpp.NSSASL {
 			return fmt.Errorf("sasl: unexpected <%s>", el.Name.Local)
 		}
 		if el.Name.Local == "failure" {
@@ -320,10 +322,10 @@ func (c *Client) authenticate(sr *streamReader, mech string, neg *sasl.Negotiato
 			c.abortAuth()
 			return fmt.Errorf("sasl %s: %w", mech, err)
 		}
-		if err := c.write("<response xmlns='" + NSSASL + "'>" + base64.StdEncoding.EncodeToString(resp) + "</response>"); err != nil {
+		if err := c.write("<response xmlns='" + xmpp.NSSASL + "'>" + base64.StdEncoding.EncodeToString(resp) + "</response>"); err != nil {
 			return err
 		}
 	}
 }
 
-func (c *Client) abortAuth() { _ = c.write("<abort xmlns='" + NSSASL + "'/>") }
+func (c *Client) abortAuth() { _ = c.write("<abort xmlns='" + xmpp.NSSASL + "'/>") }

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 const (
@@ -63,7 +65,7 @@ func testCert(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
 func (f *fakeConn) startTLS(features string, cfg *tls.Config) bool {
 	f.open(features)
 	el := f.next()
-	if el.Name.Space != NSTLS || el.Name.Local != "starttls" {
+	if el.Name.Space != xmpp.NSTLS || el.Name.Local != "starttls" {
 		f.t.Errorf("fake server: first element %q, want <starttls/>", el.Raw)
 		return false
 	}
@@ -220,8 +222,7 @@ func TestDialStartTLSFailures(t *testing.T) {
 			f.next()
 			f.send("<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
 		}, func(t *testing.T, err error) {
-			var se *StreamError
-			if !errors.As(err, &se) || se.Condition != "policy-violation" {
+			if !errors.Is(err, xmpp.ErrStreamPolicyViolation) {
 				t.Errorf("err = %v, want StreamError policy-violation", err)
 			}
 		}},

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // maxStanzaSize bounds one top-level element read from the server.
@@ -107,7 +109,7 @@ func (s *streamReader) header() (xml.StartElement, error) {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			if t.Name.Space != NSStream || t.Name.Local != "stream" {
+			if t.Name.Space != xmpp.NSStream || t.Name.Local != "stream" {
 				return xml.StartElement{}, fmt.Errorf("read stream header: unexpected <%s xmlns='%s'>", t.Name.Local, t.Name.Space)
 			}
 			s.rec.discard(s.dec.InputOffset())

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 const testHeader = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' " +
@@ -30,12 +32,12 @@ func TestStreamReaderRawAndInner(t *testing.T) {
 	want := []struct {
 		space, local, raw, inner string
 	}{
-		{NSStream, "features", "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>",
+		{xmpp.NSStream, "features", "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>",
 			"<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"},
-		{NSClient, "presence", "<presence from='a@b/c'/>", ""},
-		{NSClient, "message", "<message from='x' type='chat'><body>a &amp; b &lt;c&gt;</body><x xmlns='urn:x'><y/></x></message>",
+		{xmpp.NSClient, "presence", "<presence from='a@b/c'/>", ""},
+		{xmpp.NSClient, "message", "<message from='x' type='chat'><body>a &amp; b &lt;c&gt;</body><x xmlns='urn:x'><y/></x></message>",
 			"<body>a &amp; b &lt;c&gt;</body><x xmlns='urn:x'><y/></x>"},
-		{NSClient, "iq", "<iq type='result' id='1'></iq>", ""},
+		{xmpp.NSClient, "iq", "<iq type='result' id='1'></iq>", ""},
 	}
 	for i, w := range want {
 		el, err := sr.next()
@@ -93,7 +95,7 @@ func TestParseFragment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(nodes) != 1 || nodes[0].Name.Space != NSPubsub {
+	if len(nodes) != 1 || nodes[0].Name.Space != xmpp.NSPubsub {
 		t.Fatalf("roots = %d, first %v", len(nodes), nodes[0].Name)
 	}
 	items := nodes[0].child("", "items")
@@ -179,7 +181,7 @@ func FuzzStanzaParsers(f *testing.F) {
 				oneElement("event", it.Payload)
 			}
 		}
-		if e := ParseError(b); e == nil || e.Condition == "" {
+		if e := xmpp.ParseError(b); e == nil || e.Condition == "" {
 			t.Fatalf("ParseError gave %+v", e)
 		}
 		st.Name = "presence"

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
@@ -112,7 +113,7 @@ func Raw(ctx context.Context, cfg RawConfig, ops []RawOp) (RawReport, error) {
 			defer cancel()
 			_, err := call.Wait(rctx)
 			<-sem
-			if err != nil && !(op.Retract && component.Condition(err) == "item-not-found") {
+			if err != nil && !(op.Retract && errors.Is(err, xmpp.ErrItemNotFound)) {
 				failed(err)
 			}
 		}()

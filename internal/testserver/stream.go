@@ -10,12 +10,8 @@ import (
 	"net"
 	"strings"
 	"time"
-)
 
-// Namespaces of the XEP-0114 stream the harness speaks.
-const (
-	nsComponent = "jabber:component:accept"
-	nsStream    = "http://etherx.jabber.org/streams"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // componentConn is a minimal XEP-0114 component stream for the harness's own
@@ -46,7 +42,7 @@ func (c *componentConn) handshake(secret string, timeout time.Duration) error {
 		return err
 	}
 	header := fmt.Sprintf("<?xml version='1.0'?><stream:stream xmlns='%s' xmlns:stream='%s' to='%s'>",
-		nsComponent, nsStream, xmlEscape(c.name))
+		xmpp.NSComponent, xmpp.NSStream, xmlEscape(c.name))
 	if _, err := io.WriteString(c.conn, header); err != nil {
 		return fmt.Errorf("send stream header: %w", err)
 	}
@@ -82,7 +78,7 @@ func (c *componentConn) readStreamHeader() (string, error) {
 		if !ok {
 			continue
 		}
-		if start.Name.Space != nsStream || start.Name.Local != "stream" {
+		if start.Name.Space != xmpp.NSStream || start.Name.Local != "stream" {
 			return "", fmt.Errorf("read stream header: got <%s/>", start.Name.Local)
 		}
 		for _, a := range start.Attr {
@@ -105,12 +101,14 @@ func (c *componentConn) nextElement() (xml.StartElement, error) {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			if t.Name.Space == nsStream && t.Name.Local == "error" {
-				var se streamError
+			if t.Name.Space == xmpp.NSStream && t.Name.Local == "error" {
+				var se struct {
+					Inner []byte `xml:",innerxml"`
+				}
 				if err := c.dec.DecodeElement(&se, &t); err != nil {
 					return xml.StartElement{}, fmt.Errorf("read stream error: %w", err)
 				}
-				return xml.StartElement{}, &se
+				return xml.StartElement{}, xmpp.ParseStreamError(se.Inner)
 			}
 			return t, nil
 		case xml.EndElement:
@@ -130,29 +128,6 @@ func (c *componentConn) close() {
 		_, _ = io.Copy(io.Discard, c.conn)
 	}
 	c.conn.Close()
-}
-
-// streamError is a <stream:error/> from the server.
-type streamError struct {
-	Children []struct {
-		XMLName xml.Name
-		Text    string `xml:",chardata"`
-	} `xml:",any"`
-}
-
-func (e *streamError) Error() string {
-	var cond, text string
-	for _, ch := range e.Children {
-		if ch.XMLName.Local == "text" {
-			text = ch.Text
-		} else if cond == "" {
-			cond = ch.XMLName.Local
-		}
-	}
-	if text != "" {
-		return "stream error " + cond + ": " + text
-	}
-	return "stream error " + cond
 }
 
 func xmlEscape(s string) string {

@@ -10,18 +10,17 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 const (
-	nsCommands  = "http://jabber.org/protocol/commands"
-	nsAdmin     = "http://jabber.org/protocol/admin"
-	nodeAddUser = nsAdmin + "#add-user"
-	nodeSetPass = nsAdmin + "#change-user-password"
+	nodeAddUser = xmpp.NSAdmin + "#add-user"
+	nodeSetPass = xmpp.NSAdmin + "#change-user-password"
 
 	// msgAccountExists is the note Prosody's admin#add-user gives for an
-	// existing user; ejabberd answers with a conflict error (errConflict).
+	// existing user; ejabberd answers with a conflict error.
 	msgAccountExists = "Account already exists"
-	errConflict      = "iq error: conflict"
 )
 
 // CreateUsers creates accounts <local>@Domain with password, or sets the
@@ -107,25 +106,21 @@ type commandReply struct {
 			Text string `xml:",chardata"`
 		} `xml:"note"`
 	} `xml:"http://jabber.org/protocol/commands command"`
-	Error *struct {
-		Type       string `xml:"type,attr"`
-		Conditions []struct {
-			XMLName xml.Name
-			Text    string `xml:",chardata"`
-		} `xml:",any"`
-	} `xml:"error"`
+	Inner []byte `xml:",innerxml"`
+}
+
+// stanzaError returns the answer's error, nil for a result.
+func (r *commandReply) stanzaError() error {
+	if r.Type != "error" {
+		return nil
+	}
+	return xmpp.ParseError(r.Inner)
 }
 
 // problem returns what went wrong, or "" when the command completed.
 func (r *commandReply) problem() string {
-	if r.Type == "error" || r.Error != nil {
-		var parts []string
-		if r.Error != nil {
-			for _, c := range r.Error.Conditions {
-				parts = append(parts, strings.TrimSpace(c.XMLName.Local+" "+c.Text))
-			}
-		}
-		return "iq error: " + strings.Join(parts, "; ")
+	if err := r.stanzaError(); err != nil {
+		return "iq error: " + err.Error()
 	}
 	if r.Command == nil {
 		return "no <command/> in the result"
@@ -148,16 +143,15 @@ func (c *componentConn) adminCommands(domain, node string, locals []string, pass
 	writeErr := make(chan error, 1)
 	go func() {
 		w := bufio.NewWriterSize(c.conn, 64<<10)
+		var b []byte
 		for i, l := range locals {
-			fmt.Fprintf(w, "<iq type='set' id='h%d' from='%s' to='%s'><command xmlns='%s' node='%s' action='execute'>"+
-				"<x xmlns='jabber:x:data' type='submit'>"+
-				"<field var='FORM_TYPE' type='hidden'><value>%s</value></field>"+
-				"<field var='accountjid'><value>%s@%s</value></field>"+
-				"<field var='password'><value>%s</value></field>"+
-				"<field var='password-verify'><value>%s</value></field>"+
-				"</x></command></iq>",
-				i, xmlEscape(c.name), xmlEscape(domain), nsCommands, node, nsAdmin,
-				xmlEscape(l), xmlEscape(domain), xmlEscape(password), xmlEscape(password))
+			b = fmt.Appendf(b[:0], "<iq type='set' id='h%d' from='%s' to='%s'><command xmlns='%s' node='%s' action='execute'>",
+				i, xmlEscape(c.name), xmlEscape(domain), xmpp.NSCommands, node)
+			b = xmpp.AppendForm(b, "submit", xmpp.NSAdmin,
+				xmpp.FieldValue{Var: "accountjid", Value: l + "@" + domain},
+				xmpp.FieldValue{Var: "password", Value: password},
+				xmpp.FieldValue{Var: "password-verify", Value: password})
+			_, _ = w.Write(append(b, "</command></iq>"...))
 		}
 		writeErr <- w.Flush()
 	}()
@@ -191,7 +185,7 @@ func (c *componentConn) adminCommands(domain, node string, locals []string, pass
 		pending--
 		switch p := r.problem(); {
 		case p == "":
-		case node == nodeAddUser && (p == msgAccountExists || p == errConflict):
+		case node == nodeAddUser && (p == msgAccountExists || errors.Is(r.stanzaError(), xmpp.ErrConflict)):
 			exist = append(exist, locals[i])
 		default:
 			failed = append(failed, fmt.Sprintf("%s: %s", locals[i], p))

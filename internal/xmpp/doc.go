@@ -1,0 +1,10 @@
+// Package xmpp is pubpresence's XMPP core: the one place that knows the
+// protocol's vocabulary, shared by the component stream (component), the
+// client (internal/c2s) and the packages above them. It holds the
+// namespaces the project uses (ns.go), stanza and stream errors with typed
+// conditions (RFC 6120 §8.3, §4.9; errors.go), JID parsing and
+// normalisation (RFC 7622; jid.go) and XEP-0004 data forms (form.go).
+//
+// It does no I/O and keeps no state; the streams themselves live in
+// component and internal/c2s.
+package xmpp
