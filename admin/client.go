@@ -100,7 +100,8 @@ func (c *Client) UserStats(ctx context.Context, bare string) ([]Session, error) 
 
 // OnlineResources lists the full JID of every session on domain through
 // ejabberd's disco#items node "online users" (see ParseOnlineResources). It
-// has no IPs and also lists zombie sessions (ejabberd.md §5.2). Prosody has no
+// has no IPs and also lists zombie sessions (sessions whose process is gone
+// but whose record stays until cleaned up). Prosody has no
 // such node.
 func (c *Client) OnlineResources(ctx context.Context, domain string) ([]string, error) {
 	res, err := c.IQ.IQ(ctx, "get", domain, OnlineResourcesRequest())

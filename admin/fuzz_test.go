@@ -98,7 +98,7 @@ func FuzzParseAddr(f *testing.F) {
 }
 
 // ejabberdOnlineResources is ejabberd's answer to disco#items of the node
-// "online users" (ejabberd.md §5.2).
+// "online users", as ejabberd 23.01 sends them.
 const ejabberdOnlineResources = `<query xmlns="http://jabber.org/protocol/disco#items" node="online users">` +
 	`<item name="alice@localhost" jid="alice@localhost/home"/>` +
 	`<item name="alice@localhost" jid="alice@localhost/phone"/>` +

@@ -12,13 +12,12 @@ var onlineUsersFields = []xmpp.FieldValue{{Var: "max_items", Value: "all"}, {Var
 
 // OnlineUsersRequest is the one-shot execute of get-online-users-list: the
 // submitted form (hidden FORM_TYPE, max_items "all", details "1") goes in the
-// first execute, so Prosody answers "completed" at once and keeps no session
-// (prosody.md §4.2).
+// first execute, so Prosody answers "completed" at once and keeps no session.
 //
 // ejabberd 23.01 does not accept it: its mod_configure has no set_form clause
 // for this node, so a submitted form gets service-unavailable, while the
-// plain execute (OnlineUsersExecuteRequest) completes at once (ejabberd.md
-// §5.3). Client.OnlineUsers handles both.
+// plain execute (OnlineUsersExecuteRequest) completes at once.
+// Client.OnlineUsers handles both.
 func OnlineUsersRequest() []byte {
 	return commandRequest(NodeOnlineUsersList, "execute", "", onlineUsersFields)
 }
@@ -31,7 +30,7 @@ func OnlineUsersExecuteRequest() []byte {
 }
 
 // OnlineUsersCompleteRequest completes the get-online-users-list session
-// sessionid with max_items "all" and details "1" (prosody.md §4.3).
+// sessionid with max_items "all" and details "1" (Prosody's second step).
 func OnlineUsersCompleteRequest(sessionid string) []byte {
 	return commandRequest(NodeOnlineUsersList, "complete", sessionid, onlineUsersFields)
 }

@@ -383,7 +383,7 @@ func online(t testing.TB, srv *testserver.Server, local, resource string) *c2s.C
 	return cl
 }
 
-// watcher logs the reader in and follows the nodes as the seed's client does.
+// watcher logs the reader in and follows the nodes as docs/protocol.md says a client does.
 func watcher(t testing.TB, srv *testserver.Server) *watch.Follower {
 	t.Helper()
 	cl := dial(t, srv, reader, "watch")

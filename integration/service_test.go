@@ -125,7 +125,7 @@ func subscribe(t testing.TB, cl *c2s.Client, srv *testserver.Server, node string
 	}
 }
 
-// TestIntegrationLifecycle: a watcher following the seed's protocol sees
+// TestIntegrationLifecycle: a watcher following the protocol of docs/protocol.md sees
 // init then online, and presence/actual equals the logged-in connections.
 func TestIntegrationLifecycle(t *testing.T) {
 	eachServer(t, func(t *testing.T, start startFunc) {

@@ -88,7 +88,7 @@ func PublishUserRequest(b []byte, node string, c presence.Conn, withIP bool) []b
 }
 
 // itemUserSpace reports whether a <user/> in space is one ParseUser reads:
-// NSUser, or none or a pubsub namespace, as the seed's publishers sent it
+// NSUser, or none or a pubsub namespace, as the original publishers sent it
 // without one and Prosody then delivers it in the pubsub namespace.
 func itemUserSpace(space string) bool {
 	switch space {
@@ -100,7 +100,7 @@ func itemUserSpace(space string) bool {
 
 // ParseUser reads a <user/> payload back, as found inside an <item/> fetched
 // from presence/actual or delivered on presence/live. It also reads the
-// seed's form (<user status ip name fulljid/>, no priority, since or text,
+// original form (<user status ip name fulljid/>, no priority, since or text,
 // in no namespace or the pubsub one). The JID is normalised; name is not
 // read, as it follows from fulljid. A priority out of range is clamped and
 // one that is not a number, like an unreadable since, is left at zero.
@@ -194,7 +194,7 @@ func itemPriority(v string) int {
 	return max(-128, min(127, n))
 }
 
-// AppendStatus appends the seed's status form for state ("init" or
+// AppendStatus appends the status form (docs/protocol.md) for state ("init" or
 // "online") to b:
 //
 //	<x xmlns='jabber:x:data' type='result'><field var='pubpresence#status'><value>online</value></field></x>

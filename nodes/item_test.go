@@ -277,7 +277,7 @@ func TestParseStatus(t *testing.T) {
 		payload, want string
 		bad           bool
 	}{
-		// As in PRODUCT.md §2, pretty-printed.
+		// As in docs/protocol.md, pretty-printed.
 		{payload: "<x xmlns='jabber:x:data' type='result'>\n  <field var='pubpresence#status'><value>online</value></field></x>", want: "online"},
 		{payload: `<x xmlns="jabber:x:data" type="result"><field var="FORM_TYPE" type="hidden"><value>urn:x</value></field><field var="pubpresence#status" type="text-single"><value> init </value><value>second</value></field></x>`, want: "init"},
 		{payload: `<x xmlns='jabber:x:data'><field var='other'><value>online</value></field></x>`, bad: true},

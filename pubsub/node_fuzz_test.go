@@ -29,7 +29,8 @@ func (a *answerIQ) IQ(_ context.Context, typ, _ string, payload []byte) ([]byte,
 	return a.answer, nil
 }
 
-// The answers the servers send, for the seeds (prosody.md §5, ejabberd.md §6).
+// The answers the servers send (captured from Prosody 0.12 and ejabberd
+// 23.01), for the fuzz seeds.
 const (
 	nodeFuzzProsodyItems = `<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='presence/actual'>` +
 		`<item id='alice@localhost/laptop'><user xmlns='urn:pubpresence:0' status='away' name='alice@localhost' fulljid='alice@localhost/laptop' ip='127.0.0.1' priority='5' since='2026-11-21T09:00:00Z'><text>At lunch</text></user></item>` +

@@ -25,7 +25,7 @@ func TestStatePresenceAndItem(t *testing.T) {
 	}
 	want := "<x xmlns='jabber:x:data' type='result'><field var='pubpresence#status'><value>online</value></field></x>"
 	if got := string(StateOnline.Item()); got != want {
-		t.Errorf("online item %s, want the seed's form %s", got, want)
+		t.Errorf("online item %s, want the protocol's form %s", got, want)
 	}
 }
 

@@ -46,7 +46,8 @@ type session interface {
 	Err() error
 }
 
-// Follower drives a c2s session through the seed's client protocol:
+// Follower drives a c2s session through the client protocol
+// (docs/protocol.md, "How a client follows it"):
 //
 //  1. subscribe to the live and actual nodes, and last to the status node,
 //     whose current item the server sends on subscription (on_sub);

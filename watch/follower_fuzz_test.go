@@ -12,8 +12,8 @@ import (
 	"github.com/pubpresence/pubpresence/pubsub"
 )
 
-// Notifications as the servers deliver them (prosody.md §5.3–5.5,
-// ejabberd.md §6.3–6.5): the inner XML of the <message/>.
+// Notifications as the servers deliver them (captured from Prosody 0.12
+// and ejabberd 23.01): the inner XML of the <message/>.
 var notificationSeeds = []string{
 	`<event xmlns='http://jabber.org/protocol/pubsub#event'><items node='presence/live'><item id='alice@localhost/laptop'>` +
 		`<user xmlns='urn:pubpresence:0' status='away' name='alice@localhost' fulljid='alice@localhost/laptop' ip='127.0.0.1' priority='5' since='2026-11-21T09:00:00Z'><text>At lunch</text></user></item></items></event>`,

@@ -1,5 +1,5 @@
-// Package watch follows the pubpresence nodes as a client should (the
-// seed's "Client behaviour"): View is the pure client-side state, Follower
+// Package watch follows the pubpresence nodes as a client should
+// (docs/protocol.md, "How a client follows it"): View is the pure client-side state, Follower
 // drives a c2s session through the init/online protocol to keep a View
 // true.
 package watch
