@@ -100,9 +100,8 @@ func (c *Client) UserStats(ctx context.Context, bare string) ([]Session, error) 
 
 // OnlineResources lists the full JID of every session on domain through
 // ejabberd's disco#items node "online users" (see ParseOnlineResources). It
-// has no IPs and also lists zombie sessions (sessions whose process is gone
-// but whose record stays until cleaned up). Prosody has no
-// such node.
+// has no IPs and also lists zombie sessions (a stream-management session
+// waiting to be resumed, or a frozen client). Prosody has no such node.
 func (c *Client) OnlineResources(ctx context.Context, domain string) ([]string, error) {
 	res, err := c.IQ.IQ(ctx, "get", domain, OnlineResourcesRequest())
 	if err != nil {
