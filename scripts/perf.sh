@@ -33,7 +33,7 @@ scripts/install-servers.sh ejabberd >"$out/install.log" 2>&1 || { cat "$out/inst
 echo "==> Go benchmarks (count $COUNT)" >&2
 go test -run '^$' -bench 'HotPath|ServiceEvents' -benchmem -count "$COUNT" ./service/ >"$out/bench.txt" 2>&1 ||
 	{ cat "$out/bench.txt"; exit 1; }
-go test -run '^$' -bench 'PresenceToPublish' -benchmem -count "$COUNT" ./pubsub/ >>"$out/bench.txt" 2>&1 ||
+go test -run '^$' -bench 'PresenceToPublish' -benchmem -count "$COUNT" ./nodes/ >>"$out/bench.txt" 2>&1 ||
 	{ cat "$out/bench.txt"; exit 1; }
 go test -run '^$' -bench 'MemoryPerConn' -benchtime 1x -count 3 -timeout 30m ./service/ >>"$out/bench.txt" 2>&1 ||
 	{ cat "$out/bench.txt"; exit 1; }
