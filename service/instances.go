@@ -139,9 +139,10 @@ func (in *intruders) reset() {
 
 // gone is asked by the loop on its periodic tick: it says once that
 // another instance was seen, and reports true once that instance has been
-// quiet for intruderQuiet: presence meant for this instance went to the
-// other, so every user must be resynced.
-func (in *intruders) gone(log zerolog.Logger) bool {
+// quiet for intruderQuiet and the loop can act (ready: online, no resync
+// running): presence meant for this instance went to the other, so every
+// user must be resynced. Until the loop is ready the sighting is kept.
+func (in *intruders) gone(log zerolog.Logger, ready bool) bool {
 	at := in.at.Load()
 	if at == 0 {
 		return false
@@ -149,7 +150,7 @@ func (in *intruders) gone(log zerolog.Logger) bool {
 	if !in.logged.Swap(true) {
 		log.Warn().Msg("another connection with this component name took some of this instance's stanzas; it must stand by; every user is resynced once it is gone")
 	}
-	if time.Since(time.Unix(0, at)) < intruderQuiet {
+	if !ready || time.Since(time.Unix(0, at)) < intruderQuiet {
 		return false
 	}
 	if !in.at.CompareAndSwap(at, 0) {

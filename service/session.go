@@ -171,7 +171,7 @@ func (ss *session) run(ctx context.Context) error {
 			// publishing anything, the nodes are its.
 			return ss.svc.standby()
 		case <-check.C:
-			if ss.svc.intruders.gone(ss.svc.log) {
+			if ss.svc.intruders.gone(ss.svc.log, ss.life.phase == status.Online && ss.life.running == noResync) {
 				ss.dispatch(evIntruderGone{})
 			}
 			ss.svc.metrics.QueueDepth.Set(float64(ss.queue.Len()))
