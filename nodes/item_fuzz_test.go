@@ -111,17 +111,7 @@ func itemValidConn(c presence.Conn) bool {
 	if err != nil || j.Full() != c.JID || j.Resource == "" || !c.Show.Valid() || c.Priority < -128 || c.Priority > 127 {
 		return false
 	}
-	for _, s := range []string{c.JID, c.Text, c.IP} {
-		if !utf8.ValidString(s) {
-			return false
-		}
-		for _, r := range s {
-			if !xmltext.IsChar(r) {
-				return false
-			}
-		}
-	}
-	return true
+	return xmlCarries(c.JID) && xmlCarries(c.Text) && xmlCarries(c.IP)
 }
 
 // FuzzParseStatus checks that ParseStatus never panics, fails with "",
