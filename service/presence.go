@@ -42,7 +42,11 @@ func (ss *session) handle(st component.Stanza) {
 		}
 		return
 	}
-	ss.answered(bare)
+	// The user answered a probe (or sent anything): once the answer is
+	// applied, the running resync may settle. Settling first would fetch
+	// actual and forget the addresses of connections not yet tracked,
+	// this one's included: it would then wait for a lookup and miss online.
+	defer ss.answered(bare)
 	switch u.Kind {
 	case presence.Subscribe:
 		s.subscribers[bare] = true

@@ -237,7 +237,7 @@ func (ss *session) carry(w any, cause any) {
 		ss.crew.spawn(func(ctx context.Context) {
 			select {
 			case <-b:
-				ss.crew.post(evQueued{w.gen, w.stage})
+				ss.crew.post(evQueued(w))
 			case <-ctx.Done():
 			}
 		})

@@ -115,10 +115,6 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Resource != "" {
 		res = cfg.Resource
 	}
-	local, domain, ok := strings.Cut(bare, "@")
-	if !ok || local == "" || domain == "" {
-		return nil, fmt.Errorf("c2s: JID %q: need user@domain", cfg.JID)
-	}
 	if err := forcedRefusal(cfg); err != nil {
 		return nil, fmt.Errorf("c2s: login %s: SASL %s: %w", bare, cfg.Mechanism, err)
 	}
