@@ -3,8 +3,9 @@
 // primitives: dial and handshake with a deadline, one writer, a reader that
 // never blocks on a request's caller and never ends the stream on one bad
 // stanza, IQ round trips with our own correlation, and an XEP-0199 keepalive.
-// The reader takes the stanzas servers send straight from its buffer and
-// leaves only the unusual ones to encoding/xml (reader.go).
+// The stream is read by the core's Reader (internal/xmpp/reader.go), which
+// takes the stanzas servers send straight from its buffer and leaves only
+// the unusual ones to encoding/xml.
 //
 // gosrc.io/xmpp v0.5.1's Component is not used for the session itself: its
 // reader ends the stream on any stanza it cannot decode (a <priority> out of
@@ -14,12 +15,10 @@ package component
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -122,8 +121,8 @@ type Stats struct {
 type Conn struct {
 	cfg    Config
 	nc     net.Conn
-	rd     *reader // owned by readLoop
-	prefix string  // id prefix: instance, stream start, "-"
+	rd     *xmpp.Reader // owned by readLoop
+	prefix string       // id prefix: instance, stream start, "-"
 	start  time.Time
 
 	out     chan outMsg // the one writer's queue
@@ -222,17 +221,23 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 	if _, err := io.WriteString(nc, open); err != nil {
 		return nil, fmt.Errorf("open stream: %w", err)
 	}
-	in := newInbuf(nc)
-	dec := xml.NewDecoder(in)
-	id, err := stanza.InitStream(dec)
+	rd := xmpp.NewReader(nc)
+	rd.Self = cfg.Name
+	hdr, err := rd.Header()
 	if err != nil {
 		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	var id string
+	for _, a := range hdr.Attr {
+		if a.Name.Local == "id" {
+			id = a.Value
+		}
 	}
 	sum := sha1.Sum([]byte(id + cfg.Secret))
 	if _, err := io.WriteString(nc, "<handshake>"+hex.EncodeToString(sum[:])+"</handshake>"); err != nil {
 		return nil, fmt.Errorf("send handshake: %w", err)
 	}
-	p, err := stanza.NextPacket(dec)
+	p, err := stanza.NextPacket(rd.Decoder())
 	if err != nil {
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
@@ -250,7 +255,7 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 	return &Conn{
 		cfg:      cfg,
 		nc:       nc,
-		rd:       newReader(in, dec, cfg.Name),
+		rd:       rd,
 		prefix:   cfg.Instance + "." + strconv.FormatInt(start.UnixNano(), 36) + "-",
 		start:    start,
 		out:      make(chan outMsg, 1024),
@@ -556,29 +561,42 @@ func (c *Conn) writeLoop() {
 func (c *Conn) readLoop() {
 	defer close(c.readDone)
 	for {
-		it, err := c.rd.next()
-		if err != nil {
-			c.fail(err)
-			return
-		}
-		if it.kind == itemEnd {
+		el, err := c.rd.Next()
+		switch {
+		case errors.Is(err, xmpp.ErrStreamEnd):
 			if c.closing.Load() {
 				c.fail(ErrClosed)
 				return
 			}
 			c.fail(&StreamError{Condition: StreamClosed, Text: "server closed the stream"})
 			return
+		case err != nil:
+			c.fail(readError(err))
+			return
 		}
 		c.received.Add(1)
 		c.lastRead.Store(time.Now().UnixNano())
-		if it.kind == itemStreamError {
-			c.fail(xmpp.ParseStreamError(it.s.Inner))
+		if el.IsStreamError() {
+			c.fail(xmpp.ParseStreamError(el.Inner))
 			return
 		}
-		if !c.dispatch(it.s) {
+		if !c.dispatch(stanzaOf(&el)) {
 			return
 		}
 	}
+}
+
+// readError words an error of the Reader for Conn.Err.
+func readError(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = errors.New("the server closed the connection without closing the stream")
+	}
+	return fmt.Errorf("read: %w", err)
+}
+
+// stanzaOf returns the Stanza of an element the Reader read.
+func stanzaOf(el *xmpp.Element) Stanza {
+	return Stanza{Name: el.Name.Local, ID: el.ID, Type: el.Type, From: el.From, To: el.To, Inner: el.Inner}
 }
 
 // dispatch handles one element; it returns false when the stream ended
@@ -694,12 +712,12 @@ func (c *Conn) foreignID(id string) (Foreign, bool) {
 // answer replies to the IQ requests every component must answer (ping and
 // disco#info); it returns false for the others.
 func (c *Conn) answer(s Stanza) bool {
-	space, local := firstChild(s.Inner)
+	q, _ := xmpp.FirstChild(s.Inner)
 	var reply []byte
 	switch {
-	case s.Type == "get" && space == xmpp.NSPing && local == "ping":
+	case s.Type == "get" && q.Name.Space == xmpp.NSPing && q.Name.Local == "ping":
 		reply = c.reply(s, "result", "")
-	case s.Type == "get" && space == xmpp.NSDiscoInfo && local == "query":
+	case s.Type == "get" && q.Name.Space == xmpp.NSDiscoInfo && q.Name.Local == "query":
 		reply = c.reply(s, "result", "<query xmlns='"+xmpp.NSDiscoInfo+"'>"+
 			"<identity category='component' type='presence' name='pubpresence'/>"+
 			"<feature var='"+xmpp.NSDiscoInfo+"'/><feature var='"+xmpp.NSPing+"'/></query>")
@@ -730,20 +748,6 @@ func (c *Conn) reply(s Stanza, typ, payload string) []byte {
 	b = append(b, "'>"...)
 	b = append(b, payload...)
 	return append(b, "</iq>"...)
-}
-
-// firstChild returns the name of the first element in inner.
-func firstChild(inner []byte) (space, local string) {
-	d := xml.NewDecoder(bytes.NewReader(inner))
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return "", ""
-		}
-		if t, ok := tok.(xml.StartElement); ok {
-			return t.Name.Space, t.Name.Local
-		}
-	}
 }
 
 // keepalive pings the server every KeepaliveInterval and ends the stream when
