@@ -84,21 +84,16 @@ type Client struct {
 	wmu     sync.Mutex
 	wclosed atomic.Bool // no more writes
 
+	calls *xmpp.Calls[Stanza] // the requests of Request, by id
+
 	mu       sync.Mutex
-	pending  map[string]*pendingIQ
 	approved map[string]bool // lower-cased bare JIDs of ApproveAndSubscribe
 
-	ids       atomic.Uint64
 	stanzas   chan Stanza
 	quit      chan struct{} // closed by Close/Abort: stop blocking on stanzas
 	closeOnce sync.Once
 	done      chan struct{} // closed when the reader ends
 	err       error         // why the reader ended; read after done
-}
-
-type pendingIQ struct {
-	to string
-	ch chan Stanza
 }
 
 // Dial connects, opens the stream, negotiates TLS when cfg.TLS is set,
@@ -143,11 +138,11 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		raw:     conn,
 		bare:    bare,
 		domain:  domain,
-		pending: make(map[string]*pendingIQ),
 		stanzas: make(chan Stanza, StanzaBuffer),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	c.calls = xmpp.NewCalls[Stanza]("c2s", c.fromMatches)
 	sr, err := c.login(ctx, cfg, local, res)
 	if !stop() && err == nil {
 		err = ctx.Err()
@@ -393,7 +388,9 @@ func (c *Client) readLoop(sr *xmpp.Reader) {
 		if st.Name == "iq" {
 			switch st.Type {
 			case "result", "error":
-				c.resolve(st)
+				// Answers nobody waits for, or from another address than
+				// the request went to, are dropped.
+				c.calls.Deliver(st.ID, st.From, st, nil)
 				continue
 			case "get", "set":
 				go c.answerIQ(st)
@@ -428,24 +425,9 @@ func (c *Client) finish(err error) {
 	c.wclosed.Store(true)
 	c.err = err
 	c.conn.Close()
+	c.calls.Close(ErrClosed)
 	close(c.stanzas)
 	close(c.done)
-}
-
-// resolve hands an IQ answer to the Request waiting for it. Answers nobody
-// waits for, or from another address than the request went to, are dropped.
-func (c *Client) resolve(st Stanza) {
-	c.mu.Lock()
-	p := c.pending[st.ID]
-	if p != nil && c.fromMatches(p.to, st.From) {
-		delete(c.pending, st.ID)
-	} else {
-		p = nil
-	}
-	c.mu.Unlock()
-	if p != nil {
-		p.ch <- st // buffered, one answer per request
-	}
 }
 
 func (c *Client) fromMatches(to, from string) bool {
@@ -525,37 +507,22 @@ func (c *Client) Request(ctx context.Context, typ, to, payload string) (Stanza, 
 	if err := ctx.Err(); err != nil { // the caller gave up already: send nothing
 		return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, err)
 	}
-	id := "c2s" + strconv.FormatUint(c.ids.Add(1), 36)
-	p := &pendingIQ{to: to, ch: make(chan Stanza, 1)}
-	c.mu.Lock()
-	c.pending[id] = p
-	c.mu.Unlock()
-	forget := func() {
-		c.mu.Lock()
-		delete(c.pending, id)
-		c.mu.Unlock()
+	call, err := c.calls.Start(to)
+	if err != nil {
+		return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, err)
 	}
 	attrTo := ""
 	if to != "" {
 		attrTo = " to='" + escape(to) + "'"
 	}
-	if err := c.write("<iq type='" + escape(typ) + "' id='" + id + "'" + attrTo + ">" + payload + "</iq>"); err != nil {
-		forget()
+	if err := c.write("<iq type='" + escape(typ) + "' id='" + call.ID() + "'" + attrTo + ">" + payload + "</iq>"); err != nil {
+		call.Abandon()
 		return Stanza{}, err
 	}
-	var st Stanza
-	select {
-	case st = <-p.ch:
-	case <-ctx.Done():
-		forget()
-		return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, ctx.Err())
-	case <-c.done:
-		select {
-		case st = <-p.ch:
-		default:
-			forget()
-			return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, ErrClosed)
-		}
+	st, err := call.Wait(ctx)
+	if err != nil {
+		// ctx's error, or ErrClosed from finish.
+		return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, err)
 	}
 	if st.Type == "error" {
 		return st, xmpp.ParseError(st.Inner)
