@@ -9,9 +9,12 @@
 // answers by the core's Calls (internal/xmpp/calls.go).
 //
 // gosrc.io/xmpp v0.5.1's Component is not used for the session itself: its
-// reader ends the stream on any stanza it cannot decode (a <priority> out of
-// int8 range is enough), routes synchronously, and registers IQ results after
-// sending. See ../shared/notes/go-xmpp.md (C1–C9, S1–S8, P1).
+// reader ends the stream on any stanza it cannot decode (a <priority> out
+// of int8 range is enough, and any user's client can send one), its router
+// calls the handlers synchronously on the reader's goroutine, so that one
+// slow handler stalls the stream, and it registers the callback of an IQ
+// request only after sending it, so that a fast answer can be lost. The
+// package comment of internal/xmpp/reader.go says more.
 package component
 
 import (

@@ -1,3 +1,20 @@
+// Why not gosrc.io/xmpp here
+//
+// gosrc.io/xmpp v0.5.1 stays where it is correct: the component's
+// handshake (stanza.NextPacket with its Handshake and StreamError types, a
+// cold path; component/conn.go) and stanza.StreamClose. The stream header,
+// which its stanza.InitStream read before, is read by the Reader, whose
+// fast path must know the default namespace the header declares. Its
+// reader and router cannot carry a session. Its reader (Component.recv)
+// decodes every stanza into typed structs and ends the stream on the first
+// one it cannot decode: a <priority> out of int8 range is enough, and any
+// user's client can send one. Its router calls the handlers synchronously
+// on the reader's goroutine, so one slow handler stalls the whole stream,
+// IQ answers included. Its SendIQ registers the route of an IQ's answer
+// only after sending the request, so a fast answer can arrive before
+// anyone waits for it and be lost. Hence this Reader, which never ends a
+// stream over one stanza's content and leaves routing to its caller, and
+// Calls (calls.go), which registers a request before it is sent.
 package xmpp
 
 import (
