@@ -67,11 +67,8 @@ func BenchmarkReadStanza(b *testing.B) {
 				b.StopTimer()
 				r := newTestReader(b, bytes.NewReader(data), mode.fast)
 				b.StartTimer()
-				for {
-					el, err := r.Next()
-					if err != nil {
-						break
-					}
+				var el xmpp.Element
+				for r.Next(&el) == nil {
 					if s := stanzaOf(&el); s.Name != "" {
 						got++
 					}

@@ -488,8 +488,9 @@ func (c *Conn) writeLoop() {
 
 func (c *Conn) readLoop() {
 	defer close(c.readDone)
+	var el xmpp.Element
 	for {
-		el, err := c.rd.Next()
+		err := c.rd.Next(&el)
 		switch {
 		case errors.Is(err, xmpp.ErrStreamEnd):
 			if c.closing.Load() {

@@ -319,8 +319,8 @@ func (c *Client) openStream(sr *xmpp.Reader) (*features, error) {
 // loginNext reads the next element during login, turning a stream error
 // into an error.
 func (c *Client) loginNext(sr *xmpp.Reader) (xmpp.Element, error) {
-	el, err := sr.Next()
-	if err != nil {
+	var el xmpp.Element
+	if err := sr.Next(&el); err != nil {
 		return xmpp.Element{}, err
 	}
 	if el.IsStreamError() {
@@ -367,10 +367,9 @@ func toStanza(el *xmpp.Element, seq uint64) Stanza {
 func (c *Client) readLoop(sr *xmpp.Reader) {
 	var seq uint64
 	var err error
+	var el xmpp.Element
 	for {
-		var el xmpp.Element
-		el, err = sr.Next()
-		if err != nil {
+		if err = sr.Next(&el); err != nil {
 			break
 		}
 		if el.Name.Space == xmpp.NSStream {

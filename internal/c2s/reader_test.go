@@ -26,11 +26,11 @@ func newStreamReader(br *bufio.Reader) *streamReader {
 func (s *streamReader) header() (xml.StartElement, error) { return s.r.Header() }
 
 func (s *streamReader) next() (*element, error) {
-	el, err := s.r.Next()
-	if err != nil {
+	el := new(element)
+	if err := s.r.Next(&el.Element); err != nil {
 		return nil, err
 	}
-	return &element{el}, nil
+	return el, nil
 }
 
 type element struct{ xmpp.Element }

@@ -96,9 +96,9 @@ func FuzzStreamReader(f *testing.F) {
 		if _, err := sr.Header(); err != nil {
 			t.Fatal(err)
 		}
+		var el xmpp.Element
 		for i := 0; i < 100; i++ {
-			el, err := sr.Next()
-			if err != nil {
+			if sr.Next(&el) != nil {
 				return
 			}
 			if len(el.Raw) == 0 || el.Raw[0] != '<' || !strings.Contains(string(el.Raw), string(el.Inner)) {

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 )
 
 // The Reader.
@@ -151,27 +152,26 @@ func (r *Reader) Header() (xml.StartElement, error) {
 	}
 }
 
-// Next returns the next top-level element of the stream. Text between
-// elements (white space keepalives) is skipped. At the end of the stream
-// it returns ErrStreamEnd; when the input ends before, io.ErrUnexpectedEOF;
-// for XML that is not well-formed, encoding/xml's error, with the line
-// counted from the stream's start.
-func (r *Reader) Next() (Element, error) {
+// Next reads the next top-level element of the stream into el, all of
+// whose fields it sets: a read loop passes the same one each time, and
+// copies nothing. Text between elements (white space keepalives) is
+// skipped. At the end of the stream it returns ErrStreamEnd; when the
+// input ends before, io.ErrUnexpectedEOF; for XML that is not well-formed,
+// encoding/xml's error, with the line counted from the stream's start.
+func (r *Reader) Next(el *Element) error {
 	for {
-		if !r.NoFast && !r.slow {
-			if el, ok := r.tryFast(); ok {
-				return el, nil
-			}
+		if !r.NoFast && !r.slow && r.tryFast(el) {
+			return nil
 		}
-		if el, ok, err := r.token(); err != nil || ok {
-			return el, err
+		if ok, err := r.token(el); err != nil || ok {
+			return err
 		}
 	}
 }
 
-// token reads one token with encoding/xml, and the element it starts. ok
-// is false for the tokens the stream ignores (text, comments, …).
-func (r *Reader) token() (el Element, ok bool, err error) {
+// token reads one token with encoding/xml, and the element it starts into
+// el. ok is false for the tokens the stream ignores (text, comments, …).
+func (r *Reader) token(el *Element) (ok bool, err error) {
 	var start int64
 	if r.Raw {
 		start = r.dec.InputOffset() + r.decBase
@@ -182,20 +182,20 @@ func (r *Reader) token() (el Element, ok bool, err error) {
 	if err != nil {
 		var se *xml.SyntaxError
 		if errors.Is(err, io.EOF) || errors.As(err, &se) && se.Msg == "unexpected EOF" {
-			return el, false, io.ErrUnexpectedEOF
+			return false, io.ErrUnexpectedEOF
 		}
-		return el, false, r.fixLine(err)
+		return false, r.fixLine(err)
 	}
 	switch t := tok.(type) {
 	case xml.EndElement: // </stream:stream>
-		return el, false, ErrStreamEnd
+		return false, ErrStreamEnd
 	case xml.StartElement:
 		var e rawElement
 		if err := r.dec.DecodeElement(&e, &t); err != nil {
-			return el, false, r.fixLine(err)
+			return false, r.fixLine(err)
 		}
 		r.slow = false
-		el = Element{
+		*el = Element{
 			Name:  t.Name,
 			ID:    e.attr("id"),
 			Type:  e.attr("type"),
@@ -206,7 +206,7 @@ func (r *Reader) token() (el Element, ok bool, err error) {
 		if r.Raw {
 			el.Raw = bytes.Clone(r.in.kept(start, r.dec.InputOffset()+r.decBase))
 		}
-		return el, true, nil
+		return true, nil
 	case xml.CharData:
 		// Text stops at '<', which encoding/xml keeps for the next token.
 		r.slow = true
@@ -214,7 +214,7 @@ func (r *Reader) token() (el Element, ok bool, err error) {
 		// Comments, processing instructions and directives end with '>'.
 		r.slow = false
 	}
-	return el, false, nil
+	return false, nil
 }
 
 // fixLine adds to the line of a syntax error the lines dec did not see.
@@ -241,9 +241,10 @@ func (e *rawElement) attr(name string) string {
 	return ""
 }
 
-// tryFast skips white space between elements and reads the next element if
-// the fast path can; otherwise the decoder must read the next token.
-func (r *Reader) tryFast() (Element, bool) {
+// tryFast skips white space between elements and reads the next element
+// into el if the fast path can; otherwise the decoder must read the next
+// token.
+func (r *Reader) tryFast(el *Element) bool {
 	for {
 		b := r.in.buffered()
 		i := 0
@@ -256,29 +257,29 @@ func (r *Reader) tryFast() (Element, bool) {
 		r.discard(i)
 		if i == len(b) {
 			if !r.in.more() {
-				return Element{}, false
+				return false
 			}
 			continue
 		}
 		b = b[i:]
 		if b[0] != '<' {
-			return Element{}, false // text: encoding/xml checks and skips it
+			return false // text: encoding/xml checks and skips it
 		}
 		n, res := r.st.scan(b)
 		switch res {
 		case ScanDone:
-			el := r.build(b, n)
+			r.build(el, b, n)
 			r.lines += bytes.Count(b[:n], []byte{'\n'})
 			r.discard(n)
 			r.st.reset()
-			return el, true
+			return true
 		case ScanMore:
 			if r.in.more() {
 				continue
 			}
 		}
 		r.st.reset()
-		return Element{}, false
+		return false
 	}
 }
 
@@ -288,25 +289,24 @@ func (r *Reader) discard(n int) {
 	r.decBase += int64(n)
 }
 
-// build makes the Element of the n bytes just scanned at the start of b.
+// build sets every field of el to the Element of the n bytes just scanned
+// at the start of b.
 // Its attribute strings share one allocation (none for the common type
 // values, a To equal to Self and an xmlns equal to the stream's default),
 // its Inner (or Raw) another.
-func (r *Reader) build(b []byte, n int) Element {
+func (r *Reader) build(el *Element, b []byte, n int) {
 	st := &r.st
-	el := Element{Name: xml.Name{Space: r.space, Local: internName(b[st.name.start:st.name.end])}}
+	el.Name = xml.Name{Space: r.space, Local: internName(b[st.name.start:st.name.end])}
 	if el.Name.Local == "" {
 		el.Name.Local = string(b[st.name.start:st.name.end])
 	}
-	// Decoded values, and where each starts in scratch (-1: interned).
+	// Decoded values, and where each of those in scratch starts.
 	r.scratch = r.scratch[:0]
-	var at [attrCount]int
 	var vals [attrCount]string
-	for k := range attrCount {
-		at[k] = -1
-		if st.has&(1<<k) == 0 {
-			continue
-		}
+	var at [attrCount]int
+	var inScratch uint8 // bit k: vals[k] is in scratch
+	for has := st.has; has != 0; has &= has - 1 {
+		k := bits.TrailingZeros8(has)
 		raw := b[st.attr[k].start:st.attr[k].end]
 		if st.ent&(1<<k) == 0 {
 			switch k {
@@ -326,28 +326,25 @@ func (r *Reader) build(b []byte, n int) Element {
 			}
 		}
 		at[k] = len(r.scratch)
+		inScratch |= 1 << k
 		r.scratch = AppendDecoded(r.scratch, raw)
 	}
-	if len(r.scratch) > 0 {
+	if inScratch != 0 {
+		// The values are in scratch in the order of k: each ends where
+		// the next one starts.
 		all := string(r.scratch)
-		for k := range attrCount {
-			if at[k] < 0 {
-				continue
-			}
-			end := len(all)
-			for j := k + 1; j < attrCount; j++ {
-				if at[j] >= 0 {
-					end = at[j]
-					break
-				}
-			}
+		end := len(all)
+		for m := inScratch; m != 0; m &^= 1 << uint(7-bits.LeadingZeros8(m)) {
+			k := 7 - bits.LeadingZeros8(m)
 			vals[k] = all[at[k]:end]
+			end = at[k]
 		}
 	}
 	el.ID, el.Type, el.From, el.To = vals[attrID], vals[attrType], vals[attrFrom], vals[attrTo]
 	if st.has&(1<<attrXMLNS) != 0 {
 		el.Name.Space = vals[attrXMLNS]
 	}
+	el.Inner, el.Raw = nil, nil
 	switch {
 	case r.Raw:
 		el.Raw = append(make([]byte, 0, n), b[:n]...)
@@ -361,7 +358,6 @@ func (r *Reader) build(b []byte, n int) Element {
 		inner := b[st.innerStart:st.innerEnd]
 		el.Inner = append(make([]byte, 0, len(inner)), inner...)
 	}
-	return el
 }
 
 func internName(b []byte) string {

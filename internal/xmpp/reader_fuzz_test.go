@@ -131,13 +131,13 @@ type readResult struct {
 	err string
 }
 
-// readAll reads as the component's and the client's read loops do: up to
-// the end of the stream, a stream error, or an error.
+// readAll reads as the component's and the client's read loops do, into
+// one Element: up to the end of the stream, a stream error, or an error.
 func readAll(r *Reader) readResult {
 	var res readResult
+	var el Element
 	for {
-		el, err := r.Next()
-		if err != nil {
+		if err := r.Next(&el); err != nil {
 			res.err = err.Error()
 			return res
 		}
@@ -214,7 +214,7 @@ func TestReaderFastPathTaken(t *testing.T) {
 	r := newTestReader(t, bytes.NewReader(append([]byte(header), body...)), true)
 	n := 0
 	for {
-		if _, ok := r.tryFast(); !ok {
+		if !r.tryFast(new(Element)) {
 			break
 		}
 		n++
@@ -227,7 +227,7 @@ func TestReaderFastPathTaken(t *testing.T) {
 			continue
 		}
 		r := newTestReader(t, strings.NewReader(fuzzHeaders[0]+s), true)
-		if _, ok := r.tryFast(); !ok {
+		if !r.tryFast(new(Element)) {
 			t.Errorf("the fast path did not read %q", s)
 		}
 	}

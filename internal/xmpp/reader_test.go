@@ -48,8 +48,8 @@ func TestReaderRawAndInner(t *testing.T) {
 			{NSClient, "message", "<message><!-- c --></message>", "<!-- c -->"},
 		}
 		for i, w := range want {
-			el, err := r.Next()
-			if err != nil {
+			var el Element
+			if err := r.Next(&el); err != nil {
 				t.Fatalf("fast %v, element %d: %v", fast, i, err)
 			}
 			if el.Name.Space != w.space || el.Name.Local != w.local {
@@ -62,7 +62,7 @@ func TestReaderRawAndInner(t *testing.T) {
 				t.Errorf("fast %v, element %d: inner %q, want %q", fast, i, el.Inner, w.inner)
 			}
 		}
-		if _, err := r.Next(); !errors.Is(err, ErrStreamEnd) {
+		if err := r.Next(new(Element)); !errors.Is(err, ErrStreamEnd) {
 			t.Fatalf("fast %v: after the stream end: %v, want ErrStreamEnd", fast, err)
 		}
 		if r.in.keep != -1 {
@@ -90,7 +90,7 @@ func TestReaderErrors(t *testing.T) {
 			}
 			var err error
 			for err == nil {
-				_, err = r.Next()
+				err = r.Next(new(Element))
 			}
 			var se *xml.SyntaxError
 			if tt.want != nil && !errors.Is(err, tt.want) || tt.want == nil && !errors.As(err, &se) {
@@ -110,7 +110,7 @@ func TestReaderErrors(t *testing.T) {
 	}
 	var err error
 	for err == nil {
-		_, err = r.Next()
+		err = r.Next(new(Element))
 	}
 	if se, ok := err.(*xml.SyntaxError); !ok || se.Line != 5 {
 		t.Fatalf("Next = %#v, want a syntax error on line 5", err)
@@ -127,7 +127,8 @@ func TestReaderRestart(t *testing.T) {
 	if _, err := r.Header(); err != nil {
 		t.Fatal(err)
 	}
-	if el, err := r.Next(); err != nil || el.Name.Local != "success" {
+	var el Element
+	if err := r.Next(&el); err != nil || el.Name.Local != "success" {
 		t.Fatalf("Next = %+v, %v", el, err)
 	}
 	if r.Buffered() == 0 {
@@ -139,7 +140,7 @@ func TestReaderRestart(t *testing.T) {
 		t.Fatalf("second Header = %+v, %v", hdr, err)
 	}
 	for _, want := range []string{"<stream:features/>", "<presence/>"} {
-		if el, err := r.Next(); err != nil || string(el.Raw) != want {
+		if err := r.Next(&el); err != nil || string(el.Raw) != want {
 			t.Fatalf("Next = %q, %v; want %q", el.Raw, err, want)
 		}
 	}
@@ -156,10 +157,11 @@ func TestReaderRawLimit(t *testing.T) {
 	if _, err := r.Header(); err != nil {
 		t.Fatal(err)
 	}
-	if el, err := r.Next(); err != nil || string(el.Raw) != big {
+	var el Element
+	if err := r.Next(&el); err != nil || string(el.Raw) != big {
 		t.Fatalf("Next = %q, %v", el.Raw, err)
 	}
-	if el, err := r.Next(); err != nil || string(el.Raw) != "<presence/>" {
+	if err := r.Next(&el); err != nil || string(el.Raw) != "<presence/>" {
 		t.Fatalf("after the large element: %q, %v", el.Raw, err)
 	}
 	r = NewReader(strings.NewReader(clientHeader + "<message><!--" + strings.Repeat("x", 9000) + "--></message>"))
@@ -169,7 +171,7 @@ func TestReaderRawLimit(t *testing.T) {
 	if _, err := r.Header(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Next(); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if err := r.Next(&el); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("Next = %v, want an element too large", err)
 	}
 }
@@ -178,8 +180,8 @@ func TestReaderRawLimit(t *testing.T) {
 func TestReaderIntern(t *testing.T) {
 	r := newTestReader(t, strings.NewReader(fuzzHeaders[0]+
 		"<iq type='result' to='pubpresence.localhost' xmlns='jabber:component:accept' id='a&amp;b' from='c'/>"), true)
-	el, err := r.Next()
-	if err != nil {
+	var el Element
+	if err := r.Next(&el); err != nil {
 		t.Fatal(err)
 	}
 	if el.ID != "a&b" || el.From != "c" || el.Type != "result" || el.To != r.Self || el.Name.Space != NSComponent || el.Inner != nil {
@@ -221,10 +223,8 @@ func BenchmarkReader(b *testing.B) {
 				r := newTestReader(b, bytes.NewReader(data), mode.fast)
 				r.Raw = mode.raw
 				b.StartTimer()
-				for {
-					if _, err := r.Next(); err != nil {
-						break
-					}
+				var el Element
+				for r.Next(&el) == nil {
 					got++
 				}
 			}
