@@ -3,27 +3,29 @@
 // primitives: dial and handshake with a deadline, one writer, a reader that
 // never blocks on a request's caller and never ends the stream on one bad
 // stanza, IQ round trips with our own correlation, and an XEP-0199 keepalive.
-// The reader takes the stanzas servers send straight from its buffer and
-// leaves only the unusual ones to encoding/xml (reader.go).
+// The stream is read by the core's Reader (internal/xmpp/reader.go), which
+// takes the stanzas servers send straight from its buffer and leaves only
+// the unusual ones to encoding/xml; IQ requests are correlated with their
+// answers by the core's Calls (internal/xmpp/calls.go).
 //
 // gosrc.io/xmpp v0.5.1's Component is not used for the session itself: its
-// reader ends the stream on any stanza it cannot decode (a <priority> out of
-// int8 range is enough), routes synchronously, and registers IQ results after
-// sending. See ../shared/notes/go-xmpp.md (C1–C9, S1–S8, P1).
+// reader ends the stream on any stanza it cannot decode (a <priority> out
+// of int8 range is enough, and any user's client can send one), its router
+// calls the handlers synchronously on the reader's goroutine, so that one
+// slow handler stalls the stream, and it registers the callback of an IQ
+// request only after sending it, so that a fast answer can be lost. The
+// package comment of internal/xmpp/reader.go says more.
 package component
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -120,18 +122,17 @@ type Stats struct {
 // Conn is one authenticated component stream. All methods are safe for
 // concurrent use. A Conn is not reused after it ends: dial a new one.
 type Conn struct {
-	cfg    Config
-	nc     net.Conn
-	rd     *reader // owned by readLoop
-	prefix string  // id prefix: instance, stream start, "-"
-	start  time.Time
+	cfg   Config
+	nc    net.Conn
+	rd    *xmpp.Reader // owned by readLoop
+	start time.Time
 
 	out     chan outMsg // the one writer's queue
 	inbound chan Stanza
 
-	mu      sync.Mutex
-	pending map[uint64]*Call // by sequence number, the last part of the id
-	seq     uint64
+	// calls holds the IQ requests in flight; their ids are the instance,
+	// the stream start and "-", then a sequence number (see foreignID).
+	calls *xmpp.Calls[[]byte]
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -222,17 +223,23 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 	if _, err := io.WriteString(nc, open); err != nil {
 		return nil, fmt.Errorf("open stream: %w", err)
 	}
-	in := newInbuf(nc)
-	dec := xml.NewDecoder(in)
-	id, err := stanza.InitStream(dec)
+	rd := xmpp.NewReader(nc)
+	rd.Self = cfg.Name
+	hdr, err := rd.Header()
 	if err != nil {
 		return nil, fmt.Errorf("open stream: %w", err)
+	}
+	var id string
+	for _, a := range hdr.Attr {
+		if a.Name.Local == "id" {
+			id = a.Value
+		}
 	}
 	sum := sha1.Sum([]byte(id + cfg.Secret))
 	if _, err := io.WriteString(nc, "<handshake>"+hex.EncodeToString(sum[:])+"</handshake>"); err != nil {
 		return nil, fmt.Errorf("send handshake: %w", err)
 	}
-	p, err := stanza.NextPacket(dec)
+	p, err := stanza.NextPacket(rd.Decoder())
 	if err != nil {
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
@@ -247,15 +254,16 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 		cfg.Instance = NewInstance()
 	}
 	start := time.Now()
+	name := cfg.Name
 	return &Conn{
-		cfg:      cfg,
-		nc:       nc,
-		rd:       newReader(in, dec, cfg.Name),
-		prefix:   cfg.Instance + "." + strconv.FormatInt(start.UnixNano(), 36) + "-",
+		cfg: cfg,
+		nc:  nc,
+		rd:  rd,
+		calls: xmpp.NewCalls[[]byte](cfg.Instance+"."+strconv.FormatInt(start.UnixNano(), 36)+"-",
+			func(to, from string) bool { return strings.EqualFold(from, to) || from == "" && to == name }),
 		start:    start,
 		out:      make(chan outMsg, 1024),
 		inbound:  make(chan Stanza, cfg.InboundQueue),
-		pending:  make(map[uint64]*Call),
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
 	}, nil
@@ -314,13 +322,7 @@ func (c *Conn) fail(err error) {
 		c.err = err
 		close(c.done)
 		_ = c.nc.Close()
-		c.mu.Lock()
-		for seq, call := range c.pending {
-			delete(c.pending, seq)
-			call.err = fmt.Errorf("%w: %w", ErrClosed, err)
-			close(call.done)
-		}
-		c.mu.Unlock()
+		c.calls.Close(fmt.Errorf("%w: %w", ErrClosed, err))
 	})
 }
 
@@ -412,18 +414,12 @@ func (c *Conn) IQ(ctx context.Context, typ, to string, payload []byte) ([]byte, 
 	return call.Wait(ctx)
 }
 
-// Call is an IQ request on its way. Wait collects the answer; Done, Result
-// and Abandon let a caller wait for many calls at once, with one timer of
-// its own, and without a context or a goroutine per call.
-type Call struct {
-	c    *Conn
-	seq  uint64
-	to   string
-	done chan struct{} // closed by whoever took the call out of c.pending
-	// Set before done is closed.
-	inner []byte
-	err   error
-}
+// Call is an IQ request on its way (see xmpp.Call): Wait collects the
+// inner XML of its result, or a *StanzaError for an error answer; Done,
+// Result and Abandon let a caller wait for many calls at once, with one
+// timer of its own, and without a context or a goroutine per call. When
+// the stream ends first, its error wraps ErrClosed.
+type Call = xmpp.Call[[]byte]
 
 // Start queues an IQ request and returns without waiting for the answer.
 // Requests started one after another go out on the stream in that order.
@@ -433,28 +429,18 @@ type Call struct {
 // ctx ends or Abandon is called: every Call must be waited for, have its
 // Result read once Done is closed, or be abandoned.
 func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call, error) {
-	call := &Call{c: c, to: to, done: make(chan struct{})}
-	c.mu.Lock()
-	select {
-	case <-c.done:
-		// fail may have swept pending already: a request added now
-		// would never be answered.
-		c.mu.Unlock()
+	call, err := c.calls.Start(to)
+	if err != nil {
+		// c.err was set before the table was closed.
 		return nil, fmt.Errorf("%w: %v", ErrClosed, c.err)
-	default:
 	}
-	c.seq++
-	call.seq = c.seq
-	c.pending[call.seq] = call
-	c.mu.Unlock()
 
 	w := wbufs.Get().(*wbuf)
 	b := slices.Grow(w.b[:0], len(payload)+128)
 	b = append(b, "<iq type='"...)
 	b = append(b, typ...)
 	b = append(b, "' id='"...)
-	b = append(b, c.prefix...)
-	b = strconv.AppendUint(b, call.seq, 36)
+	b = call.AppendID(b)
 	b = append(b, "' from='"...)
 	b = xmltext.Append(b, c.cfg.Name)
 	b = append(b, "' to='"...)
@@ -466,63 +452,10 @@ func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call
 
 	if err := c.send(ctx, outMsg{b: b, buf: w}); err != nil {
 		recycle(outMsg{buf: w}) // never queued: still ours
-		c.take(call)
+		call.Abandon()
 		return nil, err
 	}
 	return call, nil
-}
-
-// Wait returns the inner XML of the result, a *StanzaError, or ctx's error.
-// When ctx ends first, the call is abandoned (see Abandon).
-func (call *Call) Wait(ctx context.Context) ([]byte, error) {
-	select {
-	case <-call.done:
-		return call.inner, call.err
-	case <-ctx.Done():
-		call.Abandon()
-		return nil, ctx.Err()
-	}
-}
-
-// Done returns a channel that is closed once the call has an outcome: its
-// answer, the end of the stream, or Abandon. Result then returns it.
-func (call *Call) Done() <-chan struct{} { return call.done }
-
-// Result returns the outcome of the call once Done is closed: the inner
-// XML of the result, a *StanzaError for an error answer, an error wrapping
-// ErrClosed when the stream ended first, or ErrAbandoned after Abandon. It
-// returns the same values every time, and ErrPending before Done is closed.
-func (call *Call) Result() ([]byte, error) {
-	select {
-	case <-call.done:
-		return call.inner, call.err
-	default:
-		return nil, ErrPending
-	}
-}
-
-// Abandon gives the call up, as Wait does when its ctx ends: the request
-// leaves the table of requests in flight, and an answer that comes later
-// is dropped and counted in Stats.UnknownResults. Unless the call had its
-// outcome already, Done is then closed and Result returns ErrAbandoned.
-// Abandon may be called any number of times, also after Done is closed.
-func (call *Call) Abandon() {
-	if call.c.take(call) {
-		call.err = ErrAbandoned
-		close(call.done)
-	}
-}
-
-// take removes call from the requests in flight and reports whether it was
-// there: then the caller, and nobody else, must close call.done.
-func (c *Conn) take(call *Call) bool {
-	c.mu.Lock()
-	ok := c.pending[call.seq] == call
-	if ok {
-		delete(c.pending, call.seq)
-	}
-	c.mu.Unlock()
-	return ok
 }
 
 func (c *Conn) writeLoop() {
@@ -555,30 +488,44 @@ func (c *Conn) writeLoop() {
 
 func (c *Conn) readLoop() {
 	defer close(c.readDone)
+	var el xmpp.Element
 	for {
-		it, err := c.rd.next()
-		if err != nil {
-			c.fail(err)
-			return
-		}
-		if it.kind == itemEnd {
+		err := c.rd.Next(&el)
+		switch {
+		case errors.Is(err, xmpp.ErrStreamEnd):
 			if c.closing.Load() {
 				c.fail(ErrClosed)
 				return
 			}
 			c.fail(&StreamError{Condition: StreamClosed, Text: "server closed the stream"})
 			return
+		case err != nil:
+			c.fail(readError(err))
+			return
 		}
 		c.received.Add(1)
 		c.lastRead.Store(time.Now().UnixNano())
-		if it.kind == itemStreamError {
-			c.fail(xmpp.ParseStreamError(it.s.Inner))
+		if el.IsStreamError() {
+			c.fail(xmpp.ParseStreamError(el.Inner))
 			return
 		}
-		if !c.dispatch(it.s) {
+		if !c.dispatch(stanzaOf(&el)) {
 			return
 		}
 	}
+}
+
+// readError words an error of the Reader for Conn.Err.
+func readError(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = errors.New("the server closed the connection without closing the stream")
+	}
+	return fmt.Errorf("read: %w", err)
+}
+
+// stanzaOf returns the Stanza of an element the Reader read.
+func stanzaOf(el *xmpp.Element) Stanza {
+	return Stanza{Name: el.Name.Local, ID: el.ID, Type: el.Type, From: el.From, To: el.To, Inner: el.Inner}
 }
 
 // dispatch handles one element; it returns false when the stream ended
@@ -614,60 +561,20 @@ func (c *Conn) dispatch(s Stanza) bool {
 
 // deliver hands an IQ result to its waiter without ever blocking.
 func (c *Conn) deliver(s Stanza) {
-	var call *Call
-	if seq, mine := c.seqOf(s.ID); mine {
-		c.mu.Lock()
-		call = c.pending[seq]
-		if call != nil && (strings.EqualFold(s.From, call.to) || s.From == "" && call.to == c.cfg.Name) {
-			delete(c.pending, seq)
-		} else {
-			call = nil
-		}
-		c.mu.Unlock()
+	inner, err := s.Inner, error(nil)
+	if s.Type == "error" {
+		inner, err = nil, xmpp.ParseError(s.Inner)
 	}
-	if call == nil {
-		c.unknown.Add(1)
-		if f, ok := c.foreignID(s.ID); ok {
-			c.foreign.Add(1)
-			if c.cfg.Foreign != nil {
-				c.cfg.Foreign(f)
-			}
-		}
+	if c.calls.Deliver(s.ID, s.From, inner, err) {
 		return
 	}
-	if s.Type == "error" {
-		call.err = xmpp.ParseError(s.Inner)
-	} else {
-		call.inner = s.Inner
-	}
-	close(call.done)
-}
-
-// seqOf returns the sequence number of a request id of this Conn: its
-// prefix, then the number in base 36 as Start writes it (no leading zero,
-// lower case), so that exactly one id maps to each number.
-func (c *Conn) seqOf(id string) (uint64, bool) {
-	digits, ok := strings.CutPrefix(id, c.prefix)
-	if !ok || digits == "" || digits[0] == '0' || len(digits) > 13 {
-		return 0, false
-	}
-	var n uint64
-	for i := 0; i < len(digits); i++ {
-		d := digits[i]
-		switch {
-		case '0' <= d && d <= '9':
-			d -= '0'
-		case 'a' <= d && d <= 'z':
-			d -= 'a' - 10
-		default:
-			return 0, false
+	c.unknown.Add(1)
+	if f, ok := c.foreignID(s.ID); ok {
+		c.foreign.Add(1)
+		if c.cfg.Foreign != nil {
+			c.cfg.Foreign(f)
 		}
-		if n > (math.MaxUint64-uint64(d))/36 {
-			return 0, false // overflow
-		}
-		n = n*36 + uint64(d)
 	}
-	return n, true
 }
 
 // foreignID reports whether id is not one of this instance's, and if it
@@ -694,12 +601,12 @@ func (c *Conn) foreignID(id string) (Foreign, bool) {
 // answer replies to the IQ requests every component must answer (ping and
 // disco#info); it returns false for the others.
 func (c *Conn) answer(s Stanza) bool {
-	space, local := firstChild(s.Inner)
+	q, _ := xmpp.FirstChild(s.Inner)
 	var reply []byte
 	switch {
-	case s.Type == "get" && space == xmpp.NSPing && local == "ping":
+	case s.Type == "get" && q.Name.Space == xmpp.NSPing && q.Name.Local == "ping":
 		reply = c.reply(s, "result", "")
-	case s.Type == "get" && space == xmpp.NSDiscoInfo && local == "query":
+	case s.Type == "get" && q.Name.Space == xmpp.NSDiscoInfo && q.Name.Local == "query":
 		reply = c.reply(s, "result", "<query xmlns='"+xmpp.NSDiscoInfo+"'>"+
 			"<identity category='component' type='presence' name='pubpresence'/>"+
 			"<feature var='"+xmpp.NSDiscoInfo+"'/><feature var='"+xmpp.NSPing+"'/></query>")
@@ -730,20 +637,6 @@ func (c *Conn) reply(s Stanza, typ, payload string) []byte {
 	b = append(b, "'>"...)
 	b = append(b, payload...)
 	return append(b, "</iq>"...)
-}
-
-// firstChild returns the name of the first element in inner.
-func firstChild(inner []byte) (space, local string) {
-	d := xml.NewDecoder(bytes.NewReader(inner))
-	for {
-		tok, err := d.Token()
-		if err != nil {
-			return "", ""
-		}
-		if t, ok := tok.(xml.StartElement); ok {
-			return t.Name.Space, t.Name.Local
-		}
-	}
 }
 
 // keepalive pings the server every KeepaliveInterval and ends the stream when

@@ -10,11 +10,11 @@ import (
 var ErrClosed = errors.New("component: stream closed")
 
 // ErrAbandoned is the Result of a Call given up with Abandon before its
-// answer came.
-var ErrAbandoned = errors.New("component: call abandoned")
+// answer came: the core's, named here for callers outside the module.
+var ErrAbandoned = xmpp.ErrAbandoned
 
 // ErrPending is returned by Call.Result before the call's Done is closed.
-var ErrPending = errors.New("component: call still waiting for its answer")
+var ErrPending = xmpp.ErrPending
 
 // StanzaError is an <error/> returned in answer to a request (RFC 6120
 // §8.3), as the core reads it: test its condition with

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"unicode/utf8"
 
-	"github.com/pubpresence/pubpresence/internal/xmltext"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // The fast path of ParsePresence.
@@ -17,7 +17,10 @@ import (
 // carriage returns, entities in attributes, any syntax error. Then
 // decodeChildren reads the input again with encoding/xml, which has the last
 // word on what is well-formed. FuzzParsePresence checks that both agree
-// wherever the fast path answers.
+// wherever the fast path answers. The names, attribute values, characters
+// and entities are read by the core's scanner primitives
+// (internal/xmpp/scan.go), which the stream's Reader uses too; the input
+// here is whole, so a piece they would need more input for is given up on.
 
 // fastScanner walks inner XML.
 type fastScanner struct {
@@ -86,7 +89,7 @@ func (s *fastScanner) content(name []byte, collect bool) ([]byte, bool) {
 		if s.i+1 < len(s.b) && s.b[s.i+1] == '/' {
 			s.i += 2
 			end := s.name(false)
-			s.space()
+			s.i = xmpp.SkipSpace(s.b, s.i)
 			if end == nil || s.i >= len(s.b) || s.b[s.i] != '>' {
 				return nil, false
 			}
@@ -121,7 +124,7 @@ func (s *fastScanner) startTag(direct bool) (name, space []byte, hasLang, empty,
 		return
 	}
 	for {
-		s.space()
+		s.i = xmpp.SkipSpace(s.b, s.i)
 		if s.i >= len(s.b) {
 			return
 		}
@@ -140,12 +143,6 @@ func (s *fastScanner) startTag(direct bool) (name, space []byte, hasLang, empty,
 		if attr == nil {
 			return
 		}
-		s.space()
-		if s.i >= len(s.b) || s.b[s.i] != '=' {
-			return
-		}
-		s.i++
-		s.space()
 		v, vok := s.attrValue()
 		if !vok {
 			return
@@ -167,95 +164,23 @@ func (s *fastScanner) startTag(direct bool) (name, space []byte, hasLang, empty,
 // encoding/xml, for anything else.
 func (s *fastScanner) name(colon bool) []byte {
 	start := s.i
-	if s.i >= len(s.b) || !fastNameStart(s.b[s.i]) {
+	end, c, res := xmpp.ScanName(s.b, s.i)
+	if res != xmpp.ScanDone || c >= 0 && !colon {
 		return nil
 	}
-	s.i++
-	colons := 0
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case fastNameStart(c) || '0' <= c && c <= '9' || c == '.' || c == '-':
-		case c == ':' && colon && colons == 0:
-			colons++
-		case c >= utf8.RuneSelf || c == ':':
-			return nil
-		default:
-			if s.b[s.i-1] == ':' {
-				return nil
-			}
-			return s.b[start:s.i]
-		}
-		s.i++
-	}
-	return nil // input ends inside a tag
+	s.i = end
+	return s.b[start:end]
 }
 
-// fastNameStart reports whether c may start a name on the fast path.
-func fastNameStart(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_'
-}
-
-// space skips white space inside a tag.
-func (s *fastScanner) space() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// char steps over one character that needs no escaping in XML: a tab, a
-// newline, or any other character XML allows at or above U+0020. It reports
-// false, without moving, for anything else (encoding/xml must judge it).
-func (s *fastScanner) char() bool {
-	c := s.b[s.i]
-	switch {
-	case c < 0x20:
-		if c != '\t' && c != '\n' {
-			return false
-		}
-		s.i++
-	case c < utf8.RuneSelf:
-		s.i++
-	default:
-		r, n := utf8.DecodeRune(s.b[s.i:])
-		if r == utf8.RuneError && n == 1 || !xmltext.IsChar(r) {
-			return false
-		}
-		s.i += n
-	}
-	return true
-}
-
-// attrValue reads a quoted attribute value holding no entity and no carriage
-// return.
+// attrValue reads "= 'value'" (white space allowed around '=') at s.i: a
+// quoted attribute value holding no entity and no carriage return.
 func (s *fastScanner) attrValue() ([]byte, bool) {
-	if s.i >= len(s.b) || s.b[s.i] != '\'' && s.b[s.i] != '"' {
+	start, end, ent, res := xmpp.ScanAttrValue(s.b, s.i, true)
+	if res != xmpp.ScanDone || ent {
 		return nil, false
 	}
-	q := s.b[s.i]
-	s.i++
-	start := s.i
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case c == q:
-			v := s.b[start:s.i]
-			s.i++
-			return v, true
-		case c == '<' || c == '&':
-			return nil, false
-		default:
-			if !s.char() {
-				return nil, false
-			}
-		}
-	}
-	return nil, false
+	s.i = end + 1
+	return s.b[start:end], true
 }
 
 // text reads character data up to the next '<' or the end of the input.
@@ -272,9 +197,13 @@ func (s *fastScanner) text(keep bool) ([]byte, bool) {
 		switch {
 		case c == '<':
 			goto done
+		case c == '\r':
+			return nil, false // encoding/xml makes it a newline
+		case xmpp.IsTextPlain(c):
+			s.i++
 		case c == '&':
-			r, n := fastEntity(s.b[s.i:])
-			if n == 0 {
+			r, n, res := xmpp.DecodeEntity(s.b[s.i:])
+			if res != xmpp.ScanDone {
 				return nil, false
 			}
 			if keep {
@@ -283,15 +212,12 @@ func (s *fastScanner) text(keep bool) ([]byte, bool) {
 			}
 			s.i += n
 			last = s.i
-		case c == ']':
-			if bytes.HasPrefix(s.b[s.i:], []byte("]]>")) {
+		default: // ']', or not ASCII
+			next, res := xmpp.ScanText(s.b, s.i)
+			if res != xmpp.ScanDone {
 				return nil, false
 			}
-			s.i++
-		default:
-			if !s.char() {
-				return nil, false
-			}
+			s.i = next
 		}
 	}
 done:
@@ -302,46 +228,4 @@ done:
 		return s.b[start:s.i], true
 	}
 	return append(dec, s.b[last:s.i]...), true
-}
-
-// fastEntity decodes the entity at the start of b ('&'): one of the five
-// predefined ones or a character reference to a character XML allows. n is
-// 0 for anything else.
-func fastEntity(b []byte) (r rune, n int) {
-	for _, e := range [...]struct {
-		s string
-		r rune
-	}{{"&amp;", '&'}, {"&lt;", '<'}, {"&gt;", '>'}, {"&apos;", '\''}, {"&quot;", '"'}} {
-		if bytes.HasPrefix(b, []byte(e.s)) {
-			return e.r, len(e.s)
-		}
-	}
-	if len(b) < 4 || b[1] != '#' {
-		return 0, 0
-	}
-	i, base := 2, uint32(10)
-	if b[2] == 'x' {
-		i, base = 3, 16
-	}
-	var v uint32
-	for digits := 0; i < len(b); i, digits = i+1, digits+1 {
-		c := b[i]
-		var d uint32
-		switch {
-		case '0' <= c && c <= '9':
-			d = uint32(c - '0')
-		case base == 16 && 'a' <= c && c <= 'f':
-			d = uint32(c-'a') + 10
-		case base == 16 && 'A' <= c && c <= 'F':
-			d = uint32(c-'A') + 10
-		case c == ';' && digits > 0 && xmltext.IsChar(rune(v)):
-			return rune(v), i + 1
-		default:
-			return 0, 0
-		}
-		if v = v*base + d; v > utf8.MaxRune {
-			return 0, 0
-		}
-	}
-	return 0, 0
 }

@@ -1,7 +1,6 @@
 package c2s
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -85,21 +84,16 @@ type Client struct {
 	wmu     sync.Mutex
 	wclosed atomic.Bool // no more writes
 
+	calls *xmpp.Calls[Stanza] // the requests of Request, by id
+
 	mu       sync.Mutex
-	pending  map[string]*pendingIQ
 	approved map[string]bool // lower-cased bare JIDs of ApproveAndSubscribe
 
-	ids       atomic.Uint64
 	stanzas   chan Stanza
 	quit      chan struct{} // closed by Close/Abort: stop blocking on stanzas
 	closeOnce sync.Once
 	done      chan struct{} // closed when the reader ends
 	err       error         // why the reader ended; read after done
-}
-
-type pendingIQ struct {
-	to string
-	ch chan Stanza
 }
 
 // Dial connects, opens the stream, negotiates TLS when cfg.TLS is set,
@@ -111,7 +105,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil || j.Local == "" {
 		return nil, fmt.Errorf("c2s: JID %q: need user@domain", cfg.JID)
 	}
-	bare, local, domain, res := j.Bare(), j.Local, j.Domain, j.Resource
+	bare, res := j.Bare(), j.Resource
 	if cfg.Resource != "" {
 		res = cfg.Resource
 	}
@@ -140,13 +134,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		raw:     conn,
 		bare:    bare,
 		domain:  domain,
-		pending: make(map[string]*pendingIQ),
 		stanzas: make(chan Stanza, StanzaBuffer),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	br := bufio.NewReader(conn)
-	sr, err := c.login(ctx, br, cfg, local, res)
+	c.calls = xmpp.NewCalls[Stanza]("c2s", c.fromMatches)
+	sr, err := c.login(ctx, cfg, local, res)
 	if !stop() && err == nil {
 		err = ctx.Err()
 	}
@@ -167,43 +160,36 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 }
 
 // login runs the stream negotiation and returns the reader of the final stream.
-func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local, resource string) (*streamReader, error) {
+func (c *Client) login(ctx context.Context, cfg Config, local, resource string) (*xmpp.Reader, error) {
 	password, mech := cfg.Password, cfg.Mechanism
-	sr, features, err := c.openStream(br)
+	sr := newReader(c.conn)
+	f, err := c.openStream(sr)
 	if err != nil {
 		return nil, err
 	}
-	starttls := child(features, xmpp.NSTLS, "starttls")
 	switch {
 	case cfg.TLS != nil:
-		if starttls == nil {
+		if f.StartTLS == nil {
 			return nil, ErrTLSNotOffered
 		}
-		if br, err = c.startTLS(ctx, sr, br, cfg.TLS); err != nil {
+		if sr, err = c.startTLS(ctx, sr, cfg.TLS); err != nil {
 			return nil, err
 		}
-		if sr, features, err = c.openStream(br); err != nil {
+		if f, err = c.openStream(sr); err != nil {
 			return nil, err
 		}
-	case starttls != nil && starttls.child("", "required") != nil:
+	case f.StartTLS != nil && f.StartTLS.Required != nil:
 		return nil, ErrTLSRequired
 	}
-	mechs := child(features, xmpp.NSSASL, "mechanisms")
-	if mechs == nil {
+	if f.Mechanisms == nil {
 		return nil, errors.New("server offers no SASL mechanisms")
 	}
 	var offered, cbTypes []string
-	for _, m := range mechs.Children {
-		if m.Name.Local == "mechanism" {
-			offered = append(offered, strings.TrimSpace(m.Text))
-		}
+	for _, m := range f.Mechanisms {
+		offered = append(offered, strings.TrimSpace(m))
 	}
-	if cb := child(features, xmpp.NSSASLCB, "sasl-channel-binding"); cb != nil {
-		for _, t := range cb.Children {
-			if t.Name.Local == "channel-binding" {
-				cbTypes = append(cbTypes, t.attr("type"))
-			}
-		}
+	for _, cb := range f.ChannelBindings {
+		cbTypes = append(cbTypes, cb.Type)
 	}
 	var cs *tls.ConnectionState
 	if tc, ok := c.conn.(*tls.Conn); ok {
@@ -223,11 +209,12 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 	}
 	c.mech = m.Name
 
-	sr, features, err = c.openStream(br)
+	sr.Restart() // RFC 6120 §6.4.6
+	f, err = c.openStream(sr)
 	if err != nil {
 		return nil, err
 	}
-	if child(features, xmpp.NSBind, "bind") == nil {
+	if f.Bind == nil {
 		return nil, errors.New("server offers no resource binding")
 	}
 	bind := "<bind xmlns='" + xmpp.NSBind + "'/>"
@@ -238,16 +225,17 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 	if err != nil {
 		return nil, fmt.Errorf("bind: %w", err)
 	}
-	nodes, _ := parseFragment(st.Inner)
-	if b := child(nodes, xmpp.NSBind, "bind"); b != nil {
-		if j := b.child("", "jid"); j != nil {
-			c.jid = strings.TrimSpace(j.Text)
-		}
+	var bound struct {
+		JID string `xml:"urn:ietf:params:xml:ns:xmpp-bind bind>jid"`
+	}
+	if unmarshalInner(st.Inner, &bound) == nil {
+		c.jid = strings.TrimSpace(bound.JID)
 	}
 	if !strings.Contains(c.jid, "/") {
 		return nil, fmt.Errorf("bind: no full JID in answer %q", st.Raw)
 	}
-	if s := child(features, xmpp.NSSession, "session"); s != nil && s.child("", "optional") == nil {
+	sr.Self = c.jid
+	if f.Session != nil && f.Session.Optional == nil {
 		if _, err := c.loginIQ(sr, "sess_1", "<session xmlns='"+xmpp.NSSession+"'/>"); err != nil {
 			return nil, fmt.Errorf("session: %w", err)
 		}
@@ -258,7 +246,7 @@ func (c *Client) login(ctx context.Context, br *bufio.Reader, cfg Config, local,
 // startTLS asks for TLS, runs the handshake over the TCP connection once
 // the server answers <proceed/>, and returns the reader of the encrypted
 // connection, on which the caller restarts the stream (RFC 6120 §5.4.3.3).
-func (c *Client) startTLS(ctx context.Context, sr *streamReader, br *bufio.Reader, base *tls.Config) (*bufio.Reader, error) {
+func (c *Client) startTLS(ctx context.Context, sr *xmpp.Reader, base *tls.Config) (*xmpp.Reader, error) {
 	if err := c.write("<starttls xmlns='" + xmpp.NSTLS + "'/>"); err != nil {
 		return nil, err
 	}
@@ -276,7 +264,7 @@ func (c *Client) startTLS(ctx context.Context, sr *streamReader, br *bufio.Reade
 	// The server must wait for our ClientHello. Bytes already here were
 	// sent in the clear after <proceed/>: they must not be read as if they
 	// came over TLS (a STARTTLS command injection).
-	if n := br.Buffered(); n > 0 {
+	if n := sr.Buffered(); n > 0 {
 		return nil, fmt.Errorf("starttls: server sent %d unencrypted bytes after <proceed/>", n)
 	}
 	cfg := base.Clone()
@@ -288,49 +276,57 @@ func (c *Client) startTLS(ctx context.Context, sr *streamReader, br *bufio.Reade
 		return nil, fmt.Errorf("tls handshake with %s: %w", cfg.ServerName, err)
 	}
 	c.conn = tc
-	return bufio.NewReader(tc), nil
+	return newReader(tc), nil
 }
 
-// openStream sends a stream header and reads the server's header and features.
-func (c *Client) openStream(br *bufio.Reader) (*streamReader, []*node, error) {
+// newReader returns the reader of a stream from the server: it keeps each
+// element's text for Stanza.Raw.
+func newReader(conn io.Reader) *xmpp.Reader {
+	sr := xmpp.NewReader(conn)
+	sr.Raw = true
+	return sr
+}
+
+// openStream sends a stream header and reads the server's header and
+// features with sr, which must be new or restarted.
+func (c *Client) openStream(sr *xmpp.Reader) (*features, error) {
 	hdr := "<?xml version='1.0'?><stream:stream xmlns='" + xmpp.NSClient + "' xmlns:stream='" + xmpp.NSStream +
 		"' to='" + escape(c.domain) + "' version='1.0' xml:lang='en'>"
 	if err := c.write(hdr); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	sr := newStreamReader(br)
-	if _, err := sr.header(); err != nil {
-		return nil, nil, err
+	if _, err := sr.Header(); err != nil {
+		return nil, fmt.Errorf("read stream header: %w", err)
 	}
 	el, err := c.loginNext(sr)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if el.Name.Space != xmpp.NSStream || el.Name.Local != "features" {
-		return nil, nil, fmt.Errorf("expected stream features, got <%s>", el.Name.Local)
+		return nil, fmt.Errorf("expected stream features, got <%s>", el.Name.Local)
 	}
-	features, err := parseFragment(el.Inner)
-	if err != nil {
-		return nil, nil, fmt.Errorf("stream features: %w", err)
+	var f features
+	if err := unmarshalInner(el.Inner, &f); err != nil {
+		return nil, fmt.Errorf("stream features: %w", err)
 	}
-	return sr, features, nil
+	return &f, nil
 }
 
 // loginNext reads the next element during login, turning a stream error
 // into an error.
-func (c *Client) loginNext(sr *streamReader) (*element, error) {
-	el, err := sr.next()
-	if err != nil {
-		return nil, err
+func (c *Client) loginNext(sr *xmpp.Reader) (xmpp.Element, error) {
+	var el xmpp.Element
+	if err := sr.Next(&el); err != nil {
+		return xmpp.Element{}, err
 	}
-	if el.Name.Space == xmpp.NSStream && el.Name.Local == "error" {
-		return nil, xmpp.ParseStreamError(el.Inner)
+	if el.IsStreamError() {
+		return xmpp.Element{}, xmpp.ParseStreamError(el.Inner)
 	}
 	return el, nil
 }
 
 // loginIQ sends an IQ set to the server during login and waits for its answer.
-func (c *Client) loginIQ(sr *streamReader, id, payload string) (Stanza, error) {
+func (c *Client) loginIQ(sr *xmpp.Reader, id, payload string) (Stanza, error) {
 	if err := c.write("<iq type='set' id='" + id + "'>" + payload + "</iq>"); err != nil {
 		return Stanza{}, err
 	}
@@ -339,7 +335,7 @@ func (c *Client) loginIQ(sr *streamReader, id, payload string) (Stanza, error) {
 		if err != nil {
 			return Stanza{}, err
 		}
-		st := toStanza(el, 0)
+		st := toStanza(&el, 0)
 		if st.Name != "iq" || st.ID != id {
 			continue
 		}
@@ -350,54 +346,46 @@ func (c *Client) loginIQ(sr *streamReader, id, payload string) (Stanza, error) {
 	}
 }
 
-func toStanza(el *element, seq uint64) Stanza {
+func toStanza(el *xmpp.Element, seq uint64) Stanza {
 	return Stanza{
 		Name:  el.Name.Local,
-		Type:  el.attr("type"),
-		From:  el.attr("from"),
-		To:    el.attr("to"),
-		ID:    el.attr("id"),
+		Type:  el.Type,
+		From:  el.From,
+		To:    el.To,
+		ID:    el.ID,
 		Inner: el.Inner,
 		Raw:   el.Raw,
 		Seq:   seq,
 	}
 }
 
-func child(nodes []*node, space, local string) *node {
-	for _, n := range nodes {
-		if n.Name.Local == local && (space == "" || n.Name.Space == space) {
-			return n
-		}
-	}
-	return nil
-}
-
 // readLoop is the one reader of the stream after login.
-func (c *Client) readLoop(sr *streamReader) {
+func (c *Client) readLoop(sr *xmpp.Reader) {
 	var seq uint64
 	var err error
+	var el xmpp.Element
 	for {
-		var el *element
-		el, err = sr.next()
-		if err != nil {
+		if err = sr.Next(&el); err != nil {
 			break
 		}
 		if el.Name.Space == xmpp.NSStream {
-			if el.Name.Local == "error" {
+			if el.IsStreamError() {
 				err = xmpp.ParseStreamError(el.Inner)
 				break
 			}
 			continue
 		}
 		seq++
-		st := toStanza(el, seq)
+		st := toStanza(&el, seq)
 		if st.Name == "presence" && st.Type == "subscribe" {
 			c.approve(st)
 		}
 		if st.Name == "iq" {
 			switch st.Type {
 			case "result", "error":
-				c.resolve(st)
+				// Answers nobody waits for, or from another address than
+				// the request went to, are dropped.
+				c.calls.Deliver(st.ID, st.From, st, nil)
 				continue
 			case "get", "set":
 				go c.answerIQ(st)
@@ -417,7 +405,7 @@ func (c *Client) finish(err error) {
 	case <-c.quit:
 		err = nil // we closed it
 	default:
-		if errors.Is(err, errStreamEnd) {
+		if errors.Is(err, xmpp.ErrStreamEnd) {
 			c.wmu.Lock()
 			if !c.wclosed.Load() {
 				_ = c.conn.SetWriteDeadline(time.Now().Add(closeWait))
@@ -432,24 +420,9 @@ func (c *Client) finish(err error) {
 	c.wclosed.Store(true)
 	c.err = err
 	c.conn.Close()
+	c.calls.Close(ErrClosed)
 	close(c.stanzas)
 	close(c.done)
-}
-
-// resolve hands an IQ answer to the Request waiting for it. Answers nobody
-// waits for, or from another address than the request went to, are dropped.
-func (c *Client) resolve(st Stanza) {
-	c.mu.Lock()
-	p := c.pending[st.ID]
-	if p != nil && c.fromMatches(p.to, st.From) {
-		delete(c.pending, st.ID)
-	} else {
-		p = nil
-	}
-	c.mu.Unlock()
-	if p != nil {
-		p.ch <- st // buffered, one answer per request
-	}
 }
 
 func (c *Client) fromMatches(to, from string) bool {
@@ -469,23 +442,21 @@ func (c *Client) answerIQ(st Stanza) {
 		to = " to='" + escape(st.From) + "'"
 	}
 	head := "<iq type='result' id='" + escape(st.ID) + "'" + to
-	nodes, _ := parseFragment(st.Inner)
-	var q *node
-	if len(nodes) > 0 {
-		q = nodes[0]
-	}
+	q, ok := xmpp.FirstChild(st.Inner)
 	switch {
-	case q != nil && st.Type == "get" && q.Name.Space == xmpp.NSPing && q.Name.Local == "ping":
+	case ok && st.Type == "get" && q.Name.Space == xmpp.NSPing && q.Name.Local == "ping":
 		_ = c.write(head + "/>")
-	case q != nil && st.Type == "get" && q.Name.Space == xmpp.NSDiscoInfo && q.Name.Local == "query":
+	case ok && st.Type == "get" && q.Name.Space == xmpp.NSDiscoInfo && q.Name.Local == "query":
 		node := ""
-		if n := q.attr("node"); n != "" {
-			node = " node='" + escape(n) + "'"
+		for _, a := range q.Attr {
+			if a.Name.Space == "" && a.Name.Local == "node" && a.Value != "" {
+				node = " node='" + escape(a.Value) + "'"
+			}
 		}
 		_ = c.write(head + "><query xmlns='" + xmpp.NSDiscoInfo + "'" + node + ">" +
 			"<identity category='client' type='bot' name='pubpresence'/>" +
 			"<feature var='" + xmpp.NSDiscoInfo + "'/><feature var='" + xmpp.NSPing + "'/></query></iq>")
-	case q != nil && st.Type == "set" && q.Name.Space == xmpp.NSRoster && c.fromMatches("", st.From):
+	case ok && st.Type == "set" && q.Name.Space == xmpp.NSRoster && c.fromMatches("", st.From):
 		_ = c.write(head + "/>")
 	default:
 		_ = c.write("<iq type='error' id='" + escape(st.ID) + "'" + to +
@@ -531,37 +502,22 @@ func (c *Client) Request(ctx context.Context, typ, to, payload string) (Stanza, 
 	if err := ctx.Err(); err != nil { // the caller gave up already: send nothing
 		return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, err)
 	}
-	id := "c2s" + strconv.FormatUint(c.ids.Add(1), 36)
-	p := &pendingIQ{to: to, ch: make(chan Stanza, 1)}
-	c.mu.Lock()
-	c.pending[id] = p
-	c.mu.Unlock()
-	forget := func() {
-		c.mu.Lock()
-		delete(c.pending, id)
-		c.mu.Unlock()
+	call, err := c.calls.Start(to)
+	if err != nil {
+		return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, err)
 	}
 	attrTo := ""
 	if to != "" {
 		attrTo = " to='" + escape(to) + "'"
 	}
-	if err := c.write("<iq type='" + escape(typ) + "' id='" + id + "'" + attrTo + ">" + payload + "</iq>"); err != nil {
-		forget()
+	if err := c.write("<iq type='" + escape(typ) + "' id='" + call.ID() + "'" + attrTo + ">" + payload + "</iq>"); err != nil {
+		call.Abandon()
 		return Stanza{}, err
 	}
-	var st Stanza
-	select {
-	case st = <-p.ch:
-	case <-ctx.Done():
-		forget()
-		return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, ctx.Err())
-	case <-c.done:
-		select {
-		case st = <-p.ch:
-		default:
-			forget()
-			return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, ErrClosed)
-		}
+	st, err := call.Wait(ctx)
+	if err != nil {
+		// ctx's error, or ErrClosed from finish.
+		return Stanza{}, fmt.Errorf("c2s: iq %s to %q: %w", typ, to, err)
 	}
 	if st.Type == "error" {
 		return st, xmpp.ParseError(st.Inner)

@@ -35,12 +35,15 @@ func (e *AuthError) Error() string {
 
 func parseAuthFailure(mech string, inner []byte) *AuthError {
 	e := &AuthError{Mechanism: mech, Condition: "undefined"}
-	nodes, _ := parseFragment(inner)
-	for _, c := range nodes {
-		if c.Name.Local == "text" {
+	var cs children
+	if unmarshalInner(inner, &cs) != nil {
+		return e
+	}
+	for _, c := range cs.All {
+		if c.XMLName.Local == "text" {
 			e.Text = c.Text
 		} else {
-			e.Condition = c.Name.Local
+			e.Condition = c.XMLName.Local
 		}
 	}
 	return e

@@ -38,12 +38,15 @@ func (s Stanza) Event() (ev pubsub.Event, ok bool) {
 // PresenceDetails reads the show, status and priority of a presence stanza.
 // A missing or unreadable priority is 0.
 func (s Stanza) PresenceDetails() (show, status string, priority int) {
-	nodes, _ := parseFragment(s.Inner)
-	for _, n := range nodes {
-		if n.Name.Space != "" && n.Name.Space != xmpp.NSClient {
+	var cs children
+	if unmarshalInner(s.Inner, &cs) != nil {
+		return "", "", 0
+	}
+	for _, n := range cs.All {
+		if n.XMLName.Space != "" && n.XMLName.Space != xmpp.NSClient {
 			continue
 		}
-		switch n.Name.Local {
+		switch n.XMLName.Local {
 		case "show":
 			show = strings.TrimSpace(n.Text)
 		case "status":

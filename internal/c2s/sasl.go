@@ -262,7 +262,7 @@ func step(neg *sasl.Negotiator, mech string, data []byte) (more bool, resp []byt
 // authenticate runs the SASL exchange of RFC 6120 §6.4 with neg, whose
 // mechanism is mech. A <failure/> is returned as an *AuthError; anything the
 // client refuses is sent an <abort/> while the exchange is still open.
-func (c *Client) authenticate(sr *streamReader, mech string, neg *sasl.Negotiator) error {
+func (c *Client) authenticate(sr *xmpp.Reader, mech string, neg *sasl.Negotiator) error {
 	more, initial, err := neg.Step(nil)
 	if err != nil {
 		return fmt.Errorf("sasl %s: %w", mech, err)

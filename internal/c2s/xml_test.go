@@ -1,8 +1,8 @@
 package c2s
 
 import (
-	"bufio"
-	"errors"
+	"bytes"
+	"encoding/xml"
 	"io"
 	"strings"
 	"testing"
@@ -13,107 +13,61 @@ import (
 const testHeader = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' " +
 	"xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='localhost' version='1.0'>"
 
-func TestStreamReaderRawAndInner(t *testing.T) {
-	input := testHeader +
-		"<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>" +
-		" \n\t" + // whitespace keepalive
-		"<presence from='a@b/c'/>" +
-		"<message from='x' type='chat'><body>a &amp; b &lt;c&gt;</body><x xmlns='urn:x'><y/></x></message>" +
-		"<iq type='result' id='1'></iq>" +
-		"</stream:stream>"
-	sr := newStreamReader(bufio.NewReader(strings.NewReader(input)))
-	hdr, err := sr.header()
+// TestFeatures reads the stream features as Prosody 0.12 and ejabberd 23.01
+// send them.
+func TestFeatures(t *testing.T) {
+	var f features
+	err := unmarshalInner([]byte("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"+
+		"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism><mechanism> PLAIN </mechanism></mechanisms>"+
+		"<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/><channel-binding type='tls-server-end-point'/></sasl-channel-binding>"+
+		"<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"+
+		"<mechanisms xmlns='urn:other'><mechanism>X</mechanism></mechanisms>"), &f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := attrValue(hdr.Attr, "id"); got != "s1" {
-		t.Errorf("header id = %q", got)
+	if f.StartTLS == nil || f.StartTLS.Required == nil || f.Bind == nil || f.Session == nil || f.Session.Optional == nil {
+		t.Errorf("features = %+v", f)
 	}
-	want := []struct {
-		space, local, raw, inner string
-	}{
-		{xmpp.NSStream, "features", "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>",
-			"<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"},
-		{xmpp.NSClient, "presence", "<presence from='a@b/c'/>", ""},
-		{xmpp.NSClient, "message", "<message from='x' type='chat'><body>a &amp; b &lt;c&gt;</body><x xmlns='urn:x'><y/></x></message>",
-			"<body>a &amp; b &lt;c&gt;</body><x xmlns='urn:x'><y/></x>"},
-		{xmpp.NSClient, "iq", "<iq type='result' id='1'></iq>", ""},
+	if got := strings.Join(f.Mechanisms, ","); got != "SCRAM-SHA-1, PLAIN " {
+		t.Errorf("mechanisms %q", got)
 	}
-	for i, w := range want {
-		el, err := sr.next()
+	if len(f.ChannelBindings) != 2 || f.ChannelBindings[0].Type != "tls-exporter" {
+		t.Errorf("channel bindings %+v", f.ChannelBindings)
+	}
+	f = features{}
+	if err := unmarshalInner([]byte("<starttls xmlns='urn:x'/><bind/>"), &f); err != nil || f.StartTLS != nil || f.Bind != nil || f.Mechanisms != nil {
+		t.Errorf("features in other namespaces: %+v, %v", f, err)
+	}
+	if unmarshalInner([]byte("<a><b></a>"), &f) == nil {
+		t.Error("unmarshalInner accepted mismatched tags")
+	}
+}
+
+// roots returns the number of elements at the top of a fragment, or the
+// error that ends it.
+func roots(b []byte) (int, error) {
+	d := xml.NewDecoder(bytes.NewReader(b))
+	n, depth := 0, 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			if depth > 0 {
+				return n, io.ErrUnexpectedEOF
+			}
+			return n, nil
+		}
 		if err != nil {
-			t.Fatalf("element %d: %v", i, err)
+			return n, err
 		}
-		if el.Name.Space != w.space || el.Name.Local != w.local {
-			t.Errorf("element %d: name %v, want {%s %s}", i, el.Name, w.space, w.local)
-		}
-		if string(el.Raw) != w.raw {
-			t.Errorf("element %d: raw %q, want %q", i, el.Raw, w.raw)
-		}
-		if string(el.Inner) != w.inner {
-			t.Errorf("element %d: inner %q, want %q", i, el.Inner, w.inner)
-		}
-		if len(sr.rec.buf) > 1 {
-			t.Errorf("element %d: recorder keeps %d bytes after it", i, len(sr.rec.buf))
-		}
-	}
-	if _, err := sr.next(); !errors.Is(err, errStreamEnd) {
-		t.Fatalf("after the stream end: %v, want errStreamEnd", err)
-	}
-}
-
-func TestStreamReaderErrors(t *testing.T) {
-	tests := []struct {
-		name, input string
-	}{
-		{"eof inside stanza", testHeader + "<message><body>hi"},
-		{"mismatched tags", testHeader + "<message></presence>"},
-		{"bad entity", testHeader + "<message>&nosuch;</message>"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			sr := newStreamReader(bufio.NewReader(strings.NewReader(tt.input)))
-			if _, err := sr.header(); err != nil {
-				t.Fatal(err)
+		switch tok.(type) {
+		case xml.StartElement:
+			if depth == 0 {
+				n++
 			}
-			if _, err := sr.next(); err == nil || errors.Is(err, errStreamEnd) || err == io.EOF {
-				t.Fatalf("next = %v, want a syntax error", err)
-			}
-		})
-	}
-	sr := newStreamReader(bufio.NewReader(strings.NewReader("<html><body/></html>")))
-	if _, err := sr.header(); err == nil {
-		t.Fatal("header accepted <html>")
-	}
-}
-
-func TestParseFragment(t *testing.T) {
-	in := []byte(`<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'>` +
-		`<item id='a'><user xmlns='urn:pubpresence:0' status='away'><text>x &amp; y</text></user></item>` +
-		`<item id='b'/></items></pubsub>`)
-	nodes, err := parseFragment(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(nodes) != 1 || nodes[0].Name.Space != xmpp.NSPubsub {
-		t.Fatalf("roots = %d, first %v", len(nodes), nodes[0].Name)
-	}
-	items := nodes[0].child("", "items")
-	if items == nil || items.attr("node") != "n" || len(items.Children) != 2 {
-		t.Fatalf("items = %+v", items)
-	}
-	user := items.Children[0].Children[0]
-	if got, want := string(user.Raw), `<user xmlns='urn:pubpresence:0' status='away'><text>x &amp; y</text></user>`; got != want {
-		t.Errorf("user raw = %q, want %q", got, want)
-	}
-	if got := user.child("urn:pubpresence:0", "text").Text; got != "x & y" {
-		t.Errorf("text = %q", got)
-	}
-	if _, err := parseFragment([]byte("<a><b></a>")); err == nil {
-		t.Error("parseFragment accepted mismatched tags")
-	}
-	if _, err := parseFragment([]byte("<a>")); err == nil {
-		t.Error("parseFragment accepted an unclosed element")
+			depth++
+		case xml.EndElement:
+			depth--
+		}
 	}
 }
 
@@ -126,9 +80,11 @@ func TestEscape(t *testing.T) {
 	}
 }
 
-// FuzzStreamReader feeds arbitrary server bytes after a valid header: the
-// reader must not panic, and every element it returns must start with '<'
-// and hold its inner text.
+// FuzzStreamReader feeds arbitrary server bytes after a valid header to the
+// reader as the client uses it (internal/xmpp's FuzzReaderFastVsSlow checks
+// the reader itself): it must not panic, every element it returns must
+// start with '<' and hold its inner text, which parses, and stream features
+// give a features or an error.
 func FuzzStreamReader(f *testing.F) {
 	f.Add("<presence/>")
 	f.Add(" <message><body>x</body></message></stream:stream>")
@@ -136,20 +92,24 @@ func FuzzStreamReader(f *testing.F) {
 	f.Add("<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>")
 	f.Add("<a><b>&amp;</b><![CDATA[<x>]]></a><!-- c --><?pi x?>")
 	f.Fuzz(func(t *testing.T, s string) {
-		sr := newStreamReader(bufio.NewReader(strings.NewReader(testHeader + s)))
-		if _, err := sr.header(); err != nil {
+		sr := newReader(strings.NewReader(testHeader + s))
+		if _, err := sr.Header(); err != nil {
 			t.Fatal(err)
 		}
+		var el xmpp.Element
 		for i := 0; i < 100; i++ {
-			el, err := sr.next()
-			if err != nil {
+			if sr.Next(&el) != nil {
 				return
 			}
 			if len(el.Raw) == 0 || el.Raw[0] != '<' || !strings.Contains(string(el.Raw), string(el.Inner)) {
 				t.Fatalf("element raw %q inner %q", el.Raw, el.Inner)
 			}
-			if _, err := parseFragment(el.Inner); err != nil {
+			if _, err := roots(el.Inner); err != nil {
 				t.Fatalf("inner of a well-formed element does not parse: %q: %v", el.Inner, err)
+			}
+			if el.Name.Space == xmpp.NSStream && el.Name.Local == "features" {
+				var f features
+				_ = unmarshalInner(el.Inner, &f)
 			}
 		}
 	})
@@ -157,7 +117,7 @@ func FuzzStreamReader(f *testing.F) {
 
 // FuzzStanzaParsers runs the parsers of stanza content on arbitrary input;
 // Event's payloads, cut by pubsub.ParseEvent, must each be one element to
-// parseFragment too. The items results are pubsub.ParseItems's, fuzzed in
+// encoding/xml too. The items results are pubsub.ParseItems's, fuzzed in
 // package pubsub (FuzzSubscriberParsers).
 func FuzzStanzaParsers(f *testing.F) {
 	f.Add([]byte("<event xmlns='http://jabber.org/protocol/pubsub#event'><items node='n'><item id='a'><u xmlns='x'/></item><retract id='b'/></items></event>"))
@@ -168,7 +128,7 @@ func FuzzStanzaParsers(f *testing.F) {
 			if p == nil {
 				return
 			}
-			if nodes, err := parseFragment(p); err != nil || len(nodes) != 1 {
+			if n, err := roots(p); err != nil || n != 1 {
 				t.Fatalf("%s payload %q is not one element: %v", what, p, err)
 			}
 		}
@@ -186,5 +146,11 @@ func FuzzStanzaParsers(f *testing.F) {
 		}
 		st.Name = "presence"
 		_, _, _ = st.PresenceDetails()
+		if e := parseAuthFailure("PLAIN", b); e.Condition == "" {
+			t.Fatalf("parseAuthFailure gave %+v", e)
+		}
+		if _, ok := xmpp.FirstChild(b); ok && len(b) == 0 {
+			t.Fatal("FirstChild found an element in nothing")
+		}
 	})
 }

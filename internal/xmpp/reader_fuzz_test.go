@@ -1,28 +1,33 @@
-package component
+package xmpp
 
 import (
 	"bytes"
 	"io"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
 
-// Stream headers the reader may find itself after. The last ones change
-// what encoding/xml makes of the elements: a default namespace that puts
-// <error/> in the streams namespace, a prefix bound to no namespace (so
-// that p:from is the attribute "from"), newlines before the stream.
+// Stream headers the reader may find itself after: Prosody's and
+// ejabberd's to a component, then some that change what encoding/xml makes
+// of the elements: a default namespace that puts <error/> in the streams
+// namespace, a prefix bound to no namespace (so that p:from is the
+// attribute "from"), newlines before the stream; then a client's stream
+// and one with no default namespace.
 var fuzzHeaders = []string{
 	"<?xml version='1.0'?><stream:stream id='419a06b9-1779-4949-913e-439a188adfb5' xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' xml:lang='en' from='pubpresence.localhost'>",
 	`<?xml version='1.0'?><stream:stream id="9093610124340968785" xml:lang="en" xmlns:stream="http://etherx.jabber.org/streams" from="pubpresence.localhost" xmlns="jabber:component:accept">`,
 	"<stream xmlns='http://etherx.jabber.org/streams' id='x'>",
 	"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns:p='' xmlns='jabber:component:accept'>",
 	"\n<?xml version='1.0'?>\n\n<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:component:accept'>\n",
+	"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='localhost' version='1.0'>",
+	"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='a' xmlns='b'>",
 }
 
-// fuzzSeeds are stanzas as Prosody 0.12 and ejabberd 23.01 send them
-// (shared/notes/prosody.md, ejabberd.md), and the odd cases the fast path
-// must leave to encoding/xml.
+// fuzzSeeds are elements as Prosody 0.12 and ejabberd 23.01 send them to a
+// component and to a client, and the odd cases the fast path must leave to
+// encoding/xml.
 var fuzzSeeds = []string{
 	// Prosody
 	"<presence to='pubpresence.localhost' type='subscribe' xml:lang='en' from='bob@localhost'/>",
@@ -51,6 +56,16 @@ var fuzzSeeds = []string{
 		`<x type="form" xmlns="jabber:x:data"><field var="ipaddresses" type="text-multi" label="IP addresses"><value>127.0.0.1:53862</value></field></x></command></iq>`,
 	`<iq to="pubpresence.localhost" from="pubsub.localhost" type="error" id="i9"><error type="wait"><resource-constraint xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/><text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">Unknown field 'pubsub#foo_bar' of type '...#node_config'</text></error></iq>`,
 	"<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+	// To a client: features, STARTTLS, SASL, a pubsub event.
+	"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms></stream:features>",
+	"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+	`<challenge xmlns="urn:ietf:params:xml:ns:xmpp-sasl">cj1meWtvK2QybGJiRmdPTlJ2OXFreGRhd0wzcmZjTkhZSlkxWlZ2V1ZzN2oscz1RU1hDUitRNnNlazhiZjkyLGk9NDA5Ng==</challenge>`,
+	"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>dj1ybUY5cHFWOFM3c3VBb1pXamE0ZEpSa0ZzS1E9</success>",
+	"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/><text xml:lang='en'>Invalid username or password</text></failure>",
+	"<iq type='result' id='bind_1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/r</jid></bind></iq>",
+	"<message from='pubsub.localhost' to='alice@localhost/r' xmlns='jabber:client'><event xmlns='http://jabber.org/protocol/pubsub#event'><items node='presence/live'><item id='bob@localhost/r'><user xmlns='urn:pubpresence:0'/></item></items></event></message>",
+	"<message xmlns='' from='a'/><message xmlns='x' xmlns='y'/><message xmlns='&amp;'/>",
+	"<message xmlns='a\rb'/><xmlns/><xmlns:x xmlns:xmlns='z'/>",
 	// Entities and character references, quotes inside values.
 	`<presence from="a&amp;b@localhost/&#x72;&#49;&apos;&quot;&lt;&gt;" to='x&apos;y' id='&#65;' type="av&#x41;il"><status>&lt;b&gt; &#233; &#x1F600;</status></presence>`,
 	`<presence from='it"s' to="it's"/>`,
@@ -112,31 +127,45 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 }
 
 type readResult struct {
-	items []item
-	err   string
+	els []Element
+	err string
 }
 
-// readAll reads as readLoop does: up to the end of the stream, a stream
-// error, or an error.
-func readAll(r *reader) readResult {
+// readAll reads as the component's and the client's read loops do, into
+// one Element: up to the end of the stream, a stream error, or an error.
+func readAll(r *Reader) readResult {
 	var res readResult
+	var el Element
 	for {
-		it, err := r.next()
-		if err != nil {
+		if err := r.Next(&el); err != nil {
 			res.err = err.Error()
 			return res
 		}
-		res.items = append(res.items, it)
-		if it.kind != itemStanza {
+		res.els = append(res.els, el)
+		if el.IsStreamError() {
 			return res
 		}
 	}
 }
 
+// newTestReader returns a reader of data, a stream header and what follows,
+// positioned after the header; fast false reads everything with
+// encoding/xml, as the reader did before the fast path.
+func newTestReader(tb testing.TB, src io.Reader, fast bool) *Reader {
+	r := NewReader(src)
+	if _, err := r.Header(); err != nil {
+		tb.Fatalf("stream header: %v", err)
+	}
+	r.Self = "pubpresence.localhost"
+	r.NoFast = !fast
+	return r
+}
+
 // FuzzReaderFastVsSlow: the reader with its fast path reads exactly what
-// encoding/xml alone reads — the same stanzas, Inner nil or empty alike,
+// encoding/xml alone reads — the same elements, Inner nil or empty alike,
 // and the same error — whatever the bytes, the stream header, how they
-// arrive and how small the input buffer is.
+// arrive and how small the input buffer is. With header's top bit set,
+// both keep the elements' text (Reader.Raw), which must be the same too.
 func FuzzReaderFastVsSlow(f *testing.F) {
 	for i, s := range fuzzSeeds {
 		f.Add(uint8(i%len(fuzzHeaders)), []byte(nil), uint8(0), []byte(s))
@@ -145,20 +174,30 @@ func FuzzReaderFastVsSlow(f *testing.F) {
 	all := []byte(strings.Join(fuzzSeeds[:20], " "))
 	f.Add(uint8(0), []byte(nil), uint8(0), all)
 	f.Add(uint8(1), []byte{99}, uint8(1), all)
+	for i, s := range fuzzSeeds[20:] {
+		f.Add(uint8(0x80|(5+i%2)), []byte{3, 40}, uint8(9), []byte(s))
+	}
+	f.Add(uint8(0x85), []byte{2, 90}, uint8(7), all)
 	f.Fuzz(func(t *testing.T, header uint8, chunks []byte, bufSize uint8, body []byte) {
-		hdr := fuzzHeaders[int(header)%len(fuzzHeaders)]
+		hdr := fuzzHeaders[int(header&0x7f)%len(fuzzHeaders)]
+		raw := header&0x80 != 0
 		data := append([]byte(hdr), body...)
-		slow := readAll(newTestReader(t, bytes.NewReader(data), false))
+		sr := newTestReader(t, bytes.NewReader(data), false)
+		sr.Raw = raw
+		slow := readAll(sr)
 
 		// The fast path with the input in pieces and, unless bufSize is
 		// 0, a small buffer that must grow or hand over to encoding/xml.
 		fr := newTestReader(t, &chunkReader{data: data, sizes: chunks}, true)
+		fr.Raw = raw
 		if bufSize > 0 {
 			n := int(bufSize)
-			fr.in.buf = append(make([]byte, 0, n), fr.in.buffered()...)[:max(n, fr.in.w-fr.in.r)]
-			fr.in.w -= fr.in.r
-			fr.in.r = 0
-			fr.in.max = 4 * n
+			in := fr.in
+			in.buf = append(make([]byte, 0, n), in.buffered()...)[:max(n, in.w-in.r)]
+			in.w -= in.r
+			in.off += int64(in.r)
+			in.r = 0
+			in.max = 4 * n
 			fr.st.maxPartial = n / 2
 		}
 		fast := readAll(fr)
@@ -175,7 +214,7 @@ func TestReaderFastPathTaken(t *testing.T) {
 	r := newTestReader(t, bytes.NewReader(append([]byte(header), body...)), true)
 	n := 0
 	for {
-		if _, ok := r.tryFast(); !ok {
+		if !r.tryFast(new(Element)) {
 			break
 		}
 		n++
@@ -188,8 +227,32 @@ func TestReaderFastPathTaken(t *testing.T) {
 			continue
 		}
 		r := newTestReader(t, strings.NewReader(fuzzHeaders[0]+s), true)
-		if _, ok := r.tryFast(); !ok {
+		if !r.tryFast(new(Element)) {
 			t.Errorf("the fast path did not read %q", s)
 		}
 	}
+}
+
+// benchStream returns the stream header the benchmarks read after, and n
+// stanzas as the servers send them to the component: presences (Prosody
+// style, single quotes; ejabberd style, double quotes and xml:lang) and the
+// IQ results of pubsub publications, alternating.
+func benchStream(n int) (header string, body []byte) {
+	header = "<?xml version='1.0'?><stream:stream id='419a06b9' xmlns='jabber:component:accept' " +
+		"xmlns:stream='http://etherx.jabber.org/streams' xml:lang='en' from='pubpresence.localhost'>"
+	var b []byte
+	for i := range n {
+		u := "u" + strconv.Itoa(100000+i%1000) + "@localhost/r"
+		switch i % 4 {
+		case 0:
+			b = append(b, "<presence to='pubpresence.localhost' from='"+u+"'><show>away</show><status>out to lunch &amp; back at 2</status><priority>5</priority></presence>"...)
+		case 1:
+			b = append(b, "<iq to='pubpresence.localhost' id='ab12cd34ef56.lx1fz3k0-"+strconv.FormatUint(uint64(i), 36)+"' from='pubsub.localhost' type='result'/>"...)
+		case 2:
+			b = append(b, `<presence xml:lang="en" to="pubpresence.localhost" from="`+u+`"><priority>-1</priority><show>dnd</show><status>busy here</status></presence>`...)
+		case 3:
+			b = append(b, `<iq to="pubpresence.localhost" from="pubsub.localhost" type="result" id="ab12cd34ef56.lx1fz3k0-`+strconv.FormatUint(uint64(i), 36)+`"><pubsub xmlns="http://jabber.org/protocol/pubsub"><publish node="presence/live"><item id="`+u+`"/></publish></pubsub></iq>`...)
+		}
+	}
+	return header, b
 }

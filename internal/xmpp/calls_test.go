@@ -1,0 +1,145 @@
+package xmpp
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func newTestCalls() *Calls[string] {
+	return NewCalls[string]("inst.lx1-", func(to, from string) bool {
+		return strings.EqualFold(from, to) || from == "" && to == "self"
+	})
+}
+
+func TestCallsDeliver(t *testing.T) {
+	calls := newTestCalls()
+	a, err := calls.Start("pubsub.localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := calls.Start("self")
+	if a.ID() != "inst.lx1-1" || string(b.AppendID([]byte("x"))) != "xinst.lx1-2" {
+		t.Fatalf("ids %q %q", a.ID(), b.ID())
+	}
+	if _, err := a.Result(); !errors.Is(err, ErrPending) {
+		t.Fatalf("Result before the answer = %v", err)
+	}
+	// Not an answer to a or b: another address, another id, or an id
+	// written otherwise than AppendID writes it.
+	for _, d := range []struct{ id, from string }{
+		{"inst.lx1-1", "evil.localhost"}, {"inst.lx1-1", ""}, {"inst.lx1-3", "pubsub.localhost"},
+		{"inst.lx1-01", "pubsub.localhost"}, {"inst.lx1-2", "x"}, {"other.lx1-1", "pubsub.localhost"},
+		{"inst.lx1-", ""}, {"inst.lx1-1A", "pubsub.localhost"}, {"inst.lx1-zzzzzzzzzzzzzz", ""}, {"inst.lx1-3w5e11264sgsg", ""},
+	} {
+		if calls.Deliver(d.id, d.from, "wrong", nil) {
+			t.Errorf("Deliver(%q, %q) found a call", d.id, d.from)
+		}
+	}
+	if !calls.Deliver("inst.lx1-1", "PubSub.localhost", "answer", nil) {
+		t.Fatal("the answer to a found no call")
+	}
+	if v, err := a.Wait(context.Background()); v != "answer" || err != nil {
+		t.Fatalf("a = %q, %v", v, err)
+	}
+	if calls.Deliver("inst.lx1-1", "pubsub.localhost", "again", nil) {
+		t.Error("a second answer found a call")
+	}
+	errAnswer := errors.New("an error answer")
+	if !calls.Deliver("inst.lx1-2", "", "", errAnswer) {
+		t.Fatal("the answer to b found no call")
+	}
+	<-b.Done()
+	if _, err := b.Result(); err != errAnswer {
+		t.Fatalf("b = %v", err)
+	}
+}
+
+func TestCallsAbandonAndClose(t *testing.T) {
+	calls := newTestCalls()
+	a, _ := calls.Start("x")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := a.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait = %v", err)
+	}
+	if _, err := a.Result(); !errors.Is(err, ErrAbandoned) {
+		t.Fatalf("Result after Wait's ctx ended = %v", err)
+	}
+	if calls.Deliver(a.ID(), "x", "late", nil) {
+		t.Error("a late answer found the abandoned call")
+	}
+	b, _ := calls.Start("x")
+	c, _ := calls.Start("x")
+	calls.Deliver(c.ID(), "x", "c", nil)
+	c.Abandon() // answered already: nothing changes
+	if v, err := c.Result(); v != "c" || err != nil {
+		t.Fatalf("c = %q, %v", v, err)
+	}
+	end := errors.New("stream ended")
+	calls.Close(end)
+	calls.Close(errors.New("again"))
+	if _, err := b.Wait(context.Background()); err != end {
+		t.Fatalf("b after Close = %v", err)
+	}
+	b.Abandon()
+	if _, err := b.Result(); err != end {
+		t.Fatalf("b after Close and Abandon = %v", err)
+	}
+	if _, err := calls.Start("x"); err != end {
+		t.Fatalf("Start after Close = %v", err)
+	}
+}
+
+// TestCallsConcurrent races Start, Deliver, Abandon and Close (go test
+// -race).
+func TestCallsConcurrent(t *testing.T) {
+	calls := newTestCalls()
+	var wg sync.WaitGroup
+	ids := make(chan string, 1000)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				call, err := calls.Start("x")
+				if err != nil {
+					return
+				}
+				ids <- call.ID()
+				if (i+w)%3 == 0 {
+					call.Abandon()
+				}
+				select {
+				case <-call.Done():
+				default:
+				}
+			}
+		}()
+	}
+	go func() {
+		for id := range ids {
+			calls.Deliver(id, "x", id, nil)
+		}
+	}()
+	wg.Wait()
+	calls.Close(errors.New("end"))
+	close(ids)
+}
+
+// TestCallsAllocs: starting a call and delivering its answer costs the
+// Call and its channel, nothing else.
+func TestCallsAllocs(t *testing.T) {
+	calls := newTestCalls()
+	id := make([]byte, 0, 32)
+	allocs := testing.AllocsPerRun(1000, func() {
+		call, _ := calls.Start("pubsub.localhost")
+		id = call.AppendID(id[:0])
+		calls.Deliver(string(id), "pubsub.localhost", "", nil)
+	})
+	if allocs > 2 {
+		t.Errorf("%v allocations per call, want 2", allocs)
+	}
+}
