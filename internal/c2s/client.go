@@ -105,7 +105,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil || j.Local == "" {
 		return nil, fmt.Errorf("c2s: JID %q: need user@domain", cfg.JID)
 	}
-	bare, res := j.Bare(), j.Resource
+	bare, local, domain, res := j.Bare(), j.Local, j.Domain, j.Resource
 	if cfg.Resource != "" {
 		res = cfg.Resource
 	}
