@@ -186,7 +186,7 @@ func (c *Conn) view(v *Element, it item) error {
 	if it.tagLen < len(it.raw) { // not <x/>: the element ends with its end tag
 		inner = it.raw[it.tagLen:bytes.LastIndexByte(it.raw, '<')]
 	}
-	*v = Element{Raw: it.raw, Inner: inner, tag: it.raw[:it.tagLen], hdr: c.hdr}
+	*v = Element{Raw: it.raw, Inner: inner, tag: it.raw[:it.tagLen], values: it.values, hdr: c.hdr}
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
@@ -26,6 +25,7 @@ type Element struct {
 	Inner []byte // its content, between its start and end tags
 
 	tag     []byte // the start tag, a prefix of Raw
+	values  values // where its attribute values are in tag
 	hdr     []byte // the stream header it came in, for its namespaces
 	decoded bool   // name and attrs are set
 	name    xml.Name
@@ -65,6 +65,14 @@ func (e *Element) Attr(local string) string {
 // RawAttr returns the value of the attribute local (with no prefix) as
 // written, still escaped, or nil. It allocates nothing.
 func (e *Element) RawAttr(local string) []byte {
+	if e.values.n <= len(e.values.at) { // the reader found them all
+		for _, v := range e.values.at[:e.values.n] {
+			if string(attrName(e.tag, int(v[0])-1)) == local {
+				return e.tag[v[0]:v[1]]
+			}
+		}
+		return nil
+	}
 	_, attrs := splitTag(e.tag)
 	for len(attrs) > 0 {
 		var name, value []byte
@@ -97,10 +105,11 @@ func (e *Element) clone() (*Element, error) {
 	raw := bytes.Clone(e.Raw)
 	innerAt := len(e.tag)
 	c := &Element{
-		Raw:   raw,
-		Inner: raw[innerAt : innerAt+len(e.Inner) : innerAt+len(e.Inner)],
-		tag:   raw[:len(e.tag):len(e.tag)],
-		hdr:   e.hdr,
+		Raw:    raw,
+		Inner:  raw[innerAt : innerAt+len(e.Inner) : innerAt+len(e.Inner)],
+		tag:    raw[:len(e.tag):len(e.tag)],
+		values: e.values,
+		hdr:    e.hdr,
 	}
 	d, err := decode(e.hdr, raw, c.tag)
 	if err != nil {
@@ -171,222 +180,6 @@ func decodeHeader(hdr []byte) ([]xml.Attr, error) {
 	return se.Attr, nil
 }
 
-// reader reads the peer's stream into one buffer that it reuses. Each
-// item it returns (a stream header, an element, the stream's end) is a
-// view into that buffer, valid until the next read.
-type reader struct {
-	src io.Reader
-	buf []byte
-	pos int // start of what is not consumed
-}
-
-type itemKind int
-
-const (
-	itemElement itemKind = iota
-	itemHeader           // a <stream:stream> start tag, with what came before it
-	itemEnd              // </stream:stream>
-)
-
-type item struct {
-	kind   itemKind
-	raw    []byte // the element, the header's start tag, or the end tag
-	tagLen int    // an element's start tag: raw[:tagLen]
-}
-
-// buffered returns the next complete item already read, if any.
-func (r *reader) buffered() (item, bool, error) {
-	it, n, err := scan(r.buf[r.pos:])
-	if err != nil {
-		return item{}, false, err
-	}
-	if n == 0 { // drop the character data before the incomplete item (keepalives)
-		if k := bytes.IndexByte(r.buf[r.pos:], '<'); k >= 0 {
-			r.pos += k
-		} else {
-			r.pos = len(r.buf)
-		}
-		return item{}, false, nil
-	}
-	r.pos += n
-	return it, true, nil
-}
-
-// next returns the next item, reading as much as it needs.
-func (r *reader) next() (item, error) {
-	for {
-		it, ok, err := r.buffered()
-		if err != nil || ok {
-			return it, err
-		}
-		if err := r.fill(); err != nil {
-			return item{}, err
-		}
-	}
-}
-
-// fill reads at least one more byte, growing the buffer when it is full.
-func (r *reader) fill() error {
-	if r.pos > 0 {
-		n := copy(r.buf, r.buf[r.pos:])
-		r.buf, r.pos = r.buf[:n], 0
-	}
-	if len(r.buf) == cap(r.buf) {
-		r.buf = append(r.buf, make([]byte, max(cap(r.buf), 4<<10))...)[:len(r.buf)]
-	}
-	n, err := r.src.Read(r.buf[len(r.buf):cap(r.buf)])
-	r.buf = r.buf[:len(r.buf)+n]
-	if n > 0 {
-		return nil
-	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return err
-}
-
-// scan finds the first complete item in b. n is how much of b it takes
-// (the character data before it included), 0 when b holds no complete
-// item yet. It finds the boundaries of elements by their tags (quoted
-// attribute values, comments, CDATA and processing instructions skipped)
-// and checks nothing else: that is decode's job.
-func scan(b []byte) (it item, n int, err error) {
-	i := 0
-	for {
-		j := bytes.IndexByte(b[i:], '<')
-		if j < 0 {
-			return item{}, 0, nil // character data between items (keepalives) is skipped
-		}
-		i += j
-		rest := b[i:]
-		if len(rest) < 2 {
-			return item{}, 0, nil
-		}
-		switch rest[1] {
-		case '?', '!': // the XML declaration, a processing instruction, a comment
-			k, err := skipMarkup(rest)
-			if k == 0 || err != nil {
-				return item{}, 0, err
-			}
-			i += k
-			continue
-		case '/':
-			k := bytes.IndexByte(rest, '>')
-			if k < 0 {
-				return item{}, 0, nil
-			}
-			return item{kind: itemEnd, raw: rest[:k+1]}, i + k + 1, nil
-		}
-		k, selfClosing, err := tagEnd(rest)
-		if k == 0 || err != nil {
-			return item{}, 0, err
-		}
-		name, _ := splitTag(rest[:k])
-		if !selfClosing && (string(name) == "stream" || bytes.HasSuffix(name, []byte(":stream"))) {
-			return item{kind: itemHeader, raw: rest[:k]}, i + k, nil
-		}
-		if selfClosing {
-			return item{kind: itemElement, raw: rest[:k], tagLen: k}, i + k, nil
-		}
-		end, err := elementEnd(rest, k)
-		if end == 0 || err != nil {
-			return item{}, 0, err
-		}
-		return item{kind: itemElement, raw: rest[:end], tagLen: k}, i + end, nil
-	}
-}
-
-// elementEnd returns the length of the element that starts b, whose start
-// tag is b[:k], or 0 when b does not hold all of it.
-func elementEnd(b []byte, k int) (int, error) {
-	depth := 1
-	for {
-		j := bytes.IndexByte(b[k:], '<')
-		if j < 0 {
-			return 0, nil
-		}
-		k += j
-		rest := b[k:]
-		if len(rest) < 2 {
-			return 0, nil
-		}
-		switch rest[1] {
-		case '?', '!':
-			m, err := skipMarkup(rest)
-			if m == 0 || err != nil {
-				return 0, err
-			}
-			k += m
-		case '/':
-			m := bytes.IndexByte(rest, '>')
-			if m < 0 {
-				return 0, nil
-			}
-			k += m + 1
-			if depth--; depth == 0 {
-				return k, nil
-			}
-		default:
-			m, selfClosing, err := tagEnd(rest)
-			if m == 0 || err != nil {
-				return 0, err
-			}
-			k += m
-			if !selfClosing {
-				depth++
-			}
-		}
-	}
-}
-
-// skipMarkup returns the length of the declaration, processing
-// instruction, comment or CDATA section that starts b, or 0 when b does
-// not hold all of it.
-func skipMarkup(b []byte) (int, error) {
-	var end string
-	switch {
-	case b[1] == '?':
-		end = "?>"
-	case bytes.HasPrefix(b, []byte("<!--")):
-		end = "-->"
-	case bytes.HasPrefix(b, []byte("<![CDATA[")):
-		end = "]]>"
-	case bytes.HasPrefix([]byte("<![CDATA["), b) || bytes.HasPrefix([]byte("<!--"), b):
-		return 0, nil // not enough yet to tell
-	default:
-		return 0, fmt.Errorf("xmpptest: %.20q is not allowed in XMPP", b)
-	}
-	k := bytes.Index(b[2:], []byte(end))
-	if k < 0 {
-		return 0, nil
-	}
-	return 2 + k + len(end), nil
-}
-
-// tagEnd returns the length of the start tag that starts b, and whether it
-// is self-closing, or 0 when b does not hold all of it.
-func tagEnd(b []byte) (n int, selfClosing bool, err error) {
-	k := 1
-	for {
-		j := bytes.IndexAny(b[k:], `>'"<`)
-		if j < 0 {
-			return 0, false, nil
-		}
-		k += j
-		switch b[k] {
-		case '>':
-			return k + 1, b[k-1] == '/', nil
-		case '<':
-			return 0, false, fmt.Errorf("xmpptest: '<' in the tag %.40q", b[:k+1])
-		}
-		q := bytes.IndexByte(b[k+1:], b[k])
-		if q < 0 {
-			return 0, false, nil
-		}
-		k += q + 2
-	}
-}
-
 // splitTag returns a start tag's qualified name and what follows it.
 func splitTag(tag []byte) (name, attrs []byte) {
 	if len(tag) < 2 {
@@ -405,31 +198,54 @@ func tagName(tag []byte) string {
 	return string(name)
 }
 
+// attrName returns the name of the attribute whose value's opening quote
+// is tag[q], or nil.
+func attrName(tag []byte, q int) []byte {
+	i := q - 1
+	for i > 0 && isSpace(tag[i]) {
+		i--
+	}
+	if i <= 0 || tag[i] != '=' {
+		return nil
+	}
+	for i--; i > 0 && isSpace(tag[i]); i-- {
+	}
+	end := i + 1
+	for i > 0 && !isSpace(tag[i]) {
+		i--
+	}
+	return tag[i+1 : end]
+}
+
 // nextAttr reads one name='value' from b (the rest of a start tag after
-// its name): name is nil when there is none left.
+// its name): name is nil when there is none left. It calls IndexByte only
+// for the value: names are short.
 func nextAttr(b []byte) (name, value, rest []byte) {
 	i := 0
 	for i < len(b) && isSpace(b[i]) {
 		i++
 	}
-	eq := bytes.IndexByte(b[i:], '=')
-	if eq < 0 {
-		return nil, nil, nil
+	n := i
+	for n < len(b) && b[n] != '=' && !isSpace(b[n]) && b[n] != '>' && b[n] != '/' {
+		n++
 	}
-	name = bytes.TrimRight(b[i:i+eq], " \t\r\n")
-	v := b[i+eq+1:]
-	j := 0
-	for j < len(v) && isSpace(v[j]) {
+	j := n
+	for j < len(b) && isSpace(b[j]) {
 		j++
 	}
-	if j == len(v) || (v[j] != '\'' && v[j] != '"') {
+	if j == len(b) || b[j] != '=' || n == i {
 		return nil, nil, nil
 	}
-	q := bytes.IndexByte(v[j+1:], v[j])
+	for j++; j < len(b) && isSpace(b[j]); j++ {
+	}
+	if j == len(b) || (b[j] != '\'' && b[j] != '"') {
+		return nil, nil, nil
+	}
+	q := bytes.IndexByte(b[j+1:], b[j])
 	if q < 0 {
 		return nil, nil, nil
 	}
-	return name, v[j+1 : j+1+q], v[j+1+q+1:]
+	return b[i:n], b[j+1 : j+1+q], b[j+1+q+1:]
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }

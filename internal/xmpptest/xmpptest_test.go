@@ -35,6 +35,7 @@ var testElements = []struct {
 	{"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
 		"<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>", "{http://etherx.jabber.org/streams}error"},
 	{"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'></starttls >", "", "{urn:ietf:params:xml:ns:xmpp-tls}starttls"},
+	{"<item a=\"it's\"><items/><itemx>y</itemx></item>", "<items/><itemx>y</itemx>", "{jabber:component:accept}item"},
 }
 
 // testConn returns a Conn that reads src, on a server of no connection.
@@ -131,6 +132,27 @@ func TestAttrs(t *testing.T) {
 	}
 	if !e.Is("iq") || e.Is("i") || !e.IsIQRequest() || e.IsPing() {
 		t.Errorf("Is, IsIQRequest, IsPing wrong for %s", e)
+	}
+
+	// More attributes than the reader notes.
+	var many strings.Builder
+	many.WriteString("<x")
+	for i := range 12 {
+		fmt.Fprintf(&many, " a%d='%d'", i, i)
+	}
+	many.WriteString("/>")
+	c = testConn(t, strings.NewReader(testStream+many.String()))
+	if _, err := c.ReadHeader(); err != nil {
+		t.Fatal(err)
+	}
+	if e, err = c.Read(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		name, want := fmt.Sprint("a", i), fmt.Sprint(i)
+		if got := e.RawAttr(name); string(got) != want || e.Attr(name) != want {
+			t.Errorf("%s: RawAttr(%q) = %q, Attr = %q, want %q", e, name, got, e.Attr(name), want)
+		}
 	}
 }
 
