@@ -127,6 +127,9 @@ func scan(b []byte) (it item, n int, err error) {
 			return item{}, 0, nil
 		}
 		name, _ := splitTag(rest[:k])
+		if len(name) == 0 {
+			return item{}, 0, fmt.Errorf("xmpptest: a tag without a name: %.40q", rest[:k])
+		}
 		if !selfClosing && (string(name) == "stream" || bytes.HasSuffix(name, []byte(":stream"))) {
 			return item{kind: itemHeader, raw: rest[:k]}, i + k, nil
 		}
@@ -144,23 +147,31 @@ func scan(b []byte) (it item, n int, err error) {
 // elementEnd returns the length of the element named name that starts b,
 // whose start tag is b[:k], or 0 when b does not hold all of it.
 func elementEnd(b []byte, k int, name []byte) (int, error) {
-	// '<' starts markup everywhere but in CDATA sections, comments and
-	// processing instructions, and only an element of the same name nests
-	// in the count: unless the content has one of those, its first </name>
-	// ends it. Looking only at what follows each '<' is much cheaper than
-	// reading every tag, which the loop below does for the rest.
+	if n, ok := elementEndFast(b, k, name); ok {
+		return n, nil
+	}
+	return elementEndWalk(b, k)
+}
+
+// elementEndFast is elementEnd for content without CDATA sections,
+// comments, processing instructions or an element named name: ok is false
+// when it finds one of those. '<' starts markup everywhere but in the
+// first three, and only an element of the same name nests in the count,
+// so without them the first </name> ends the element. Looking only at what
+// follows each '<' is much cheaper than reading every tag.
+func elementEndFast(b []byte, k int, name []byte) (n int, ok bool) {
 	for i := k; ; {
 		j := bytes.IndexByte(b[i:], '<')
 		if j < 0 {
-			return 0, nil
+			return 0, true
 		}
 		i += j + 1
 		if len(b)-i < len(name)+2 {
-			return 0, nil
+			return 0, true
 		}
 		c := b[i]
 		if c == '!' || c == '?' {
-			break
+			return 0, false
 		}
 		if c == '/' {
 			i++
@@ -169,15 +180,19 @@ func elementEnd(b []byte, k int, name []byte) (int, error) {
 			continue
 		}
 		if d := b[i+len(name)]; c != '/' && (isSpace(d) || d == '>' || d == '/') {
-			break // a nested element of the same name
+			return 0, false // a nested element of the same name
 		} else if c == '/' && (isSpace(d) || d == '>') {
 			m := bytes.IndexByte(b[i:], '>')
 			if m < 0 {
-				return 0, nil
+				return 0, true
 			}
-			return i + m + 1, nil
+			return i + m + 1, true
 		}
 	}
+}
+
+// elementEndWalk is elementEnd reading every tag of the content.
+func elementEndWalk(b []byte, k int) (int, error) {
 	depth := 1
 	for {
 		j := bytes.IndexByte(b[k:], '<')

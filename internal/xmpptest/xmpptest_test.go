@@ -94,6 +94,8 @@ func TestReadRefuses(t *testing.T) {
 		"<iq to='a<b'/>",
 		"<iq>&bogus;</iq>",
 		"<!DOCTYPE x><iq/>",
+		"<>x</>",
+		"< iq/>",
 	} {
 		c := testConn(t, strings.NewReader(testStream+raw+"</stream:stream>"))
 		if _, err := c.ReadHeader(); err != nil {
@@ -249,4 +251,60 @@ func TestViewsAllocateNothing(t *testing.T) {
 	if err := s.Err(); err != nil {
 		t.Error(err)
 	}
+}
+
+// FuzzRead reads a stream of arbitrary bytes: the reader must not panic
+// nor loop, what it reads must be elements of the input, and where the
+// fast way to an element's end decides, reading every tag must agree.
+func FuzzRead(f *testing.F) {
+	for _, e := range testElements {
+		f.Add([]byte(e.raw))
+	}
+	for _, s := range []string{"<iq><a></b></iq>", "<iq to='a<b'/>", "<>x</>", "<a><!-- </a> --></a>", "<a x='>'><a/></a >",
+		"<a><b></a>", "<a:b xmlns:a='urn:a'><a:b/></a:b>", " \n<a/>  <b>t</b></stream:stream>"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := testConn(t, bytes.NewReader(append([]byte(testStream), data...)))
+		if _, err := c.ReadHeader(); err != nil {
+			t.Fatal(err)
+		}
+		for range len(data) + 1 {
+			e, err := c.Read()
+			if err != nil {
+				break
+			}
+			if !bytes.Contains(data, e.Raw) {
+				t.Fatalf("read %q, not in the input", e.Raw)
+			}
+		}
+		for i := range data {
+			if data[i] != '<' || i+1 == len(data) || bytes.IndexByte([]byte("?!/"), data[i+1]) >= 0 {
+				continue
+			}
+			k, selfClosing := tagEnd(data[i:], nil)
+			if k == 0 || selfClosing {
+				continue
+			}
+			name, _ := splitTag(data[i : i+k])
+			if len(name) == 0 {
+				continue
+			}
+			fast, ok := elementEndFast(data[i:], k, name)
+			walk, err := elementEndWalk(data[i:], k)
+			if !ok || err != nil || fast == walk {
+				continue
+			}
+			// Either may cut a malformed element anywhere; a well-formed one
+			// they must both cut right.
+			for _, n := range []int{fast, walk} {
+				if n == 0 {
+					continue
+				}
+				if _, err := decode(nil, data[i:i+n], data[i:i+k]); err == nil {
+					t.Fatalf("%q: the fast way ends the element at %d, reading every tag at %d", data[i:], fast, walk)
+				}
+			}
+		}
+	})
 }
