@@ -5,15 +5,16 @@ import (
 	"testing"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpptest"
 )
 
 // BenchmarkStart measures what starting one IQ request costs the caller:
 // the server reads and discards, and every Call is given up at once.
 func BenchmarkStart(b *testing.B) {
-	srv := newFakeServer(b, withMode(modeDiscard))
+	srv := newFakeServerWith(b, xmpptest.Config{Mode: xmpptest.ModeDiscard})
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	c, err := component.Dial(ctx, srv.config())
+	c, err := component.Dial(ctx, config(srv))
 	if err != nil {
 		b.Fatalf("Dial: %v", err)
 	}

@@ -10,11 +10,12 @@ import (
 
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
+	"github.com/pubpresence/pubpresence/internal/xmpptest"
 )
 
 // start starts one request and returns it with the request as the server
 // read it.
-func start(t *testing.T, c *component.Conn, sc *serverConn, payload string) (*component.Call, wireElem) {
+func start(t *testing.T, c *component.Conn, sc *xmpptest.Conn, payload string) (*component.Call, *xmpptest.Element) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -49,14 +50,14 @@ func notDone(t *testing.T, call *component.Call) {
 }
 
 func TestCallDoneResult(t *testing.T) {
-	const st = " xmlns='" + nsStanzas + "'"
+	const st = " xmlns='" + xmpp.NSStanzas + "'"
 	tests := []struct {
 		name   string
-		answer func(req wireElem) string
+		answer func(req *xmpptest.Element) string
 		check  func(inner []byte, err error) error
 	}{
 		{"result",
-			func(req wireElem) string { return iqAnswer(req, "result", "<ok xmlns='urn:test'/>") },
+			func(req *xmpptest.Element) string { return xmpptest.IQAnswer(req, "result", "<ok xmlns='urn:test'/>") },
 			func(inner []byte, err error) error {
 				if err != nil || string(inner) != "<ok xmlns='urn:test'/>" {
 					return fmt.Errorf("want <ok/>")
@@ -64,7 +65,7 @@ func TestCallDoneResult(t *testing.T) {
 				return nil
 			}},
 		{"empty result",
-			func(req wireElem) string {
+			func(req *xmpptest.Element) string {
 				return "<iq type='result' id='" + req.Attr("id") + "' from='pubsub.localhost' to='" + compName + "'/>"
 			},
 			func(inner []byte, err error) error {
@@ -74,8 +75,8 @@ func TestCallDoneResult(t *testing.T) {
 				return nil
 			}},
 		{"error answer",
-			func(req wireElem) string {
-				return iqAnswer(req, "error", "<error type='cancel'><item-not-found"+st+"/></error>")
+			func(req *xmpptest.Element) string {
+				return xmpptest.IQAnswer(req, "error", "<error type='cancel'><item-not-found"+st+"/></error>")
 			},
 			func(inner []byte, err error) error {
 				var se *component.StanzaError
@@ -156,7 +157,7 @@ func TestCallAbandonThenLateAnswer(t *testing.T) {
 
 	// The late answer is dropped and counted, is not foreign, and does not
 	// block the reader: the other call's answer and a presence still come.
-	_ = sc.Write(iqAnswer(req, "result", "<late/>") + iqAnswer(otherReq, "result", "<other/>") +
+	_ = sc.Write(xmpptest.IQAnswer(req, "result", "<late/>") + xmpptest.IQAnswer(otherReq, "result", "<other/>") +
 		"<presence from='bob@localhost/r' to='" + compName + "'/>")
 	if s := recv(t, c); s.Name != "presence" || s.From != "bob@localhost/r" {
 		t.Errorf("got %+v, want the presence", s)
@@ -181,13 +182,13 @@ func TestCallsOneTimer(t *testing.T) {
 	srv := newFakeServer(t)
 	c, sc := dial(t, srv)
 	calls := make([]*component.Call, n)
-	reqs := make([]wireElem, n)
+	reqs := make([]*xmpptest.Element, n)
 	for i := range calls {
 		calls[i], reqs[i] = start(t, c, sc, fmt.Sprintf("<q xmlns='urn:test' n='%d'/>", i))
 	}
 	var b strings.Builder
 	for i := 0; i < n; i += 2 { // answer the even ones
-		b.WriteString(iqAnswer(reqs[i], "result", fmt.Sprintf("<a n='%d'/>", i)))
+		b.WriteString(xmpptest.IQAnswer(reqs[i], "result", fmt.Sprintf("<a n='%d'/>", i)))
 	}
 	_ = sc.Write(b.String())
 
@@ -211,7 +212,7 @@ func TestCallsOneTimer(t *testing.T) {
 	}
 	b.Reset()
 	for i := 1; i < n; i += 2 {
-		b.WriteString(iqAnswer(reqs[i], "result", "<late/>"))
+		b.WriteString(xmpptest.IQAnswer(reqs[i], "result", "<late/>"))
 	}
 	_ = sc.Write(b.String())
 	eventually(t, "the late answers to be counted", func() bool { return c.Stats().UnknownResults == n/2 })
@@ -222,7 +223,7 @@ func TestCallsOneTimer(t *testing.T) {
 // answer is either delivered or counted as unknown. Run it with -race.
 func TestCallAbandonRace(t *testing.T) {
 	const n = 200
-	srv := newFakeServer(t, withHandler(answerAll))
+	srv := newFakeServerWith(t, xmpptest.Config{Handler: xmpptest.AnswerAll})
 	c, _ := dial(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -284,7 +285,7 @@ func TestAnswerIDMustBeExact(t *testing.T) {
 	}
 	eventually(t, "the answers to be counted as unknown", func() bool { return c.Stats().UnknownResults == 8 })
 	notDone(t, call)
-	_ = sc.Write(iqAnswer(req, "result", "<ok/>"))
+	_ = sc.Write(xmpptest.IQAnswer(req, "result", "<ok/>"))
 	waitCall(t, call)
 	if inner, err := call.Result(); err != nil || string(inner) != "<ok/>" {
 		t.Errorf("Result = %q, %v", inner, err)
@@ -296,10 +297,10 @@ func TestAnswerIDMustBeExact(t *testing.T) {
 // and every call must get its own back.
 func TestStartConcurrentPayloads(t *testing.T) {
 	const workers, per = 8, 200
-	srv := newFakeServer(t, withHandler(func(sc *serverConn, e wireElem) bool {
-		_ = sc.Write(iqAnswer(e, "result", e.Inner))
+	srv := newFakeServerWith(t, xmpptest.Config{Handler: func(sc *xmpptest.Conn, e *xmpptest.Element) bool {
+		_ = sc.Write(xmpptest.IQAnswer(e, "result", string(e.Inner)))
 		return true
-	}))
+	}})
 	c, _ := dial(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()

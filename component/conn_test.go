@@ -11,12 +11,13 @@ import (
 
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
+	"github.com/pubpresence/pubpresence/internal/xmpptest"
 )
 
 // dial connects to srv and returns both ends of the authenticated stream.
-func dial(t *testing.T, srv *fakeServer, edit ...func(*component.Config)) (*component.Conn, *serverConn) {
+func dial(t *testing.T, srv *xmpptest.Server, edit ...func(*component.Config)) (*component.Conn, *xmpptest.Conn) {
 	t.Helper()
-	cfg := srv.config()
+	cfg := config(srv)
 	for _, f := range edit {
 		f(&cfg)
 	}
@@ -113,8 +114,8 @@ func TestDial(t *testing.T) {
 	if err := c.SendPresence(context.Background(), "bob@localhost", "", "", ""); err != nil {
 		t.Fatal(err)
 	}
-	sc.Expect(t, func(e wireElem) error {
-		if e.XMLName.Local != "presence" || e.Attr("to") != "bob@localhost" {
+	sc.Expect(t, func(e *xmpptest.Element) error {
+		if e.Name().Local != "presence" || e.Attr("to") != "bob@localhost" {
 			return errors.New("want the presence to bob")
 		}
 		return nil
@@ -124,9 +125,8 @@ func TestDial(t *testing.T) {
 // A server may send stanzas in the same packet as <handshake/> (Prosody's
 // mod_privilege does): they must not be lost between handshake and reader.
 func TestDialKeepsStanzasSentWithHandshake(t *testing.T) {
-	srv := newFakeServer(t, withAfterHandshake(
-		"<message from='localhost' to='"+compName+"'><privilege xmlns='urn:xmpp:privilege:2'/></message>"+
-			"<presence from='bob@localhost/r1' to='"+compName+"'/>"))
+	srv := newFakeServerWith(t, xmpptest.Config{AfterHandshake: "<message from='localhost' to='" + compName +
+		"'><privilege xmlns='urn:xmpp:privilege:2'/></message><presence from='bob@localhost/r1' to='" + compName + "'/>"})
 	c, _ := dial(t, srv)
 	if s := recv(t, c); s.Name != "message" || s.From != "localhost" {
 		t.Errorf("first stanza = %+v, want the message from localhost", s)
@@ -139,22 +139,22 @@ func TestDialKeepsStanzasSentWithHandshake(t *testing.T) {
 func TestDialRejected(t *testing.T) {
 	tests := []struct {
 		name     string
-		mode     serverMode
+		mode     xmpptest.Mode
 		edit     func(*component.Config)
 		wantCond xmpp.StreamCondition
 		wantText string
 	}{
-		{"wrong secret", modeOK, func(c *component.Config) { c.Secret = "wrong" },
+		{"wrong secret", xmpptest.ModeOK, func(c *component.Config) { c.Secret = "wrong" },
 			xmpp.ErrStreamNotAuthorized, "Given token does not match calculated token"},
-		{"name in use", modeConflict, nil,
+		{"name in use", xmpptest.ModeConflict, nil,
 			xmpp.ErrStreamConflict, "Component already connected"},
-		{"unknown name", modeOK, func(c *component.Config) { c.Name = "nosuch.localhost" },
+		{"unknown name", xmpptest.ModeOK, func(c *component.Config) { c.Name = "nosuch.localhost" },
 			xmpp.ErrStreamHostUnknown, "nosuch.localhost does not match any configured external components"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newFakeServer(t, withMode(tt.mode))
-			cfg := srv.config()
+			srv := newFakeServerWith(t, xmpptest.Config{Mode: tt.mode})
+			cfg := config(srv)
 			if tt.edit != nil {
 				tt.edit(&cfg)
 			}
@@ -173,8 +173,8 @@ func TestDialRejected(t *testing.T) {
 			if !errors.Is(err, tt.wantCond) || se.Text != tt.wantText {
 				t.Errorf("StreamError = {%q, %q}, want {%q, %q}", se.Condition, se.Text, tt.wantCond, tt.wantText)
 			}
-			if srv.authed.Load() != 0 {
-				t.Errorf("the server authenticated %d connections", srv.authed.Load())
+			if srv.Authenticated() != 0 {
+				t.Errorf("the server authenticated %d connections", srv.Authenticated())
 			}
 		})
 	}
@@ -183,15 +183,15 @@ func TestDialRejected(t *testing.T) {
 func TestDialTimeout(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		mode serverMode
+		mode xmpptest.Mode
 	}{
-		{"no stream header", modeNoHeader},
-		{"no handshake answer", modeNoHandshakeAnswer},
+		{"no stream header", xmpptest.ModeNoHeader},
+		{"no handshake answer", xmpptest.ModeNoHandshakeAnswer},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newFakeServer(t, withMode(tt.mode))
-			cfg := srv.config()
+			srv := newFakeServerWith(t, xmpptest.Config{Mode: tt.mode})
+			cfg := config(srv)
 			cfg.DialTimeout = 200 * time.Millisecond
 			errc := make(chan error, 1)
 			go func() {
@@ -213,20 +213,20 @@ func TestDialTimeout(t *testing.T) {
 			if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "deadline") {
 				t.Errorf("Dial error = %q, want one that wraps context.DeadlineExceeded", err)
 			}
-			if srv.accepted.Load() != 1 {
-				t.Errorf("server accepted %d connections, want 1", srv.accepted.Load())
+			if srv.Accepted() != 1 {
+				t.Errorf("server accepted %d connections, want 1", srv.Accepted())
 			}
 		})
 	}
 }
 
 func TestDialCancelled(t *testing.T) {
-	srv := newFakeServer(t, withMode(modeNoHandshakeAnswer))
+	srv := newFakeServerWith(t, xmpptest.Config{Mode: xmpptest.ModeNoHandshakeAnswer})
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	errc := make(chan error, 1)
 	go func() {
-		c, err := component.Dial(ctx, srv.config()) // DialTimeout: wait
+		c, err := component.Dial(ctx, config(srv)) // DialTimeout: wait
 		if c != nil {
 			_ = c.Close()
 		}
@@ -243,7 +243,7 @@ func TestDialCancelled(t *testing.T) {
 }
 
 func TestStanzasCarryFrom(t *testing.T) {
-	srv := newFakeServer(t, withHandler(answerAll))
+	srv := newFakeServerWith(t, xmpptest.Config{Handler: xmpptest.AnswerAll})
 	c, sc := dial(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -257,7 +257,7 @@ func TestStanzasCarryFrom(t *testing.T) {
 	if err := c.SendPresence(ctx, "bob@localhost/it's <me> & \"you\"", "unavailable", "", ""); err != nil {
 		t.Fatal(err)
 	}
-	// Requests the Conn answers itself (answerAll leaves their answers queued).
+	// Requests the Conn answers itself (AnswerAll leaves their answers queued).
 	_ = sc.Write("<iq type='get' id='a1' from='localhost' to='" + compName + "'><ping xmlns='urn:xmpp:ping'/></iq>" +
 		"<iq type='get' id='a2' from='bob@localhost/r' to='" + compName + "'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>" +
 		"<iq type='set' id='a3' from='bob@localhost/r' to='" + compName + "'><query xmlns='jabber:iq:roster'/></iq>")
@@ -265,7 +265,7 @@ func TestStanzasCarryFrom(t *testing.T) {
 		sc.Next(t)
 	}
 	// Keepalive pings too.
-	c2, sc2 := dial(t, newFakeServer(t, withHandler(answerPings)), func(cfg *component.Config) {
+	c2, sc2 := dial(t, newFakeServerWith(t, xmpptest.Config{Handler: xmpptest.AnswerPings}), func(cfg *component.Config) {
 		cfg.KeepaliveInterval = 20 * time.Millisecond
 		cfg.PingTo = "localhost"
 	})
@@ -278,10 +278,10 @@ func TestStanzasCarryFrom(t *testing.T) {
 	}
 	for _, e := range log {
 		if e.Attr("from") != compName {
-			t.Errorf("<%s id=%q> has from=%q, want %q", e.XMLName.Local, e.Attr("id"), e.Attr("from"), compName)
+			t.Errorf("<%s id=%q> has from=%q, want %q", e.Name().Local, e.Attr("id"), e.Attr("from"), compName)
 		}
-		if e.XMLName.Space != nsComponent {
-			t.Errorf("<%s> in namespace %q, want %q", e.XMLName.Local, e.XMLName.Space, nsComponent)
+		if e.Name().Space != xmpp.NSComponent {
+			t.Errorf("<%s> in namespace %q, want %q", e.Name().Local, e.Name().Space, xmpp.NSComponent)
 		}
 	}
 	// The presence's text survived escaping.
@@ -289,24 +289,24 @@ func TestStanzasCarryFrom(t *testing.T) {
 		Show   string `xml:"show"`
 		Status string `xml:"status"`
 	}
-	if err := xml.Unmarshal([]byte("<p>"+log[1].Inner+"</p>"), &p); err != nil {
+	if err := xml.Unmarshal([]byte("<p>"+string(log[1].Inner)+"</p>"), &p); err != nil {
 		t.Fatal(err)
 	}
 	if p.Show != "dnd" || p.Status != "a<b & 'c' \"d\"" {
 		t.Errorf("presence show=%q status=%q", p.Show, p.Status)
 	}
-	if log[2].Attr("type") != "unavailable" || log[2].Attr("to") != "bob@localhost/it's <me> & \"you\"" || log[2].Inner != "" {
-		t.Errorf("unavailable presence = %v %q", log[2].Attrs, log[2].Inner)
+	if log[2].Attr("type") != "unavailable" || log[2].Attr("to") != "bob@localhost/it's <me> & \"you\"" || len(log[2].Inner) != 0 {
+		t.Errorf("unavailable presence = %v %q", log[2].Attrs(), log[2].Inner)
 	}
 }
 
 func TestIQResultSentAtOnce(t *testing.T) {
 	const inner = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='presence/live'><item id='alice@localhost/laptop'/></publish></pubsub>"
-	srv := newFakeServer(t, withHandler(func(sc *serverConn, e wireElem) bool {
+	srv := newFakeServerWith(t, xmpptest.Config{Handler: func(sc *xmpptest.Conn, e *xmpptest.Element) bool {
 		// Answer in the reader, before anything else is read.
-		_ = sc.Write(iqAnswer(e, "result", inner))
+		_ = sc.Write(xmpptest.IQAnswer(e, "result", inner))
 		return true
-	}))
+	}})
 	c, sc := dial(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -337,7 +337,7 @@ func TestIQResultSentAtOnce(t *testing.T) {
 }
 
 func TestIQErrorAnswer(t *testing.T) {
-	const st = " xmlns='" + nsStanzas + "'"
+	const st = " xmlns='" + xmpp.NSStanzas + "'"
 	tests := []struct {
 		name  string
 		inner string
@@ -361,10 +361,10 @@ func TestIQErrorAnswer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newFakeServer(t, withHandler(func(sc *serverConn, e wireElem) bool {
-				_ = sc.Write(iqAnswer(e, "error", tt.inner))
+			srv := newFakeServerWith(t, xmpptest.Config{Handler: func(sc *xmpptest.Conn, e *xmpptest.Element) bool {
+				_ = sc.Write(xmpptest.IQAnswer(e, "error", tt.inner))
 				return true
-			}))
+			}})
 			c, _ := dial(t, srv)
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()
@@ -417,7 +417,7 @@ func TestIQMatchedByIDAndFrom(t *testing.T) {
 	_ = sc.Write("<iq type='result' id='" + id + "x' from='pubsub.localhost' to='" + compName + "'><fake/></iq>")
 	eventually(t, "the answer to be counted as unknown", func() bool { return c.Stats().UnknownResults == 3 })
 
-	_ = sc.Write(iqAnswer(req, "result", "<real/>"))
+	_ = sc.Write(xmpptest.IQAnswer(req, "result", "<real/>"))
 	r := waitIQ(t, res)
 	if r.err != nil || string(r.inner) != "<real/>" {
 		t.Errorf("IQ = %q, %v, want <real/>", r.inner, r.err)
@@ -439,7 +439,7 @@ func TestIQContextExpires(t *testing.T) {
 	req := sc.Next(t)
 
 	// The late answer must not block the reader: what follows still arrives.
-	_ = sc.Write(iqAnswer(req, "result", "<late/>") + "<presence from='bob@localhost/r' to='" + compName + "'/>")
+	_ = sc.Write(xmpptest.IQAnswer(req, "result", "<late/>") + "<presence from='bob@localhost/r' to='" + compName + "'/>")
 	if s := recv(t, c); s.Name != "presence" || s.From != "bob@localhost/r" {
 		t.Errorf("got %+v, want the presence", s)
 	}
@@ -447,7 +447,7 @@ func TestIQContextExpires(t *testing.T) {
 		t.Errorf("UnknownResults = %d, want 1", n)
 	}
 	// And the Conn still does round trips.
-	sc.SetHandler(answerAll)
+	sc.SetHandler(xmpptest.AnswerAll)
 	ctx2, cancel2 := context.WithTimeout(context.Background(), wait)
 	defer cancel2()
 	if _, err := c.IQ(ctx2, "get", "pubsub.localhost", nil); err != nil {
@@ -470,11 +470,11 @@ func TestStartWaitOrder(t *testing.T) {
 		}
 		calls[i] = call
 	}
-	reqs := make([]wireElem, n)
+	reqs := make([]*xmpptest.Element, n)
 	ids := map[string]bool{}
 	for i := range reqs {
 		reqs[i] = sc.Next(t)
-		if want := fmt.Sprintf("<q xmlns='urn:test' n='%d'/>", i); reqs[i].Inner != want {
+		if want := fmt.Sprintf("<q xmlns='urn:test' n='%d'/>", i); string(reqs[i].Inner) != want {
 			t.Fatalf("request %d on the wire is %q, want %q", i, reqs[i].Inner, want)
 		}
 		if ids[reqs[i].Attr("id")] {
@@ -494,7 +494,7 @@ func TestStartWaitOrder(t *testing.T) {
 	}
 	var b strings.Builder
 	for _, i := range order {
-		b.WriteString(iqAnswer(reqs[i], "result", fmt.Sprintf("<a xmlns='urn:test' n='%d'/>", i)))
+		b.WriteString(xmpptest.IQAnswer(reqs[i], "result", fmt.Sprintf("<a xmlns='urn:test' n='%d'/>", i)))
 	}
 	_ = sc.Write(b.String())
 	for i, call := range calls {
@@ -571,11 +571,11 @@ func TestAnswersIQRequests(t *testing.T) {
 			"<iq type='set' id='empty1' from='bob@localhost/r'" + to + "/>" +
 			"<presence from='marker@localhost/m'" + to + "/>")
 
-	check := func(id, typ, from string) wireElem {
+	check := func(id, typ, from string) *xmpptest.Element {
 		t.Helper()
-		return sc.Expect(t, func(e wireElem) error {
+		return sc.Expect(t, func(e *xmpptest.Element) error {
 			switch {
-			case e.XMLName.Local != "iq":
+			case e.Name().Local != "iq":
 				return errors.New("not an iq")
 			case e.Attr("id") != id || e.Attr("type") != typ:
 				return fmt.Errorf("want id=%q type=%q", id, typ)
@@ -585,7 +585,7 @@ func TestAnswersIQRequests(t *testing.T) {
 			return nil
 		})
 	}
-	if e := check("ping1", "result", "localhost"); e.Inner != "" {
+	if e := check("ping1", "result", "localhost"); len(e.Inner) != 0 {
 		t.Errorf("ping result has content %q", e.Inner)
 	}
 
@@ -600,7 +600,7 @@ func TestAnswersIQRequests(t *testing.T) {
 			Var string `xml:"var,attr"`
 		} `xml:"feature"`
 	}
-	if err := xml.Unmarshal([]byte(e.Inner), &q); err != nil {
+	if err := xml.Unmarshal(e.Inner, &q); err != nil {
 		t.Fatalf("disco#info result %q: %v", e.Inner, err)
 	}
 	if len(q.Identity) == 0 || q.Identity[0].Category != "component" {
@@ -624,10 +624,10 @@ func TestAnswersIQRequests(t *testing.T) {
 				} `xml:",any"`
 			} `xml:"error"`
 		}
-		if err := xml.Unmarshal([]byte("<r>"+e.Inner+"</r>"), &x); err != nil {
+		if err := xml.Unmarshal([]byte("<r>"+string(e.Inner)+"</r>"), &x); err != nil {
 			t.Fatalf("error answer %q: %v", e.Inner, err)
 		}
-		if x.Error.Type != "cancel" || x.Error.Cond.XMLName != (xml.Name{Space: nsStanzas, Local: "service-unavailable"}) {
+		if x.Error.Type != "cancel" || x.Error.Cond.XMLName != (xml.Name{Space: xmpp.NSStanzas, Local: "service-unavailable"}) {
 			t.Errorf("answer to %s = %q, want a cancel/service-unavailable error", id, e.Inner)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpptest"
 )
 
 // foreignLog collects what Config.Foreign reports.
@@ -29,7 +30,7 @@ func (l *foreignLog) all() []component.Foreign {
 }
 
 // requestID makes c send one IQ and returns its id as the server read it.
-func requestID(t *testing.T, c *component.Conn, sc *serverConn) string {
+func requestID(t *testing.T, c *component.Conn, sc *xmpptest.Conn) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	t.Cleanup(cancel)
@@ -50,7 +51,7 @@ func TestForeignAnswers(t *testing.T) {
 	}
 
 	idA, idB := requestID(t, a, scA), requestID(t, b, scB)
-	answer := func(sc *serverConn, id string) {
+	answer := func(sc *xmpptest.Conn, id string) {
 		_ = sc.Write(fmt.Sprintf("<iq type='result' id='%s' from='pubsub.localhost' to='%s'/>", id, compName))
 	}
 	answer(scB, idA) // A's answer delivered on B

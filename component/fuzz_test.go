@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpptest"
 )
 
 // FuzzInbound feeds arbitrary bytes to an authenticated stream, then drops
@@ -22,7 +23,7 @@ func FuzzInbound(f *testing.F) {
 		"<iq type='get' id='2' from='localhost'" + to + "><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
 		"<iq type='result' id='nope' from='localhost'" + to + "/>",
 		"<iq type='set' id='3'" + to + "/>",
-		streamError("conflict", "x"),
+		xmpptest.StreamError("conflict", "x"),
 		"<stream:error><bogus/></stream:error>",
 		"</stream:stream>",
 		"<presence><unclosed></presence>",
@@ -38,7 +39,7 @@ func FuzzInbound(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		c, err := component.Dial(ctx, srv.config())
+		c, err := component.Dial(ctx, config(srv))
 		if err != nil {
 			t.Fatalf("Dial: %v", err)
 		}
@@ -75,10 +76,10 @@ func FuzzHandshake(f *testing.F) {
 		prosodyHeader + "<handshake/>",
 		ejabberdHeader + "<handshake/>",
 		prosodyHeader + "<handshake/><presence from='bob@localhost/r1' to='pubpresence.localhost'/></stream:stream>",
-		prosodyHeader + streamError("not-authorized", "Given token does not match calculated token") + "</stream:stream>",
+		prosodyHeader + xmpptest.StreamError("not-authorized", "Given token does not match calculated token") + "</stream:stream>",
 		"<?xml version='1.0'?><stream:stream id='' version='1.0' xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams'>" +
-			streamError("host-unknown", "nosuch.localhost does not match any configured external components") + "</stream:stream>",
-		ejabberdHeader + streamError("conflict", "Component already connected"),
+			xmpptest.StreamError("host-unknown", "nosuch.localhost does not match any configured external components") + "</stream:stream>",
+		ejabberdHeader + xmpptest.StreamError("conflict", "Component already connected"),
 		prosodyHeader + "<iq type='get' id='1'/>",
 		prosodyHeader,
 		"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' id='x'></stream:stream>",

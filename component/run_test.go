@@ -12,6 +12,7 @@ import (
 
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
+	"github.com/pubpresence/pubpresence/internal/xmpptest"
 )
 
 func TestBackoff(t *testing.T) {
@@ -129,7 +130,7 @@ func waitSession(ctx context.Context, c *component.Conn) error {
 
 func TestRunRedials(t *testing.T) {
 	// The server drops every stream right after the handshake.
-	srv := newFakeServer(t, withOnConn(func(sc *serverConn) { sc.Close() }))
+	srv := newFakeServerWith(t, xmpptest.Config{Script: func(sc *xmpptest.Conn) { sc.Close() }})
 	var mu sync.Mutex
 	var connected, sessions int
 	var downs []error
@@ -144,7 +145,7 @@ func TestRunRedials(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := goRun(ctx, srv.config(), 20*time.Millisecond, hooks, func(ctx context.Context, c *component.Conn) error {
+	done := goRun(ctx, config(srv), 20*time.Millisecond, hooks, func(ctx context.Context, c *component.Conn) error {
 		mu.Lock()
 		sessions++
 		mu.Unlock()
@@ -162,8 +163,8 @@ func TestRunRedials(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	// The last handshake may have been cut short by the cancel.
-	if connected != sessions || int(srv.authed.Load()) < connected || connected < 3 {
-		t.Errorf("connected %d, sessions %d, server handshakes %d", connected, sessions, srv.authed.Load())
+	if connected != sessions || int(srv.Authenticated()) < connected || connected < 3 {
+		t.Errorf("connected %d, sessions %d, server handshakes %d", connected, sessions, srv.Authenticated())
 	}
 	for i, err := range downs {
 		// The session ended because its ctx was cancelled when the stream
@@ -237,7 +238,7 @@ func TestRunSessionCancelledOnStreamEnd(t *testing.T) {
 	var sessions sync.WaitGroup
 	sessions.Add(1)
 	var once sync.Once
-	done := goRun(ctx, srv.config(), 20*time.Millisecond, hooks, func(sctx context.Context, c *component.Conn) error {
+	done := goRun(ctx, config(srv), 20*time.Millisecond, hooks, func(sctx context.Context, c *component.Conn) error {
 		once.Do(sessions.Done)
 		err := waitSession(sctx, c)
 		if err.Error() == "session ctx was not cancelled" {
@@ -247,7 +248,7 @@ func TestRunSessionCancelledOnStreamEnd(t *testing.T) {
 	})
 	sc := srv.Conn(t)
 	sessions.Wait()
-	_ = sc.Write(streamError("conflict", "Replaced by a new connection"))
+	_ = sc.Write(xmpptest.StreamError("conflict", "Replaced by a new connection"))
 	select {
 	case err := <-ended:
 		if !errors.Is(err, xmpp.ErrStreamConflict) {
@@ -276,7 +277,7 @@ func TestRunSessionError(t *testing.T) {
 		default: // Run goes on reconnecting; the first few are enough
 		}
 	}}
-	done := goRun(ctx, srv.config(), 20*time.Millisecond, hooks, func(context.Context, *component.Conn) error {
+	done := goRun(ctx, config(srv), 20*time.Millisecond, hooks, func(context.Context, *component.Conn) error {
 		return boom
 	})
 	select {
@@ -303,7 +304,7 @@ func TestRunCancelClosesStream(t *testing.T) {
 	var conn *component.Conn
 	connected := make(chan struct{})
 	hooks := component.Hooks{Connected: func(c *component.Conn) { conn = c; close(connected) }}
-	done := goRun(ctx, srv.config(), 20*time.Millisecond, hooks, waitSession)
+	done := goRun(ctx, config(srv), 20*time.Millisecond, hooks, waitSession)
 	sc := srv.Conn(t)
 	select {
 	case <-connected:
@@ -335,7 +336,7 @@ func TestRunRetryAfter(t *testing.T) {
 	defer cancel()
 	var mu sync.Mutex
 	var starts []time.Time
-	done := goRun(ctx, srv.config(), 10*time.Millisecond, component.Hooks{}, func(context.Context, *component.Conn) error {
+	done := goRun(ctx, config(srv), 10*time.Millisecond, component.Hooks{}, func(context.Context, *component.Conn) error {
 		mu.Lock()
 		starts = append(starts, time.Now())
 		mu.Unlock()

@@ -12,18 +12,19 @@ import (
 
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
+	"github.com/pubpresence/pubpresence/internal/xmpptest"
 )
 
 func TestServerEndsStream(t *testing.T) {
 	tests := []struct {
 		name  string
-		end   func(sc *serverConn)
+		end   func(sc *xmpptest.Conn)
 		check func(t *testing.T, err error)
 	}{
 		{
 			name: "stream error",
-			end: func(sc *serverConn) {
-				_ = sc.Write(streamError("conflict", "x"))
+			end: func(sc *xmpptest.Conn) {
+				_ = sc.Write(xmpptest.StreamError("conflict", "x"))
 			},
 			check: func(t *testing.T, err error) {
 				var se *component.StreamError
@@ -34,8 +35,8 @@ func TestServerEndsStream(t *testing.T) {
 		},
 		{
 			name: "stream error, close and EOF (Prosody)",
-			end: func(sc *serverConn) {
-				_ = sc.Write(streamError("invalid-from", "Component tried to send from address &lt;alice@localhost&gt;") + "</stream:stream>")
+			end: func(sc *xmpptest.Conn) {
+				_ = sc.Write(xmpptest.StreamError("invalid-from", "Component tried to send from address &lt;alice@localhost&gt;") + "</stream:stream>")
 				sc.Close()
 			},
 			check: func(t *testing.T, err error) {
@@ -48,7 +49,7 @@ func TestServerEndsStream(t *testing.T) {
 		},
 		{
 			name: "EOF without </stream:stream> (Prosody on SIGTERM)",
-			end: func(sc *serverConn) {
+			end: func(sc *xmpptest.Conn) {
 				_ = sc.Write("<presence type='unavailable' from='bob@localhost/rs' to='" + compName +
 					"'><status>Disconnected: Received SIGTERM</status></presence>")
 				sc.Close()
@@ -62,7 +63,7 @@ func TestServerEndsStream(t *testing.T) {
 		},
 		{
 			name: "EOF inside a stanza",
-			end: func(sc *serverConn) {
+			end: func(sc *xmpptest.Conn) {
 				_ = sc.Write("<presence from='bob@localhost/r' to='" + compName + "'><sta")
 				sc.Close()
 			},
@@ -70,7 +71,7 @@ func TestServerEndsStream(t *testing.T) {
 		},
 		{
 			name: "</stream:stream>",
-			end: func(sc *serverConn) {
+			end: func(sc *xmpptest.Conn) {
 				_ = sc.Write("</stream:stream>")
 			},
 			check: func(t *testing.T, err error) {
@@ -189,10 +190,10 @@ func TestCloseWithInboundFull(t *testing.T) {
 func TestUseAfterEnd(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		end  func(c *component.Conn, sc *serverConn)
+		end  func(c *component.Conn, sc *xmpptest.Conn)
 	}{
-		{"server EOF", func(_ *component.Conn, sc *serverConn) { sc.Close() }},
-		{"Close", func(c *component.Conn, _ *serverConn) { _ = c.Close() }},
+		{"server EOF", func(_ *component.Conn, sc *xmpptest.Conn) { sc.Close() }},
+		{"Close", func(c *component.Conn, _ *xmpptest.Conn) { _ = c.Close() }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newFakeServer(t)
@@ -223,10 +224,10 @@ func keepaliveConfig(cfg *component.Config) {
 }
 
 // pings returns the pings the server has read.
-func pings(sc *serverConn) []wireElem {
-	var p []wireElem
+func pings(sc *xmpptest.Conn) []*xmpptest.Element {
+	var p []*xmpptest.Element
 	for _, e := range sc.Log() {
-		if isPing(e) {
+		if e.IsPing() {
 			p = append(p, e)
 		}
 	}
@@ -239,21 +240,21 @@ func TestKeepalive(t *testing.T) {
 		answer string
 	}{
 		{"result", ""},
-		{"error answer counts as alive", "<error type='cancel'><service-unavailable xmlns='" + nsStanzas + "'/></error>"},
+		{"error answer counts as alive", "<error type='cancel'><service-unavailable xmlns='" + xmpp.NSStanzas + "'/></error>"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newFakeServer(t, withHandler(func(sc *serverConn, e wireElem) bool {
-				if !isPing(e) {
+			srv := newFakeServerWith(t, xmpptest.Config{Handler: func(sc *xmpptest.Conn, e *xmpptest.Element) bool {
+				if !e.IsPing() {
 					return false
 				}
 				typ := "result"
 				if tt.answer != "" {
 					typ = "error"
 				}
-				_ = sc.Write(iqAnswer(e, typ, tt.answer))
+				_ = sc.Write(xmpptest.IQAnswer(e, typ, tt.answer))
 				return true
-			}))
+			}})
 			c, sc := dial(t, srv, keepaliveConfig)
 			// Several intervals, and more than KeepaliveTimeout in all.
 			eventually(t, "6 pings", func() bool { return len(pings(sc)) >= 6 })
@@ -262,8 +263,8 @@ func TestKeepalive(t *testing.T) {
 			}
 			for _, p := range pings(sc) {
 				if p.Attr("type") != "get" || p.Attr("to") != "localhost" || p.Attr("from") != compName ||
-					p.Inner != "<ping xmlns='urn:xmpp:ping'/>" {
-					t.Errorf("ping = %v %q", p.Attrs, p.Inner)
+					string(p.Inner) != "<ping xmlns='urn:xmpp:ping'/>" {
+					t.Errorf("ping = %v %q", p.Attrs(), p.Inner)
 				}
 			}
 			if s := c.Stats(); s.UnknownResults != 0 {
@@ -275,7 +276,7 @@ func TestKeepalive(t *testing.T) {
 
 func TestKeepaliveSilentServer(t *testing.T) {
 	t.Parallel()
-	srv := newFakeServer(t, withHandler(answerPings))
+	srv := newFakeServerWith(t, xmpptest.Config{Handler: xmpptest.AnswerPings})
 	c, sc := dial(t, srv, keepaliveConfig)
 	eventually(t, "2 pings", func() bool { return len(pings(sc)) >= 2 })
 	if err := c.Err(); err != nil {
@@ -339,17 +340,17 @@ func TestKeepaliveBusyServer(t *testing.T) {
 func TestConcurrentUse(t *testing.T) {
 	const workers, each = 16, 40
 	var presences atomic.Int64
-	srv := newFakeServer(t, withHandler(func(sc *serverConn, e wireElem) bool {
+	srv := newFakeServerWith(t, xmpptest.Config{Handler: func(sc *xmpptest.Conn, e *xmpptest.Element) bool {
 		switch {
-		case isIQRequest(e):
-			_ = sc.Write(iqAnswer(e, "result", e.Inner)) // echo the payload
-		case e.XMLName.Local == "presence":
+		case e.IsIQRequest():
+			_ = sc.Write(xmpptest.IQAnswer(e, "result", string(e.Inner))) // echo the payload
+		case e.Is("presence"):
 			presences.Add(1)
 		default:
 			return false
 		}
 		return true
-	}))
+	}})
 	c, sc := dial(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()

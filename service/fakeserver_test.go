@@ -3,11 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
-	"errors"
 	"io"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,22 +13,23 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pubpresence/pubpresence/config"
+	"github.com/pubpresence/pubpresence/internal/xmpptest"
 	"github.com/pubpresence/pubpresence/metrics"
 	"github.com/pubpresence/pubpresence/status"
 )
 
-// A fake XEP-0114 server, in the service's own process, for benchmarks and
-// quick tests of the whole service. It speaks like Prosody 0.12 (answers
-// as captured from a real one) just enough to take the service through
-// its life cycle to online, and then injects presence of users.
+// The fake XEP-0114 server of the service's benchmarks and quick tests of
+// the whole service: internal/xmpptest's server, which answers the stream
+// open and handshake like Prosody 0.12, with a handler that answers just
+// enough (as captured from a real Prosody) to take the service through its
+// life cycle to online, and then injects presence of users.
 //
-// It is built to stay out of the profile: it reads the component's stream
-// with a byte scanner, not encoding/xml (the component writes each stanza
-// as one element whose attribute values and text are escaped, so '>' and
-// '<' only delimit tags), answers from pre-encoded parts appended into one
-// reused buffer, writes the answers of one read in one write, and keeps no
-// state per user: a user's user-stats answer is computed from its name.
-// In the steady state it allocates nothing.
+// It is built to stay out of the profile: the server hands the handler
+// views of the component's elements (Config.Views: no encoding/xml, no
+// copies), the handler answers from pre-encoded parts appended to the
+// connection's Out, which the server writes once per read, and it keeps no
+// state per user: a user's user-stats answer is computed from its name. In
+// the steady state it allocates nothing.
 //
 // Answers, all as soon as the request is read:
 //
@@ -55,7 +52,6 @@ const (
 	fakeDomain    = "localhost"
 	fakeComponent = "pubpresence.localhost"
 	fakeSecret    = "s3cret"
-	fakeStreamID  = "fake-stream-4242"
 	fakeMaxItems  = 1 << 20
 	// fakeWait bounds every wait for the service: a guard against hanging,
 	// not a speed assertion.
@@ -94,42 +90,34 @@ const (
 // inject, flush and the waits are for one goroutine (the benchmark's).
 type fakeServer struct {
 	tb        testing.TB
-	ln        net.Listener
+	srv       *xmpptest.Server
 	nodes     config.Nodes
 	titles    map[string]string // node → the title ensureNodes gives it
 	resources []string          // every user's online resources, for user-stats
 
-	wmu sync.Mutex
-	nc  net.Conn // the authenticated connection, nil before
-
-	inj  []byte // presence injected and not yet written
+	conn *xmpptest.Conn // the authenticated connection, once flush needs it
+	inj  []byte         // presence injected and not yet written
 	tick *time.Ticker
 
-	progress chan struct{} // cap 1: something was counted
-	wg       sync.WaitGroup
-	closed   atomic.Bool
+	counted  bool          // in the serve loop: the answers not yet written counted something
+	progress chan struct{} // cap 1: something was counted and answered
 
 	// Counters of requests answered.
 	live, actual, statusPub, retracts, online, sentinel atomic.Int64
 	userStats, lists, pings, others                     atomic.Int64
-	readErr                                             atomic.Pointer[error]
 
 	keepLast   atomic.Bool // keep a copy of the last actual publish (tests)
 	lmu        sync.Mutex
 	lastActual []byte
 }
 
-// newFakeServer listens on 127.0.0.1:0 and serves one component connection
-// at a time until the test ends.
+// newFakeServer listens on 127.0.0.1 and serves the component's
+// connections until the test ends.
 func newFakeServer(tb testing.TB) *fakeServer {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("fake server: listen: %v", err)
-	}
 	n := config.Default().Nodes
 	f := &fakeServer{
-		tb: tb, ln: ln, nodes: n, resources: []string{"r"},
+		tb: tb, nodes: n, resources: []string{"r"},
 		titles: map[string]string{
 			n.Status: "pubpresence: service status",
 			n.Live:   "pubpresence: presence events",
@@ -139,8 +127,10 @@ func newFakeServer(tb testing.TB) *fakeServer {
 		tick:     time.NewTicker(20 * time.Millisecond),
 		progress: make(chan struct{}, 1),
 	}
-	f.wg.Add(1)
-	go f.acceptLoop()
+	f.srv = xmpptest.NewServer(tb, xmpptest.Config{
+		Name: fakeComponent, Secret: fakeSecret,
+		Views: true, Handler: f.handle, Flushed: f.flushed,
+	})
 	tb.Cleanup(f.close)
 	return f
 }
@@ -149,7 +139,7 @@ func newFakeServer(tb testing.TB) *fakeServer {
 // with the periodic reconciliation and the HTTP listener off.
 func (f *fakeServer) config() *config.Config {
 	f.tb.Helper()
-	toml := "[xmpp]\naddress = '" + f.ln.Addr().String() + "'\ncomponent = '" + fakeComponent +
+	toml := "[xmpp]\naddress = '" + f.srv.Addr() + "'\ncomponent = '" + fakeComponent +
 		"'\nsecret = '" + fakeSecret + "'\ndomains = ['" + fakeDomain + "']\n" +
 		"[sync]\nreconcile_interval = '0s'\n[http]\nlisten = ''\n"
 	cfg, err := config.Parse([]byte(toml), nil)
@@ -160,228 +150,30 @@ func (f *fakeServer) config() *config.Config {
 }
 
 func (f *fakeServer) close() {
-	if f.closed.Swap(true) {
+	f.srv.Close()
+	f.tick.Stop()
+}
+
+// handle is the server's Handler: it appends the answer to e to Out.
+func (f *fakeServer) handle(c *xmpptest.Conn, e *xmpptest.Element) bool {
+	var counted bool
+	c.Out, counted = f.answer(c.Out, e)
+	f.counted = f.counted || counted
+	return true
+}
+
+// flushed runs once the server wrote the answers of one read: it wakes
+// waitFor when they counted something.
+func (f *fakeServer) flushed(*xmpptest.Conn) {
+	if !f.counted {
 		return
 	}
-	_ = f.ln.Close()
-	f.wmu.Lock()
-	if f.nc != nil {
-		_ = f.nc.Close()
-	}
-	f.wmu.Unlock()
-	f.tick.Stop()
-	f.wg.Wait()
-}
-
-func (f *fakeServer) acceptLoop() {
-	defer f.wg.Done()
-	for {
-		nc, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			defer nc.Close()
-			if err := f.serve(nc); err != nil && !f.closed.Load() {
-				f.readErr.Store(&err)
-			}
-		}()
-	}
-}
-
-// streamReader reads the component's bytes into one buffer.
-type streamReader struct {
-	nc  net.Conn
-	buf []byte
-	pos int // start of what is not consumed
-}
-
-// more reads at least one more byte, growing the buffer when it is full.
-func (r *streamReader) more() error {
-	if r.pos > 0 {
-		n := copy(r.buf, r.buf[r.pos:])
-		r.buf, r.pos = r.buf[:n], 0
-	}
-	if len(r.buf) == cap(r.buf) {
-		r.buf = append(r.buf, make([]byte, cap(r.buf))...)[:len(r.buf)]
-	}
-	n, err := r.nc.Read(r.buf[len(r.buf):cap(r.buf)])
-	r.buf = r.buf[:len(r.buf)+n]
-	if n > 0 {
-		return nil
-	}
-	if err == nil {
-		err = io.ErrNoProgress
-	}
-	return err
-}
-
-// through reads until pattern is in the unconsumed bytes and returns them
-// up to the end of the pattern, consuming them.
-func (r *streamReader) through(pattern string) ([]byte, error) {
-	for {
-		if i := bytes.Index(r.buf[r.pos:], []byte(pattern)); i >= 0 {
-			out := r.buf[r.pos : r.pos+i+len(pattern)]
-			r.pos += i + len(pattern)
-			return out, nil
-		}
-		if err := r.more(); err != nil {
-			return nil, err
-		}
-	}
-}
-
-func (f *fakeServer) serve(nc net.Conn) error {
-	r := &streamReader{nc: nc, buf: make([]byte, 0, 256<<10)}
-	if _, err := r.through("<stream:stream"); err != nil {
-		return err
-	}
-	hdr, err := r.through(">")
-	if err != nil {
-		return err
-	}
-	if to := fakeAttr(hdr, " to='"); string(to) != fakeComponent {
-		_, _ = io.WriteString(nc, "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "+
-			"xmlns:stream='http://etherx.jabber.org/streams' version='1.0' id='' from='"+string(to)+"'>"+
-			"<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
-		return errors.New("fake server: unknown component " + strconv.Quote(string(to)))
-	}
-	if _, err := io.WriteString(nc, "<?xml version='1.0'?><stream:stream id='"+fakeStreamID+
-		"' xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' xml:lang='en' from='"+
-		fakeComponent+"'>"); err != nil {
-		return err
-	}
-	if _, err := r.through("<handshake>"); err != nil {
-		return err
-	}
-	tok, err := r.through("</handshake>")
-	if err != nil {
-		return err
-	}
-	tok = bytes.TrimSpace(tok[:len(tok)-len("</handshake>")])
-	sum := sha1.Sum([]byte(fakeStreamID + fakeSecret))
-	if !bytes.EqualFold(tok, []byte(hex.EncodeToString(sum[:]))) {
-		_, _ = io.WriteString(nc, "<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
-		return errors.New("fake server: bad handshake")
-	}
-	f.wmu.Lock()
-	f.nc = nc
-	_, err = io.WriteString(nc, "<handshake/>")
-	f.wmu.Unlock()
-	if err != nil {
-		return err
-	}
-
-	out := make([]byte, 0, 256<<10)
-	for {
-		counted := false
-		for {
-			e, n, ok := fakeNext(r.buf[r.pos:])
-			r.pos += n
-			if !ok {
-				break
-			}
-			if e.end {
-				f.wmu.Lock()
-				_, _ = nc.Write(append(out, "</stream:stream>"...))
-				f.wmu.Unlock()
-				return nil
-			}
-			var c bool
-			out, c = f.answer(out, e)
-			counted = counted || c
-		}
-		if len(out) > 0 {
-			f.wmu.Lock()
-			_, err := nc.Write(out)
-			f.wmu.Unlock()
-			out = out[:0]
-			if err != nil {
-				return err
-			}
-		}
-		if counted {
-			select {
-			case f.progress <- struct{}{}:
-			default:
-			}
-		}
-		if err := r.more(); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-	}
-}
-
-// fakeElem is one top-level element the component sent.
-type fakeElem struct {
-	name  []byte
-	tag   []byte // the start tag, '<' to '>'
-	inner []byte
-	end   bool // </stream:stream>
-}
-
-// fakeNext finds the first complete top-level element in b. n is how much
-// of b it consumed (leading white space, then the element); ok is false
-// when b holds no complete element yet.
-func fakeNext(b []byte) (e fakeElem, n int, ok bool) {
-	i := 0
-	for i < len(b) && b[i] != '<' {
-		i++
-	}
-	rest := b[i:]
-	if len(rest) < 2 {
-		return e, i, false
-	}
-	if rest[1] == '/' {
-		const end = "</stream:stream>"
-		if len(rest) < len(end) {
-			return e, i, false
-		}
-		e.end = true
-		return e, i + len(end), true
-	}
-	gt := bytes.IndexByte(rest, '>')
-	if gt < 0 {
-		return e, i, false
-	}
-	e.tag = rest[:gt+1]
-	k := 1
-	for k < gt && rest[k] != ' ' && rest[k] != '/' {
-		k++
-	}
-	e.name = rest[1:k]
-	if rest[gt-1] == '/' {
-		return e, i + gt + 1, true
-	}
-	var closing []byte
-	switch string(e.name) {
-	case "iq":
-		closing = closeIQ
-	case "presence":
-		closing = closePresence
-	case "message":
-		closing = closeMessage
+	f.counted = false
+	select {
+	case f.progress <- struct{}{}:
 	default:
-		closing = []byte("</" + string(e.name) + ">")
 	}
-	j := bytes.Index(rest[gt+1:], closing)
-	if j < 0 {
-		return fakeElem{}, i, false
-	}
-	e.inner = rest[gt+1 : gt+1+j]
-	return e, i + gt + 1 + j + len(closing), true
 }
-
-var (
-	closeIQ       = []byte("</iq>")
-	closePresence = []byte("</presence>")
-	closeMessage  = []byte("</message>")
-)
 
 // fakeAttr returns the value of the attribute whose " name='" is key, as
 // written (still escaped), or nil.
@@ -407,17 +199,17 @@ func upTo(b []byte, c byte) []byte {
 
 // answer appends the answer to e to out. counted says whether a publish
 // or retract was counted.
-func (f *fakeServer) answer(out []byte, e fakeElem) ([]byte, bool) {
-	if string(e.name) != "iq" {
+func (f *fakeServer) answer(out []byte, e *xmpptest.Element) ([]byte, bool) {
+	if !e.Is("iq") {
 		return out, false // presence from the component: nothing to answer
 	}
-	typ := fakeAttr(e.tag, " type='")
+	typ := e.RawAttr("type")
 	if string(typ) != "get" && string(typ) != "set" {
 		return out, false
 	}
-	id := fakeAttr(e.tag, " id='")
-	to := fakeAttr(e.tag, " to='")
-	in := e.inner
+	id := e.RawAttr("id")
+	to := e.RawAttr("to")
+	in := e.Inner
 	switch {
 	case bytes.HasPrefix(in, []byte(fakePublishPrefix)):
 		rest := in[len(fakePublishPrefix):]
@@ -611,15 +403,10 @@ func (f *fakeServer) flush() {
 	if len(f.inj) == 0 {
 		return
 	}
-	f.wmu.Lock()
-	nc := f.nc
-	var err error
-	if nc == nil {
-		err = errors.New("no component connected")
-	} else {
-		_, err = nc.Write(f.inj)
+	if f.conn == nil {
+		f.conn = f.srv.Conn(f.tb)
 	}
-	f.wmu.Unlock()
+	err := f.conn.WriteBytes(f.inj)
 	f.inj = f.inj[:0]
 	if err != nil {
 		f.tb.Fatalf("fake server: inject: %v", err)
@@ -634,8 +421,8 @@ func (f *fakeServer) waitFor(what string, cond func() bool) {
 	f.flush()
 	start := time.Now()
 	for !cond() {
-		if p := f.readErr.Load(); p != nil {
-			f.tb.Fatalf("fake server: %v", *p)
+		if err := f.srv.Err(); err != nil {
+			f.tb.Fatalf("fake server: %v", err)
 		}
 		if time.Since(start) > fakeWait {
 			f.tb.Fatalf("fake server: timed out waiting for %s (live %d, actual %d, status %d, user-stats %d)",

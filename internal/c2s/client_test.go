@@ -1,90 +1,34 @@
 package c2s
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/xmpp"
+	"github.com/pubpresence/pubpresence/internal/xmpptest"
 )
-
-// fakeConn is the server side of one test connection.
-type fakeConn struct {
-	t    *testing.T
-	conn net.Conn
-	br   *bufio.Reader
-	sr   *streamReader
-}
-
-func (f *fakeConn) send(s string) {
-	if _, err := f.conn.Write([]byte(s)); err != nil {
-		f.t.Errorf("fake server write: %v", err)
-	}
-}
-
-// open reads the client's stream header and answers with ours and features.
-func (f *fakeConn) open(features string) {
-	f.sr = newStreamReader(f.br)
-	if _, err := f.sr.header(); err != nil {
-		f.t.Errorf("fake server: client header: %v", err)
-		return
-	}
-	f.send(testHeader + "<stream:features>" + features + "</stream:features>")
-}
-
-func (f *fakeConn) next() *element {
-	el, err := f.sr.next()
-	if err != nil {
-		f.t.Errorf("fake server: read: %v", err)
-		return &element{}
-	}
-	return el
-}
 
 const plainOnly = "<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms>"
 
 // login plays a server accepting alice/pw with SCRAM and binding res "r".
-func (f *fakeConn) login() bool {
-	f.open(saslOffer)
-	if !f.auth(nil) {
+func login(f *xmpptest.Conn) bool {
+	f.Open(saslOffer)
+	if !f.Auth(alice("pw")) {
 		return false
 	}
-	f.bind()
+	f.Bind("alice@localhost/r")
 	return true
 }
 
-// fakeServer accepts one connection and runs script on it.
-func fakeServer(t *testing.T, script func(f *fakeConn)) string {
+// fakeServer starts a fake client server (internal/xmpptest) that runs
+// script on each connection, and returns its address.
+func fakeServer(t *testing.T, script func(f *xmpptest.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		conn, err := ln.Accept()
-		ln.Close()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		script(&fakeConn{t: t, conn: conn, br: bufio.NewReader(conn)})
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Error("fake server did not finish")
-		}
-	})
-	return ln.Addr().String()
+	return xmpptest.NewServer(t, xmpptest.Config{Script: script}).Addr()
 }
 
 func dialFake(t *testing.T, addr string) *Client {
@@ -98,11 +42,11 @@ func dialFake(t *testing.T, addr string) *Client {
 }
 
 func TestDialLoginAndBind(t *testing.T) {
-	addr := fakeServer(t, func(f *fakeConn) {
-		if !f.login() {
+	addr := fakeServer(t, func(f *xmpptest.Conn) {
+		if !login(f) {
 			return
 		}
-		f.sr.next() // until the client closes
+		f.Read() // until the client closes
 	})
 	c := dialFake(t, addr)
 	if c.JID() != "alice@localhost/r" {
@@ -117,52 +61,51 @@ func TestDialFailures(t *testing.T) {
 	tests := []struct {
 		name   string
 		cfg    Config
-		script func(f *fakeConn)
+		script func(f *xmpptest.Conn)
 		check  func(t *testing.T, err error)
 	}{
-		{"wrong password", Config{Password: "nope"}, func(f *fakeConn) { f.login() },
+		{"wrong password", Config{Password: "nope"}, func(f *xmpptest.Conn) { login(f) },
 			func(t *testing.T, err error) {
 				var ae *AuthError
 				if !errors.As(err, &ae) || ae.Condition != "not-authorized" || ae.Text != "bad" {
 					t.Fatalf("err = %v, want AuthError not-authorized", err)
 				}
 			}},
-		{"tls required", Config{}, func(f *fakeConn) {
-			f.open("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>" + plainOnly)
-			f.sr.next()
+		{"tls required", Config{}, func(f *xmpptest.Conn) {
+			f.Open("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>" + plainOnly)
+			f.Read()
 		}, func(t *testing.T, err error) {
 			if !errors.Is(err, ErrTLSRequired) || !strings.Contains(err.Error(), "STARTTLS") {
 				t.Fatalf("err = %v, want ErrTLSRequired", err)
 			}
 		}},
-		{"mechanism not offered", Config{Mechanism: MechSCRAMSHA1}, func(f *fakeConn) { f.open(plainOnly); f.sr.next() },
+		{"mechanism not offered", Config{Mechanism: MechSCRAMSHA1}, func(f *xmpptest.Conn) { f.Open(plainOnly); f.Read() },
 			func(t *testing.T, err error) {
 				if err == nil || !strings.Contains(err.Error(), "does not offer SASL SCRAM-SHA-1") {
 					t.Fatalf("err = %v", err)
 				}
 			}},
-		{"stream error", Config{}, func(f *fakeConn) {
-			f.sr = newStreamReader(f.br)
-			f.sr.header()
-			f.send(testHeader + "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
+		{"stream error", Config{}, func(f *xmpptest.Conn) {
+			f.ReadHeader()
+			f.Send(f.Header() + "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
 		}, func(t *testing.T, err error) {
 			if !errors.Is(err, xmpp.ErrStreamHostUnknown) {
 				t.Fatalf("err = %v, want StreamError host-unknown", err)
 			}
 		}},
-		{"bind refused", Config{}, func(f *fakeConn) {
-			f.open(saslOffer)
-			f.auth(nil)
-			f.open("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>")
-			b := f.next()
-			f.send("<iq type='error' id='" + b.attr("id") + "'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
-			f.sr.next()
+		{"bind refused", Config{}, func(f *xmpptest.Conn) {
+			f.Open(saslOffer)
+			f.Auth(alice("pw"))
+			f.Open("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>")
+			b := f.Recv()
+			f.Send("<iq type='error' id='" + b.Attr("id") + "'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>")
+			f.Read()
 		}, func(t *testing.T, err error) {
 			if !errors.Is(err, xmpp.ErrConflict) {
 				t.Fatalf("err = %v, want conflict", err)
 			}
 		}},
-		{"server silent", Config{Timeout: 200 * time.Millisecond}, func(f *fakeConn) { f.sr = newStreamReader(f.br); f.sr.header(); f.sr.next() },
+		{"server silent", Config{Timeout: 200 * time.Millisecond}, func(f *xmpptest.Conn) { f.ReadHeader(); f.Read() },
 			func(t *testing.T, err error) {
 				if !errors.Is(err, context.DeadlineExceeded) {
 					t.Fatalf("err = %v, want deadline exceeded", err)
@@ -191,21 +134,21 @@ func TestDialFailures(t *testing.T) {
 }
 
 func TestIQCorrelationAndErrors(t *testing.T) {
-	addr := fakeServer(t, func(f *fakeConn) {
-		if !f.login() {
+	addr := fakeServer(t, func(f *xmpptest.Conn) {
+		if !login(f) {
 			return
 		}
-		a, b := f.next(), f.next()
+		a, b := f.Recv(), f.Recv()
 		// Answer in reverse order, plus an answer nobody asked for and one
 		// from the wrong address.
-		f.send("<iq type='result' id='nobody' from='pubsub.localhost'/>")
-		f.send("<iq type='result' id='" + b.attr("id") + "' from='evil.localhost'/>")
-		f.send("<iq type='error' id='" + b.attr("id") + "' from='pubsub.localhost'><error type='cancel'>" +
+		f.Send("<iq type='result' id='nobody' from='pubsub.localhost'/>")
+		f.Send("<iq type='result' id='" + b.Attr("id") + "' from='evil.localhost'/>")
+		f.Send("<iq type='error' id='" + b.Attr("id") + "' from='pubsub.localhost'><error type='cancel'>" +
 			"<feature-not-implemented xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>" +
 			"<persistent-items xmlns='http://jabber.org/protocol/pubsub#errors'/>" +
 			"<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>no</text></error></iq>")
-		f.send("<iq type='result' id='" + a.attr("id") + "'><x xmlns='urn:x'>1</x></iq>")
-		f.sr.next()
+		f.Send("<iq type='result' id='" + a.Attr("id") + "'><x xmlns='urn:x'>1</x></iq>")
+		f.Read()
 	})
 	c := dialFake(t, addr)
 	ctx := context.Background()
@@ -231,28 +174,28 @@ func TestIQCorrelationAndErrors(t *testing.T) {
 
 func TestInboundStanzasAndAutoAnswers(t *testing.T) {
 	answers := make(chan string, 4)
-	addr := fakeServer(t, func(f *fakeConn) {
-		if !f.login() {
+	addr := fakeServer(t, func(f *xmpptest.Conn) {
+		if !login(f) {
 			return
 		}
-		f.send("<iq type='get' id='p1' from='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
-		f.send("<message from='bob@localhost/x' type='chat'><body>hi</body></message>")
-		f.send("<iq type='get' id='d1' from='bob@localhost/x'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
-		f.send("<iq type='set' id='r1'><query xmlns='jabber:iq:roster'><item jid='bob@localhost'/></query></iq>")
-		f.send("<iq type='get' id='v1' from='bob@localhost/x'><query xmlns='jabber:iq:version'/></iq>")
-		f.send("<presence from='bob@localhost/x'><show>away</show><status>lunch</status><priority>-3</priority></presence>")
+		f.Send("<iq type='get' id='p1' from='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+		f.Send("<message from='bob@localhost/x' type='chat'><body>hi</body></message>")
+		f.Send("<iq type='get' id='d1' from='bob@localhost/x'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+		f.Send("<iq type='set' id='r1'><query xmlns='jabber:iq:roster'><item jid='bob@localhost'/></query></iq>")
+		f.Send("<iq type='get' id='v1' from='bob@localhost/x'><query xmlns='jabber:iq:version'/></iq>")
+		f.Send("<presence from='bob@localhost/x'><show>away</show><status>lunch</status><priority>-3</priority></presence>")
 		got := map[string]string{}
 		for len(got) < 4 {
-			el := f.next()
-			if el.Name.Local == "" {
+			el := f.Recv()
+			if el.Name().Local == "" {
 				return
 			}
-			got[el.attr("id")] = el.attr("type") + " " + string(el.Inner)
+			got[el.Attr("id")] = el.Attr("type") + " " + string(el.Inner)
 		}
 		for _, id := range []string{"p1", "d1", "r1", "v1"} {
 			answers <- id + ": " + got[id]
 		}
-		f.sr.next()
+		f.Read()
 	})
 	c := dialFake(t, addr)
 	var names []string
@@ -297,14 +240,14 @@ func TestInboundStanzasAndAutoAnswers(t *testing.T) {
 func TestCloseAndAbort(t *testing.T) {
 	t.Run("close", func(t *testing.T) {
 		seen := make(chan string, 1)
-		addr := fakeServer(t, func(f *fakeConn) {
-			if !f.login() {
+		addr := fakeServer(t, func(f *xmpptest.Conn) {
+			if !login(f) {
 				return
 			}
-			el := f.next()
-			_, err := f.sr.next()
-			seen <- fmt.Sprint(el.Name.Local, " ", el.attr("type"), " ", errors.Is(err, errStreamEnd))
-			f.send("</stream:stream>")
+			el := f.Recv()
+			_, err := f.Read()
+			seen <- fmt.Sprint(el.Name().Local, " ", el.Attr("type"), " ", errors.Is(err, xmpptest.ErrStreamEnd))
+			f.Send("</stream:stream>")
 		})
 		c := dialFake(t, addr)
 		start := time.Now()
@@ -327,26 +270,26 @@ func TestCloseAndAbort(t *testing.T) {
 	})
 	t.Run("abort", func(t *testing.T) {
 		seen := make(chan error, 1)
-		addr := fakeServer(t, func(f *fakeConn) {
-			if !f.login() {
+		addr := fakeServer(t, func(f *xmpptest.Conn) {
+			if !login(f) {
 				return
 			}
-			_, err := f.sr.next()
+			_, err := f.Read()
 			seen <- err
 		})
 		c := dialFake(t, addr)
 		c.Abort()
-		if err := <-seen; err == nil || errors.Is(err, errStreamEnd) {
+		if err := <-seen; err == nil || errors.Is(err, xmpptest.ErrStreamEnd) {
 			t.Errorf("server read %v, want a bare connection close", err)
 		}
 		assertEnded(t, c, nil)
 	})
 	t.Run("server stream error", func(t *testing.T) {
-		addr := fakeServer(t, func(f *fakeConn) {
-			if !f.login() {
+		addr := fakeServer(t, func(f *xmpptest.Conn) {
+			if !login(f) {
 				return
 			}
-			f.send("<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
+			f.Send("<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
 		})
 		c := dialFake(t, addr)
 		<-c.Done()
@@ -355,12 +298,12 @@ func TestCloseAndAbort(t *testing.T) {
 		}
 	})
 	t.Run("pending iq fails on close", func(t *testing.T) {
-		addr := fakeServer(t, func(f *fakeConn) {
-			if !f.login() {
+		addr := fakeServer(t, func(f *xmpptest.Conn) {
+			if !login(f) {
 				return
 			}
-			f.next()
-			f.conn.Close()
+			f.Recv()
+			f.Close()
 		})
 		c := dialFake(t, addr)
 		_, err := c.IQ(context.Background(), "get", "", []byte("<x/>"))

@@ -2,21 +2,18 @@ package c2s
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/pbkdf2"
-	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"hash"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"mellium.im/sasl"
+
+	"github.com/pubpresence/pubpresence/internal/xmpptest"
 )
 
 // saslOffer is what the fake server offers by default, as Prosody and
@@ -32,38 +29,13 @@ func offer(mechs ...string) string {
 	return s + "</mechanisms>"
 }
 
-// scramServer is the server side of SCRAM (RFC 5802 §3 and §5) for the
-// fake server. It is written from the RFC, not with mellium.im/sasl, so
-// that it checks the library: a proof it accepts is one a real server
-// accepts. password is as the server stores it, already prepared.
-type scramServer struct {
-	password string
-	iters    int    // 0 means 4096
-	cbData   []byte // the channel-binding data a "p=" client must send
-	mech     string // set by first
-
-	// What the exchange saw.
-	user        string // unescaped
-	gs2         string
-	clientBare  string
-	serverFirst string
-	nonce       string
-	salt        []byte
+// alice is the account the fake server knows, with password as it stores
+// it.
+func alice(password string) *xmpptest.SASL {
+	return &xmpptest.SASL{User: "alice", Password: password}
 }
 
-func (s *scramServer) hash() func() hash.Hash {
-	if strings.HasPrefix(s.mech, "SCRAM-SHA-256") {
-		return sha256.New
-	}
-	return sha1.New
-}
-
-func (s *scramServer) mac(key []byte, msg string) []byte {
-	h := hmac.New(s.hash(), key)
-	h.Write([]byte(msg))
-	return h.Sum(nil)
-}
-
+// attrs splits a SCRAM message into its attributes.
 func attrs(msg string) map[byte]string {
 	m := map[byte]string{}
 	for _, f := range strings.Split(msg, ",") {
@@ -74,140 +46,20 @@ func attrs(msg string) map[byte]string {
 	return m
 }
 
-// first reads the client-first-message and returns the server-first-message.
-func (s *scramServer) first(mech, clientFirst string) (string, error) {
-	s.mech = mech
-	parts := strings.SplitN(clientFirst, ",", 3)
-	if len(parts) != 3 {
-		return "", fmt.Errorf("client-first %q", clientFirst)
-	}
-	s.gs2, s.clientBare = parts[0]+","+parts[1]+",", parts[2]
-	a := attrs(s.clientBare)
-	s.user = strings.NewReplacer("=2C", ",", "=3D", "=").Replace(a['n'])
-	if a['r'] == "" {
-		return "", fmt.Errorf("client-first %q: no nonce", clientFirst)
-	}
-	if s.iters == 0 {
-		s.iters = 4096
-	}
-	s.nonce = a['r'] + "fake-server-nonce"
-	s.salt = []byte("salt of the fake")
-	s.serverFirst = "r=" + s.nonce + ",s=" + base64.StdEncoding.EncodeToString(s.salt) + ",i=" + strconv.Itoa(s.iters)
-	return s.serverFirst, nil
-}
-
-// final checks the client-final-message and returns the server-final-message.
-func (s *scramServer) final(clientFinal string) (string, error) {
-	withoutProof, proof64, ok := strings.Cut(clientFinal, ",p=")
-	if !ok {
-		return "", fmt.Errorf("client-final %q: no proof", clientFinal)
-	}
-	a := attrs(withoutProof)
-	cb := s.gs2
-	if strings.HasPrefix(s.gs2, "p=") {
-		cb += string(s.cbData)
-	}
-	if a['c'] != base64.StdEncoding.EncodeToString([]byte(cb)) {
-		return "", fmt.Errorf("channel binding c=%s, want base64 of %q", a['c'], cb)
-	}
-	if a['r'] != s.nonce {
-		return "", fmt.Errorf("nonce %q, want %q", a['r'], s.nonce)
-	}
-	h := s.hash()
-	salted, err := pbkdf2.Key(h, s.password, s.salt, s.iters, h().Size())
-	if err != nil {
-		return "", err
-	}
-	authMsg := s.clientBare + "," + s.serverFirst + "," + withoutProof
-	hc := h()
-	hc.Write(s.mac(salted, "Client Key"))
-	stored := hc.Sum(nil)
-	proof, err := base64.StdEncoding.DecodeString(proof64)
-	if err != nil || len(proof) != len(stored) {
-		return "", fmt.Errorf("proof %q", proof64)
-	}
-	sig := s.mac(stored, authMsg)
-	for i := range proof {
-		proof[i] ^= sig[i]
-	}
-	hc.Reset()
-	hc.Write(proof)
-	if !hmac.Equal(hc.Sum(nil), stored) {
-		return "", errors.New("wrong proof")
-	}
-	return "v=" + base64.StdEncoding.EncodeToString(s.mac(s.mac(salted, "Server Key"), authMsg)), nil
-}
-
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
-func unb64(t *testing.T, el *element) string {
+func unb64(t *testing.T, el *xmpptest.Element) string {
 	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(el.Inner)))
 	if err != nil {
-		t.Errorf("fake server: <%s> %q: %v", el.Name.Local, el.Inner, err)
+		t.Errorf("fake server: <%s> %q: %v", el.Name().Local, el.Inner, err)
 	}
 	return string(b)
 }
 
-const (
-	saslSuccess = "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
-	saslBad     = "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/><text>bad</text></failure>"
-)
+const saslSuccess = "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
 
 func challenge(s string) string {
 	return "<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + b64(s) + "</challenge>"
-}
-
-// auth answers the client's <auth/>; see answerAuth.
-func (f *fakeConn) auth(srv *scramServer) bool { return f.answerAuth(f.next(), srv) }
-
-// answerAuth plays the server's side of the exchange the <auth/> el opens:
-// PLAIN for alice/pw, or SCRAM with srv (one for "pw" when nil), whose
-// server-final-message comes with <success/>. It reports whether it sent
-// <success/>; a wrong password gets <failure/> with the text "bad".
-func (f *fakeConn) answerAuth(el *element, srv *scramServer) bool {
-	mech := el.attr("mechanism")
-	if el.Name.Local != "auth" {
-		f.t.Errorf("fake server: got %q, want <auth/>", el.Raw)
-		return false
-	}
-	data := unb64(f.t, el)
-	if mech == MechPlain {
-		if data != "\x00alice\x00pw" {
-			f.send(saslBad)
-			return false
-		}
-		f.send(saslSuccess)
-		return true
-	}
-	if srv == nil {
-		srv = &scramServer{password: "pw"}
-	}
-	sf, err := srv.first(mech, data)
-	if err != nil {
-		f.t.Errorf("fake server: %v", err)
-		f.send(saslBad)
-		return false
-	}
-	f.send(challenge(sf))
-	resp := f.next()
-	if resp.Name.Local != "response" {
-		f.t.Errorf("fake server: got %q, want <response/>", resp.Raw)
-		return false
-	}
-	final, err := srv.final(unb64(f.t, resp))
-	if err != nil {
-		f.send(saslBad)
-		return false
-	}
-	f.send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + b64(final) + "</success>")
-	return true
-}
-
-// bind plays resource binding after a successful SASL exchange.
-func (f *fakeConn) bind() {
-	f.open("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>")
-	b := f.next()
-	f.send("<iq type='result' id='" + b.attr("id") + "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@localhost/r</jid></bind></iq>")
 }
 
 func TestMechanismNames(t *testing.T) {
@@ -418,31 +270,31 @@ func TestSASLExchange(t *testing.T) {
 	saw := make(chan string, 1)
 
 	t.Run("SCRAM-SHA-256 is preferred", func(t *testing.T) {
-		srv := &scramServer{password: "pw"}
-		addr := fakeServer(t, func(f *fakeConn) {
-			f.open(saslOffer)
-			if f.auth(srv) {
-				f.bind()
-				f.sr.next()
+		srv := alice("pw")
+		addr := fakeServer(t, func(f *xmpptest.Conn) {
+			f.Open(saslOffer)
+			if f.Auth(srv) {
+				f.Bind("alice@localhost/r")
+				f.Read()
 			}
 		})
 		c, err := dialSASL(addr, Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Mechanism() != MechSCRAMSHA256 || srv.gs2 != "n,," || srv.user != "alice" {
-			t.Errorf("mechanism %q, gs2 header %q, user %q", c.Mechanism(), srv.gs2, srv.user)
+		if c.Mechanism() != MechSCRAMSHA256 || srv.GS2 != "n,," || srv.Authcid != "alice" {
+			t.Errorf("mechanism %q, gs2 header %q, user %q", c.Mechanism(), srv.GS2, srv.Authcid)
 		}
 	})
 
 	t.Run("SCRAM-SHA-1 forced", func(t *testing.T) {
-		addr := fakeServer(t, func(f *fakeConn) {
-			f.open(saslOffer)
-			el := f.next()
-			saw <- el.attr("mechanism")
-			if f.answerAuth(el, nil) {
-				f.bind()
-				f.sr.next()
+		addr := fakeServer(t, func(f *xmpptest.Conn) {
+			f.Open(saslOffer)
+			el := f.Recv()
+			saw <- el.Attr("mechanism")
+			if f.AnswerAuth(el, alice("pw")) {
+				f.Bind("alice@localhost/r")
+				f.Read()
 			}
 		})
 		c, err := dialSASL(addr, Config{Mechanism: MechSCRAMSHA1})
@@ -454,26 +306,26 @@ func TestSASLExchange(t *testing.T) {
 	t.Run("SASLprep and user name escaping", func(t *testing.T) {
 		// The server stores the prepared password; "=" and "," in the user
 		// name travel escaped (RFC 5802 §5.1).
-		srv := &scramServer{password: "IX pw"}
-		addr := fakeServer(t, func(f *fakeConn) {
-			f.open(saslOffer)
-			if f.auth(srv) {
-				f.bind()
-				f.sr.next()
+		srv := alice("IX pw")
+		addr := fakeServer(t, func(f *xmpptest.Conn) {
+			f.Open(saslOffer)
+			if f.Auth(srv) {
+				f.Bind("alice@localhost/r")
+				f.Read()
 			}
 		})
 		if _, err := dialSASL(addr, Config{JID: "a=b,c@localhost", Password: "\u2168\u00A0p\u00ADw"}); err != nil {
 			t.Fatal(err)
 		}
-		if srv.user != "a=b,c" {
-			t.Errorf("server saw user %q", srv.user)
+		if srv.Authcid != "a=b,c" {
+			t.Errorf("server saw user %q", srv.Authcid)
 		}
 	})
 
 	t.Run("password failing SASLprep", func(t *testing.T) {
-		addr := fakeServer(t, func(f *fakeConn) {
-			f.open(saslOffer)
-			f.expectNothing()
+		addr := fakeServer(t, func(f *xmpptest.Conn) {
+			f.Open(saslOffer)
+			f.ExpectNothing()
 		})
 		_, err := dialSASL(addr, Config{Password: "p\u0007w"})
 		if err == nil || !strings.Contains(err.Error(), "password fails SASLprep") {
@@ -482,24 +334,24 @@ func TestSASLExchange(t *testing.T) {
 	})
 
 	t.Run("server-final in a challenge", func(t *testing.T) {
-		addr := fakeServer(t, func(f *fakeConn) {
-			f.open(saslOffer)
-			srv := &scramServer{password: "pw"}
-			auth := f.next()
-			sf, _ := srv.first(auth.attr("mechanism"), unb64(t, auth))
-			f.send(challenge(sf))
-			final, err := srv.final(unb64(t, f.next()))
+		addr := fakeServer(t, func(f *xmpptest.Conn) {
+			f.Open(saslOffer)
+			srv := alice("pw")
+			auth := f.Recv()
+			sf, _ := srv.SCRAMFirst(auth.Attr("mechanism"), unb64(t, auth))
+			f.Send(challenge(sf))
+			final, err := srv.SCRAMFinal(unb64(t, f.Recv()))
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			f.send(challenge(final))
-			if el := f.next(); el.Name.Local != "response" || len(el.Inner) != 0 {
+			f.Send(challenge(final))
+			if el := f.Recv(); el.Name().Local != "response" || len(el.Inner) != 0 {
 				t.Errorf("after server-final: %q, want an empty <response/>", el.Raw)
 			}
-			f.send(saslSuccess)
-			f.bind()
-			f.sr.next()
+			f.Send(saslSuccess)
+			f.Bind("alice@localhost/r")
+			f.Read()
 		})
 		if _, err := dialSASL(addr, Config{}); err != nil {
 			t.Fatal(err)
@@ -508,37 +360,37 @@ func TestSASLExchange(t *testing.T) {
 
 	// A server that does not know the password: its exchanges end in ways
 	// the client must refuse.
-	impostor := func(end func(f *fakeConn, srv *scramServer)) func(f *fakeConn) {
-		return func(f *fakeConn) {
-			f.open(saslOffer)
-			srv := &scramServer{password: "not the password"}
-			auth := f.next()
-			sf, _ := srv.first(auth.attr("mechanism"), unb64(t, auth))
-			f.send(challenge(sf))
-			f.next() // client-final
+	impostor := func(end func(f *xmpptest.Conn, srv *xmpptest.SASL)) func(f *xmpptest.Conn) {
+		return func(f *xmpptest.Conn) {
+			f.Open(saslOffer)
+			srv := alice("not the password")
+			auth := f.Recv()
+			sf, _ := srv.SCRAMFirst(auth.Attr("mechanism"), unb64(t, auth))
+			f.Send(challenge(sf))
+			f.Recv() // client-final
 			end(f, srv)
-			f.expectNothing()
+			f.ExpectNothing()
 		}
 	}
 	badSig := "v=" + b64(strings.Repeat("x", 32))
 	for _, tt := range []struct {
 		name string
-		end  func(f *fakeConn, srv *scramServer)
+		end  func(f *xmpptest.Conn, srv *xmpptest.SASL)
 		want string
 	}{
-		{"wrong server signature with success", func(f *fakeConn, _ *scramServer) {
-			f.send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + b64(badSig) + "</success>")
+		{"wrong server signature with success", func(f *xmpptest.Conn, _ *xmpptest.SASL) {
+			f.Send("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>" + b64(badSig) + "</success>")
 		}, ErrServerSignature.Error()},
-		{"success without server-final", func(f *fakeConn, _ *scramServer) { f.send(saslSuccess) }, ErrServerSignature.Error()},
-		{"wrong server signature in a challenge", func(f *fakeConn, _ *scramServer) {
-			f.send(challenge(badSig))
-			if el := f.next(); el.Name.Local != "abort" {
+		{"success without server-final", func(f *xmpptest.Conn, _ *xmpptest.SASL) { f.Send(saslSuccess) }, ErrServerSignature.Error()},
+		{"wrong server signature in a challenge", func(f *xmpptest.Conn, _ *xmpptest.SASL) {
+			f.Send(challenge(badSig))
+			if el := f.Recv(); el.Name().Local != "abort" {
 				t.Errorf("client answered %q, want <abort/>", el.Raw)
 			}
 		}, ErrServerSignature.Error()},
-		{"server error in a challenge", func(f *fakeConn, _ *scramServer) {
-			f.send(challenge("e=invalid-proof"))
-			f.next() // <abort/>
+		{"server error in a challenge", func(f *xmpptest.Conn, _ *xmpptest.SASL) {
+			f.Send(challenge("e=invalid-proof"))
+			f.Recv() // <abort/>
 		}, `server error "invalid-proof"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -554,7 +406,7 @@ func TestSASLExchange(t *testing.T) {
 	}
 
 	t.Run("failure is an AuthError", func(t *testing.T) {
-		addr := fakeServer(t, func(f *fakeConn) { f.open(saslOffer); f.auth(nil) })
+		addr := fakeServer(t, func(f *xmpptest.Conn) { f.Open(saslOffer); f.Auth(alice("pw")) })
 		_, err := dialSASL(addr, Config{Password: "wrong"})
 		var ae *AuthError
 		if !errors.As(err, &ae) || ae.Condition != "not-authorized" || ae.Mechanism != MechSCRAMSHA256 || ae.Text != "bad" {
@@ -573,11 +425,11 @@ func TestSASLExchange(t *testing.T) {
 	} {
 		t.Run("refuses "+sf, func(t *testing.T) {
 			aborted := make(chan bool, 1)
-			addr := fakeServer(t, func(f *fakeConn) {
-				f.open(saslOffer)
-				cf := attrs(unb64(t, f.next()))
-				f.send(challenge(fmt.Sprintf(sf, cf['r'])))
-				aborted <- f.next().Name.Local == "abort"
+			addr := fakeServer(t, func(f *xmpptest.Conn) {
+				f.Open(saslOffer)
+				cf := attrs(unb64(t, f.Recv()))
+				f.Send(challenge(fmt.Sprintf(sf, cf['r'])))
+				aborted <- f.Recv().Name().Local == "abort"
 			})
 			start := time.Now()
 			_, err := dialSASL(addr, Config{})
@@ -594,16 +446,16 @@ func TestSASLExchange(t *testing.T) {
 	}
 
 	t.Run("PLAIN over TLS, unprepared", func(t *testing.T) {
-		addr := fakeServer(t, func(f *fakeConn) {
-			if !f.startTLS(startTLSRequired, srvTLS) {
+		addr := fakeServer(t, func(f *xmpptest.Conn) {
+			if !f.StartTLS(startTLSRequired, srvTLS) {
 				return
 			}
-			f.open(offer(MechPlain, "DIGEST-MD5"))
-			auth := f.next()
-			saw <- auth.attr("mechanism") + " " + unb64(t, auth)
-			f.send(saslSuccess)
-			f.bind()
-			f.sr.next()
+			f.Open(offer(MechPlain, "DIGEST-MD5"))
+			auth := f.Recv()
+			saw <- auth.Attr("mechanism") + " " + unb64(t, auth)
+			f.Send(saslSuccess)
+			f.Bind("alice@localhost/r")
+			f.Read()
 		})
 		c, err := dialSASL(addr, Config{TLS: tls13, Password: "\u2168 pw"})
 		if err != nil {
@@ -623,9 +475,9 @@ func TestSASLExchange(t *testing.T) {
 	})
 
 	t.Run("only PLAIN offered in the clear", func(t *testing.T) {
-		addr := fakeServer(t, func(f *fakeConn) {
-			f.open(plainOnly)
-			f.expectNothing()
+		addr := fakeServer(t, func(f *xmpptest.Conn) {
+			f.Open(plainOnly)
+			f.ExpectNothing()
 		})
 		if _, err := dialSASL(addr, Config{}); !errors.Is(err, ErrPlainWithoutTLS) {
 			t.Fatalf("err = %v, want ErrPlainWithoutTLS", err)
@@ -633,58 +485,58 @@ func TestSASLExchange(t *testing.T) {
 	})
 
 	all := offer(MechPlain, MechSCRAMSHA1, MechSCRAMSHA1Plus, MechSCRAMSHA256, MechSCRAMSHA256Plus)
-	plusServer := func(features string, srv *scramServer) func(f *fakeConn) {
-		return func(f *fakeConn) {
-			if !f.startTLS(startTLSRequired, srvTLS) {
+	plusServer := func(features string, srv *xmpptest.SASL) func(f *xmpptest.Conn) {
+		return func(f *xmpptest.Conn) {
+			if !f.StartTLS(startTLSRequired, srvTLS) {
 				return
 			}
-			cs := f.conn.(*tls.Conn).ConnectionState()
+			cs := f.NetConn().(*tls.Conn).ConnectionState()
 			ekm, err := cs.ExportKeyingMaterial("EXPORTER-Channel-Binding", nil, 32)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			srv.cbData = ekm
-			f.open(features)
-			if f.auth(srv) {
-				f.bind()
-				f.sr.next()
+			srv.ChannelBinding = ekm
+			f.Open(features)
+			if f.Auth(srv) {
+				f.Bind("alice@localhost/r")
+				f.Read()
 			}
 		}
 	}
 
 	t.Run("-PLUS with tls-exporter advertised", func(t *testing.T) {
-		srv := &scramServer{password: "pw"}
+		srv := alice("pw")
 		cb := "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-server-end-point'/>" +
 			"<channel-binding type='tls-exporter'/></sasl-channel-binding>"
 		c, err := dialSASL(fakeServer(t, plusServer(all+cb, srv)), Config{TLS: tls13})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Mechanism() != MechSCRAMSHA256Plus || srv.gs2 != "p=tls-exporter,," {
-			t.Errorf("mechanism %s, gs2 header %q", c.Mechanism(), srv.gs2)
+		if c.Mechanism() != MechSCRAMSHA256Plus || srv.GS2 != "p=tls-exporter,," {
+			t.Errorf("mechanism %s, gs2 header %q", c.Mechanism(), srv.GS2)
 		}
 	})
 
 	t.Run("-PLUS offered, type not advertised", func(t *testing.T) {
-		srv := &scramServer{password: "pw"}
+		srv := alice("pw")
 		c, err := dialSASL(fakeServer(t, plusServer(all, srv)), Config{TLS: tls13})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Mechanism() != MechSCRAMSHA256 || srv.gs2 != "n,," {
-			t.Errorf("mechanism %s, gs2 header %q", c.Mechanism(), srv.gs2)
+		if c.Mechanism() != MechSCRAMSHA256 || srv.GS2 != "n,," {
+			t.Errorf("mechanism %s, gs2 header %q", c.Mechanism(), srv.GS2)
 		}
 	})
 
 	t.Run("-PLUS forced, binding checked", func(t *testing.T) {
-		srv := &scramServer{password: "pw"}
+		srv := alice("pw")
 		c, err := dialSASL(fakeServer(t, plusServer(all, srv)), Config{TLS: tls13, Mechanism: MechSCRAMSHA1Plus})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Mechanism() != MechSCRAMSHA1Plus || srv.gs2 != "p=tls-exporter,," {
-			t.Errorf("mechanism %s, gs2 header %q", c.Mechanism(), srv.gs2)
+		if c.Mechanism() != MechSCRAMSHA1Plus || srv.GS2 != "p=tls-exporter,," {
+			t.Errorf("mechanism %s, gs2 header %q", c.Mechanism(), srv.GS2)
 		}
 	})
 }

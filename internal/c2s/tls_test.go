@@ -1,7 +1,6 @@
 package c2s
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/xmpp"
+	"github.com/pubpresence/pubpresence/internal/xmpptest"
 )
 
 const (
@@ -58,34 +58,6 @@ func testCert(t *testing.T, names ...string) (tls.Certificate, *x509.CertPool) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
 
-// startTLS plays the server side of STARTTLS: it offers it with features,
-// expects <starttls/> as the client's first element, answers <proceed/>,
-// and runs the handshake. It reports whether the handshake succeeded; the
-// fake then speaks over TLS.
-func (f *fakeConn) startTLS(features string, cfg *tls.Config) bool {
-	f.open(features)
-	el := f.next()
-	if el.Name.Space != xmpp.NSTLS || el.Name.Local != "starttls" {
-		f.t.Errorf("fake server: first element %q, want <starttls/>", el.Raw)
-		return false
-	}
-	f.send(proceed)
-	tc := tls.Server(f.conn, cfg)
-	if err := tc.Handshake(); err != nil {
-		return false // the client's to judge: tests check its error
-	}
-	f.conn, f.br = tc, bufio.NewReader(tc)
-	return true
-}
-
-// expectNothing fails the test if the client sends another element before
-// closing the connection.
-func (f *fakeConn) expectNothing() {
-	if el, err := f.sr.next(); err == nil {
-		f.t.Errorf("fake server: client sent %q, want it to hang up", el.Raw)
-	}
-}
-
 func TestDialStartTLS(t *testing.T) {
 	cert, pool := testCert(t, "localhost")
 	sni := make(chan string, 1)
@@ -94,15 +66,15 @@ func TestDialStartTLS(t *testing.T) {
 		return &cert, nil
 	}}
 	answered := make(chan string, 1)
-	addr := fakeServer(t, func(f *fakeConn) {
+	addr := fakeServer(t, func(f *xmpptest.Conn) {
 		// Optional on the server: the client uses it because it was asked to.
-		if !f.startTLS(startTLSOptional+plainOnly, srvCfg) || !f.login() {
+		if !f.StartTLS(startTLSOptional+plainOnly, srvCfg) || !login(f) {
 			return
 		}
-		iq := f.next()
+		iq := f.Recv()
 		answered <- string(iq.Inner)
-		f.send("<iq type='result' id='" + iq.attr("id") + "'><pong xmlns='urn:x'/></iq>")
-		f.sr.next()
+		f.Send("<iq type='result' id='" + iq.Attr("id") + "'><pong xmlns='urn:x'/></iq>")
+		f.Read()
 	})
 	clientCfg := &tls.Config{RootCAs: pool}
 	c, err := Dial(context.Background(), Config{Addr: addr, JID: "alice@localhost", Password: "pw", Timeout: 5 * time.Second, TLS: clientCfg})
@@ -143,15 +115,15 @@ func TestStartTLSCloseAndAbort(t *testing.T) {
 	}
 	t.Run("close", func(t *testing.T) {
 		seen := make(chan string, 1)
-		addr := fakeServer(t, func(f *fakeConn) {
-			if !f.startTLS(startTLSRequired, srvCfg) || !f.login() {
+		addr := fakeServer(t, func(f *xmpptest.Conn) {
+			if !f.StartTLS(startTLSRequired, srvCfg) || !login(f) {
 				return
 			}
-			el := f.next()
-			_, err := f.sr.next()
-			seen <- fmt.Sprint(el.Name.Local, " ", el.attr("type"), " ", errors.Is(err, errStreamEnd))
-			f.send("</stream:stream>")
-			f.conn.Close() // close_notify
+			el := f.Recv()
+			_, err := f.Read()
+			seen <- fmt.Sprint(el.Name().Local, " ", el.Attr("type"), " ", errors.Is(err, xmpptest.ErrStreamEnd))
+			f.Send("</stream:stream>")
+			f.Close() // close_notify
 		})
 		c := dial(addr)
 		if err := c.Close(); err != nil {
@@ -164,16 +136,16 @@ func TestStartTLSCloseAndAbort(t *testing.T) {
 	})
 	t.Run("abort", func(t *testing.T) {
 		seen := make(chan error, 1)
-		addr := fakeServer(t, func(f *fakeConn) {
-			if !f.startTLS(startTLSRequired, srvCfg) || !f.login() {
+		addr := fakeServer(t, func(f *xmpptest.Conn) {
+			if !f.StartTLS(startTLSRequired, srvCfg) || !login(f) {
 				return
 			}
-			_, err := f.sr.next()
+			_, err := f.Read()
 			seen <- err
 		})
 		c := dial(addr)
 		c.Abort()
-		if err := <-seen; err == nil || errors.Is(err, errStreamEnd) {
+		if err := <-seen; err == nil || errors.Is(err, xmpptest.ErrStreamEnd) {
 			t.Errorf("server read %v, want a bare connection close", err)
 		}
 		assertEnded(t, c, nil)
@@ -189,62 +161,62 @@ func TestDialStartTLSFailures(t *testing.T) {
 		tls      *tls.Config
 		password string        // "" means "pw", the right one
 		timeout  time.Duration // 0 means 5s
-		script   func(f *fakeConn)
+		script   func(f *xmpptest.Conn)
 		check    func(t *testing.T, err error)
 	}{
-		{"required without Config.TLS", nil, "", 0, func(f *fakeConn) {
-			f.open(startTLSRequired + plainOnly)
-			f.expectNothing()
+		{"required without Config.TLS", nil, "", 0, func(f *xmpptest.Conn) {
+			f.Open(startTLSRequired + plainOnly)
+			f.ExpectNothing()
 		}, func(t *testing.T, err error) {
 			if !errors.Is(err, ErrTLSRequired) || !strings.Contains(err.Error(), "STARTTLS") {
 				t.Errorf("err = %v, want ErrTLSRequired", err)
 			}
 		}},
-		{"not offered", &tls.Config{RootCAs: pool}, "", 0, func(f *fakeConn) {
-			f.open(plainOnly)
-			f.expectNothing() // no <auth/> in the clear
+		{"not offered", &tls.Config{RootCAs: pool}, "", 0, func(f *xmpptest.Conn) {
+			f.Open(plainOnly)
+			f.ExpectNothing() // no <auth/> in the clear
 		}, func(t *testing.T, err error) {
 			if !errors.Is(err, ErrTLSNotOffered) {
 				t.Errorf("err = %v, want ErrTLSNotOffered", err)
 			}
 		}},
-		{"failure answer", &tls.Config{RootCAs: pool}, "", 0, func(f *fakeConn) {
-			f.open(startTLSRequired)
-			f.next()
-			f.send("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>")
+		{"failure answer", &tls.Config{RootCAs: pool}, "", 0, func(f *xmpptest.Conn) {
+			f.Open(startTLSRequired)
+			f.Recv()
+			f.Send("<failure xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:stream>")
 		}, func(t *testing.T, err error) {
 			if !errors.Is(err, ErrTLSRefused) || !strings.Contains(err.Error(), "<failure/>") {
 				t.Errorf("err = %v, want ErrTLSRefused", err)
 			}
 		}},
-		{"stream error instead of proceed", &tls.Config{RootCAs: pool}, "", 0, func(f *fakeConn) {
-			f.open(startTLSRequired)
-			f.next()
-			f.send("<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
+		{"stream error instead of proceed", &tls.Config{RootCAs: pool}, "", 0, func(f *xmpptest.Conn) {
+			f.Open(startTLSRequired)
+			f.Recv()
+			f.Send("<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>")
 		}, func(t *testing.T, err error) {
 			if !errors.Is(err, xmpp.ErrStreamPolicyViolation) {
 				t.Errorf("err = %v, want StreamError policy-violation", err)
 			}
 		}},
-		{"unknown authority", &tls.Config{RootCAs: otherPool}, "", 0, func(f *fakeConn) {
-			f.startTLS(startTLSRequired, srvCfg)
+		{"unknown authority", &tls.Config{RootCAs: otherPool}, "", 0, func(f *xmpptest.Conn) {
+			f.StartTLS(startTLSRequired, srvCfg)
 		}, func(t *testing.T, err error) {
 			var ua x509.UnknownAuthorityError
 			if !errors.As(err, &ua) || !strings.Contains(err.Error(), "tls handshake with localhost") {
 				t.Errorf("err = %v, want x509.UnknownAuthorityError", err)
 			}
 		}},
-		{"certificate for another name", &tls.Config{RootCAs: otherPool}, "", 0, func(f *fakeConn) {
-			f.startTLS(startTLSRequired, &tls.Config{Certificates: []tls.Certificate{otherCert}})
+		{"certificate for another name", &tls.Config{RootCAs: otherPool}, "", 0, func(f *xmpptest.Conn) {
+			f.StartTLS(startTLSRequired, &tls.Config{Certificates: []tls.Certificate{otherCert}})
 		}, func(t *testing.T, err error) {
 			var he x509.HostnameError
 			if !errors.As(err, &he) || he.Host != "localhost" {
 				t.Errorf("err = %v, want x509.HostnameError for localhost", err)
 			}
 		}},
-		{"explicit ServerName kept", &tls.Config{RootCAs: otherPool, ServerName: "other.example"}, "wrong", 0, func(f *fakeConn) {
-			if f.startTLS(startTLSRequired, &tls.Config{Certificates: []tls.Certificate{otherCert}}) {
-				f.login() // wrong password below: proves the TLS part passed
+		{"explicit ServerName kept", &tls.Config{RootCAs: otherPool, ServerName: "other.example"}, "wrong", 0, func(f *xmpptest.Conn) {
+			if f.StartTLS(startTLSRequired, &tls.Config{Certificates: []tls.Certificate{otherCert}}) {
+				login(f) // wrong password below: proves the TLS part passed
 			}
 		}, func(t *testing.T, err error) {
 			var ae *AuthError
@@ -252,21 +224,21 @@ func TestDialStartTLSFailures(t *testing.T) {
 				t.Errorf("err = %v, want the SASL failure after a good handshake", err)
 			}
 		}},
-		{"plaintext after proceed", &tls.Config{RootCAs: pool}, "", 0, func(f *fakeConn) {
-			f.open(startTLSRequired)
-			f.next()
-			f.send(proceed + "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>") // one write: buffered together
-			_, _ = io.Copy(io.Discard, f.conn)
+		{"plaintext after proceed", &tls.Config{RootCAs: pool}, "", 0, func(f *xmpptest.Conn) {
+			f.Open(startTLSRequired)
+			f.Recv()
+			f.Send(proceed + "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>") // one write: buffered together
+			_, _ = io.Copy(io.Discard, f.NetConn())
 		}, func(t *testing.T, err error) {
 			if err == nil || !strings.Contains(err.Error(), "unencrypted bytes after <proceed/>") {
 				t.Errorf("err = %v, want the injection refused", err)
 			}
 		}},
-		{"handshake stalls", &tls.Config{RootCAs: pool}, "", 200 * time.Millisecond, func(f *fakeConn) {
-			f.open(startTLSRequired)
-			f.next()
-			f.send(proceed)
-			_, _ = io.Copy(io.Discard, f.conn) // never answers the ClientHello
+		{"handshake stalls", &tls.Config{RootCAs: pool}, "", 200 * time.Millisecond, func(f *xmpptest.Conn) {
+			f.Open(startTLSRequired)
+			f.Recv()
+			f.Send(proceed)
+			_, _ = io.Copy(io.Discard, f.NetConn()) // never answers the ClientHello
 		}, func(t *testing.T, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("err = %v, want deadline exceeded", err)
@@ -297,14 +269,14 @@ func TestDialStartTLSFailures(t *testing.T) {
 // in over plain TCP when the server offers STARTTLS as optional.
 func TestDialPlainIgnoresOptionalStartTLS(t *testing.T) {
 	first := make(chan string, 1)
-	addr := fakeServer(t, func(f *fakeConn) {
-		f.open(startTLSOptional + saslOffer)
-		auth := f.next()
-		first <- auth.Name.Local
-		if f.answerAuth(auth, nil) {
-			f.bind()
+	addr := fakeServer(t, func(f *xmpptest.Conn) {
+		f.Open(startTLSOptional + saslOffer)
+		auth := f.Recv()
+		first <- auth.Name().Local
+		if f.AnswerAuth(auth, alice("pw")) {
+			f.Bind("alice@localhost/r")
 		}
-		f.sr.next()
+		f.Read()
 	})
 	c := dialFake(t, addr)
 	if got := <-first; got != "auth" {
