@@ -61,13 +61,14 @@ type Call[T any] struct {
 func (t *Calls[T]) Start(to string) (*Call[T], error) {
 	call := &Call[T]{t: t, to: to, done: make(chan struct{})}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.err != nil {
-		return nil, t.err
+	if err := t.err; err != nil {
+		t.mu.Unlock()
+		return nil, err
 	}
 	t.seq++
 	call.seq = t.seq
 	t.pending[call.seq] = call
+	t.mu.Unlock()
 	return call, nil
 }
 
