@@ -1,6 +1,8 @@
 package c2s
 
 import (
+	"github.com/pubpresence/pubpresence/internal/xmltext"
+
 	"context"
 	"crypto/tls"
 	"errors"
@@ -219,7 +221,7 @@ func (c *Client) login(ctx context.Context, cfg Config, local, resource string) 
 	}
 	bind := "<bind xmlns='" + xmpp.NSBind + "'/>"
 	if resource != "" {
-		bind = "<bind xmlns='" + xmpp.NSBind + "'><resource>" + escape(resource) + "</resource></bind>"
+		bind = "<bind xmlns='" + xmpp.NSBind + "'><resource>" + xmltext.Escape(resource) + "</resource></bind>"
 	}
 	st, err := c.loginIQ(sr, "bind_1", bind)
 	if err != nil {
@@ -291,7 +293,7 @@ func newReader(conn io.Reader) *xmpp.Reader {
 // features with sr, which must be new or restarted.
 func (c *Client) openStream(sr *xmpp.Reader) (*features, error) {
 	hdr := "<?xml version='1.0'?><stream:stream xmlns='" + xmpp.NSClient + "' xmlns:stream='" + xmpp.NSStream +
-		"' to='" + escape(c.domain) + "' version='1.0' xml:lang='en'>"
+		"' to='" + xmltext.Escape(c.domain) + "' version='1.0' xml:lang='en'>"
 	if err := c.write(hdr); err != nil {
 		return nil, err
 	}
@@ -439,9 +441,9 @@ func (c *Client) fromMatches(to, from string) bool {
 func (c *Client) answerIQ(st Stanza) {
 	to := ""
 	if st.From != "" {
-		to = " to='" + escape(st.From) + "'"
+		to = " to='" + xmltext.Escape(st.From) + "'"
 	}
-	head := "<iq type='result' id='" + escape(st.ID) + "'" + to
+	head := "<iq type='result' id='" + xmltext.Escape(st.ID) + "'" + to
 	q, ok := xmpp.FirstChild(st.Inner)
 	switch {
 	case ok && st.Type == "get" && q.Name.Space == xmpp.NSPing && q.Name.Local == "ping":
@@ -450,7 +452,7 @@ func (c *Client) answerIQ(st Stanza) {
 		node := ""
 		for _, a := range q.Attr {
 			if a.Name.Space == "" && a.Name.Local == "node" && a.Value != "" {
-				node = " node='" + escape(a.Value) + "'"
+				node = " node='" + xmltext.Escape(a.Value) + "'"
 			}
 		}
 		_ = c.write(head + "><query xmlns='" + xmpp.NSDiscoInfo + "'" + node + ">" +
@@ -459,7 +461,7 @@ func (c *Client) answerIQ(st Stanza) {
 	case ok && st.Type == "set" && q.Name.Space == xmpp.NSRoster && c.fromMatches("", st.From):
 		_ = c.write(head + "/>")
 	default:
-		_ = c.write("<iq type='error' id='" + escape(st.ID) + "'" + to +
+		_ = c.write("<iq type='error' id='" + xmltext.Escape(st.ID) + "'" + to +
 			">" + string(unavailable.AppendXML(nil)) + "</iq>")
 	}
 }
@@ -508,9 +510,9 @@ func (c *Client) Request(ctx context.Context, typ, to, payload string) (Stanza, 
 	}
 	attrTo := ""
 	if to != "" {
-		attrTo = " to='" + escape(to) + "'"
+		attrTo = " to='" + xmltext.Escape(to) + "'"
 	}
-	if err := c.write("<iq type='" + escape(typ) + "' id='" + call.ID() + "'" + attrTo + ">" + payload + "</iq>"); err != nil {
+	if err := c.write("<iq type='" + xmltext.Escape(typ) + "' id='" + call.ID() + "'" + attrTo + ">" + payload + "</iq>"); err != nil {
 		call.Abandon()
 		return Stanza{}, err
 	}
@@ -541,10 +543,10 @@ func (c *Client) Presence(show, status string, priority int) error {
 	var b strings.Builder
 	b.WriteString("<presence>")
 	if show != "" {
-		b.WriteString("<show>" + escape(show) + "</show>")
+		b.WriteString("<show>" + xmltext.Escape(show) + "</show>")
 	}
 	if status != "" {
-		b.WriteString("<status>" + escape(status) + "</status>")
+		b.WriteString("<status>" + xmltext.Escape(status) + "</status>")
 	}
 	if priority != 0 {
 		b.WriteString("<priority>" + strconv.Itoa(priority) + "</priority>")
@@ -566,7 +568,7 @@ func (c *Client) ApproveAndSubscribe(to string) error {
 	}
 	c.approved[bareKey(to)] = true
 	c.mu.Unlock()
-	t := escape(to)
+	t := xmltext.Escape(to)
 	return c.write("<presence type='subscribed' to='" + t + "'/><presence type='subscribe' to='" + t + "'/>")
 }
 
@@ -578,7 +580,7 @@ func (c *Client) approve(st Stanza) {
 	ok := c.approved[from]
 	c.mu.Unlock()
 	if ok {
-		go func() { _ = c.write("<presence type='subscribed' to='" + escape(from) + "'/>") }()
+		go func() { _ = c.write("<presence type='subscribed' to='" + xmltext.Escape(from) + "'/>") }()
 	}
 }
 

@@ -1,6 +1,8 @@
 package c2s
 
 import (
+	"github.com/pubpresence/pubpresence/internal/xmltext"
+
 	"github.com/pubpresence/pubpresence/internal/xmpp"
 
 	"crypto/tls"
@@ -271,7 +273,7 @@ func (c *Client) authenticate(sr *xmpp.Reader, mech string, neg *sasl.Negotiator
 	if len(initial) > 0 {
 		enc = base64.StdEncoding.EncodeToString(initial)
 	}
-	if err := c.write("<auth xmlns='" + xmpp.NSSASL + "' mechanism='" + escape(mech) + "'>" + enc + "</auth>"); err != nil {
+	if err := c.write("<auth xmlns='" + xmpp.NSSASL + "' mechanism='" + xmltext.Escape(mech) + "'>" + enc + "</auth>"); err != nil {
 		return err
 	}
 	for {

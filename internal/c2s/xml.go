@@ -2,19 +2,7 @@ package c2s
 
 import (
 	"encoding/xml"
-	"strings"
 )
-
-// escape returns s escaped for use in XML character data or in an attribute
-// value delimited by either quote.
-func escape(s string) string {
-	if !strings.ContainsAny(s, "<>&'\"\r\n\t") {
-		return s
-	}
-	var b strings.Builder
-	_ = xml.EscapeText(&b, []byte(s))
-	return b.String()
-}
 
 // unmarshalInner fills v, as xml.Unmarshal would from an element, from the
 // inner XML of one: stream features, a stanza's content. It is for the

@@ -1,6 +1,8 @@
 package c2s
 
 import (
+	"github.com/pubpresence/pubpresence/internal/xmltext"
+
 	"bytes"
 	"encoding/xml"
 	"io"
@@ -72,10 +74,10 @@ func roots(b []byte) (int, error) {
 }
 
 func TestEscape(t *testing.T) {
-	if got, want := escape(`a<b>&'"`), "a&lt;b&gt;&amp;&#39;&#34;"; got != want {
+	if got, want := xmltext.Escape(`a<b>&'"`), "a&lt;b&gt;&amp;&#39;&#34;"; got != want {
 		t.Fatalf("escape = %q, want %q", got, want)
 	}
-	if got := escape("plain@host/res"); got != "plain@host/res" {
+	if got := xmltext.Escape("plain@host/res"); got != "plain@host/res" {
 		t.Fatalf("escape changed %q", got)
 	}
 }

@@ -75,3 +75,14 @@ func IsChar(r rune) bool {
 		r >= 0xE000 && r <= 0xFFFD ||
 		r >= 0x10000 && r <= 0x10FFFF
 }
+
+// Escape returns s escaped as Append does; s itself when nothing needs
+// escaping.
+func Escape(s string) string {
+	for i := 0; i < len(s); i++ {
+		if !plain[s[i]] {
+			return string(Append(make([]byte, 0, len(s)+16), s))
+		}
+	}
+	return s
+}

@@ -18,3 +18,11 @@ func TestAppendMatchesEncodingXML(t *testing.T) {
 		}
 	}
 }
+
+func TestEscape(t *testing.T) {
+	for _, s := range []string{"", "plain text", "a<b>&'\"\t\n\r", "ünï\x00\xff"} {
+		if got, want := Escape(s), string(Append(nil, s)); got != want {
+			t.Errorf("Escape(%q) = %q, want %q", s, got, want)
+		}
+	}
+}

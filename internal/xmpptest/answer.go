@@ -1,9 +1,9 @@
 package xmpptest
 
 import (
+	"github.com/pubpresence/pubpresence/internal/xmltext"
+
 	"bytes"
-	"encoding/xml"
-	"strings"
 
 	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
@@ -21,8 +21,8 @@ func StreamError(cond, text string) string {
 // IQAnswer returns the answer of type typ ("result" or "error") to the
 // request req, from its addressee, with inner as its content.
 func IQAnswer(req *Element, typ, inner string) string {
-	return "<iq type='" + typ + "' id='" + escape(req.Attr("id")) + "' from='" + escape(req.Attr("to")) +
-		"' to='" + escape(req.Attr("from")) + "'>" + inner + "</iq>"
+	return "<iq type='" + typ + "' id='" + xmltext.Escape(req.Attr("id")) + "' from='" + xmltext.Escape(req.Attr("to")) +
+		"' to='" + xmltext.Escape(req.Attr("from")) + "'>" + inner + "</iq>"
 }
 
 // IsIQRequest reports whether e is an IQ get or set.
@@ -57,14 +57,4 @@ func AnswerPings(c *Conn, e *Element) bool {
 	}
 	_ = c.Write(IQAnswer(e, "result", ""))
 	return true
-}
-
-// escape escapes s for character data or an attribute value.
-func escape(s string) string {
-	if !strings.ContainsAny(s, "<>&'\"\r\n\t") {
-		return s
-	}
-	var b strings.Builder
-	_ = xml.EscapeText(&b, []byte(s))
-	return b.String()
 }

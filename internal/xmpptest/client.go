@@ -1,6 +1,8 @@
 package xmpptest
 
 import (
+	"github.com/pubpresence/pubpresence/internal/xmltext"
+
 	"crypto/hmac"
 	"crypto/pbkdf2"
 	"crypto/sha1"
@@ -64,8 +66,8 @@ func (c *Conn) StartTLS(features string, cfg *tls.Config) bool {
 func (c *Conn) Bind(jid string) {
 	c.Open("<bind xmlns='" + xmpp.NSBind + "'/>")
 	b := c.Recv()
-	c.Send("<iq type='result' id='" + escape(b.Attr("id")) + "'><bind xmlns='" + xmpp.NSBind + "'><jid>" +
-		escape(jid) + "</jid></bind></iq>")
+	c.Send("<iq type='result' id='" + xmltext.Escape(b.Attr("id")) + "'><bind xmlns='" + xmpp.NSBind + "'><jid>" +
+		xmltext.Escape(jid) + "</jid></bind></iq>")
 }
 
 // The SASL answers (RFC 6120 §6.4). A refusal says "bad".

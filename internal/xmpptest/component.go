@@ -1,6 +1,8 @@
 package xmpptest
 
 import (
+	"github.com/pubpresence/pubpresence/internal/xmltext"
+
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
@@ -17,10 +19,10 @@ import (
 func (c *Conn) answerHeader(attrs map[string]string) string {
 	if name := c.srv.cfg.Name; name != "" {
 		return "<?xml version='1.0'?><stream:stream id='" + c.id + "' xmlns='" + xmpp.NSComponent +
-			"' xmlns:stream='" + xmpp.NSStream + "' xml:lang='en' from='" + escape(name) + "'>"
+			"' xmlns:stream='" + xmpp.NSStream + "' xml:lang='en' from='" + xmltext.Escape(name) + "'>"
 	}
 	return "<?xml version='1.0'?><stream:stream xmlns='" + xmpp.NSClient + "' xmlns:stream='" + xmpp.NSStream +
-		"' id='" + c.id + "' from='" + escape(attrs["to"]) + "' version='1.0'>"
+		"' id='" + c.id + "' from='" + xmltext.Escape(attrs["to"]) + "' version='1.0'>"
 }
 
 // acceptComponent plays the server's side of a component's stream open
@@ -40,7 +42,7 @@ func (c *Conn) acceptComponent() (ok bool, err error) {
 	if to := attrs["to"]; to != cfg.Name {
 		// Prosody: a header with version='1.0' and id='', then the error, at once.
 		_ = c.Write("<?xml version='1.0'?><stream:stream xmlns='" + xmpp.NSComponent + "' xmlns:stream='" + xmpp.NSStream +
-			"' version='1.0' id='' from='" + escape(to) + "'>" +
+			"' version='1.0' id='' from='" + xmltext.Escape(to) + "'>" +
 			StreamError("host-unknown", to+" does not match any configured external components") + "</stream:stream>")
 		return false, fmt.Errorf("xmpptest: the component %q is not %q", to, cfg.Name)
 	}
