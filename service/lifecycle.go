@@ -191,6 +191,13 @@ func (l *lifecycle) step(ev any) []any {
 			return nil
 		}
 		if ev.err != nil {
+			if l.running != initial {
+				// A set-up that failed may still have created a node (its
+				// answer lost or late): the repair then finds our title on
+				// it and could not tell. Readers subscribed to the deleted
+				// node must start over, so the repair goes through init.
+				l.nodeMissing = true
+			}
 			return l.fail(ev.err)
 		}
 		work := []any{doStartQueue{}}

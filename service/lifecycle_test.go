@@ -102,10 +102,16 @@ func TestLifecycle(t *testing.T) {
 		})},
 		{"a failed reconciliation leaves it dirty for the repair", cat([]step{start}, toOnline(1), []step{
 			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
-			{evNodesReady{gen: 2, err: errBoom}, status.Online, []any{doFinish{gen: 2, kind: reconcile, err: errBoom}}},
+			{evNodesReady{gen: 2}, status.Online, []any{doStartQueue{}, doListSessions{2}}},
+			{evSessions{gen: 2, err: errBoom}, status.Online, []any{doFinish{gen: 2, kind: reconcile, err: errBoom}}},
 			{evRetry{2}, status.Online, nil}, // no retry while online
 			{evRepair{}, status.Online, []any{doEnsureNodes{3, reconcile}}},
 		})},
+		{"a failed set-up while online: the repair goes through init", cat([]step{start}, toOnline(1), []step{
+			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
+			{evNodesReady{gen: 2, err: errBoom}, status.Online, []any{doFinish{gen: 2, kind: reconcile, err: errBoom}}},
+			{evRepair{}, status.Nodes, []any{doEnter{status.Nodes}, doEnsureNodes{3, initial}}},
+		}, toOnline(3))},
 		{"a node found replaced goes back to init", cat([]step{start}, toOnline(1), []step{
 			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
 			{evNodesReady{gen: 2, created: true}, status.Nodes, []any{doStartQueue{}, doEnter{status.Nodes}, doEnsureNodes{3, initial}}},
