@@ -260,20 +260,17 @@ func (l *lifecycle) step(ev any) []any {
 		if l.phase != status.Online || l.running != noResync {
 			return nil
 		}
-		return l.begin(reconcile, status.Online)
+		return l.online(reconcile)
 	case evRepair:
 		if l.phase != status.Online || l.running != noResync || !l.dirty {
 			return nil
 		}
-		if l.nodeMissing {
-			return l.reinit()
-		}
-		return l.begin(reconcile, status.Online)
+		return l.online(reconcile)
 	case evIntruderGone:
 		if l.phase != status.Online || l.running != noResync {
 			return nil
 		}
-		return l.begin(full, status.Online)
+		return l.online(full)
 	case evRequestFailed:
 		switch ev.node {
 		case statusNode:
@@ -307,6 +304,16 @@ func (l *lifecycle) begin(kind resyncKind, phase status.Phase) []any {
 	// the server's defaults (ejabberd), which may let anyone read it.
 	l.dirty, l.nodeMissing = false, false
 	return []any{doEnsureNodes{gen: l.gen, kind: kind}}
+}
+
+// online starts a resync of kind while online; when a node was found
+// missing, or a set-up may have made one again, it goes through init
+// instead, whichever event comes first.
+func (l *lifecycle) online(kind resyncKind) []any {
+	if l.nodeMissing {
+		return l.reinit()
+	}
+	return l.begin(kind, status.Online)
 }
 
 // reinit goes back to init and through the whole life cycle again.

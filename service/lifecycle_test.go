@@ -112,6 +112,11 @@ func TestLifecycle(t *testing.T) {
 			{evNodesReady{gen: 2, err: errBoom}, status.Online, []any{doFinish{gen: 2, kind: reconcile, err: errBoom}}},
 			{evRepair{}, status.Nodes, []any{doEnter{status.Nodes}, doEnsureNodes{3, initial}}},
 		}, toOnline(3))},
+		{"a failed set-up while online: the next reconcile goes through init", cat([]step{start}, toOnline(1), []step{
+			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
+			{evNodesReady{gen: 2, err: errBoom}, status.Online, []any{doFinish{gen: 2, kind: reconcile, err: errBoom}}},
+			{evReconcile{}, status.Nodes, []any{doEnter{status.Nodes}, doEnsureNodes{3, initial}}},
+		}, toOnline(3))},
 		{"a node found replaced goes back to init", cat([]step{start}, toOnline(1), []step{
 			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
 			{evNodesReady{gen: 2, created: true}, status.Nodes, []any{doStartQueue{}, doEnter{status.Nodes}, doEnsureNodes{3, initial}}},
