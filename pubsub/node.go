@@ -243,13 +243,13 @@ func Affiliations(ctx context.Context, iq IQer, service, node string) (map[strin
 	return m, nil
 }
 
-// jidKey is jid as the core normalises it, or jid itself when it does not
-// parse (an entry the server lists can still be set to "none").
+// jidKey is jid as the core normalises it, or jid lower-cased when it
+// does not parse, as before the core: one spelling per key.
 func jidKey(jid string) string {
 	if full, err := xmpp.NormalFull(jid); err == nil {
 		return full
 	}
-	return jid
+	return strings.ToLower(jid)
 }
 
 // SetAffiliations changes affiliations, JID → affiliation ("member", "none"…).
