@@ -16,6 +16,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -54,9 +55,11 @@ func (d Duration) MarshalText() ([]byte, error) {
 type Config struct {
 	XMPP  XMPP  `toml:"xmpp"`
 	Nodes Nodes `toml:"nodes"`
-	Sync  Sync  `toml:"sync"`
-	HTTP  HTTP  `toml:"http"`
-	Log   Log   `toml:"log"`
+	Sync     Sync     `toml:"sync"`
+	Tracking Tracking `toml:"tracking"`
+	Ejabberd Ejabberd `toml:"ejabberd"`
+	HTTP     HTTP     `toml:"http"`
+	Log      Log      `toml:"log"`
 }
 
 // XMPP is the [xmpp] section: how to reach and authenticate with the server.
@@ -89,6 +92,36 @@ type Sync struct {
 	AdminConcurrency  int      `toml:"admin_concurrency"`  // default 32; 1..1024
 	InitTimeout       Duration `toml:"init_timeout"`       // default 30s; > 0
 	ProbeGrace        Duration `toml:"probe_grace"`        // default 2s; >= 0; quiet time after the last probe answer
+}
+
+// Tracking modes accepted for tracking.mode.
+const (
+	TrackAuto       = "auto"       // privileged presence when the server grants it, else roster
+	TrackPrivileged = "privileged" // require the grant (XEP-0356)
+	TrackRoster     = "roster"     // ignore any grant: only users with the component in their roster
+)
+
+// Tracking is the [tracking] section: how presence reaches the service and
+// whose is kept.
+type Tracking struct {
+	Mode string `toml:"mode"` // "auto" (default), "privileged" or "roster"
+	// Exclude lists bare JIDs ("alice@example.org") and whole domains
+	// ("*@example.org") never tracked, published, logged or counted by
+	// name; lower-cased like every JID.
+	Exclude []string `toml:"exclude"`
+	// SessionsPoll is how often the server's session list is read while
+	// presence is privileged (the server may report no end of a session);
+	// default 10s; 0 turns it off; else >= 1s.
+	SessionsPoll Duration `toml:"sessions_poll"`
+}
+
+// Ejabberd is the [ejabberd] section: what only ejabberd offers.
+type Ejabberd struct {
+	// APIURL is the base URL of ejabberd's HTTP API (mod_http_api), e.g.
+	// "http://127.0.0.1:5280/api": connected_users_info tells the show,
+	// text and priority of sessions that were online before the service
+	// connected. "" (default): not used.
+	APIURL string `toml:"api_url"`
 }
 
 // HTTP is the [http] section: the metrics and health listener.
@@ -128,7 +161,8 @@ func Default() Config {
 			InitTimeout:       Duration{30 * time.Second},
 			ProbeGrace:        Duration{2 * time.Second},
 		},
-		HTTP: HTTP{Listen: "127.0.0.1:9273"},
+		Tracking: Tracking{Mode: TrackAuto, Exclude: []string{}, SessionsPoll: Duration{10 * time.Second}},
+		HTTP:     HTTP{Listen: "127.0.0.1:9273"},
 		Log:  Log{Level: "info", Format: "json"},
 	}
 }
@@ -181,5 +215,9 @@ func (c Config) Redacted() Config {
 	}
 	c.XMPP.Domains = slices.Clone(c.XMPP.Domains)
 	c.Nodes.Readers = slices.Clone(c.Nodes.Readers)
+	c.Tracking.Exclude = slices.Clone(c.Tracking.Exclude)
+	if u, err := url.Parse(c.Ejabberd.APIURL); err == nil && u.User != nil {
+		c.Ejabberd.APIURL = u.Redacted()
+	}
 	return c
 }

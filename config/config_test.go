@@ -75,6 +75,14 @@ func TestBadFiles(t *testing.T) {
 		{"admin-concurrency-zero.toml", []string{`sync.admin_concurrency: must be from 1 to 1024, got 0`}},
 		{"admin-concurrency-too-high.toml", []string{`sync.admin_concurrency: must be from 1 to 1024, got 5000`}},
 		{"wrong-type.toml", []string{`sync.admin_concurrency: must be an integer, not a string`}},
+		{"bad-tracking-mode.toml", []string{`tracking.mode: must be "auto", "privileged" or "roster"; got "everyone"`}},
+		{"sessions-poll-too-short.toml", []string{`tracking.sessions_poll: must be "0" (off) or at least 1s, got "100ms"`}},
+		{"bad-exclude.toml", []string{
+			`tracking.exclude[0]: "alice" is not a bare JID or "*@domain": no '@'`,
+			`tracking.exclude[1]: "*@bad domain" is not "*@" and a domain: character ' ' not allowed (letters, digits, '-' and '.' only)`,
+			`tracking.exclude[3]: duplicate of tracking.exclude[2] ("bob@example.org")`,
+		}},
+		{"bad-api-url.toml", []string{`ejabberd.api_url: "ftp://admin:xxxxx@127.0.0.1/api" is not an http(s) URL (or "" to leave it off): scheme must be http or https`}},
 		{"bad-listen.toml", []string{`http.listen: "9273" is not host:port (or "" to turn it off): missing port in address`}},
 		{"bad-log-level.toml", []string{`log.level: must be one of debug, info, warn, error; got "verbose"`}},
 		{"bad-log-format.toml", []string{`log.format: must be "json" or "console", got "text"`}},
@@ -205,6 +213,9 @@ func TestDefaultValues(t *testing.T) {
 		{"sync.admin_concurrency", d.Sync.AdminConcurrency, 32},
 		{"sync.init_timeout", d.Sync.InitTimeout.Duration, 30 * time.Second},
 		{"sync.probe_grace", d.Sync.ProbeGrace.Duration, 2 * time.Second},
+		{"tracking.mode", d.Tracking.Mode, "auto"},
+		{"tracking.sessions_poll", d.Tracking.SessionsPoll.Duration, 10 * time.Second},
+		{"ejabberd.api_url", d.Ejabberd.APIURL, ""},
 		{"http.listen", d.HTTP.Listen, "127.0.0.1:9273"},
 		{"log.level", d.Log.Level, "info"},
 		{"log.format", d.Log.Format, "json"},
@@ -241,6 +252,12 @@ func TestValues(t *testing.T) {
 		{"reconnect_max 1s", "reconnect_max = \"1s\"\n", func(c *Config) bool { return c.XMPP.ReconnectMax.Duration == time.Second }},
 		{"reader with utf-8 localpart", "[nodes]\nreaders = [\"jürgen@example.org\"]\n", func(c *Config) bool { return c.Nodes.Readers[0] == "jürgen@example.org" }},
 		{"no readers", "[nodes]\nreaders = []\n", func(c *Config) bool { return len(c.Nodes.Readers) == 0 }},
+		{"tracking roster", "[tracking]\nmode = \"roster\"\n", func(c *Config) bool { return c.Tracking.Mode == TrackRoster }},
+		{"sessions_poll off", "[tracking]\nsessions_poll = \"0\"\n", func(c *Config) bool { return c.Tracking.SessionsPoll.Duration == 0 }},
+		{"exclude lower-cased", "[tracking]\nexclude = [\"Alice@Example.ORG\", \"*@Other.Example.org\"]\n", func(c *Config) bool {
+			return slices.Equal(c.Tracking.Exclude, []string{"alice@example.org", "*@other.example.org"})
+		}},
+		{"api_url", "[ejabberd]\napi_url = \"http://127.0.0.1:5280/api\"\n", func(c *Config) bool { return c.Ejabberd.APIURL == "http://127.0.0.1:5280/api" }},
 		{"domain with hyphen and digits", "pubsub = \"ps-1.example.org\"\n", func(c *Config) bool { return c.XMPP.Pubsub == "ps-1.example.org" }},
 	}
 	for _, tt := range tests {
@@ -453,6 +470,10 @@ func TestRedacted(t *testing.T) {
 	r.XMPP.Domains[0] = "changed"
 	if cfg.XMPP.Domains[0] != "example.org" {
 		t.Error("Redacted shares the domains slice with the original")
+	}
+	cfg.Ejabberd.APIURL = "http://admin%40localhost:hunter2@127.0.0.1:5280/api"
+	if got := cfg.Redacted().Ejabberd.APIURL; strings.Contains(got, "hunter2") || !strings.Contains(got, "127.0.0.1:5280/api") {
+		t.Errorf("redacted api_url = %q", got)
 	}
 	if got := Default().Redacted().XMPP.Secret; got != "" {
 		t.Errorf("empty secret redacted to %q, want it left empty", got)

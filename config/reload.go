@@ -13,6 +13,7 @@ var reloadable = []string{
 	"sync.reconcile_interval",
 	"sync.probe_grace",
 	"sync.init_timeout",
+	"tracking.sessions_poll",
 }
 
 // ReloadableKeys returns the dotted keys that Reload takes from a new file.
@@ -41,6 +42,8 @@ func Reload(cur, next *Config) (merged *Config, applied, restart []string) {
 			m.Sync.ProbeGrace = next.Sync.ProbeGrace
 		case "sync.init_timeout":
 			m.Sync.InitTimeout = next.Sync.InitTimeout
+		case "tracking.sessions_poll":
+			m.Tracking.SessionsPoll = next.Tracking.SessionsPoll
 		}
 	}
 	return &m, applied, restart

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,12 @@ func validate(cfg *Config, p *problems) {
 	validateXMPP(&cfg.XMPP, p)
 	validateNodes(&cfg.Nodes, p)
 	validateSync(&cfg.Sync, p)
+	validateTracking(&cfg.Tracking, p)
+	if u := cfg.Ejabberd.APIURL; u != "" {
+		if err := checkAPIURL(u); err != nil {
+			p.add("ejabberd.api_url", `%q is not an http(s) URL (or "" to leave it off): %v`, redactURL(u), err)
+		}
+	}
 	if cfg.HTTP.Listen != "" {
 		if err := checkHostPort(cfg.HTTP.Listen, false, 0); err != nil {
 			p.add("http.listen", `%q is not host:port (or "" to turn it off): %v`, cfg.HTTP.Listen, err)
@@ -155,6 +162,65 @@ func validateSync(s *Sync, p *problems) {
 	if s.ProbeGrace.Duration < 0 {
 		p.add("sync.probe_grace", "must not be negative, got %q", s.ProbeGrace)
 	}
+}
+
+func validateTracking(t *Tracking, p *problems) {
+	switch t.Mode {
+	case TrackAuto, TrackPrivileged, TrackRoster:
+	default:
+		p.add("tracking.mode", `must be "auto", "privileged" or "roster"; got %q`, t.Mode)
+	}
+	if d := t.SessionsPoll.Duration; d != 0 && d < time.Second {
+		p.add("tracking.sessions_poll", `must be "0" (off) or at least 1s, got %q`, t.SessionsPoll)
+	}
+	seen := make(map[string]int)
+	for i, e := range t.Exclude {
+		key := fmt.Sprintf("tracking.exclude[%d]", i)
+		if domain, ok := strings.CutPrefix(e, "*@"); ok {
+			if err := checkDomain(domain); err != nil {
+				p.add(key, "%q is not \"*@\" and a domain: %v", e, err)
+				continue
+			}
+		} else if err := checkBareJID(e); err != nil {
+			p.add(key, `%q is not a bare JID or "*@domain": %v`, e, err)
+			continue
+		}
+		e = strings.ToLower(e)
+		if strings.HasPrefix(e, "*@") {
+			e = "*@" + normalJID(e[2:])
+		} else {
+			e = normalJID(e)
+		}
+		t.Exclude[i] = e
+		if j, ok := seen[e]; ok {
+			p.add(key, "duplicate of tracking.exclude[%d] (%q)", j, e)
+			continue
+		}
+		seen[e] = i
+	}
+}
+
+// checkAPIURL checks an http or https URL with a host.
+func checkAPIURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("does not parse")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("scheme must be http or https")
+	}
+	if u.Host == "" {
+		return errors.New("missing host")
+	}
+	return nil
+}
+
+// redactURL hides a password in s, when s parses as a URL.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
 }
 
 func positive(key string, d Duration, p *problems) {
