@@ -37,7 +37,10 @@ type Metrics struct {
 	RepliesDropped prometheus.Counter
 	Reloads        *prometheus.CounterVec // SIGHUP reloads by result
 	BuildInfo      *prometheus.GaugeVec
-	Foreign        prometheus.Counter // IQ answers meant for another instance
+	Foreign        prometheus.Counter   // IQ answers meant for another instance
+	Tracking       *prometheus.GaugeVec // tracking{way="privileged"|"roster"} 1 for the way in force
+	Unknown        prometheus.Gauge     // sessions listed whose presence the server never told
+	Excluded       prometheus.Counter   // presence stanzas of excluded users ignored
 
 	// series caches the children of Requests/RequestSeconds and Events that
 	// the hot path uses: WithLabelValues hashes the labels and takes a lock
@@ -105,15 +108,23 @@ func New(version string) *Metrics {
 			Help: "Configuration reloads on SIGHUP, by result (ok, error)."}, []string{"result"}),
 		Foreign: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_foreign_answers_total",
 			Help: "IQ answers the server delivered to this instance for requests another connection with the same component name sent (ejabberd splits traffic between them)."}),
+		Tracking: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pubpresence_tracking",
+			Help: "How presence reaches the service on the current stream: 1 for privileged (XEP-0356) or roster, 0 for both before it is known."}, []string{"way"}),
+		Unknown: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_sessions_unknown",
+			Help: "Online sessions the server listed at the last resync or poll whose presence (show, text) it never told the service, so they are not published (with privileged presence on ejabberd: sessions online before the service connected, without ejabberd.api_url)."}),
+		Excluded: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_excluded_total",
+			Help: "Presence stanzas and listed sessions of users in tracking.exclude, ignored."}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pubpresence_build_info",
 			Help: "Always 1; the labels say which build runs."}, []string{"version", "goversion"}),
 	}
 	r.MustRegister(m.State, m.Phase, m.Connected, m.Connections, m.Users, m.Events, m.Malformed, m.Requests,
 		m.RequestSeconds, m.IQErrors, m.Reconnects, m.Syncs, m.SyncSeconds, m.SyncSessions, m.Fixes,
 		m.QueueDepth, m.LiveDropped, m.RepliesDropped, m.Reloads, m.BuildInfo, m.Foreign,
+		m.Tracking, m.Unknown, m.Excluded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.SetPhase(status.Connecting)
+	m.SetTracking("")
 	return m
 }
 
@@ -132,6 +143,14 @@ func (m *Metrics) SetPhase(p status.Phase) {
 		m.State.WithLabelValues(s).Set(b2f(s == state))
 	}
 	m.Connected.Set(b2f(p.Connected()))
+}
+
+// SetTracking records how presence reaches the service: "privileged",
+// "roster", or "" (not known yet).
+func (m *Metrics) SetTracking(way string) {
+	for _, w := range []string{"privileged", "roster"} {
+		m.Tracking.WithLabelValues(w).Set(b2f(w == way))
+	}
 }
 
 func b2f(b bool) float64 {

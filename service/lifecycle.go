@@ -36,6 +36,7 @@ const (
 	initial              // after a connect, or back from a replaced node: ends in online
 	reconcile            // periodic or repair, while online: probes untracked users only
 	full                 // while online, after another instance took stanzas: probes every user
+	poll                 // while online with privileged presence: the session list only, for ends the server did not report
 )
 
 func (k resyncKind) String() string {
@@ -44,6 +45,8 @@ func (k resyncKind) String() string {
 		return "initial"
 	case reconcile, full:
 		return "reconcile"
+	case poll:
+		return "poll"
 	}
 	return "none"
 }
@@ -96,6 +99,8 @@ type (
 	evRepair struct{}
 	// evIntruderGone: another instance took stanzas and has been quiet since.
 	evIntruderGone struct{}
+	// evPoll: the sessions poll interval passed (privileged presence).
+	evPoll struct{}
 	// evRequestFailed: a queued publish or retract failed.
 	evRequestFailed struct {
 		node    nodeRole
@@ -124,8 +129,11 @@ type (
 	}
 	// doStartQueue lets the publish queue send: the nodes exist.
 	doStartQueue struct{}
-	// doListSessions asks the server for its sessions.
-	doListSessions struct{ gen uint64 }
+	// doListSessions asks the server for its sessions (a poll starts here).
+	doListSessions struct {
+		gen  uint64
+		kind resyncKind
+	}
 	// doDiscover takes the sessions of evSessions and probes their users.
 	doDiscover struct{ gen uint64 }
 	// doSettle drops connections the server did not list and fetches actual.
@@ -210,7 +218,7 @@ func (l *lifecycle) step(ev any) []any {
 		if l.running == initial {
 			l.phase = status.Discovering
 		}
-		return append(work, doListSessions{l.gen})
+		return append(work, doListSessions{l.gen, l.running})
 	case evSessions:
 		if !l.current(ev.gen) {
 			return nil
@@ -226,6 +234,12 @@ func (l *lifecycle) step(ev any) []any {
 		l.settled = true
 		if l.running == initial {
 			l.phase = status.Converging
+		}
+		if l.running == poll {
+			// A poll only drops the connections the server no longer
+			// lists: the actual node follows by the usual changes.
+			l.running = noResync
+			return []any{doSettle{l.gen}, doFinish{gen: l.gen, kind: poll}}
 		}
 		return []any{doSettle{l.gen}}
 	case evItems:
@@ -266,6 +280,15 @@ func (l *lifecycle) step(ev any) []any {
 			return nil
 		}
 		return l.online(reconcile)
+	case evPoll:
+		if l.phase != status.Online || l.running != noResync {
+			return nil
+		}
+		// Not begin: a poll sets no node up and repairs nothing, so the
+		// marks that ask for a repair stay.
+		l.gen++
+		l.running, l.settled = poll, false
+		return []any{doListSessions{l.gen, poll}}
 	case evIntruderGone:
 		if l.phase != status.Online || l.running != noResync {
 			return nil
@@ -330,6 +353,9 @@ func (l *lifecycle) fail(err error) []any {
 	kind := l.running
 	l.running = noResync
 	work := []any{doFinish{gen: l.gen, kind: kind, err: err}}
+	if kind == poll {
+		return work // the next poll, or the reconciliation, tries again
+	}
 	if kind != initial {
 		l.dirty = true
 		return work

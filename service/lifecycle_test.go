@@ -25,7 +25,7 @@ func TestLifecycle(t *testing.T) {
 	// online, with nothing failing.
 	toOnline := func(gen uint64) []step {
 		return []step{
-			{evNodesReady{gen: gen}, status.Discovering, []any{doStartQueue{}, doListSessions{gen}}},
+			{evNodesReady{gen: gen}, status.Discovering, []any{doStartQueue{}, doListSessions{gen, initial}}},
 			{evSessions{gen: gen}, status.Discovering, []any{doDiscover{gen}}},
 			{evSettled{gen}, status.Converging, []any{doSettle{gen}}},
 			{evItems{gen: gen}, status.Converging, []any{doConverge{gen}, doAwait{gen, stageDiff}}},
@@ -61,7 +61,7 @@ func TestLifecycle(t *testing.T) {
 			{evRetry{2}, status.Nodes, []any{doEnsureNodes{3, initial}}},
 		}, toOnline(3))},
 		{"failed session list and fetch", cat([]step{start,
-			{evNodesReady{gen: 1}, status.Discovering, []any{doStartQueue{}, doListSessions{1}}},
+			{evNodesReady{gen: 1}, status.Discovering, []any{doStartQueue{}, doListSessions{1, initial}}},
 			{evSessions{gen: 1, err: errBoom}, status.Nodes, []any{doFinish{gen: 1, kind: initial, err: errBoom}, doRetry{1, 2 * time.Second}}},
 			{evRetry{1}, status.Nodes, []any{doEnsureNodes{2, initial}}},
 		}, toOnline(2)[:3], []step{
@@ -82,7 +82,7 @@ func TestLifecycle(t *testing.T) {
 			{evReconcile{}, status.Online, nil}, // one at a time
 			{evQueued{1, stageOnline}, status.Online, nil},
 			{evItems{gen: 1}, status.Online, nil},
-			{evNodesReady{gen: 2}, status.Online, []any{doStartQueue{}, doListSessions{2}}},
+			{evNodesReady{gen: 2}, status.Online, []any{doStartQueue{}, doListSessions{2, reconcile}}},
 			{evSessions{gen: 2}, status.Online, []any{doDiscover{2}}},
 			{evSettled{2}, status.Online, []any{doSettle{2}}},
 			{evItems{gen: 2}, status.Online, []any{doConverge{2}, doFinish{gen: 2, kind: reconcile}}},
@@ -93,7 +93,7 @@ func TestLifecycle(t *testing.T) {
 			{evRepair{}, status.Online, nil}, // nothing to repair
 			{evRequestFailed{node: actualNode, err: errBoom}, status.Online, nil},
 			{evRepair{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
-			{evNodesReady{gen: 2}, status.Online, []any{doStartQueue{}, doListSessions{2}}},
+			{evNodesReady{gen: 2}, status.Online, []any{doStartQueue{}, doListSessions{2, reconcile}}},
 			{evSessions{gen: 2}, status.Online, []any{doDiscover{2}}},
 			{evSettled{2}, status.Online, []any{doSettle{2}}},
 			{evItems{gen: 2}, status.Online, []any{doConverge{2}, doFinish{gen: 2, kind: reconcile}, doAwait{2, stageRepair}}},
@@ -102,7 +102,7 @@ func TestLifecycle(t *testing.T) {
 		})},
 		{"a failed reconciliation leaves it dirty for the repair", cat([]step{start}, toOnline(1), []step{
 			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
-			{evNodesReady{gen: 2}, status.Online, []any{doStartQueue{}, doListSessions{2}}},
+			{evNodesReady{gen: 2}, status.Online, []any{doStartQueue{}, doListSessions{2, reconcile}}},
 			{evSessions{gen: 2, err: errBoom}, status.Online, []any{doFinish{gen: 2, kind: reconcile, err: errBoom}}},
 			{evRetry{2}, status.Online, nil}, // no retry while online
 			{evRepair{}, status.Online, []any{doEnsureNodes{3, reconcile}}},
@@ -126,6 +126,27 @@ func TestLifecycle(t *testing.T) {
 			{evRequestFailed{node: liveNode, err: errBoom, missing: true}, status.Online, nil},
 			{evRepair{}, status.Nodes, []any{doEnter{status.Nodes}, doEnsureNodes{2, initial}}},
 		}, toOnline(2))},
+		{"polls while online: the session list only, one at a time, no repair", cat([]step{start,
+			{evPoll{}, status.Nodes, nil}, // not before online
+		}, toOnline(1), []step{
+			{evPoll{}, status.Online, []any{doListSessions{2, poll}}},
+			{evPoll{}, status.Online, nil},      // one at a time
+			{evReconcile{}, status.Online, nil}, // nor with a reconciliation
+			{evSessions{gen: 2}, status.Online, []any{doDiscover{2}}},
+			{evSettled{2}, status.Online, []any{doSettle{2}, doFinish{gen: 2, kind: poll}}},
+			{evItems{gen: 2}, status.Online, nil},
+			{evPoll{}, status.Online, []any{doListSessions{3, poll}}},
+			{evSessions{gen: 3, err: errBoom}, status.Online, []any{doFinish{gen: 3, kind: poll, err: errBoom}}},
+			{evRepair{}, status.Online, nil}, // a failed poll leaves nothing to repair
+			{evReconcile{}, status.Online, []any{doEnsureNodes{4, reconcile}}},
+		})},
+		{"a poll keeps the marks that ask for a repair", cat([]step{start}, toOnline(1), []step{
+			{evRequestFailed{node: actualNode, err: errBoom}, status.Online, nil},
+			{evPoll{}, status.Online, []any{doListSessions{2, poll}}},
+			{evSessions{gen: 2}, status.Online, []any{doDiscover{2}}},
+			{evSettled{2}, status.Online, []any{doSettle{2}, doFinish{gen: 2, kind: poll}}},
+			{evRepair{}, status.Online, []any{doEnsureNodes{3, reconcile}}},
+		})},
 		{"another instance gone: a full resync", cat([]step{start,
 			{evIntruderGone{}, status.Nodes, nil}, // not before online
 		}, toOnline(1), []step{

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/presence"
 )
 
@@ -13,8 +14,21 @@ import (
 // handle applies one inbound stanza.
 func (ss *session) handle(st component.Stanza) {
 	s := ss.svc
+	if st.Name == "message" {
+		ss.message(st) // tracking.go
+		return
+	}
 	if st.Name != "presence" {
 		s.log.Debug().Str("name", st.Name).Str("from", st.From).Msg("ignored stanza")
+		return
+	}
+	if s.exclude.any() && s.exclude.has(st.From) {
+		// Never tracked, published, logged or answered with our presence;
+		// a subscription request is refused, as from a foreign domain.
+		s.metrics.Excluded.Inc()
+		if st.Type == "subscribe" {
+			ss.send("unsubscribed", xmpp.BareOf(st.From))
+		}
 		return
 	}
 	u, err := presence.ParsePresence(st.From, st.Type, st.Inner)
@@ -76,7 +90,9 @@ func (ss *session) handle(st component.Stanza) {
 			// a connection's event. Ghosts are left to the resync.
 			return
 		}
-		s.subscribers[bare] = true
+		if ss.subscriber(u.Kind) {
+			s.subscribers[bare] = true
+		}
 		ss.event(u)
 	case presence.Error:
 		s.log.Debug().Str("from", st.From).Msg("error presence")

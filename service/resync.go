@@ -226,6 +226,10 @@ func (ss *session) discover(sessions []admin.Session, partial int) {
 		if err != nil || j.Resource == "" || !ss.svc.domains[j.Domain] {
 			continue
 		}
+		if ss.svc.exclude.any() && ss.svc.exclude.has(se.JID) {
+			ss.svc.metrics.Excluded.Inc()
+			continue
+		}
 		if se.Show == "unavailable" {
 			continue // Prosody lists a session that has sent no presence (or unavailable): not online
 		}
@@ -244,7 +248,15 @@ func (ss *session) discover(sessions []admin.Session, partial int) {
 		if !tracked {
 			rs.untracked = append(rs.untracked, jid)
 		}
-		if rs.kind != reconcile || !tracked {
+		// A probe asks a user for the presence of their sessions: those
+		// not tracked yet; in the roster way also every user at the start
+		// of the stream, to refresh what the state holds. With privileged
+		// presence the server pushes every change (and Prosody every
+		// session at connect), and only users with the component in their
+		// roster answer a probe; a poll probes no one.
+		switch {
+		case rs.kind == poll:
+		case !tracked, rs.kind != reconcile && !ss.track.privileged:
 			rs.awaiting[j.Bare()] = true
 		}
 	}
@@ -327,7 +339,11 @@ func (ss *session) settle() {
 		ss.svc.metrics.Fixes.WithLabelValues("ghost").Add(float64(rs.ghosts))
 		ss.svc.metrics.Fixes.WithLabelValues("missing").Add(float64(found))
 	}
+	ss.countUnknown()
 	ss.pruneIPs()
+	if rs.kind == poll {
+		return // the actual node follows the changes made
+	}
 	cfg := ss.svc.cfg()
 	gen := rs.gen
 	ss.crew.spawn(func(ctx context.Context) {
@@ -339,6 +355,28 @@ func (ss *session) settle() {
 		}
 		ss.crew.post(evItems{gen: gen, items: items, err: err, missing: errors.Is(err, xmpp.ErrItemNotFound)})
 	})
+}
+
+// countUnknown counts, with privileged presence, the sessions the server
+// listed whose presence it never sent (ejabberd: online before the
+// service connected, without ejabberd.api_url, and no roster subscription
+// to answer a probe): they are not published, since any show would be
+// invented, until their next presence change.
+func (ss *session) countUnknown() {
+	rs := ss.resync
+	unknown := 0
+	if ss.track.privileged && !rs.partial {
+		for jid := range rs.online {
+			if _, ok := ss.svc.state.Get(jid); !ok {
+				unknown++
+			}
+		}
+	}
+	ss.svc.metrics.Unknown.Set(float64(unknown))
+	if unknown > 0 && rs.kind != poll {
+		ss.svc.log.Warn().Int("sessions", unknown).
+			Msg("sessions online whose presence the server never told (privileged presence on ejabberd sends none for sessions online before the service connected): not published until they change presence; ejabberd.api_url tells them")
+	}
 }
 
 // converge queues what makes the actual node equal to the state.

@@ -44,6 +44,7 @@ type Service struct {
 	status  *status.Tracker
 
 	domains map[string]bool
+	exclude exclusion // tracking.exclude
 	state   *presence.State // owned by the running session loop
 	// subscribers are the bare JIDs the component sends its own presence
 	// to: the servers keep no roster for a component. Owned by the loop.
@@ -73,6 +74,7 @@ func New(cfg *config.Config, log zerolog.Logger, m *metrics.Metrics, st *status.
 	for _, d := range cfg.XMPP.Domains {
 		s.domains[strings.ToLower(d)] = true
 	}
+	s.exclude = newExclusion(cfg.Tracking.Exclude)
 	return s
 }
 
@@ -199,3 +201,35 @@ func (s *Service) iqError(err error) {
 
 // errorf wraps err with what was being done.
 func errorf(what string, err error) error { return fmt.Errorf("%s: %w", what, err) }
+
+// exclusion is tracking.exclude: bare JIDs and whole domains.
+type exclusion struct {
+	users   map[string]bool // bare JIDs
+	domains map[string]bool // from "*@domain"
+}
+
+func newExclusion(list []string) exclusion {
+	e := exclusion{users: make(map[string]bool), domains: make(map[string]bool)}
+	for _, x := range list {
+		if d, ok := strings.CutPrefix(x, "*@"); ok {
+			e.domains[d] = true
+		} else {
+			e.users[x] = true
+		}
+	}
+	return e
+}
+
+// any reports whether anyone is excluded: the hot path asks nothing more
+// when no one is.
+func (e exclusion) any() bool { return len(e.users) > 0 || len(e.domains) > 0 }
+
+// has reports whether the user of jid (any form; normalised here) is
+// excluded. A JID that does not parse is not: it is dropped as malformed.
+func (e exclusion) has(jid string) bool {
+	j, err := xmpp.ParseJID(jid)
+	if err != nil {
+		return false
+	}
+	return e.domains[j.Domain] || (j.Local != "" && e.users[j.Bare()])
+}

@@ -37,6 +37,7 @@ type session struct {
 	actualOn bool    // changes go to the actual node (after the first diff)
 	clock    clock
 	addrs    addrs
+	track    tracking // the way presence reaches the stream (tracking.go)
 	logs     failureLogs
 	limit    itemLimit
 }
@@ -138,6 +139,7 @@ func (ss *session) run(ctx context.Context) error {
 			ss.clock.retry.Stop()
 		}
 		ss.setReconcile(0)
+		ss.stopTracking()
 		cancel()
 		qcancel()
 		<-queueDone
@@ -147,6 +149,7 @@ func (ss *session) run(ctx context.Context) error {
 	ss.clock.readers = ss.svc.cfg().Nodes.Readers
 	ss.setReconcile(ss.svc.cfg().Sync.ReconcileInterval.Duration)
 	ss.enter(status.Nodes)
+	ss.startTracking()
 	ss.dispatch(evStart{})
 
 	check := time.NewTicker(5 * time.Second)
@@ -164,6 +167,8 @@ func (ss *session) run(ctx context.Context) error {
 			ss.dispatch(ev)
 		case <-ss.clock.reconcile:
 			ss.dispatch(evReconcile{})
+		case <-ss.track.pollC:
+			ss.dispatch(evPoll{})
 		case <-ss.svc.reload:
 			ss.reloaded()
 		case <-ss.svc.stepBack:
@@ -172,7 +177,14 @@ func (ss *session) run(ctx context.Context) error {
 			return ss.svc.standby()
 		case <-check.C:
 			if ss.svc.intruders.gone(ss.svc.log, ss.life.phase == status.Online && ss.life.running == noResync) {
-				ss.dispatch(evIntruderGone{})
+				if ss.track.privileged {
+					// ejabberd dropped our grant when the other
+					// connection closed: only a new authentication gets
+					// it back, and the new stream resyncs every user.
+					ss.track.end = errRegrant{why: "another connection with this component name closed"}
+				} else {
+					ss.dispatch(evIntruderGone{})
+				}
 			}
 			ss.svc.metrics.QueueDepth.Set(float64(ss.queue.Len()))
 			ss.logs.summarize(ss.svc.log)
@@ -180,6 +192,12 @@ func (ss *session) run(ctx context.Context) error {
 				ss.clock.nextRepair = time.Now().Add(ss.clock.repair.Next())
 				ss.dispatch(evRepair{})
 			}
+		}
+		if err := ss.track.end; err != nil {
+			if ss.conn.Err() == nil {
+				ss.stop()
+			}
+			return err
 		}
 	}
 }
@@ -197,6 +215,9 @@ func (ss *session) dispatch(ev any) {
 		return
 	case evProbesSent:
 		ss.armGrace(ev.gen)
+		return
+	case evGrantWait:
+		ss.decide(false)
 		return
 	case evRequestFailed:
 		ss.requestFailed(ev)
@@ -224,6 +245,16 @@ func (ss *session) carry(w any, cause any) {
 			close(ss.queueStart)
 		}
 	case doListSessions:
+		if w.kind == poll {
+			if ss.resync != nil {
+				ss.resync.stopTimers()
+			}
+			ss.resync = &resync{gen: w.gen, kind: poll, start: time.Now(), seq: ss.svc.state.Seq()}
+		}
+		if !ss.track.decided {
+			ss.track.listGen = w.gen // decide lists them
+			return
+		}
 		ss.listSessions(w.gen)
 	case doDiscover:
 		ev := cause.(evSessions)
@@ -321,6 +352,9 @@ func (ss *session) reloaded() {
 	cfg := ss.svc.cfg()
 	if d := cfg.Sync.ReconcileInterval.Duration; d != ss.clock.every {
 		ss.setReconcile(d)
+	}
+	if d := cfg.Tracking.SessionsPoll.Duration; ss.track.privileged && d != ss.track.pollEvery {
+		ss.setPoll(d)
 	}
 	readers := cfg.Nodes.Readers
 	if slices.Equal(readers, ss.clock.readers) {

@@ -90,6 +90,25 @@ func (s State) Presence() (show, text string) {
 type Tracker struct {
 	phase   atomic.Uint32
 	failing atomic.Bool
+	problem atomic.Pointer[string]
+}
+
+// SetProblem records why the service cannot track anyone although it may
+// connect (a grant the configuration requires is missing); "" clears it.
+func (t *Tracker) SetProblem(p string) {
+	if p == "" {
+		t.problem.Store(nil)
+		return
+	}
+	t.problem.Store(&p)
+}
+
+// Problem returns what SetProblem recorded, "" when none.
+func (t *Tracker) Problem() string {
+	if p := t.problem.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // SetPhase records the phase.
@@ -110,4 +129,6 @@ func (t *Tracker) State() State { return t.Phase().State() }
 
 // Ready reports whether the service is online and its last changes to the
 // actual node were accepted.
-func (t *Tracker) Ready() bool { return t.Phase() == Online && !t.failing.Load() }
+func (t *Tracker) Ready() bool {
+	return t.Phase() == Online && !t.failing.Load() && t.problem.Load() == nil
+}

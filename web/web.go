@@ -20,6 +20,8 @@ func Handler(m *metrics.Metrics, st *status.Tracker) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		switch p := st.Phase(); {
+		case st.Problem() != "":
+			http.Error(w, st.Problem(), http.StatusServiceUnavailable)
 		case p == status.Standby:
 			http.Error(w, "standby: another instance holds the component name", http.StatusServiceUnavailable)
 		case !p.Connected():
