@@ -53,8 +53,8 @@ func (d Duration) MarshalText() ([]byte, error) {
 
 // Config is the whole configuration file.
 type Config struct {
-	XMPP  XMPP  `toml:"xmpp"`
-	Nodes Nodes `toml:"nodes"`
+	XMPP     XMPP     `toml:"xmpp"`
+	Nodes    Nodes    `toml:"nodes"`
 	Sync     Sync     `toml:"sync"`
 	Tracking Tracking `toml:"tracking"`
 	Ejabberd Ejabberd `toml:"ejabberd"`
@@ -163,7 +163,7 @@ func Default() Config {
 		},
 		Tracking: Tracking{Mode: TrackAuto, Exclude: []string{}, SessionsPoll: Duration{10 * time.Second}},
 		HTTP:     HTTP{Listen: "127.0.0.1:9273"},
-		Log:  Log{Level: "info", Format: "json"},
+		Log:      Log{Level: "info", Format: "json"},
 	}
 }
 

@@ -44,7 +44,7 @@ type Service struct {
 	status  *status.Tracker
 
 	domains map[string]bool
-	exclude exclusion // tracking.exclude
+	exclude exclusion       // tracking.exclude
 	state   *presence.State // owned by the running session loop
 	// subscribers are the bare JIDs the component sends its own presence
 	// to: the servers keep no roster for a component. Owned by the loop.

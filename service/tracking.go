@@ -53,7 +53,9 @@ var errNoPrivilege = errors.New("the server did not grant privileged presence (X
 // the first time, when the grant came late).
 type errRegrant struct{ why string }
 
-func (e errRegrant) Error() string             { return "reconnecting to be granted privileged presence again: " + e.why }
+func (e errRegrant) Error() string {
+	return "reconnecting to be granted privileged presence again: " + e.why
+}
 func (e errRegrant) RetryAfter() time.Duration { return 100 * time.Millisecond }
 
 // evGrantWait: grantWait passed since the loop started.
