@@ -196,3 +196,11 @@ func (s *State) SetSince(jid string, t time.Time) {
 func sortConns(conns []Conn) {
 	slices.SortFunc(conns, func(a, b Conn) int { return strings.Compare(a.JID, b.JID) })
 }
+
+// SetAfter reports whether the connection was Set after seq (a value of
+// Seq): a change newer than an answer asked for at seq. An unknown
+// connection was not.
+func (s *State) SetAfter(jid string, seq uint64) bool {
+	e, ok := s.conns[jid]
+	return ok && e.seq > seq
+}

@@ -4,8 +4,10 @@ import (
 	"reflect"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var (
@@ -289,4 +291,24 @@ func TestStateMemory(t *testing.T) {
 		t.Errorf("%.0f bytes per connection, want ≤ 1024", per)
 	}
 	runtime.KeepAlive(s)
+}
+
+func TestCleanTextAndSetAfter(t *testing.T) {
+	if got := CleanText("  at lunch \xff "); got != "at lunch \uFFFD" {
+		t.Errorf("CleanText = %q", got)
+	}
+	long := CleanText(strings.Repeat("é", MaxText))
+	if len(long) > MaxText || !utf8.ValidString(long) {
+		t.Errorf("CleanText of a long text: %d bytes, valid %v", len(long), utf8.ValidString(long))
+	}
+	s := NewState()
+	s.Set(Conn{JID: "a@x/1", Show: Online})
+	seq := s.Seq()
+	if s.SetAfter("a@x/1", seq) || s.SetAfter("b@x/1", seq) {
+		t.Error("SetAfter true before any later Set")
+	}
+	s.Set(Conn{JID: "a@x/1", Show: Online}) // unchanged, but set
+	if !s.SetAfter("a@x/1", seq) {
+		t.Error("SetAfter false after a later Set")
+	}
 }

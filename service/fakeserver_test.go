@@ -106,6 +106,13 @@ type fakeServer struct {
 	live, actual, statusPub, retracts, online, sentinel atomic.Int64
 	userStats, lists, pings, others                     atomic.Int64
 
+	// grant, when set before the service connects, is the inner XML of a
+	// <privilege/> message sent with the answer to the first ping.
+	grant   string
+	granted atomic.Bool
+	// presences counts the presence stanzas the component sent.
+	presences atomic.Int64
+
 	keepLast   atomic.Bool // keep a copy of the last actual publish (tests)
 	lmu        sync.Mutex
 	lastActual []byte
@@ -201,6 +208,9 @@ func upTo(b []byte, c byte) []byte {
 // or retract was counted.
 func (f *fakeServer) answer(out []byte, e *xmpptest.Element) ([]byte, bool) {
 	if !e.Is("iq") {
+		if e.Is("presence") {
+			f.presences.Add(1)
+		}
 		return out, false // presence from the component: nothing to answer
 	}
 	typ := e.RawAttr("type")
@@ -239,6 +249,9 @@ func (f *fakeServer) answer(out []byte, e *xmpptest.Element) ([]byte, bool) {
 		return fakeResult(out, id, to, "", nil), true
 	case bytes.Contains(in, []byte("urn:xmpp:ping")):
 		f.pings.Add(1)
+		if f.grant != "" && f.granted.CompareAndSwap(false, true) {
+			out = append(out, "<message to='"+fakeComponent+"' from='"+fakeDomain+"'>"+f.grant+"</message>"...)
+		}
 		return fakeResult(out, id, to, "", nil), false
 	case bytes.Contains(in, []byte(fakeAdminNS+"#user-stats'")):
 		f.userStats.Add(1)

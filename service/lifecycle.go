@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/admin"
+	"github.com/pubpresence/pubpresence/internal/ejabberdapi"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
@@ -76,6 +77,10 @@ type (
 		err      error
 		sessions []admin.Session
 		partial  int // users whose sessions are unknown (user-stats failed)
+		// api is ejabberd's answer when the list came from its HTTP API
+		// (presence of every session included); apiErr why it did not.
+		api    []ejabberdapi.Session
+		apiErr error
 	}
 	// evSettled: every probed user answered, or the grace or deadline passed.
 	evSettled struct{ gen uint64 }

@@ -38,6 +38,7 @@ type failureLogs struct {
 	requests  burst
 	liveDrops burst
 	lookups   burst
+	api       burst
 }
 
 // summarize logs, once per check period, how many requests failed and
@@ -49,6 +50,9 @@ func (f *failureLogs) summarize(log zerolog.Logger) {
 	}
 	if n := f.lookups.take(); n > 1 {
 		log.Warn().Int("failed", n).Msg("user-stats failed since the last summary; those connections are published without ip")
+	}
+	if n := f.api.take(); n > 1 {
+		log.Warn().Int("failed", n).Msg("calls to ejabberd's HTTP API failed since the last summary")
 	}
 	if n := f.liveDrops.take(); n > 1 {
 		log.Warn().Int("dropped", n).Msg("live events dropped, publish queue full")

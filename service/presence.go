@@ -173,6 +173,13 @@ func (ss *session) apply(c presence.Conn) {
 
 // removed publishes that c went away.
 func (ss *session) removed(c presence.Conn) {
+	if rs := ss.resync; rs != nil {
+		// An answer the resync asked for before this may still list it.
+		if rs.gone == nil {
+			rs.gone = make(map[string]bool)
+		}
+		rs.gone[c.JID] = true
+	}
 	c.Since = ss.svc.now()
 	delete(ss.addrs.ips, c.JID)
 	ss.gauges()

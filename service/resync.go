@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pubpresence/pubpresence/admin"
+	"github.com/pubpresence/pubpresence/internal/ejabberdapi"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
@@ -44,6 +45,7 @@ type resync struct {
 	deadline *time.Timer
 	partial  bool // the server's answer missed some users: drop no ghosts
 	ghosts   int
+	gone     map[string]bool // connections removed since the resync began
 	// untracked are the listed connections the state did not have when
 	// the list came (a reconciliation counts those found by then as missing).
 	untracked []string
@@ -89,10 +91,28 @@ func (ss *session) beginResync(gen uint64, kind resyncKind) {
 	})
 }
 
-// listSessions asks the server for the online sessions of every domain.
+// listSessions asks the server for the online sessions of every domain:
+// with privileged presence and ejabberd.api_url, ejabberd's
+// connected_users_info (one call, every session's presence with it), else,
+// or when that fails, the admin commands.
 func (ss *session) listSessions(gen uint64) {
 	cfg := ss.svc.cfg()
+	api := ss.svc.api
+	if !ss.track.privileged {
+		api = nil
+	}
 	ss.crew.spawn(func(ctx context.Context) {
+		var apiErr error
+		if api != nil {
+			actx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
+			listed, err := api.ConnectedUsersInfo(actx)
+			cancel()
+			if err == nil {
+				ss.crew.post(evSessions{gen: gen, sessions: apiSessions(listed), api: listed})
+				return
+			}
+			apiErr = err
+		}
 		var all []admin.Session
 		partial := 0
 		for _, d := range cfg.XMPP.Domains {
@@ -106,8 +126,66 @@ func (ss *session) listSessions(gen uint64) {
 			all = append(all, sessions...)
 			partial += stats.UserStatsErrors
 		}
-		ss.crew.post(evSessions{gen: gen, sessions: all, partial: partial})
+		ss.crew.post(evSessions{gen: gen, sessions: all, partial: partial, apiErr: apiErr})
 	})
+}
+
+// apiSessions turns ejabberd's sessions into the admin commands' form
+// (discover reads that); a session without available presence is listed
+// as unavailable, as Prosody's details list it.
+func apiSessions(listed []ejabberdapi.Session) []admin.Session {
+	out := make([]admin.Session, len(listed))
+	for i, se := range listed {
+		show := se.Show
+		switch show {
+		case "":
+			show = "unavailable"
+		case string(presence.Online):
+			show = "available"
+		}
+		out[i] = admin.Session{JID: se.JID, Show: show, Priority: se.Priority, HasPriority: true, IP: se.IP}
+	}
+	return out
+}
+
+// applyAPI takes the presence of each session ejabberd's HTTP API listed,
+// unless the stream said something newer about that connection since the
+// resync asked (a change, or its end): ejabberd sends no presence of the
+// sessions online before the component connected, and the API is how the
+// service learns them (and, at each poll, anything a lost grant hid).
+func (ss *session) applyAPI(listed []ejabberdapi.Session) {
+	rs := ss.resync
+	state := ss.svc.state
+	publishIP := ss.svc.cfg().Nodes.PublishIP
+	for _, se := range listed {
+		if se.Show == "" || !presence.Show(se.Show).Valid() || se.Show == string(presence.Offline) {
+			continue // no available presence: never published
+		}
+		j, err := presence.ParseJID(se.JID)
+		if err != nil || j.Resource == "" || !ss.svc.domains[j.Domain] {
+			continue
+		}
+		if ss.svc.exclude.any() && ss.svc.exclude.has(se.JID) {
+			continue
+		}
+		jid := j.Full()
+		if rs.gone[jid] || state.SetAfter(jid, rs.seq) {
+			continue
+		}
+		if _, parked := ss.addrs.parked[jid]; parked {
+			continue // a pushed presence waits for its address: it is newer
+		}
+		ip := ""
+		if publishIP {
+			ip = se.IP
+		}
+		since := ss.svc.now()
+		if old, ok := state.Get(jid); ok {
+			since = old.Since
+		}
+		ss.apply(presence.Conn{JID: jid, Show: presence.Show(se.Show), Text: presence.CleanText(se.Text),
+			Priority: max(-128, min(127, se.Priority)), IP: ip, Since: since})
+	}
 }
 
 // ensureNodes creates or reconfigures the three nodes and their members.
@@ -210,8 +288,16 @@ func (ss *session) ensureNode(ctx context.Context, nc pubsub.NodeConfig, initial
 }
 
 // discover takes the server's list of sessions and probes their users.
-func (ss *session) discover(sessions []admin.Session, partial int) {
+func (ss *session) discover(ev evSessions) {
+	sessions, partial := ev.sessions, ev.partial
 	rs := ss.resync
+	if ev.apiErr != nil {
+		e := ss.svc.log.Debug()
+		if ss.logs.api.add() {
+			e = ss.svc.log.Warn()
+		}
+		e.Err(ev.apiErr).Msg("ejabberd's HTTP API failed (ejabberd.api_url); listing the sessions with admin commands, without their presence")
+	}
 	if partial > 0 {
 		// Some users' sessions are unknown: a connection missing from the
 		// answer may still be there. Keep them this time.
@@ -259,6 +345,9 @@ func (ss *session) discover(sessions []admin.Session, partial int) {
 		case !tracked, rs.kind != reconcile && !ss.track.privileged:
 			rs.awaiting[j.Bare()] = true
 		}
+	}
+	if ev.api != nil {
+		ss.applyAPI(ev.api)
 	}
 	ss.svc.metrics.SyncSessions.Set(float64(len(rs.online)))
 	if len(rs.awaiting) == 0 {

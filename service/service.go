@@ -27,6 +27,7 @@ import (
 
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/config"
+	"github.com/pubpresence/pubpresence/internal/ejabberdapi"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/metrics"
 	"github.com/pubpresence/pubpresence/presence"
@@ -44,8 +45,9 @@ type Service struct {
 	status  *status.Tracker
 
 	domains map[string]bool
-	exclude exclusion       // tracking.exclude
-	state   *presence.State // owned by the running session loop
+	exclude exclusion           // tracking.exclude
+	api     *ejabberdapi.Client // ejabberd.api_url, nil when off
+	state   *presence.State     // owned by the running session loop
 	// subscribers are the bare JIDs the component sends its own presence
 	// to: the servers keep no roster for a component. Owned by the loop.
 	subscribers map[string]bool
@@ -75,6 +77,9 @@ func New(cfg *config.Config, log zerolog.Logger, m *metrics.Metrics, st *status.
 		s.domains[strings.ToLower(d)] = true
 	}
 	s.exclude = newExclusion(cfg.Tracking.Exclude)
+	if cfg.Ejabberd.APIURL != "" {
+		s.api = &ejabberdapi.Client{URL: cfg.Ejabberd.APIURL}
+	}
 	return s
 }
 

@@ -257,8 +257,7 @@ func (ss *session) carry(w any, cause any) {
 		}
 		ss.listSessions(w.gen)
 	case doDiscover:
-		ev := cause.(evSessions)
-		ss.discover(ev.sessions, ev.partial)
+		ss.discover(cause.(evSessions))
 	case doSettle:
 		ss.settle()
 	case doConverge:

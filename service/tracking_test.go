@@ -1,0 +1,138 @@
+package service
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pubpresence/pubpresence/config"
+	"github.com/pubpresence/pubpresence/metrics"
+	"github.com/pubpresence/pubpresence/status"
+)
+
+// The grants of the two servers, as measured (docs/tracking.md).
+const (
+	ejabberdGrant = "<privilege xmlns='urn:xmpp:privilege:1'><perm type='none' access='message'/><perm type='get' access='roster'/><perm type='managed_entity' access='presence'/></privilege>"
+	prosodyGrant  = "<privilege xmlns='urn:xmpp:privilege:2'><perm access='roster' type='get'/><perm access='presence' type='managed_entity'/></privilege>"
+)
+
+// trackedService runs a service against f with tracking settings, and
+// waits until it is online.
+func trackedService(t *testing.T, f *fakeServer, edit func(*config.Config)) *runningService {
+	t.Helper()
+	rs := &runningService{m: metrics.New("test"), st: &status.Tracker{}, done: make(chan error, 1)}
+	cfg := f.config()
+	edit(cfg)
+	rs.svc = New(cfg, zerolog.New(io.Discard), rs.m, rs.st)
+	ctx, cancel := context.WithCancel(context.Background())
+	rs.cancel = cancel
+	go func() { rs.done <- rs.svc.Run(ctx) }()
+	f.waitFor("online", func() bool { return f.online.Load() > 0 && rs.st.Phase() == status.Online })
+	t.Cleanup(func() { rs.stop(t) })
+	return rs
+}
+
+// TestPrivilegedTracking: with either server's grant, the stream tracks
+// by privileged presence: a user's presence is published without making
+// the user a subscriber (no presence of the component goes to them, at
+// online or after), and the sessions poll drops a connection the server
+// no longer lists (the fake lists none), with its offline live event.
+func TestPrivilegedTracking(t *testing.T) {
+	for _, grant := range []string{ejabberdGrant, prosodyGrant} {
+		ns := grant[strings.Index(grant, "urn:"):strings.Index(grant, "'>")]
+		t.Run(ns, func(t *testing.T) {
+			f := newFakeServer(t)
+			f.grant = grant
+			rs := trackedService(t, f, func(c *config.Config) {
+				c.Tracking.Mode = config.TrackPrivileged
+				c.Tracking.SessionsPoll = config.Duration{Duration: time.Second}
+			})
+			if v := rs.metric(t, "pubpresence_tracking", "way", "privileged"); v != 1 {
+				t.Fatalf("pubpresence_tracking{way=privileged} = %v, want 1", v)
+			}
+			sent := f.presences.Load()
+			f.injectPresence(7, "r", "away", 1, 0)
+			f.waitFor("the publishes", func() bool { return f.live.Load() == 1 && f.actual.Load() == 1 })
+			f.waitFor("the poll's retract", func() bool { return f.retracts.Load() == 1 && f.live.Load() == 2 })
+			if n := rs.metric(t, "pubpresence_tracked_connections"); n != 0 {
+				t.Errorf("tracked connections after the poll = %v, want 0", n)
+			}
+			if n := rs.metric(t, "pubpresence_syncs_total", "kind", "poll", "result", "ok"); n < 1 {
+				t.Errorf("polls = %v, want at least 1", n)
+			}
+			if n := f.presences.Load(); n != sent {
+				t.Errorf("the component sent %d presences to a user who only has privileged presence", n-sent)
+			}
+		})
+	}
+}
+
+// TestRosterWhenNotGranted: without a grant, auto tracks the roster way
+// (no poll: the connection stays), and roster mode ignores a grant.
+func TestRosterWhenNotGranted(t *testing.T) {
+	for _, tc := range []struct{ name, grant, mode string }{
+		{"auto without grant", "", config.TrackAuto},
+		{"roster with grant", ejabberdGrant, config.TrackRoster},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeServer(t)
+			f.grant = tc.grant
+			rs := trackedService(t, f, func(c *config.Config) {
+				c.Tracking.Mode = tc.mode
+				c.Tracking.SessionsPoll = config.Duration{Duration: time.Second}
+			})
+			if v := rs.metric(t, "pubpresence_tracking", "way", "roster"); v != 1 {
+				t.Fatalf("pubpresence_tracking{way=roster} = %v, want 1", v)
+			}
+			f.injectPresence(7, "r", "away", 1, 0)
+			f.waitFor("the publishes", func() bool { return f.live.Load() == 1 && f.actual.Load() == 1 })
+			time.Sleep(1500 * time.Millisecond) // a poll would have run
+			if n := f.retracts.Load(); n != 0 {
+				t.Errorf("%d retracts: a poll ran in the roster way", n)
+			}
+		})
+	}
+}
+
+// TestPrivilegedRequiredNotGranted: tracking.mode privileged and no grant:
+// the problem is on /readyz's tracker and the service never goes online.
+func TestPrivilegedRequiredNotGranted(t *testing.T) {
+	f := newFakeServer(t)
+	st := &status.Tracker{}
+	cfg := f.config()
+	cfg.Tracking.Mode = config.TrackPrivileged
+	svc := New(cfg, zerolog.New(io.Discard), metrics.New("test"), st)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	f.waitFor("the problem", func() bool { return st.Problem() != "" })
+	if !strings.Contains(st.Problem(), "privileged presence not granted") {
+		t.Errorf("problem = %q", st.Problem())
+	}
+	if st.Ready() || f.online.Load() != 0 {
+		t.Errorf("ready %v, online published %d times without the grant", st.Ready(), f.online.Load())
+	}
+}
+
+// TestExcluded: a user or a domain in tracking.exclude is never published
+// and only counted.
+func TestExcluded(t *testing.T) {
+	f := newFakeServer(t)
+	rs := trackedService(t, f, func(c *config.Config) {
+		c.Tracking.Exclude = []string{"u000001@localhost"}
+	})
+	f.injectPresence(1, "r", "away", 1, 0)
+	f.injectPresence(2, "r", "away", 1, 0)
+	f.waitFor("the publishes of the other user", func() bool { return f.live.Load() == 1 && f.actual.Load() == 1 })
+	if n := rs.metric(t, "pubpresence_excluded_total"); n != 1 {
+		t.Errorf("excluded = %v, want 1", n)
+	}
+	if n := rs.metric(t, "pubpresence_tracked_users"); n != 1 {
+		t.Errorf("tracked users = %v, want 1", n)
+	}
+}
