@@ -32,14 +32,14 @@ const itemSinceLayout = "2006-01-02T15:04:05Z"
 //
 //	<user xmlns='urn:pubpresence:0' status='away' name='alice@example.org'
 //	  fulljid='alice@example.org/laptop' ip='203.0.113.7' priority='5'
-//	  since='2026-11-21T09:00:00Z'><text>At lunch</text></user>
+//	  since='2026-11-21T09:00:00Z' idle='2026-11-21T08:55:00Z'><text>At lunch</text></user>
 //
 // ip is left out when c.IP is empty or !withIP; priority is always written;
 // since is left out when c.Since is zero (or outside years 0–9999), else
-// written in UTC with whole seconds; <text> only when c.Text is not empty
-// (<user …/> otherwise). Values are escaped like xml.EscapeText, and
-// characters XML cannot carry become U+FFFD, so the output is always
-// well-formed.
+// written in UTC with whole seconds, and so is idle, right after it, for
+// c.Idle; <text> only when c.Text is not empty (<user …/> otherwise).
+// Values are escaped like xml.EscapeText, and characters XML cannot carry
+// become U+FFFD, so the output is always well-formed.
 func AppendUser(b []byte, c presence.Conn, withIP bool) []byte {
 	b = append(b, "<user xmlns='"+NSUser+"' status='"...)
 	b = xmltext.Append(b, string(c.Show))
@@ -53,18 +53,28 @@ func AppendUser(b []byte, c presence.Conn, withIP bool) []byte {
 	}
 	b = append(b, "' priority='"...)
 	b = strconv.AppendInt(b, int64(c.Priority), 10)
-	if !c.Since.IsZero() {
-		if t := c.Since.UTC(); t.Year() >= 0 && t.Year() <= 9999 {
-			b = append(b, "' since='"...)
-			b = appendSince(b, t)
-		}
-	}
+	b = appendTimeAttr(b, "' since='", c.Since)
+	b = appendTimeAttr(b, "' idle='", c.Idle)
 	if c.Text == "" {
 		return append(b, "'/>"...)
 	}
 	b = append(b, "'><text>"...)
 	b = xmltext.Append(b, c.Text)
 	return append(b, "</text></user>"...)
+}
+
+// appendTimeAttr appends prefix (the previous attribute's closing quote
+// and the attribute's name) and t in UTC with whole seconds, unless t is
+// zero or outside years 0–9999.
+func appendTimeAttr(b []byte, prefix string, t time.Time) []byte {
+	if t.IsZero() {
+		return b
+	}
+	if t = t.UTC(); t.Year() < 0 || t.Year() > 9999 {
+		return b
+	}
+	b = append(b, prefix...)
+	return appendSince(b, t)
 }
 
 // appendSince appends t, in UTC and within years 0–9999, as
@@ -103,7 +113,8 @@ func itemUserSpace(space string) bool {
 // original form (<user status ip name fulljid/>, no priority, since or text,
 // in no namespace or the pubsub one). The JID is normalised; name is not
 // read, as it follows from fulljid. A priority out of range is clamped and
-// one that is not a number, like an unreadable since, is left at zero.
+// one that is not a number, like an unreadable since or idle, is left at
+// zero.
 //
 // It fails for anything that is not a <user/> element in one of those
 // namespaces, for a missing or invalid fulljid (one without a resource
@@ -134,8 +145,12 @@ func ParseUser(payload []byte) (presence.Conn, error) {
 		case "priority":
 			c.Priority = itemPriority(a.Value)
 		case "since":
-			if t, err := time.Parse(time.RFC3339, strings.TrimSpace(a.Value)); err == nil {
-				c.Since = t.UTC()
+			if t, ok := itemTime(a.Value); ok {
+				c.Since = t
+			}
+		case "idle":
+			if t, ok := itemTime(a.Value); ok {
+				c.Idle = t
 			}
 		}
 	}
@@ -177,6 +192,16 @@ func ParseUser(payload []byte) (presence.Conn, error) {
 			return c, nil
 		}
 	}
+}
+
+// itemTime reads a since or idle attribute: RFC 3339, returned in UTC. It
+// reports false when v does not parse.
+func itemTime(v string) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339, strings.TrimSpace(v))
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t.UTC(), true
 }
 
 // itemPriority reads a priority attribute: clamped to −128…127, 0 when it

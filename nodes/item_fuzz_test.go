@@ -24,6 +24,8 @@ func FuzzParseUser(f *testing.F) {
 		`<user xmlns='urn:pubpresence:0' status='xa' fulljid='A@B/c&amp;d'><x><text>n</text></x><text>t&#x9;</text></user>`,
 		`<x xmlns='jabber:x:data' type='result'><field var='pubpresence#status'><value>online</value></field></x>`,
 		`<user status='online' fulljid='a@b/c' since='0000-01-01T00:00:00Z'/>`,
+		`<user xmlns='urn:pubpresence:0' status='away' fulljid='a@b/c' since='2026-11-21T09:00:00Z' idle='2026-11-21T10:55:00.5+02:00'/>`,
+		`<user status='xa' fulljid='a@b/c' idle='0000-01-01T00:30:00+01:00' since='x'/>`,
 		`<user`,
 	} {
 		f.Add([]byte(s))
@@ -43,11 +45,11 @@ func FuzzParseUser(f *testing.F) {
 		if err != nil || j.Full() != c.JID || j.Resource == "" {
 			t.Fatalf("JID %q not a normalised full JID: %v", c.JID, err)
 		}
-		if c.Since.Location() != time.UTC {
-			t.Fatalf("Since %v not UTC", c.Since)
+		if c.Since.Location() != time.UTC || c.Idle.Location() != time.UTC {
+			t.Fatalf("Since %v or Idle %v not UTC", c.Since, c.Idle)
 		}
 		// Whatever was read encodes to well-formed XML and reads back the same
-		// (Since to the second).
+		// (Since and Idle to the second).
 		b := AppendUser(nil, c, true)
 		itemWellFormed(t, b)
 		back, err := ParseUser(b)
@@ -56,13 +58,15 @@ func FuzzParseUser(f *testing.F) {
 		}
 		want := c
 		want.Since = itemSinceEncoded(c.Since)
+		want.Idle = itemSinceEncoded(c.Idle)
 		if back != want {
 			t.Fatalf("re-encoded:\n got %+v\nwant %+v", back, want)
 		}
 	})
 }
 
-// itemSinceEncoded is t as AppendUser writes it and ParseUser reads it.
+// itemSinceEncoded is t, a since or an idle, as AppendUser writes it and
+// ParseUser reads it.
 func itemSinceEncoded(t time.Time) time.Time {
 	if t.IsZero() || t.UTC().Year() < 0 || t.UTC().Year() > 9999 {
 		return time.Time{}
@@ -73,16 +77,19 @@ func itemSinceEncoded(t time.Time) time.Time {
 // FuzzAppendUser checks that AppendUser always writes one well-formed
 // element and that ParseUser gives back an equal connection for valid input.
 func FuzzAppendUser(f *testing.F) {
-	f.Add("alice@example.org/laptop", "away", "At lunch", 5, "203.0.113.7", int64(1795251600), true)
-	f.Add("a@b/c&d<e>'f\"", "online", "x\x00y\xff\r\n\t", -128, "", int64(0), false)
-	f.Add("zoë@exämple.org/☺", "offline", "\uFFFE\U0010FFFF", 127, "::1", int64(-62135596800), true)
-	f.Add("", "", "", 1000, "<ip>", int64(253402300800), true)
-	f.Fuzz(func(t *testing.T, jid, show, text string, prio int, ip string, since int64, withIP bool) {
-		var ts time.Time
+	f.Add("alice@example.org/laptop", "away", "At lunch", 5, "203.0.113.7", int64(1795251600), int64(1795251300), true)
+	f.Add("a@b/c&d<e>'f\"", "online", "x\x00y\xff\r\n\t", -128, "", int64(0), int64(0), false)
+	f.Add("zoë@exämple.org/☺", "offline", "\uFFFE\U0010FFFF", 127, "::1", int64(-62135596800), int64(-62167219200), true)
+	f.Add("", "", "", 1000, "<ip>", int64(253402300800), int64(-62167219201), true)
+	f.Fuzz(func(t *testing.T, jid, show, text string, prio int, ip string, since, idle int64, withIP bool) {
+		var ts, ti time.Time
 		if since != 0 {
 			ts = time.Unix(since, 0)
 		}
-		c := presence.Conn{JID: jid, Show: presence.Show(show), Text: text, Priority: prio, IP: ip, Since: ts}
+		if idle != 0 {
+			ti = time.Unix(idle, 0)
+		}
+		c := presence.Conn{JID: jid, Show: presence.Show(show), Text: text, Priority: prio, IP: ip, Since: ts, Idle: ti}
 		b := AppendUser(nil, c, withIP)
 		itemWellFormed(t, b)
 		if !itemValidConn(c) {
@@ -94,6 +101,7 @@ func FuzzAppendUser(f *testing.F) {
 		}
 		want := c
 		want.Since = itemSinceEncoded(c.Since)
+		want.Idle = itemSinceEncoded(c.Idle)
 		if !withIP {
 			want.IP = ""
 		}

@@ -68,6 +68,21 @@ func TestAppendUserForms(t *testing.T) {
 			want: `<user xmlns='urn:pubpresence:0' status='dnd' name='bob@example.org' fulljid='bob@example.org/x' priority='0'/>`,
 		},
 		{
+			name: "idle right after since",
+			c:    presence.Conn{JID: "bob@example.org/x", Show: presence.Away, Since: itemT0, Idle: itemT0.Add(-5 * time.Minute), Text: "t"},
+			want: `<user xmlns='urn:pubpresence:0' status='away' name='bob@example.org' fulljid='bob@example.org/x' priority='0' since='2026-11-21T09:00:00Z' idle='2026-11-21T08:55:00Z'><text>t</text></user>`,
+		},
+		{
+			name: "idle without since, in another zone, with a fraction",
+			c:    presence.Conn{JID: "bob@example.org/x", Show: presence.XA, Idle: time.Date(2026, 1, 2, 4, 5, 6, 999999999, paris)},
+			want: `<user xmlns='urn:pubpresence:0' status='xa' name='bob@example.org' fulljid='bob@example.org/x' priority='0' idle='2026-01-02T03:05:06Z'/>`,
+		},
+		{
+			name: "idle outside XEP-0082 years",
+			c:    presence.Conn{JID: "bob@example.org/x", Show: presence.XA, Since: itemT0, Idle: time.Date(-1, 12, 31, 0, 0, 0, 0, time.UTC)},
+			want: `<user xmlns='urn:pubpresence:0' status='xa' name='bob@example.org' fulljid='bob@example.org/x' priority='0' since='2026-11-21T09:00:00Z'/>`,
+		},
+		{
 			name: "escaping",
 			c:    presence.Conn{JID: "bob@example.org/a&b<c>'d\"", Show: presence.Chat, Text: "x & y <z> 'q' \"d\"\ttab\nnl\rcr", Priority: 127},
 			want: `<user xmlns='urn:pubpresence:0' status='chat' name='bob@example.org' fulljid='bob@example.org/a&amp;b&lt;c&gt;&#39;d&#34;' priority='127'><text>x &amp; y &lt;z&gt; &#39;q&#39; &#34;d&#34;&#x9;tab&#xA;nl&#xD;cr</text></user>`,
@@ -134,6 +149,7 @@ func TestUserRoundTrip(t *testing.T) {
 				Priority: []int{-128, -1, 0, 1, 127}[(i*k)%5],
 				IP:       []string{"", "203.0.113.7", "2001:db8::1", "a&'b"}[(i+k)%4],
 				Since:    []time.Time{{}, itemT0, time.Unix(0, 0).UTC(), time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC)}[(i+2*k)%5],
+				Idle:     []time.Time{{}, itemT0.Add(-time.Hour), {}, time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), time.Unix(0, 0).UTC()}[(3*i+k)%6],
 			})
 		}
 	}
@@ -203,6 +219,21 @@ func TestParseUserForms(t *testing.T) {
 			name:    "bad priority and since ignored",
 			payload: `<user xmlns='urn:pubpresence:0' status='online' fulljid='a@b/c' priority='high' since='yesterday'/>`,
 			want:    presence.Conn{JID: "a@b/c", Show: presence.Online},
+		},
+		{
+			name:    "idle",
+			payload: `<user xmlns='urn:pubpresence:0' status='away' fulljid='a@b/c' since='2026-11-21T09:00:00Z' idle='2026-11-21T08:55:00Z'/>`,
+			want:    presence.Conn{JID: "a@b/c", Show: presence.Away, Since: itemT0, Idle: itemT0.Add(-5 * time.Minute)},
+		},
+		{
+			name:    "idle with an offset, in UTC",
+			payload: `<user xmlns='urn:pubpresence:0' status='away' fulljid='a@b/c' idle=' 2026-11-21T10:00:00+01:00 '/>`,
+			want:    presence.Conn{JID: "a@b/c", Show: presence.Away, Idle: itemT0},
+		},
+		{
+			name:    "bad idle ignored",
+			payload: `<user xmlns='urn:pubpresence:0' status='away' fulljid='a@b/c' since='2026-11-21T09:00:00Z' idle='a while'/>`,
+			want:    presence.Conn{JID: "a@b/c", Show: presence.Away, Since: itemT0},
 		},
 		{
 			name:    "text keeps white space and entities",

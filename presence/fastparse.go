@@ -42,7 +42,7 @@ func fastChildren(inner []byte, pc *presenceChildren) bool {
 		if s.i+1 < len(s.b) && s.b[s.i+1] == '/' {
 			return false // an end tag at the top
 		}
-		name, space, hasLang, empty, ok := s.startTag(true)
+		name, space, when, hasLang, empty, ok := s.startTag(true)
 		if !ok {
 			return false
 		}
@@ -54,7 +54,7 @@ func fastChildren(inner []byte, pc *presenceChildren) bool {
 				return false
 			}
 		}
-		pc.add(k, text, !hasLang)
+		pc.add(k, text, when, !hasLang)
 	}
 }
 
@@ -103,7 +103,7 @@ func (s *fastScanner) content(name []byte, collect bool) ([]byte, bool) {
 			}
 			continue
 		}
-		child, _, _, empty, ok := s.startTag(false)
+		child, _, _, _, empty, ok := s.startTag(false)
 		if !ok {
 			return nil, false
 		}
@@ -116,12 +116,17 @@ func (s *fastScanner) content(name []byte, collect bool) ([]byte, bool) {
 // startTag reads a start tag at s.i ('<'). It returns the element's name,
 // the value of its xmlns attribute, whether it has a non-empty xml:lang and
 // whether it is empty (<x/>). For a direct child of the presence (direct),
-// prefixed attributes other than xml:… and xmlns:… are left to
-// encoding/xml, since a prefix may be bound to the XML namespace.
-func (s *fastScanner) startTag(direct bool) (name, space []byte, hasLang, empty, ok bool) {
+// it also returns the value of the name's timeAttr (the last one, if
+// repeated), and prefixed attributes other than xml:… and xmlns:… are left
+// to encoding/xml, since a prefix may be bound to the XML namespace.
+func (s *fastScanner) startTag(direct bool) (name, space, when []byte, hasLang, empty, ok bool) {
 	s.i++
 	if name = s.name(false); name == nil {
 		return
+	}
+	var want string
+	if direct {
+		want = timeAttr(name)
 	}
 	for {
 		s.i = xmpp.SkipSpace(s.b, s.i)
@@ -131,11 +136,11 @@ func (s *fastScanner) startTag(direct bool) (name, space []byte, hasLang, empty,
 		switch s.b[s.i] {
 		case '>':
 			s.i++
-			return name, space, hasLang, false, true
+			return name, space, when, hasLang, false, true
 		case '/':
 			if s.i+1 < len(s.b) && s.b[s.i+1] == '>' {
 				s.i += 2
-				return name, space, hasLang, true, true
+				return name, space, when, hasLang, true, true
 			}
 			return
 		}
@@ -152,6 +157,8 @@ func (s *fastScanner) startTag(direct bool) (name, space []byte, hasLang, empty,
 			space = v
 		case string(attr) == "xml:lang":
 			hasLang = hasLang || len(v) > 0
+		case want != "" && string(attr) == want:
+			when = v
 		case direct && bytes.IndexByte(attr, ':') >= 0 &&
 			!bytes.HasPrefix(attr, []byte("xml:")) && !bytes.HasPrefix(attr, []byte("xmlns:")):
 			return

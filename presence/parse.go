@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/pubpresence/pubpresence/internal/xmpp"
@@ -59,10 +60,20 @@ type Update struct {
 	Text     string // <status/> text, trimmed, valid UTF-8, at most MaxText bytes
 	Priority int    // clamped to −128…127; read for Available only
 	Delayed  bool   // carried <delay xmlns='urn:xmpp:delay'/> or XEP-0091's <x xmlns='jabber:x:delay'/> (a probe answer or subscription, not a live change)
+	// Stamp is the stamp of the first <delay xmlns='urn:xmpp:delay'/>
+	// (XEP-0203), in UTC with whole seconds; zero without one, or when it
+	// does not parse as RFC 3339. XEP-0091's stamp is not read.
+	Stamp time.Time
+	// Idle is the since of the first <idle xmlns='urn:xmpp:idle:1'/>
+	// (XEP-0319), in UTC with whole seconds; zero without one, or when it
+	// does not parse as RFC 3339. Read for Available only.
+	Idle time.Time
 	// Malformed lists what was wrong but repaired, each a reason:
 	// "priority" (non-numeric or out of range: clamped, non-numeric → 0),
 	// "show" (unknown value → Online), "text_too_long" (cut),
-	// "text_utf8" (invalid UTF-8 replaced).
+	// "text_utf8" (invalid UTF-8 replaced), "delay" (a stamp missing or
+	// not RFC 3339: Stamp left zero), "idle" (a since missing or not
+	// RFC 3339: Idle left zero).
 	Malformed []string
 }
 
@@ -137,7 +148,9 @@ const (
 	childShow
 	childPriority
 	childStatus
-	childDelay
+	childDelay    // XEP-0203's <delay/>
+	childOldDelay // XEP-0091's <x/>
+	childIdle     // XEP-0319's <idle/>
 )
 
 // classifyChild says which child of the presence the element space:local is.
@@ -152,25 +165,45 @@ func classifyChild(space, local []byte) childKind {
 		case "status":
 			return childStatus
 		}
-	case string(space) == xmpp.NSDelay && string(local) == "delay",
-		string(space) == xmpp.NSOldDelay && string(local) == "x":
+	case string(space) == xmpp.NSDelay && string(local) == "delay":
 		return childDelay
+	case string(space) == xmpp.NSOldDelay && string(local) == "x":
+		return childOldDelay
+	case string(space) == xmpp.NSIdle && string(local) == "idle":
+		return childIdle
 	}
 	return childOther
 }
 
-// presenceChildren is what the children of one presence say, before it is
-// checked: the untrimmed character data of the first <show/> and
-// <priority/> and of the chosen <status/>.
-type presenceChildren struct {
-	show, priority, status                           []byte
-	haveShow, havePriority, haveStatus, statusNoLang bool
-	delayed                                          bool
+// timeAttr is the attribute that holds the time of the child element
+// named local, or "" for a child without one that ParsePresence reads.
+// Only the name counts: a <delay/> in a foreign namespace is asked for its
+// stamp too, and then not read.
+func timeAttr(local []byte) string {
+	switch string(local) {
+	case "delay":
+		return "stamp"
+	case "idle":
+		return "since"
+	}
+	return ""
 }
 
-// add records one direct child. Of several <status/>, the first without
-// xml:lang wins, else the first.
-func (pc *presenceChildren) add(k childKind, text []byte, noLang bool) {
+// presenceChildren is what the children of one presence say, before it is
+// checked: the untrimmed character data of the first <show/> and
+// <priority/> and of the chosen <status/>, and the raw stamp of the first
+// <delay/> and since of the first <idle/>.
+type presenceChildren struct {
+	show, priority, status                           []byte
+	stamp, idle                                      []byte
+	haveShow, havePriority, haveStatus, statusNoLang bool
+	delayed, haveStamp, haveIdle                     bool
+}
+
+// add records one direct child: text is its character data, when the
+// value of its timeAttr. Of several <status/>, the first without xml:lang
+// wins, else the first.
+func (pc *presenceChildren) add(k childKind, text, when []byte, noLang bool) {
 	switch k {
 	case childShow:
 		if !pc.haveShow {
@@ -186,6 +219,15 @@ func (pc *presenceChildren) add(k childKind, text []byte, noLang bool) {
 		}
 	case childDelay:
 		pc.delayed = true
+		if !pc.haveStamp {
+			pc.haveStamp, pc.stamp = true, when
+		}
+	case childOldDelay:
+		pc.delayed = true
+	case childIdle:
+		if !pc.haveIdle {
+			pc.haveIdle, pc.idle = true, when
+		}
 	}
 }
 
@@ -199,10 +241,30 @@ func (u *Update) apply(pc *presenceChildren) {
 		if pc.havePriority {
 			u.setPriority(bytes.TrimSpace(pc.priority))
 		}
+		if pc.haveIdle {
+			u.Idle = u.parseTime(pc.idle, "idle")
+		}
 	}
 	if pc.haveStatus {
 		u.Text = u.cleanText(pc.status)
 	}
+	if pc.haveStamp {
+		u.Stamp = u.parseTime(pc.stamp, "delay")
+	}
+}
+
+// parseTime reads an XEP-0082 date-time (RFC 3339, a fraction and a
+// numeric offset allowed, white space around it ignored) and returns it in
+// UTC cut to whole seconds. For anything else, a missing value included, it
+// records reason and returns the zero time.
+func (u *Update) parseTime(v []byte, reason string) time.Time {
+	var t time.Time
+	// UnmarshalText reads RFC 3339 as time.Parse does, without copying v.
+	if err := t.UnmarshalText(bytes.TrimSpace(v)); err != nil {
+		u.malformed(reason)
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Second)
 }
 
 // decodeChildren reads the direct children of the presence from inner with
@@ -223,7 +285,7 @@ func decodeChildren(inner []byte, pc *presenceChildren) error {
 			continue
 		}
 		k := classifyChild([]byte(se.Name.Space), []byte(se.Name.Local))
-		var text []byte
+		var text, when []byte
 		switch k {
 		case childShow, childPriority, childStatus:
 			if text, err = readText(d); err != nil {
@@ -235,12 +297,16 @@ func decodeChildren(inner []byte, pc *presenceChildren) error {
 			}
 		}
 		noLang := true
+		want := timeAttr([]byte(se.Name.Local))
 		for _, a := range se.Attr {
-			if a.Name.Space == nsXML && a.Name.Local == "lang" && a.Value != "" {
+			switch {
+			case a.Name.Space == nsXML && a.Name.Local == "lang" && a.Value != "":
 				noLang = false
+			case a.Name.Space == "" && want != "" && a.Name.Local == want:
+				when = []byte(a.Value) // the last of repeated ones, as on the fast path
 			}
 		}
-		pc.add(k, text, noLang)
+		pc.add(k, text, when, noLang)
 	}
 }
 

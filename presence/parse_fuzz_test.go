@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
-// parseSeeds are inner XML samples for the fuzz targets and the fast path tests.
-var parseSeeds = []string{
+// fastSeeds are inner XML that Prosody and ejabberd send, or like it: the
+// fast path must read all of them.
+var fastSeeds = []string{
 	"",
 	"<show>away</show><status>At lunch</status><priority>5</priority>",
 	"<show>dnd</show><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v'/>",
@@ -21,6 +24,15 @@ var parseSeeds = []string{
 	"<priority>-129</priority><show>busy</show>",
 	"<delay xmlns='urn:xmpp:delay' stamp='2026-11-21T09:00:00Z'/>",
 	"<show xmlns=\"jabber:client\" >xa</show ><status\txmlns='jabber:component:accept'\n>t</status>",
+	"<show>xa</show><status>in pocket</status><priority>-1</priority><delay xmlns='urn:xmpp:delay' stamp='2026-12-03T07:55:13Z' from='localhost'/>",
+	"<show>away</show><idle xmlns='urn:xmpp:idle:1' since='2026-11-21T08:55:00Z'/>",
+	"<idle since='2026-11-21T10:55:00.5+02:00' xmlns='urn:xmpp:idle:1'></idle><delay xmlns='urn:xmpp:delay' stamp='x'/>",
+	"<idle xmlns='urn:xmpp:idle:1'/><delay stamp='2026-11-21T09:00:00Z' xmlns='urn:other'/><x xmlns='jabber:x:delay' stamp='20261121T09:00:00'/>",
+}
+
+// parseSeeds are inner XML samples for the fuzz targets and the fast path
+// tests: fastSeeds and more.
+var parseSeeds = append(fastSeeds[:len(fastSeeds):len(fastSeeds)],
 	"<status><![CDATA[<x>]]></status>",
 	"<!-- c --><show>chat</show>",
 	"<status>a\r\nb</status>",
@@ -39,7 +51,11 @@ var parseSeeds = []string{
 	"<status>\uFFFE</status>",
 	"<status>&#0000000065;</status>",
 	"<status xmlns='jabber:client' xmlns='urn:other'>x</status>",
-}
+	"<idle xmlns='urn:xmpp:idle:1' since='2026-11-21T09:00:00Z' since='bogus'/>",
+	"<idle xmlns='urn:xmpp:idle:1' since='2026-11-21T09:00:00&#x5A;'/>",
+	"<idle xmlns:p='urn:x' p:since='2026-11-21T09:00:00Z' xmlns='urn:xmpp:idle:1'/>",
+	"<delay xmlns='urn:xmpp:delay' stamp='2026-11-21T09:00:00\r\nZ'/>",
+)
 
 // FuzzParsePresence checks that ParsePresence never panics, that what it
 // returns is in range, and that the fast path agrees with encoding/xml
@@ -53,6 +69,7 @@ func FuzzParsePresence(f *testing.F) {
 	f.Add("a@b/c", "bogus", []byte(""))
 	f.Fuzz(func(t *testing.T, from, typ string, inner []byte) {
 		u, err := ParsePresence(from, typ, inner)
+		checkFastAgrees(t, inner)
 		if err != nil {
 			var me *MalformedError
 			if !errors.As(err, &me) {
@@ -77,11 +94,23 @@ func FuzzParsePresence(f *testing.F) {
 		if j, err := ParseJID(u.From.Full()); err != nil || j != u.From {
 			t.Errorf("From %+v does not parse back: %+v, %v", u.From, j, err)
 		}
-		checkFastAgrees(t, inner)
+		for _, tm := range []time.Time{u.Stamp, u.Idle} {
+			if !tm.IsZero() && (tm.Location() != time.UTC || tm.Nanosecond() != 0) {
+				t.Errorf("Stamp %v or Idle %v not UTC in whole seconds", u.Stamp, u.Idle)
+			}
+		}
+		if !u.Stamp.IsZero() && !u.Delayed {
+			t.Errorf("Stamp %v without Delayed", u.Stamp)
+		}
+		if !u.Idle.IsZero() && u.Kind != Available {
+			t.Errorf("Idle %v for %v", u.Idle, u.Kind)
+		}
 	})
 }
 
-// checkFastAgrees fails when the fast path answers differently from encoding/xml.
+// checkFastAgrees fails when the fast path answers differently from
+// encoding/xml: in what it takes from the children, and in the Update made
+// of that, for each kind that reads them differently.
 func checkFastAgrees(t *testing.T, inner []byte) {
 	t.Helper()
 	var fast, slow presenceChildren
@@ -94,8 +123,18 @@ func checkFastAgrees(t *testing.T, inner []byte) {
 	if fast.haveShow != slow.haveShow || !bytes.Equal(fast.show, slow.show) ||
 		fast.havePriority != slow.havePriority || !bytes.Equal(fast.priority, slow.priority) ||
 		fast.haveStatus != slow.haveStatus || fast.statusNoLang != slow.statusNoLang || !bytes.Equal(fast.status, slow.status) ||
-		fast.delayed != slow.delayed {
+		fast.delayed != slow.delayed ||
+		fast.haveStamp != slow.haveStamp || !bytes.Equal(fast.stamp, slow.stamp) ||
+		fast.haveIdle != slow.haveIdle || !bytes.Equal(fast.idle, slow.idle) {
 		t.Fatalf("%q:\nfast %+v\nslow %+v", inner, fast, slow)
+	}
+	for _, k := range []Kind{Available, Unavailable} {
+		uf, us := Update{Kind: k}, Update{Kind: k}
+		uf.apply(&fast)
+		us.apply(&slow)
+		if !reflect.DeepEqual(uf, us) {
+			t.Fatalf("%q as %v:\nfast %+v\nslow %+v", inner, k, uf, us)
+		}
 	}
 }
 
@@ -107,7 +146,7 @@ func TestFastPathAgrees(t *testing.T) {
 
 func TestFastPathTaken(t *testing.T) {
 	// What Prosody and ejabberd send must not need encoding/xml.
-	for _, s := range parseSeeds[:10] {
+	for _, s := range fastSeeds {
 		var pc presenceChildren
 		if !fastChildren([]byte(s), &pc) {
 			t.Errorf("fast path refused %q", s)
@@ -120,12 +159,15 @@ func TestFastPathTaken(t *testing.T) {
 // agrees with encoding/xml on each one it answers, and that it answers most
 // of the well-formed ones.
 func TestFastPathAgreesGenerated(t *testing.T) {
-	names := []string{"show", "status", "priority", "delay", "x", "c", "a", "p:show", "show2", "sh.ow", "_s", "1s", "é"}
+	names := []string{"show", "status", "priority", "delay", "idle", "x", "c", "a", "p:show", "show2", "sh.ow", "_s", "1s", "é"}
 	attrs := []string{
 		"", " xmlns='jabber:client'", " xmlns=\"jabber:component:accept\"", " xmlns=''", " xmlns='urn:xmpp:delay'",
 		" xmlns='jabber:x:delay'", " xmlns='urn:other'", " xml:lang='de'", " xml:lang=''", " a='1'", "  b = \"2\" ",
 		" xmlns:p='jabber:client'", " p:lang='x'", " a='&amp;'", " a='<'", " a=1", " a='\r'", " a='\t\n'", "a='x'",
 		" xmlns='jabber:client' xmlns='urn:other'", " a:='1'", " a:b:c='1'",
+		" xmlns='urn:xmpp:idle:1'", " xmlns='urn:xmpp:idle:1' since='2026-11-21T09:00:00Z'", " since=' 2026-11-21T10:00:00.5+01:00 '",
+		" since='bogus'", " xmlns='urn:xmpp:delay' stamp='2026-11-21T09:00:00Z'", " stamp=\"2026-11-21T09:00:00-01:00\"", " stamp=''",
+		" stamp='2026-11-21T09:00:00&#x5A;'", " p:since='2026-11-21T09:00:00Z'",
 	}
 	texts := []string{
 		"", "away", " dnd ", "5", "-300", "x&amp;y", "&lt;&gt;&apos;&quot;", "&#65;&#x42;&#x263a;", "&#0;", "&#xD800;",

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -120,7 +121,125 @@ func TestParsePresence(t *testing.T) {
 			name:  "delayed probe answer",
 			from:  from,
 			inner: "<show>away</show><delay xmlns='urn:xmpp:delay' from='example.org' stamp='2026-11-21T09:00:00Z'/>",
-			want:  Update{Kind: Available, From: alice, Show: Away, Delayed: true},
+			want:  Update{Kind: Available, From: alice, Show: Away, Delayed: true, Stamp: t0},
+		},
+		{
+			name:  "stamp with a fraction and an offset",
+			from:  from,
+			inner: "<delay xmlns='urn:xmpp:delay' stamp=' 2026-11-21T11:00:00.999+02:00\n'/>",
+			want:  Update{Kind: Available, From: alice, Show: Online, Delayed: true, Stamp: t0},
+		},
+		{
+			name:  "stamp not RFC 3339",
+			from:  from,
+			inner: "<delay xmlns='urn:xmpp:delay' stamp='20261121T09:00:00'/><show>away</show>",
+			want:  Update{Kind: Available, From: alice, Show: Away, Delayed: true, Malformed: []string{"delay"}},
+		},
+		{
+			name:  "stamp missing",
+			from:  from,
+			inner: "<delay xmlns='urn:xmpp:delay' from='example.org'/>",
+			want:  Update{Kind: Available, From: alice, Show: Online, Delayed: true, Malformed: []string{"delay"}},
+		},
+		{
+			name:  "first delay's stamp counts",
+			from:  from,
+			inner: "<delay xmlns='urn:xmpp:delay' stamp='2026-11-21T09:00:00Z'/><delay xmlns='urn:xmpp:delay' stamp='bogus'/>",
+			want:  Update{Kind: Available, From: alice, Show: Online, Delayed: true, Stamp: t0},
+		},
+		{
+			name:  "stamp with an entity",
+			from:  from,
+			inner: "<delay xmlns='urn:xmpp:delay' stamp='2026-11-21T09:00:00&#x5A;'/>",
+			want:  Update{Kind: Available, From: alice, Show: Online, Delayed: true, Stamp: t0},
+		},
+		{
+			name:  "stamp of an unavailable",
+			from:  from,
+			typ:   "unavailable",
+			inner: "<delay xmlns='urn:xmpp:delay' stamp='2026-11-21T09:00:00Z'/>",
+			want:  Update{Kind: Unavailable, From: alice, Show: Offline, Delayed: true, Stamp: t0},
+		},
+		{
+			name:  "delay in a foreign namespace",
+			from:  from,
+			inner: "<delay xmlns='urn:other' stamp='2026-11-21T09:00:00Z'/><delay stamp='2026-11-21T09:00:00Z'/>",
+			want:  Update{Kind: Available, From: alice, Show: Online},
+		},
+		{
+			// Prosody 13's answer to a probe, as the component reads it.
+			name:  "prosody probe answer",
+			from:  "bob@localhost/phone",
+			inner: "<show>xa</show><status>in pocket</status><priority>-1</priority><delay xmlns='urn:xmpp:delay' stamp='2026-12-03T07:55:13Z' from='localhost'/>",
+			want: Update{Kind: Available, From: JID{Local: "bob", Domain: "localhost", Resource: "phone"}, Show: XA, Text: "in pocket", Priority: -1,
+				Delayed: true, Stamp: time.Date(2026, 12, 3, 7, 55, 13, 0, time.UTC)},
+		},
+		{
+			name:  "idle",
+			from:  from,
+			inner: "<show>away</show><idle xmlns='urn:xmpp:idle:1' since='2026-11-21T08:55:00Z'/>",
+			want:  Update{Kind: Available, From: alice, Show: Away, Idle: t0.Add(-5 * time.Minute)},
+		},
+		{
+			name:  "idle with a fraction and an offset",
+			from:  from,
+			inner: "<idle since=\"2026-11-21T10:55:00.123456+02:00\" xmlns=\"urn:xmpp:idle:1\"/>",
+			want:  Update{Kind: Available, From: alice, Show: Online, Idle: t0.Add(-5 * time.Minute)},
+		},
+		{
+			name:  "idle with a negative offset, across a day",
+			from:  from,
+			inner: "<idle xmlns='urn:xmpp:idle:1' since='2026-11-20T23:30:00-09:30'/>",
+			want:  Update{Kind: Available, From: alice, Show: Online, Idle: t0},
+		},
+		{
+			name:  "idle not RFC 3339",
+			from:  from,
+			inner: "<idle xmlns='urn:xmpp:idle:1' since='yesterday'/><show>dnd</show>",
+			want:  Update{Kind: Available, From: alice, Show: DND, Malformed: []string{"idle"}},
+		},
+		{
+			name:  "idle out of range",
+			from:  from,
+			inner: "<idle xmlns='urn:xmpp:idle:1' since='2026-13-01T00:00:00Z'/>",
+			want:  Update{Kind: Available, From: alice, Show: Online, Malformed: []string{"idle"}},
+		},
+		{
+			name:  "idle without since",
+			from:  from,
+			inner: "<idle xmlns='urn:xmpp:idle:1'/>",
+			want:  Update{Kind: Available, From: alice, Show: Online, Malformed: []string{"idle"}},
+		},
+		{
+			name:  "idle and delay both bad",
+			from:  from,
+			inner: "<idle xmlns='urn:xmpp:idle:1' since=''/><delay xmlns='urn:xmpp:delay' stamp=''/>",
+			want:  Update{Kind: Available, From: alice, Show: Online, Delayed: true, Malformed: []string{"idle", "delay"}},
+		},
+		{
+			name:  "first idle counts",
+			from:  from,
+			inner: "<idle xmlns='urn:xmpp:idle:1' since='2026-11-21T09:00:00Z'/><idle xmlns='urn:xmpp:idle:1' since='2026-11-21T10:00:00Z'/>",
+			want:  Update{Kind: Available, From: alice, Show: Online, Idle: t0},
+		},
+		{
+			name:  "idle in another namespace or nested does not count",
+			from:  from,
+			inner: "<idle xmlns='urn:xmpp:idle:0' since='2026-11-21T09:00:00Z'/><idle since='2026-11-21T09:00:00Z'/><x><idle xmlns='urn:xmpp:idle:1' since='2026-11-21T09:00:00Z'/></x>",
+			want:  Update{Kind: Available, From: alice, Show: Online},
+		},
+		{
+			name:  "idle of an unavailable not read",
+			from:  from,
+			typ:   "unavailable",
+			inner: "<idle xmlns='urn:xmpp:idle:1' since='bogus'/>",
+			want:  Update{Kind: Unavailable, From: alice, Show: Offline},
+		},
+		{
+			name:  "idle on the slow path",
+			from:  from,
+			inner: "<!-- c --><idle xmlns='urn:xmpp:idle:1' since='2026-11-21T09:00:00Z'>\n</idle>",
+			want:  Update{Kind: Available, From: alice, Show: Online, Idle: t0},
 		},
 		{
 			name:  "legacy delay",
@@ -286,6 +405,10 @@ func BenchmarkParsePresence(b *testing.B) {
 			"<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://gajim.org' ver='q07IKJEyjvHSyhy//CH0CxmKi8w='/>"},
 		{"muc", "", "<x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' role='participant'/><status code='110'/></x>"},
 		{"unavailable", "unavailable", ""},
+		{"probe-answer", "", "<show>xa</show><status>in pocket</status><priority>-1</priority>" +
+			"<delay xmlns='urn:xmpp:delay' stamp='2026-12-03T07:55:13Z' from='localhost'/>"},
+		{"idle", "", "<show>away</show><status>At lunch</status><priority>5</priority>" +
+			"<idle xmlns='urn:xmpp:idle:1' since='2026-11-21T10:55:00.123+02:00'/>"},
 	}
 	for _, bb := range benches {
 		b.Run(bb.name, func(b *testing.B) {

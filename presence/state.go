@@ -39,16 +39,17 @@ type Conn struct {
 	Priority int       // −128…127
 	IP       string    // "" when unknown
 	Since    time.Time // UTC time of the last visible change
+	Idle     time.Time // UTC time since which the user is idle (XEP-0319); zero when not idle or not told
 }
 
 // Bare returns the bare part of c.JID: everything before the first '/'.
 func (c Conn) Bare() string { return xmpp.BareOf(c.JID) }
 
-// SameState reports whether c and o are equal in JID, Show, Text, Priority
-// and IP; Since is ignored.
+// SameState reports whether c and o are equal in JID, Show, Text, Priority,
+// IP and Idle (the same instant); Since is ignored.
 func (c Conn) SameState(o Conn) bool {
 	return c.JID == o.JID && c.Show == o.Show && c.Text == o.Text &&
-		c.Priority == o.Priority && c.IP == o.IP
+		c.Priority == o.Priority && c.IP == o.IP && c.Idle.Equal(o.Idle)
 }
 
 // entry is one stored connection and the sequence number of its last Set.

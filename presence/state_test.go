@@ -43,11 +43,31 @@ func TestConnSameState(t *testing.T) {
 		{"text", func(c *Conn) { c.Text = "y" }, false},
 		{"priority", func(c *Conn) { c.Priority = 2 }, false},
 		{"ip", func(c *Conn) { c.IP = "" }, false},
+		{"idle from none", func(c *Conn) { c.Idle = t0 }, false},
 	}
 	for _, tt := range tests {
 		o := base
 		tt.change(&o)
 		if got := base.SameState(o); got != tt.same {
+			t.Errorf("%s: SameState = %v, want %v", tt.name, got, tt.same)
+		}
+	}
+	// Idle compares as an instant: the same time in another zone is no change.
+	idle := base
+	idle.Idle = t0
+	for _, tt := range []struct {
+		name string
+		to   time.Time
+		same bool
+	}{
+		{"idle same", t0, true},
+		{"idle same instant elsewhere", t0.In(time.FixedZone("CET", 3600)), true},
+		{"idle later", t1, false},
+		{"idle gone", time.Time{}, false},
+	} {
+		o := idle
+		o.Idle = tt.to
+		if got := idle.SameState(o); got != tt.same {
 			t.Errorf("%s: SameState = %v, want %v", tt.name, got, tt.same)
 		}
 	}

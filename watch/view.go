@@ -143,7 +143,8 @@ func key(ev Event) string {
 	return ev.Conn.JID
 }
 
+// sameConn reports whether a and b hold the same item: the same state
+// (idle included) and the same since.
 func sameConn(a, b presence.Conn) bool {
-	return a.JID == b.JID && a.Show == b.Show && a.Text == b.Text && a.Priority == b.Priority &&
-		a.IP == b.IP && a.Since.Equal(b.Since)
+	return a.SameState(b) && a.Since.Equal(b.Since)
 }

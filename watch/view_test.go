@@ -31,6 +31,8 @@ func TestViewSteps(t *testing.T) {
 	}
 	away := ev("b@x/1", presence.Away)
 	away.Conn.Text = "lunch"
+	idle := ev("b@x/1", presence.Away)
+	idle.Conn.Idle = time.Date(2026, 11, 21, 8, 55, 0, 0, time.UTC)
 	tests := []struct {
 		name  string
 		steps []step
@@ -41,6 +43,9 @@ func TestViewSteps(t *testing.T) {
 			{"same again", func(v *View) bool { return v.Apply(ev("b@x/1", presence.Online)) }, false, []string{"a@x/1=dnd", "b@x/1=online"}},
 			{"replace", func(v *View) bool { return v.Apply(away) }, true, []string{"a@x/1=dnd", "b@x/1=away"}},
 			{"text only changes", func(v *View) bool { return v.Apply(ev("b@x/1", presence.Away)) }, true, []string{"a@x/1=dnd", "b@x/1=away"}},
+			{"idle only changes", func(v *View) bool { return v.Apply(idle) }, true, []string{"a@x/1=dnd", "b@x/1=away"}},
+			{"idle again", func(v *View) bool { return v.Apply(idle) }, false, []string{"a@x/1=dnd", "b@x/1=away"}},
+			{"idle ends", func(v *View) bool { return v.Apply(ev("b@x/1", presence.Away)) }, true, []string{"a@x/1=dnd", "b@x/1=away"}},
 			{"offline removes", func(v *View) bool { return v.Apply(ev("a@x/1", presence.Offline)) }, true, []string{"b@x/1=away"}},
 			{"offline of unknown", func(v *View) bool { return v.Apply(ev("z@x/1", presence.Offline)) }, false, []string{"b@x/1=away"}},
 			{"no id and no jid", func(v *View) bool { return v.Apply(Event{}) }, false, []string{"b@x/1=away"}},
@@ -98,7 +103,7 @@ func TestViewStatus(t *testing.T) {
 
 func TestViewConnKeepsFields(t *testing.T) {
 	var v View
-	c := presence.Conn{JID: "a@x/r", Show: presence.Away, Text: "t", Priority: -3, IP: "127.0.0.1", Since: time.Unix(100, 0).UTC()}
+	c := presence.Conn{JID: "a@x/r", Show: presence.Away, Text: "t", Priority: -3, IP: "127.0.0.1", Since: time.Unix(100, 0).UTC(), Idle: time.Unix(50, 0).UTC()}
 	v.Apply(Event{ID: c.JID, Conn: c})
 	got, ok := v.Conn("a@x/r")
 	if !ok || got != c {

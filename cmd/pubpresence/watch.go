@@ -47,30 +47,32 @@ of the machine can see in ps: prefer the first two.
 
 --format table (the default) prints, when the service is online, a line
 "HH:MM:SS online: N connections" and a table of them (JID, SHOW, PRIO,
-STATUS TEXT, IP, SINCE), then one line per change:
-  HH:MM:SS  new      JID  SHOW  prio=P  text="…"  ip=IP
-  HH:MM:SS  changed  JID  SHOW  prio=P  text="…"  ip=IP  (what changed)
+STATUS TEXT, IP, SINCE, IDLE), then one line per change:
+  HH:MM:SS  new      JID  SHOW  prio=P  text="…"  ip=IP[  idle=T]
+  HH:MM:SS  changed  JID  SHOW  prio=P  text="…"  ip=IP[  idle=T]  (what changed)
   HH:MM:SS  offline  JID
 and a line when the service status changes ("init": it is starting or
 restarting; the last state is kept until it is online again, and then
-printed anew).
+printed anew). IDLE and idle= give the time since which the user is idle,
+as the client told (XEP-0319); idle= is left out when it did not.
 
 --format json prints one JSON object per line:
   {"event":"status","time":T,"status":"init"}
       the service status changed to something else than online
-  {"event":"state","time":T,"jid":J,"show":S,"priority":P,"text":X,"ip":I,"since":T}
+  {"event":"state","time":T,"jid":J,"show":S,"priority":P,"text":X,"ip":I,"since":T,"idle":T}
       one per connection of the state, after each (re)start of the service
   {"event":"online","time":T,"connections":N}
       after the state lines: the service is online, the state is complete
-  {"event":"available","time":T,"jid":J,"show":S,"priority":P,"text":X,"ip":I,"since":T}
+  {"event":"available","time":T,"jid":J,"show":S,"priority":P,"text":X,"ip":I,"since":T,"idle":T}
       a connection appeared or changed
-  {"event":"offline","time":T,"jid":J,"show":"offline","priority":P,"text":X,"ip":I,"since":T}
+  {"event":"offline","time":T,"jid":J,"show":"offline","priority":P,"text":X,"ip":I,"since":T,"idle":T}
       a connection went away
 show is online, chat, away, xa or dnd (offline on offline lines); text is
-the presence status text; time (when the line was printed) and since (when
-the service saw the change) are RFC 3339 UTC, since and ip are "" when
-unknown. State lines replace whatever was known before. Events that change
-nothing (a repeated item) are not printed.
+the presence status text; time (when the line was printed), since (when
+the service saw the change) and idle (since when the user is idle, as the
+client told) are RFC 3339 UTC; since, idle and ip are "" when unknown.
+State lines replace whatever was known before. Events that change nothing
+(a repeated item) are not printed.
 
 It requires STARTTLS and verifies the server's certificate for the domain
 of JID (--ca, --tls-name); --plain logs in without TLS, for a test server on
@@ -524,15 +526,20 @@ func (f tableFormat) state(b *bytes.Buffer, now time.Time, conns []presence.Conn
 		fmt.Fprintf(b, "%s online: %d connections\n", f.clock(now), len(conns))
 	}
 	tw := tabwriter.NewWriter(b, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "JID\tSHOW\tPRIO\tSTATUS TEXT\tIP\tSINCE")
+	fmt.Fprintln(tw, "JID\tSHOW\tPRIO\tSTATUS TEXT\tIP\tSINCE\tIDLE")
 	for _, c := range conns {
-		since := "-"
-		if !c.Since.IsZero() {
-			since = c.Since.In(f.loc).Format("2006-01-02 15:04:05")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", cell(c.JID), cell(string(c.Show)), c.Priority, cell(c.Text), cell(c.IP), since)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", cell(c.JID), cell(string(c.Show)), c.Priority, cell(c.Text), cell(c.IP),
+			f.date(c.Since), f.date(c.Idle))
 	}
 	_ = tw.Flush() // writes to a bytes.Buffer
+}
+
+// date formats a since or idle time for a table cell: "-" when zero.
+func (f tableFormat) date(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.In(f.loc).Format("2006-01-02 15:04:05")
 }
 
 func (f tableFormat) change(b *bytes.Buffer, now time.Time, c presence.Conn, old *presence.Conn) {
@@ -550,6 +557,9 @@ func (f tableFormat) change(b *bytes.Buffer, now time.Time, c presence.Conn, old
 	}
 	fmt.Fprintf(b, "%s  %s  %s  %s  prio=%d  text=%s  ip=%s", f.clock(now), what, cell(c.JID), cell(string(c.Show)),
 		c.Priority, strconv.Quote(c.Text), cell(ip))
+	if !c.Idle.IsZero() {
+		fmt.Fprintf(b, "  idle=%s", f.date(c.Idle))
+	}
 	if old != nil {
 		var diff []string
 		if old.Show != c.Show {
@@ -563,6 +573,9 @@ func (f tableFormat) change(b *bytes.Buffer, now time.Time, c presence.Conn, old
 		}
 		if old.IP != c.IP {
 			diff = append(diff, "ip")
+		}
+		if !old.Idle.Equal(c.Idle) {
+			diff = append(diff, "idle")
 		}
 		fmt.Fprintf(b, "  (%s)", strings.Join(diff, ", "))
 	}
@@ -600,6 +613,7 @@ type jsonConn struct {
 	Text     string `json:"text"`
 	IP       string `json:"ip"`
 	Since    string `json:"since"`
+	Idle     string `json:"idle"`
 }
 
 type jsonOnline struct {
@@ -623,7 +637,7 @@ func jsonLine(b *bytes.Buffer, v any) {
 
 func connLine(event string, now time.Time, c presence.Conn) jsonConn {
 	return jsonConn{Event: event, Time: jsonTime(now), JID: c.JID, Show: string(c.Show), Priority: c.Priority,
-		Text: c.Text, IP: c.IP, Since: jsonTime(c.Since)}
+		Text: c.Text, IP: c.IP, Since: jsonTime(c.Since), Idle: jsonTime(c.Idle)}
 }
 
 func (jsonFormat) status(b *bytes.Buffer, now time.Time, status string, _ bool) {

@@ -198,7 +198,7 @@ func TestWatchMain(t *testing.T) {
 var (
 	t0    = time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
 	alice = presence.Conn{JID: "alice@x/laptop", Show: presence.Online, Priority: 5, IP: "127.0.0.1", Since: t0}
-	bob   = presence.Conn{JID: "bob@x/desk", Show: presence.Away, Text: "At lunch\tback at 2", Priority: -1, Since: t0}
+	bob   = presence.Conn{JID: "bob@x/desk", Show: presence.Away, Text: "At lunch\tback at 2", Priority: -1, Since: t0, Idle: t0.Add(-5 * time.Minute)}
 )
 
 func TestTableFormat(t *testing.T) {
@@ -212,17 +212,21 @@ func TestTableFormat(t *testing.T) {
 	away := alice
 	away.Show, away.Text = presence.Away, "brb"
 	f.change(&b, now, away, &alice)
+	idle := away
+	idle.Idle = t0.Add(time.Minute)
+	f.change(&b, now, idle, &away)
 	f.change(&b, now, presence.Conn{JID: "bob@x/desk", Show: presence.Offline}, &bob)
 	f.status(&b, now, watch.StatusInit, true)
 	f.status(&b, now, "", true)
 	want := `09:01:30 service status init: the service is starting; waiting until it is online
 09:01:30 online: 2 connections
-JID             SHOW    PRIO  STATUS TEXT            IP         SINCE
-alice@x/laptop  online  5     -                      127.0.0.1  2026-11-21 09:00:00
-bob@x/desk      away    -1    "At lunch\tback at 2"  -          2026-11-21 09:00:00
+JID             SHOW    PRIO  STATUS TEXT            IP         SINCE                IDLE
+alice@x/laptop  online  5     -                      127.0.0.1  2026-11-21 09:00:00  -
+bob@x/desk      away    -1    "At lunch\tback at 2"  -          2026-11-21 09:00:00  2026-11-21 08:55:00
 09:01:30 online: no connections
 09:01:30  new      carol@x/r  dnd  prio=0  text="busy"  ip=-
 09:01:30  changed  alice@x/laptop  away  prio=5  text="brb"  ip=127.0.0.1  (show, text)
+09:01:30  changed  alice@x/laptop  away  prio=5  text="brb"  ip=127.0.0.1  idle=2026-11-21 09:01:00  (idle)
 09:01:30  offline  bob@x/desk
 09:01:30 service status init: the service restarted; keeping the last state until it is online again
 09:01:30 service status unknown (the status item is gone); keeping the last state
@@ -241,11 +245,11 @@ func TestJSONFormat(t *testing.T) {
 	f.change(&b, now, presence.Conn{JID: "carol@x/r", Show: presence.DND, Text: "<b>&"}, nil)
 	f.change(&b, now, presence.Conn{JID: "bob@x/desk", Show: presence.Offline}, &bob)
 	want := `{"event":"status","time":"2026-11-21T09:00:01.5Z","status":"init"}
-{"event":"state","time":"2026-11-21T09:00:01.5Z","jid":"alice@x/laptop","show":"online","priority":5,"text":"","ip":"127.0.0.1","since":"2026-11-21T09:00:00Z"}
-{"event":"state","time":"2026-11-21T09:00:01.5Z","jid":"bob@x/desk","show":"away","priority":-1,"text":"At lunch\tback at 2","ip":"","since":"2026-11-21T09:00:00Z"}
+{"event":"state","time":"2026-11-21T09:00:01.5Z","jid":"alice@x/laptop","show":"online","priority":5,"text":"","ip":"127.0.0.1","since":"2026-11-21T09:00:00Z","idle":""}
+{"event":"state","time":"2026-11-21T09:00:01.5Z","jid":"bob@x/desk","show":"away","priority":-1,"text":"At lunch\tback at 2","ip":"","since":"2026-11-21T09:00:00Z","idle":"2026-11-21T08:55:00Z"}
 {"event":"online","time":"2026-11-21T09:00:01.5Z","connections":2}
-{"event":"available","time":"2026-11-21T09:00:01.5Z","jid":"carol@x/r","show":"dnd","priority":0,"text":"<b>&","ip":"","since":""}
-{"event":"offline","time":"2026-11-21T09:00:01.5Z","jid":"bob@x/desk","show":"offline","priority":0,"text":"","ip":"","since":""}
+{"event":"available","time":"2026-11-21T09:00:01.5Z","jid":"carol@x/r","show":"dnd","priority":0,"text":"<b>&","ip":"","since":"","idle":""}
+{"event":"offline","time":"2026-11-21T09:00:01.5Z","jid":"bob@x/desk","show":"offline","priority":0,"text":"","ip":"","since":"","idle":""}
 `
 	if got := b.String(); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
@@ -326,9 +330,15 @@ func TestWatchPrinterLifecycle(t *testing.T) {
 	away := alice
 	away.Show = presence.Away
 	event(p, away)
+	idle := away // going idle and back are changes
+	idle.Idle = t0
+	event(p, idle)
+	event(p, idle)
+	event(p, away)
 	event(p, presence.Conn{JID: "bob@x/desk", Show: presence.Offline})
 	event(p, presence.Conn{JID: "nobody@x/r", Show: presence.Offline})
-	expect(t, out, "available carol@x/r chat", "available alice@x/laptop away", "offline bob@x/desk offline")
+	expect(t, out, "available carol@x/r chat", "available alice@x/laptop away", "available alice@x/laptop away",
+		"available alice@x/laptop away", "offline bob@x/desk offline")
 
 	// A repeated online whose snapshot is the state printed: nothing.
 	p.status(watch.StatusOnline)

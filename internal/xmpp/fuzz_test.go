@@ -2,6 +2,8 @@ package xmpp
 
 import (
 	"testing"
+
+	"github.com/pubpresence/pubpresence/internal/xmltext"
 )
 
 // FuzzParseError: any inner XML of an error stanza gives a usable
@@ -92,6 +94,57 @@ func FuzzParseForm(f *testing.F) {
 		}
 		if got, ok := form.Value(v); !ok || got != val {
 			t.Fatalf("AppendForm(%q, %q): value reads back as %q, %v", v, val, got, ok)
+		}
+	})
+}
+
+// FuzzParsePrivilege: ParsePrivilege never panics, finds only a privilege
+// of the two namespaces, and what it finds, written out again, reads back
+// the same.
+func FuzzParsePrivilege(f *testing.F) {
+	for _, s := range []string{
+		"<privilege xmlns='urn:xmpp:privilege:2'><perm access='roster' type='get'/><perm access='presence' type='managed_entity'/></privilege>",
+		"<privilege xmlns='urn:xmpp:privilege:1'><perm type='none' access='message'/><perm type='get' access='roster'/><perm type='managed_entity' access='presence'/></privilege>",
+		"<privilege xmlns='urn:xmpp:privilege:2'/>",
+		"<privilege xmlns='urn:xmpp:privilege:2'><perm access='iq'><namespace ns='jabber:iq:roster' type='get'/></perm><perm access='presence' type='ro&amp;ster'/></privilege>",
+		"<privilege xmlns='urn:xmpp:privilege:3'><perm access='presence' type='roster'/></privilege>",
+		"<body>x</body><p:privilege xmlns:p='urn:xmpp:privilege:1'><p:perm access='roster' type='both'/></p:privilege>",
+		"<privilege xmlns='urn:xmpp:privilege:2'><perm access='presence' type='roster'>",
+		"<<<>>>",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, inner []byte) {
+		p, ok := ParsePrivilege(inner)
+		if !ok {
+			if p != (Privilege{}) {
+				t.Fatalf("not found, but %+v", p)
+			}
+			return
+		}
+		if p.NS != NSPrivilege1 && p.NS != NSPrivilege2 {
+			t.Fatalf("namespace %q", p.NS)
+		}
+		if p.PresenceGranted() != (p.Presence == "managed_entity" || p.Presence == "roster") {
+			t.Fatalf("PresenceGranted %v for %q", p.PresenceGranted(), p.Presence)
+		}
+		if !carries(p.Roster) || !carries(p.Message) || !carries(p.Presence) {
+			return
+		}
+		b := []byte("<privilege xmlns='" + p.NS + "'>")
+		for _, perm := range [][2]string{{"roster", p.Roster}, {"message", p.Message}, {"presence", p.Presence}} {
+			if perm[1] != "" {
+				b = append(b, "<perm access='"+perm[0]+"' type='"...)
+				b = xmltext.Append(b, perm[1])
+				b = append(b, "'/>"...)
+			}
+		}
+		if p.IQ {
+			b = append(b, "<perm access='iq'/>"...)
+		}
+		b = append(b, "</privilege>"...)
+		if back, ok := ParsePrivilege(b); !ok || back != p {
+			t.Fatalf("%+v written as %s reads back as %+v, %v", p, b, back, ok)
 		}
 	})
 }

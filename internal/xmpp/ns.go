@@ -20,11 +20,15 @@ const (
 	NSDiscoItems = "http://jabber.org/protocol/disco#items" // XEP-0030
 	NSDelay      = "urn:xmpp:delay"                         // XEP-0203
 	NSOldDelay   = "jabber:x:delay"                         // XEP-0091, still sent by some servers
+	NSIdle       = "urn:xmpp:idle:1"                        // XEP-0319 last user interaction in presence
 	NSRSM        = "http://jabber.org/protocol/rsm"         // XEP-0059
 
 	NSData     = "jabber:x:data"                       // XEP-0004 data forms
 	NSCommands = "http://jabber.org/protocol/commands" // XEP-0050 ad-hoc commands
 	NSAdmin    = "http://jabber.org/protocol/admin"    // XEP-0133 service administration
+
+	NSPrivilege1 = "urn:xmpp:privilege:1" // XEP-0356 privileged entity, the older namespace (ejabberd 23.01)
+	NSPrivilege2 = "urn:xmpp:privilege:2" // XEP-0356 privileged entity, the current namespace (Prosody's mod_privilege)
 
 	NSPubsub           = "http://jabber.org/protocol/pubsub"             // XEP-0060
 	NSPubsubOwner      = "http://jabber.org/protocol/pubsub#owner"       // XEP-0060 §8
