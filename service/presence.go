@@ -150,7 +150,14 @@ func (ss *session) event(u presence.Update) {
 		ss.lookup(u.From.Bare())
 		return
 	}
-	ss.apply(presence.Conn{JID: jid, Show: u.Show, Text: u.Text, Priority: u.Priority, IP: ip, Since: ss.svc.now()})
+	since := ss.svc.now()
+	if !u.Stamp.IsZero() && u.Stamp.Before(since) {
+		// A <delay/> stamp: when the presence was sent (Prosody's presence
+		// of the sessions online when the component connects, a probe's
+		// answer), not when it reached us.
+		since = u.Stamp
+	}
+	ss.apply(presence.Conn{JID: jid, Show: u.Show, Text: u.Text, Priority: u.Priority, IP: ip, Since: since, Idle: u.Idle})
 }
 
 // apply stores c and publishes it if it changed anything visible.
