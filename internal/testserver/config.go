@@ -137,8 +137,8 @@ func WithHost(domain string) Option {
 // WithPorts makes the server listen on the given c2s and component ports
 // (on 127.0.0.1, and ::1 when the machine has an IPv6 loopback) instead of
 // free ones picked at random. ejabberd also takes component+1 on 127.0.0.1
-// for the harness and component+2 for the HTTP API (APIURL). StartProsody does not retry with other ports
-// when these are taken.
+// for the harness and component+2 for the HTTP API (APIURL). StartProsody
+// does not retry with other ports when these are taken.
 func WithPorts(c2s, component int) Option {
 	return func(o *options) { o.c2sPort, o.componentPort = c2s, component }
 }
