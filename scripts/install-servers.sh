@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # install-servers.sh installs the XMPP servers the integration tests start
-# privately: Prosody (with the SQLite driver), and ejabberd when asked.
+# privately: Prosody (with the SQLite driver and the community modules, for
+# mod_privilege), and ejabberd when asked.
 #
-#   scripts/install-servers.sh            # prosody + lua-dbi-sqlite3
+#   scripts/install-servers.sh            # prosody + lua-dbi-sqlite3 + prosody-modules
 #   scripts/install-servers.sh ejabberd   # the same, plus ejabberd
 #
 # Debian/Ubuntu only (apt-get). Idempotent: when everything is installed it
@@ -29,6 +30,10 @@ missing=()
 services=()
 command -v prosody >/dev/null 2>&1 || missing+=(prosody)
 installed lua-dbi-sqlite3 || missing+=(lua-dbi-sqlite3)
+# mod_privilege (XEP-0356, privileged presence: testserver.WithPrivilege)
+# lands in /usr/lib/prosody/modules/mod_privilege/, which Prosody searches
+# without plugin_paths.
+installed prosody-modules || missing+=(prosody-modules)
 services+=(prosody)
 if [ "$want_ejabberd" = 1 ]; then
 	command -v ejabberdctl >/dev/null 2>&1 || missing+=(ejabberd)

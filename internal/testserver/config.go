@@ -41,8 +41,9 @@ type options struct {
 	dir             string
 	hosts           []string // extra VirtualHosts (WithHost)
 	sharedRoster    bool
-	tls             bool // WithTLS
-	c2sPort         int  // fixed ports (WithPorts); 0: pick free ones
+	privilege       privilege // WithPrivilege, WithPrivilegeMisconfigured
+	tls             bool      // WithTLS
+	c2sPort         int       // fixed ports (WithPorts); 0: pick free ones
 	componentPort   int
 }
 
@@ -96,6 +97,35 @@ func WithDir(dir string) Option { return func(o *options) { o.dir = dir } }
 // (Prosody's mod_groups), so users are tracked without subscribing.
 func WithSharedRoster() Option { return func(o *options) { o.sharedRoster = true } }
 
+// privilege is what XEP-0356 privileges the server's config grants the
+// component.
+type privilege int
+
+const (
+	noPrivilege        privilege = iota
+	privilegeGranted             // WithPrivilege
+	privilegeMisplaced           // WithPrivilegeMisconfigured
+)
+
+// WithPrivilege makes the server grant the component privileged presence
+// (XEP-0356 presence "managed_entity", plus roster "get") for the users of
+// Domain, so that it gets every user's presence with no roster item. On
+// Prosody this is mod_privilege from Debian's prosody-modules, loaded on
+// the VirtualHost (with privileged_entities there) and in the component's
+// own section; on ejabberd its built-in mod_privilege, with an access rule
+// that matches the component's domain.
+func WithPrivilege() Option { return func(o *options) { o.privilege = privilegeGranted } }
+
+// WithPrivilegeMisconfigured (Prosody only) loads mod_privilege on the
+// VirtualHost and the component as WithPrivilege does, but puts
+// privileged_entities in the component's section, where the module does
+// not read it: Prosody then sends the component no privilege message and
+// no presence, and logs nothing about it. It is for tests of how the
+// service copes with that silent failure. ejabberd rejects it.
+func WithPrivilegeMisconfigured() Option {
+	return func(o *options) { o.privilege = privilegeMisplaced }
+}
+
 // WithHost adds a VirtualHost for domain (e.g. "other.localhost") that the
 // component does not serve, so a test can have a user of a foreign domain
 // on the same server. CreateUsersOn creates users there. It may be given
@@ -107,8 +137,8 @@ func WithHost(domain string) Option {
 // WithPorts makes the server listen on the given c2s and component ports
 // (on 127.0.0.1, and ::1 when the machine has an IPv6 loopback) instead of
 // free ones picked at random. ejabberd also takes component+1 on 127.0.0.1
-// for the harness. StartProsody does not retry with other ports
-// when these are taken.
+// for the harness and component+2 for the HTTP API (APIURL). StartProsody
+// does not retry with other ports when these are taken.
 func WithPorts(c2s, component int) Option {
 	return func(o *options) { o.c2sPort, o.componentPort = c2s, component }
 }
@@ -181,6 +211,18 @@ type configData struct {
 	Harness, HarnessSecret                             string
 	GroupsFile                                         string   // mod_groups file, "" without WithSharedRoster
 	Hosts                                              []string // extra VirtualHosts
+
+	// Privilege loads mod_privilege (WithPrivilege, and on Prosody
+	// WithPrivilegeMisconfigured); PrivilegeMisplaced puts Prosody's
+	// privileged_entities in the component's section instead of the
+	// VirtualHost's (WithPrivilegeMisconfigured).
+	Privilege, PrivilegeMisplaced bool
+	// HostModules is Prosody's modules_enabled of the VirtualHost Domain:
+	// one list for every option that needs one there, since a second
+	// modules_enabled line in a section replaces the first.
+	HostModules []string
+	// APIPort is ejabberd's HTTP API listener (mod_http_api, loopback).
+	APIPort int
 	// TLSCA, TLSCert and TLSKey are the CA certificate, the c2s
 	// certificate and its key of WithTLS, "" without it (no TLS).
 	TLSCA, TLSCert, TLSKey string
@@ -204,7 +246,7 @@ func (s *Server) configData() configData {
 	if s.tls != nil {
 		ca, cert, key = s.tls.ca, s.tls.cert, s.tls.key
 	}
-	return configData{
+	d := configData{
 		TLSCA:           ca,
 		TLSCert:         cert,
 		TLSKey:          key,
@@ -232,6 +274,23 @@ func (s *Server) configData() configData {
 		GroupsFile:      s.groupsFile(),
 		HarnessSecret:   s.harnessSecret,
 		Hosts:           s.Hosts,
+		APIPort:         s.apiPort,
+	}
+	d.setPrivilege(s.opts.privilege)
+	return d
+}
+
+// setPrivilege sets the fields of the privilege p and the VirtualHost's
+// modules, which depend on it.
+func (d *configData) setPrivilege(p privilege) {
+	d.Privilege = p != noPrivilege
+	d.PrivilegeMisplaced = p == privilegeMisplaced
+	d.HostModules = nil
+	if d.GroupsFile != "" {
+		d.HostModules = append(d.HostModules, "groups")
+	}
+	if d.Privilege {
+		d.HostModules = append(d.HostModules, "privilege")
 	}
 }
 
@@ -246,20 +305,26 @@ func renderConfig(kind Kind, d configData) (string, error) {
 }
 
 // renderSnippet returns only the lines an operator adds for the component:
-// the template's blocks named in snippetParts, each under its heading.
-func renderSnippet(kind Kind, d configData) (string, error) {
+// the template's blocks of the parts of snippetParts that are in set, each
+// part under its heading.
+func renderSnippet(kind Kind, d configData, set partSet) (string, error) {
 	d.Admins = nil
 	if d.ComponentAdmin {
 		d.Admins = []string{d.Component}
 	}
 	d.Harness, d.HarnessSecret = "", ""
 	var out strings.Builder
-	for i, part := range snippetParts(kind, d) {
-		var b strings.Builder
-		if err := templates[kind].ExecuteTemplate(&b, part.block, d); err != nil {
-			return "", fmt.Errorf("render config snippet: %w", err)
+	for _, part := range snippetParts(kind, d) {
+		if set != allParts && part.set != set {
+			continue
 		}
-		if i > 0 {
+		var b strings.Builder
+		for _, block := range part.blocks {
+			if err := templates[kind].ExecuteTemplate(&b, block, d); err != nil {
+				return "", fmt.Errorf("render config snippet: %w", err)
+			}
+		}
+		if out.Len() > 0 {
 			out.WriteString("\n")
 		}
 		out.WriteString(part.heading + "\n" + strings.Trim(b.String(), "\n") + "\n")
@@ -267,24 +332,66 @@ func renderSnippet(kind Kind, d configData) (string, error) {
 	return out.String(), nil
 }
 
-// snippetPart is one block of the operator's snippet.
-type snippetPart struct{ heading, block string }
+// partSet names a group of snippet parts, which the docs show in
+// different places.
+type partSet int
+
+const (
+	allParts       partSet = iota
+	componentParts         // the component itself: listener, admin, pubsub
+	privilegeParts         // XEP-0356 privileged presence
+	apiParts               // ejabberd's HTTP API
+)
+
+// snippetPart is one block of the operator's snippet: the named template
+// blocks, rendered one after the other under heading.
+type snippetPart struct {
+	set     partSet
+	heading string
+	blocks  []string
+}
 
 func snippetParts(kind Kind, d configData) []snippetPart {
 	if kind == Ejabberd {
-		return []snippetPart{
-			{"# Under listen:", "component-listen"},
-			{"# Under acl:", "component-acl"},
-			{"# Under access_rules: (merge with an existing configure rule)", "component-access"},
-			{"# Under modules:", "component-modules"},
+		parts := []snippetPart{
+			{componentParts, "# Under listen:", []string{"component-listen"}},
+			{componentParts, "# Under acl:", []string{"component-acl"}},
+			{componentParts, "# Under access_rules: (merge with an existing configure rule)", []string{"component-access"}},
+			{componentParts, "# Under modules:", []string{"component-modules"}},
 		}
+		if d.Privilege {
+			parts = append(parts,
+				snippetPart{privilegeParts, "# Under access_rules:", []string{"privilege-access"}},
+				snippetPart{privilegeParts, "# Under modules:", []string{"privilege-modules"}})
+		}
+		if d.APIPort != 0 {
+			parts = append(parts,
+				snippetPart{apiParts, "# Under listen:", []string{"api-listen"}},
+				snippetPart{apiParts, "# Under api_permissions: (the key replaces ejabberd's default rules: keep those you use)", []string{"api-permissions"}},
+				snippetPart{apiParts, "# Under modules:", []string{"api-modules"}})
+		}
+		return parts
 	}
+	host := "VirtualHost " + luaString(d.Domain)
 	parts := []snippetPart{
-		{"-- In the global section, before the first VirtualHost or Component line:", "component-global"},
-		{"-- After the VirtualHost " + luaString(d.Domain) + " section:", "component-hosts"},
+		{componentParts, "-- In the global section, before the first VirtualHost or Component line:", []string{"component-global"}},
+		{componentParts, "-- After the " + host + " section:", []string{"component-hosts"}},
 	}
-	if d.GroupsFile != "" {
-		parts = append(parts, snippetPart{"-- Optional, in the VirtualHost " + luaString(d.Domain) + " section:", "component-roster"})
+	switch {
+	case d.Privilege:
+		blocks := []string{"host-modules"}
+		if d.GroupsFile != "" {
+			blocks = append(blocks, "component-roster")
+		}
+		if !d.PrivilegeMisplaced {
+			blocks = append(blocks, "privilege-host")
+		}
+		parts = append(parts,
+			snippetPart{privilegeParts, "-- In the " + host + " section (one modules_enabled per section: a second one replaces the first):", blocks},
+			snippetPart{privilegeParts, "-- In the Component " + luaString(d.Component) + " section:", []string{"privilege-component"}})
+	case d.GroupsFile != "":
+		parts = append(parts, snippetPart{componentParts, "-- Optional, in the " + host + " section:",
+			[]string{"host-modules", "component-roster"}})
 	}
 	return parts
 }
@@ -300,7 +407,7 @@ func renderGroups(d configData) (string, error) {
 
 // docData is the example configuration of the docs.
 func docData() configData {
-	return configData{
+	d := configData{
 		Interfaces:     []string{"127.0.0.1", "::1"},
 		ComponentPort:  5347,
 		Storage:        "sql",
@@ -312,7 +419,10 @@ func docData() configData {
 		Component:      "pubpresence.example.org",
 		Secret:         "change-me",
 		GroupsFile:     "/etc/prosody/pubpresence-groups.txt",
+		APIPort:        5280,
 	}
+	d.setPrivilege(noPrivilege)
+	return d
 }
 
 // DocGroupsFile returns the mod_groups file docs/prosody.md shows for the
@@ -374,7 +484,27 @@ func luaList(items []string) string {
 // (docs/prosody.md and docs/ejabberd.md hold it verbatim, and a test checks
 // that they do).
 func DocSnippet(kind Kind) string {
-	s, err := renderSnippet(kind, docData())
+	return docSnippet(kind, docData(), componentParts)
+}
+
+// DocPrivilegeSnippet is DocSnippet for what WithPrivilege adds: the
+// server grants the component privileged presence (XEP-0356).
+func DocPrivilegeSnippet(kind Kind) string {
+	d := docData()
+	d.GroupsFile = ""
+	d.setPrivilege(privilegeGranted)
+	return docSnippet(kind, d, privilegeParts)
+}
+
+// DocAPISnippet is DocSnippet for ejabberd's HTTP API as the harness runs
+// it (Server.APIURL): a listener on loopback and the permission to call
+// connected_users_info from there.
+func DocAPISnippet() string {
+	return docSnippet(Ejabberd, docData(), apiParts)
+}
+
+func docSnippet(kind Kind, d configData, set partSet) string {
+	s, err := renderSnippet(kind, d, set)
 	if err != nil {
 		panic(err) // the template is embedded: a failure is a bug caught by tests
 	}

@@ -2,6 +2,7 @@ package testserver
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,6 +69,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"same port twice", []Option{WithPorts(15222, 15222)}, "two different ports"},
 		{"one port zero", []Option{WithPorts(0, 15347)}, "1..65535"},
 		{"port too high", []Option{WithPorts(15222, 70000)}, "1..65535"},
+		{"privilege", []Option{WithPrivilege()}, ""},
+		{"privilege misconfigured", []Option{WithPrivilegeMisconfigured()}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,6 +100,9 @@ func TestOptionsValidateEjabberd(t *testing.T) {
 		{"internal storage", []Option{WithStorage("internal")}, "Mnesia"},
 		{"kick_old", []Option{WithConflictResolve("kick_old")}, "Prosody option"},
 		{"extra host", []Option{WithHost("other.localhost")}, ""},
+		{"privilege", []Option{WithPrivilege()}, ""},
+		{"privilege misconfigured", []Option{WithPrivilegeMisconfigured()}, "not supported on ejabberd"},
+		{"shared roster", []Option{WithSharedRoster()}, "not supported on ejabberd"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -171,6 +177,36 @@ func TestRenderConfig(t *testing.T) {
 			want: []string{"\nVirtualHost \"other.localhost\"\n", "\nVirtualHost \"third.localhost\"\n", "\nVirtualHost \"localhost\"\n"},
 		},
 		{
+			name:    "shared roster",
+			opts:    []Option{WithSharedRoster()},
+			want:    []string{"VirtualHost \"localhost\"\n\tmodules_enabled = { \"groups\" }\n", "groups_file = "},
+			notWant: []string{"privilege"},
+		},
+		{
+			name: "privilege",
+			opts: []Option{WithPrivilege()},
+			want: []string{
+				"VirtualHost \"localhost\"\n\tmodules_enabled = { \"privilege\" }\n",
+				"\tprivileged_entities = {\n\t\t[\"pubpresence.localhost\"] = { presence = \"managed_entity\"; roster = \"get\"; };\n\t}\n",
+				"Component \"pubpresence.localhost\"\n\tcomponent_secret = \"s3cret\"\n",
+			},
+			notWant: []string{"groups", "WithPrivilegeMisconfigured"},
+		},
+		{
+			// One modules_enabled per section: a second would replace the first.
+			name: "privilege and shared roster",
+			opts: []Option{WithPrivilege(), WithSharedRoster()},
+			want: []string{"VirtualHost \"localhost\"\n\tmodules_enabled = { \"groups\", \"privilege\" }\n", "groups_file = ", "privileged_entities"},
+		},
+		{
+			name: "privilege misconfigured",
+			opts: []Option{WithPrivilegeMisconfigured()},
+			want: []string{
+				"VirtualHost \"localhost\"\n\tmodules_enabled = { \"privilege\" }\n\nComponent \"pubsub.localhost\"",
+				"WithPrivilegeMisconfigured, on purpose",
+			},
+		},
+		{
 			name: "component and conflict",
 			opts: []Option{WithComponent("pp.localhost", `se"cret`), WithConflictResolve("kick_old")},
 			want: []string{"Component \"pp.localhost\"\n\tcomponent_secret = \"se\\\"cret\"\n\tcomponent_conflict_resolve = \"kick_old\""},
@@ -223,6 +259,99 @@ func TestConfigSnippet(t *testing.T) {
 	}
 }
 
+// TestRenderConfigPrivilege: the component's section holds what WithPrivilege
+// and WithPrivilegeMisconfigured put there, and privileged_entities is
+// where each option says.
+func TestRenderConfigPrivilege(t *testing.T) {
+	sections := func(cfg string) (host, component string) {
+		host = cfg[strings.Index(cfg, "\nVirtualHost \"localhost\""):]
+		host = host[:strings.Index(host, "\nComponent ")]
+		component = cfg[strings.Index(cfg, "\nComponent \"pubpresence.localhost\""):]
+		component = component[:strings.Index(component, "\n-- The harness")]
+		return host, component
+	}
+	cfg, err := renderConfig(Prosody, testServer(t, WithPrivilege()).configData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, component := sections(cfg)
+	if !strings.Contains(host, "privileged_entities") || strings.Contains(component, "privileged_entities") ||
+		!strings.Contains(component, `modules_enabled = { "privilege" }`) {
+		t.Errorf("WithPrivilege: VirtualHost section\n%s\ncomponent section\n%s", host, component)
+	}
+	cfg, err = renderConfig(Prosody, testServer(t, WithPrivilegeMisconfigured()).configData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, component = sections(cfg)
+	if strings.Contains(host, "privileged_entities") || !strings.Contains(component, "privileged_entities") ||
+		!strings.Contains(host, `modules_enabled = { "privilege" }`) || !strings.Contains(component, `modules_enabled = { "privilege" }`) {
+		t.Errorf("WithPrivilegeMisconfigured: VirtualHost section\n%s\ncomponent section\n%s", host, component)
+	}
+}
+
+func TestRenderConfigEjabberd(t *testing.T) {
+	for _, tt := range []struct {
+		name          string
+		opts          []Option
+		want, notWant []string
+	}{
+		{
+			name: "defaults",
+			want: []string{
+				"    port: 15349\n    ip: \"127.0.0.1\"\n    module: ejabberd_http\n    request_handlers:\n      /api: mod_http_api\n",
+				"api_permissions:\n",
+				"    from:\n      - mod_http_api\n    who:\n      ip: 127.0.0.1/8\n    what:\n      - connected_users_info\n",
+				"  mod_admin_extra: {}",
+			},
+			notWant: []string{"mod_privilege", "pubpresence_privileged", "\"*\""},
+		},
+		{
+			name: "privilege",
+			opts: []Option{WithPrivilege()},
+			want: []string{
+				"  pubpresence_privileged:\n    - allow: pubpresence\n",
+				"  mod_privilege:\n    roster:\n      get: pubpresence_privileged\n    presence:\n      managed_entity: pubpresence_privileged\n",
+			},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := buildOptions(Ejabberd, tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := newFiles(Ejabberd, t.TempDir(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.setAddrs(15222, 15347, 15348, 15349, true)
+			if s.APIURL != "http://127.0.0.1:15349/api" {
+				t.Errorf("APIURL = %q", s.APIURL)
+			}
+			cfg, err := renderConfig(Ejabberd, s.configData())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(cfg, w) {
+					t.Errorf("config lacks %q:\n%s", w, cfg)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(cfg, w) {
+					t.Errorf("config has %q", w)
+				}
+			}
+			snippet := s.ConfigSnippet()
+			for _, w := range append([]string{"/api: mod_http_api", "connected_users_info"}, tt.want...) {
+				if w != "api_permissions:\n" && !strings.Contains(snippet, w) { // the key is the snippet's heading
+					t.Errorf("ConfigSnippet lacks %q:\n%s", w, snippet)
+				}
+			}
+		})
+	}
+}
+
 func TestSetPorts(t *testing.T) {
 	o := defaultOptions()
 	WithPorts(15222, 15347)(&o)
@@ -249,6 +378,35 @@ func TestSetPorts(t *testing.T) {
 	}
 	if free.c2sPort == 0 || free.componentPort == 0 || free.c2sPort == free.componentPort {
 		t.Errorf("free ports: got %d and %d, want two distinct non-zero ports", free.c2sPort, free.componentPort)
+	}
+	if free.APIURL != "" || free.apiPort != 0 {
+		t.Errorf("Prosody: APIURL %q, API port %d; want none", free.APIURL, free.apiPort)
+	}
+
+	ej, err := newFiles(Ejabberd, t.TempDir(), defaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ej.setPorts(); err != nil {
+		t.Fatal(err)
+	}
+	ports := map[int]bool{ej.c2sPort: true, ej.componentPort: true, ej.harnessPort: true, ej.apiPort: true}
+	if len(ports) != 4 || ports[0] {
+		t.Errorf("ejabberd free ports: %d %d %d %d, want four distinct non-zero ones", ej.c2sPort, ej.componentPort, ej.harnessPort, ej.apiPort)
+	}
+	if want := fmt.Sprintf("http://127.0.0.1:%d/api", ej.apiPort); ej.APIURL != want {
+		t.Errorf("APIURL = %q, want %q", ej.APIURL, want)
+	}
+	o = defaultOptions()
+	WithPorts(15222, 15347)(&o)
+	if ej, err = newFiles(Ejabberd, t.TempDir(), o); err != nil {
+		t.Fatal(err)
+	}
+	if err := ej.setPorts(); err != nil {
+		t.Fatal(err)
+	}
+	if ej.harnessAddr != "127.0.0.1:15348" || ej.APIURL != "http://127.0.0.1:15349/api" {
+		t.Errorf("ejabberd with fixed ports: harness %s, API %s; want component+1 and +2", ej.harnessAddr, ej.APIURL)
 	}
 }
 

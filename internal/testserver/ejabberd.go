@@ -67,6 +67,9 @@ func (o options) checkKind(kind Kind) error {
 		if o.sharedRoster {
 			return errors.New("WithSharedRoster: not supported on ejabberd (its shared roster groups live in the database, not in the config)")
 		}
+		if o.privilege == privilegeMisplaced {
+			return errors.New("WithPrivilegeMisconfigured: not supported on ejabberd (it misplaces Prosody's privileged_entities; use WithPrivilege)")
+		}
 		if o.conflictResolve != "" {
 			return errors.New("component_conflict_resolve is a Prosody option (ejabberd accepts every connection of a component)")
 		}

@@ -84,6 +84,12 @@ type Server struct {
 	// certificate (WithTLS), for clients outside Go; "" without WithTLS.
 	// TLSConfig gives the same CA to Go clients.
 	CAFile string
+	// APIURL is the base URL of ejabberd's HTTP API (mod_http_api, with
+	// mod_admin_extra), "http://127.0.0.1:PORT/api": POST {} to
+	// APIURL+"/connected_users_info" lists the sessions. Only that command
+	// is allowed, to callers on 127.0.0.0/8, without credentials. "" on
+	// Prosody.
+	APIURL string
 
 	opts          options
 	harness       string // admin component the harness itself uses
@@ -92,6 +98,7 @@ type Server struct {
 	c2sPort       int
 	componentPort int
 	harnessPort   int       // ejabberd only: see setAddrs
+	apiPort       int       // ejabberd only: the HTTP API (APIURL)
 	tls           *tlsFiles // WithTLS; nil without
 
 	mu   sync.Mutex
@@ -322,12 +329,14 @@ func (s *Server) setPorts() error {
 	if s.opts.c2sPort == 0 {
 		return s.pickPorts()
 	}
-	s.setAddrs(s.opts.c2sPort, s.opts.componentPort, s.opts.componentPort+1, hasIPv6Loopback())
+	cp := s.opts.componentPort
+	s.setAddrs(s.opts.c2sPort, cp, cp+1, cp+2, hasIPv6Loopback())
 	return nil
 }
 
-// pickPorts chooses three distinct free ports (c2s, component, harness),
-// free on ::1 too when IPv6 loopback works, and sets the address fields.
+// pickPorts chooses distinct free ports (c2s, component, harness, and on
+// ejabberd the HTTP API), free on ::1 too when IPv6 loopback works, and sets
+// the address fields.
 func (s *Server) pickPorts() error {
 	ipv6 := hasIPv6Loopback()
 	var held []net.Listener
@@ -336,10 +345,14 @@ func (s *Server) pickPorts() error {
 			l.Close()
 		}
 	}()
+	want := 3
+	if s.Kind == Ejabberd {
+		want = 4
+	}
 	var ports []int
-	for tries := 0; len(ports) < 3; tries++ {
+	for tries := 0; len(ports) < want; tries++ {
 		if tries == 50 {
-			return errors.New("pick ports: no three free ports on 127.0.0.1 and ::1 after 50 tries")
+			return fmt.Errorf("pick ports: no %d free ports on 127.0.0.1 and ::1 after 50 tries", want)
 		}
 		l, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
@@ -356,7 +369,11 @@ func (s *Server) pickPorts() error {
 		}
 		ports = append(ports, port)
 	}
-	s.setAddrs(ports[0], ports[1], ports[2], ipv6)
+	api := 0
+	if s.Kind == Ejabberd {
+		api = ports[3]
+	}
+	s.setAddrs(ports[0], ports[1], ports[2], api, ipv6)
 	return nil
 }
 
@@ -364,8 +381,9 @@ func (s *Server) pickPorts() error {
 // listener on ejabberd, on 127.0.0.1 only: a component connection there
 // serves every host of its listener, so the harness and the component in one
 // listener would share traffic. Prosody tells components apart by name, and
-// the harness uses the component port.
-func (s *Server) setAddrs(c2sPort, componentPort, harnessPort int, ipv6 bool) {
+// the harness uses the component port. apiPort is ejabberd's HTTP API; it
+// is ignored on Prosody.
+func (s *Server) setAddrs(c2sPort, componentPort, harnessPort, apiPort int, ipv6 bool) {
 	s.c2sPort, s.componentPort, s.harnessPort = c2sPort, componentPort, harnessPort
 	s.C2SAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.c2sPort))
 	s.ComponentAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.componentPort))
@@ -375,9 +393,17 @@ func (s *Server) setAddrs(c2sPort, componentPort, harnessPort int, ipv6 bool) {
 		s.ComponentAddr6 = net.JoinHostPort("::1", strconv.Itoa(s.componentPort))
 	}
 	s.harnessAddr = s.ComponentAddr
+	s.apiPort, s.APIURL = 0, ""
 	if s.Kind == Ejabberd {
 		s.harnessAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.harnessPort))
+		s.apiPort = apiPort
+		s.APIURL = "http://" + s.apiAddr() + "/api"
 	}
+}
+
+// apiAddr is the HTTP API's listener, "127.0.0.1:PORT".
+func (s *Server) apiAddr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.apiPort))
 }
 
 func hasIPv6Loopback() bool {
@@ -421,10 +447,11 @@ func (s *Server) groupsFile() string {
 }
 
 // ConfigSnippet returns the server-side config this harness uses for the
-// component (listener, secret, admin rights, pubsub service and limits),
-// as an operator would add it to prosody.cfg.lua or ejabberd.yml.
+// component (listener, secret, admin rights, pubsub service and limits; the
+// privileged presence of WithPrivilege; on ejabberd the HTTP API of
+// APIURL), as an operator would add it to prosody.cfg.lua or ejabberd.yml.
 func (s *Server) ConfigSnippet() string {
-	snippet, err := renderSnippet(s.Kind, s.configData())
+	snippet, err := renderSnippet(s.Kind, s.configData(), allParts)
 	if err != nil {
 		// The template is fixed and parsed at init; this is a programming error.
 		panic(err)
@@ -491,6 +518,9 @@ func (s *Server) waitReady(p *process, logStart int64, deadline time.Time) error
 	addrs := []string{s.C2SAddr, s.ComponentAddr}
 	if s.harnessAddr != s.ComponentAddr {
 		addrs = append(addrs, s.harnessAddr)
+	}
+	if s.apiPort != 0 {
+		addrs = append(addrs, s.apiAddr())
 	}
 	if s.C2SAddr6 != "" {
 		addrs = append(addrs, s.C2SAddr6, s.ComponentAddr6)

@@ -449,6 +449,16 @@ func TestIntegrationPortTaken(t *testing.T) {
 				t.Errorf("Pid after a failed Start = %d, want 0", s.Pid())
 			}
 			l.Close()
+			if kind == Ejabberd {
+				// The HTTP API's port too (Server.APIURL).
+				if l, err = net.Listen("tcp", s.apiAddr()); err != nil {
+					t.Fatalf("occupy %s: %v", s.apiAddr(), err)
+				}
+				if err := s.Start(); !errors.Is(err, errAddrInUse) {
+					t.Fatalf("Start with the API port taken: got %v, want %v", err, errAddrInUse)
+				}
+				l.Close()
+			}
 			if err := s.Start(); err != nil {
 				t.Fatalf("Start once the port is free: %v", err)
 			}
