@@ -76,6 +76,13 @@ type svcOptions struct {
 	address     string // xmpp.address; default the server's component port
 	noIP        bool   // nodes.publish_ip = false
 	logLevel    string // log.level; default debug
+	// mode is tracking.mode: by default "privileged" on a server started
+	// WithPrivilege (a missing grant is then an error, not a quiet
+	// fallback), else "roster".
+	mode    string
+	apiURL  string   // ejabberd.api_url; default the server's API with privileged presence on ejabberd
+	poll    string   // tracking.sessions_poll; default 2s
+	exclude []string // tracking.exclude
 }
 
 // service is a pubpresence process under test.
@@ -107,7 +114,11 @@ func freePort(t testing.TB) string {
 func startService(t testing.TB, srv *testserver.Server, opts ...func(*svcOptions)) *service {
 	t.Helper()
 	o := svcOptions{reconcile: "0", grace: "500ms", initLimit: "10s", accessModel: "whitelist", secret: srv.Secret, keepalive: "2s",
-		address: srv.ComponentAddr, logLevel: "debug"}
+		address: srv.ComponentAddr, logLevel: "debug", mode: "roster", poll: "2s"}
+	if srv.Privileged() {
+		o.mode = "privileged"
+		o.apiURL = srv.APIURL
+	}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -136,13 +147,22 @@ reconcile_interval = %q
 init_timeout = %q
 probe_grace = %q
 
+[tracking]
+mode = %q
+sessions_poll = %q
+exclude = [%s]
+
+[ejabberd]
+api_url = %q
+
 [http]
 listen = %q
 
 [log]
 level = %q
 `, o.address, srv.Component, o.secret, srv.Domain, srv.Pubsub, o.keepalive,
-		o.accessModel, reader, srv.Domain, !o.noIP, o.reconcile, o.initLimit, o.grace, s.http, o.logLevel)
+		o.accessModel, reader, srv.Domain, !o.noIP, o.reconcile, o.initLimit, o.grace,
+		o.mode, o.poll, quoteList(o.exclude), o.apiURL, s.http, o.logLevel)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -369,11 +389,27 @@ func dialAt(t testing.TB, addr, jid, resource string) *c2s.Client {
 	return cl
 }
 
+// quoteList writes strings as the items of a TOML array.
+func quoteList(list []string) string {
+	q := make([]string, len(list))
+	for i, s := range list {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
+
 // online logs a user in, subscribes it to the component (pre-approved, as
-// a client would) and sends available presence.
+// a client would) unless the server grants privileged presence (then the
+// user's roster stays empty), and sends available presence.
 func online(t testing.TB, srv *testserver.Server, local, resource string) *c2s.Client {
 	t.Helper()
 	cl := dial(t, srv, local, resource)
+	if srv.Privileged() {
+		if err := cl.Presence("", "", 0); err != nil {
+			t.Fatal(err)
+		}
+		return cl
+	}
 	if err := cl.ApproveAndSubscribe(srv.Component); err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,24 @@ func eachServer(t *testing.T, body func(t *testing.T, start startFunc)) {
 	}
 }
 
+// eachWay runs body once per server and way presence reaches the service
+// (docs/tracking.md): "roster" (users subscribe to the component: online
+// subscribes them) and "privileged" (the server grants privileged
+// presence, XEP-0356; rosters stay empty; on ejabberd with its HTTP API).
+func eachWay(t *testing.T, body func(t *testing.T, start startFunc)) {
+	for _, s := range servers {
+		t.Run(s.name+"/roster", func(t *testing.T) { body(t, s.start) })
+		t.Run(s.name+"/privileged", func(t *testing.T) { body(t, privileged(s.start)) })
+	}
+}
+
+// privileged wraps start so that the server grants privileged presence.
+func privileged(start startFunc) startFunc {
+	return func(tb testing.TB, opts ...testserver.Option) *testserver.Server {
+		return start(tb, append(opts, testserver.WithPrivilege())...)
+	}
+}
+
 // eventItem is one item of a pubsub event notification.
 type eventItem struct {
 	Node    string
@@ -128,7 +146,7 @@ func subscribe(t testing.TB, cl *c2s.Client, srv *testserver.Server, node string
 // TestIntegrationLifecycle: a watcher following the protocol of docs/protocol.md sees
 // init then online, and presence/actual equals the logged-in connections.
 func TestIntegrationLifecycle(t *testing.T) {
-	eachServer(t, func(t *testing.T, start startFunc) {
+	eachWay(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		createUsers(t, srv, "alice", "bob")
 		svc := startService(t, srv)
@@ -167,7 +185,7 @@ func TestIntegrationLifecycle(t *testing.T) {
 // TestIntegrationPresenceChanges: login, changes, a second resource, clean
 // logout and an abrupt close, as seen on live and on actual.
 func TestIntegrationPresenceChanges(t *testing.T) {
-	eachServer(t, func(t *testing.T, start startFunc) {
+	eachWay(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		createUsers(t, srv, "alice")
 		svc := startService(t, srv)
@@ -230,7 +248,7 @@ func TestIntegrationPresenceChanges(t *testing.T) {
 // meanwhile, and after a restart the stale items are gone and the new ones
 // are there before online is published.
 func TestIntegrationServiceRestart(t *testing.T) {
-	eachServer(t, func(t *testing.T, start startFunc) {
+	eachWay(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		names := users("u", 8)
 		createUsers(t, srv, names...)
@@ -280,7 +298,7 @@ func TestIntegrationServiceRestart(t *testing.T) {
 // TestIntegrationServerRestart: the server restarts under the running
 // service; the service reconnects and converges.
 func TestIntegrationServerRestart(t *testing.T) {
-	eachServer(t, func(t *testing.T, start startFunc) {
+	eachWay(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		createUsers(t, srv, "alice", "bob", "carol")
 		svc := startService(t, srv)
@@ -324,7 +342,7 @@ func TestIntegrationServerRestart(t *testing.T) {
 // repaired, or refused by the server before they reach us (ejabberd refuses
 // what its codec cannot read); the service keeps serving on the same stream.
 func TestIntegrationMalformedPresence(t *testing.T) {
-	eachServer(t, func(t *testing.T, start startFunc) {
+	eachWay(t, func(t *testing.T, start startFunc) {
 		srv := start(t)
 		createUsers(t, srv, "mallory", "alice")
 		svc := startService(t, srv)

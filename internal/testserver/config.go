@@ -510,3 +510,7 @@ func docSnippet(kind Kind, d configData, set partSet) string {
 	}
 	return s
 }
+
+// Privileged reports whether the server was started WithPrivilege: it
+// grants the component privileged presence (XEP-0356).
+func (s *Server) Privileged() bool { return s.opts.privilege == privilegeGranted }
