@@ -35,7 +35,7 @@ func TestIntegrationPrivilegedBeforeStart(t *testing.T) {
 			if err := b.Presence("xa", "", -1); err != nil {
 				t.Fatal(err)
 			}
-			dial(t, srv, "carol", "quiet") // no presence: never published
+			dial(t, srv, "carol", "quiet")      // no presence: never published
 			time.Sleep(1100 * time.Millisecond) // the stamps have whole seconds
 			started := time.Now().UTC()
 			svc := startService(t, srv)
