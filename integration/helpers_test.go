@@ -177,7 +177,7 @@ level = %q
 		}
 		// Keep the log, with a goroutine dump, for the post-mortem.
 		s.signal(syscall.SIGQUIT)
-		kept := filepath.Join(os.TempDir(), "pubpresence-failed-"+strings.ReplaceAll(t.Name(), "/", "_")+".log")
+		kept := filepath.Join(os.TempDir(), "pubpresence-failed-"+strings.ReplaceAll(t.Name(), "/", "_")+"-"+filepath.Base(s.dir)+".log")
 		if b, err := os.ReadFile(s.logPath); err == nil && os.WriteFile(kept, b, 0o644) == nil {
 			t.Logf("pubpresence log with goroutine dump: %s", kept)
 		}
