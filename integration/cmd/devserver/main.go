@@ -6,7 +6,9 @@
 // The server keeps its data in DIR/prosody or DIR/ejabberd across runs. It serves the domain
 // "localhost" with the users alice, bob (passwords "alice", "bob") and the
 // node reader monitor (password "monitor"), the component
-// "pubpresence.localhost" as a global admin, and pubsub on
+// "pubpresence.localhost" as a global admin granted privileged presence
+// (XEP-0356: every user is tracked, no roster step; on ejabberd with its
+// HTTP API on a port of its own, in the config as ejabberd.api_url), and pubsub on
 // "pubsub.localhost". The component secret is made on the first run and kept
 // in DIR/component.secret. Once the server is ready, devserver writes
 // DIR/pubpresence.toml, prints how to use it, and runs until SIGINT or
@@ -104,7 +106,7 @@ func serve(ctx context.Context, kind testserver.Kind, dir string, c2s, comp int,
 		return err
 	}
 	s, err := testserver.New(kind, filepath.Join(dir, string(kind)),
-		testserver.WithPorts(c2s, comp), testserver.WithComponent(component, secret))
+		testserver.WithPorts(c2s, comp), testserver.WithComponent(component, secret), testserver.WithPrivilege())
 	if err != nil {
 		return err
 	}
@@ -183,6 +185,7 @@ func serviceConfig(s *testserver.Server, listen string) ([]byte, error) {
 	cfg.XMPP.Pubsub = s.Pubsub
 	cfg.Nodes.Readers = []string{reader + "@" + s.Domain}
 	cfg.HTTP.Listen = listen
+	cfg.Ejabberd.APIURL = s.APIURL // "" on Prosody
 	cfg.Log = config.Log{Level: "info", Format: "console"}
 
 	var b bytes.Buffer
@@ -238,7 +241,7 @@ func howTo(s *testserver.Server, cfgPath string) string {
 		fmt.Fprintf(&b, " %s@%s password %s", u.local, s.Domain, strconv.Quote(u.password))
 	}
 	fmt.Fprintf(&b, "\n  %s@%s is the reader allowed to read the nodes on %s\n", reader, s.Domain, s.Pubsub)
-	fmt.Fprintf(&b, "  to be tracked, a user adds %s to its roster (subscribe) and accepts its subscription request\n", s.Component)
+	fmt.Fprintf(&b, "  the server grants %s privileged presence (XEP-0356): every user is tracked from login, with nothing in the roster\n", s.Component)
 	fmt.Fprintf(&b, "  component %s on %s\n", s.Component, s.ComponentAddr)
 	fmt.Fprintf(&b, "  pubpresence config: %s\n", cfgPath)
 	fmt.Fprintf(&b, "    go run ./cmd/pubpresence run --config %s\n", cfgPath)

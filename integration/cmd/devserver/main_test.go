@@ -102,7 +102,7 @@ func TestHowTo(t *testing.T) {
 	got := howTo(testServer(), ".run/pubpresence.toml")
 	for _, w := range []string{"127.0.0.1:15222", "[::1]:15222", `alice@localhost password "alice"`,
 		`bob@localhost password "bob"`, `monitor@localhost password "monitor"`,
-		"adds pubpresence.localhost to its roster", ".run/pubpresence.toml"} {
+		"privileged presence (XEP-0356): every user is tracked from login", ".run/pubpresence.toml"} {
 		if !strings.Contains(got, w) {
 			t.Errorf("how-to lacks %q:\n%s", w, got)
 		}
