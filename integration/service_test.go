@@ -204,8 +204,10 @@ func TestIntegrationPresenceChanges(t *testing.T) {
 			}
 		}
 
+		login := time.Now()
 		laptop := online(t, srv, "alice", "laptop")
 		e := next(t, live, "alice/laptop online on live", isLive("alice@localhost/laptop", presence.Online))
+		t.Logf("WAY | %s | login | online on live %v after the login began", t.Name(), time.Since(login).Round(time.Millisecond))
 		if c := userOf(t, e); c.IP != "127.0.0.1" || c.Since.IsZero() {
 			t.Errorf("live event: ip %q since %v, want 127.0.0.1 and a time", c.IP, c.Since)
 		}
@@ -236,11 +238,16 @@ func TestIntegrationPresenceChanges(t *testing.T) {
 		waitView(t, w, one)
 		waitUntil(t, "phone retracted from actual", func() bool { return matches(actualItems(t, lc, srv), one) })
 
-		// Abrupt TCP close.
+		// Abrupt TCP close: with privileged presence, ejabberd reports
+		// nothing and the sessions poll (2 s here) finds it gone.
+		aborted := time.Now()
 		_ = laptop.Abort()
 		next(t, live, "laptop offline on live", isLive("alice@localhost/laptop", presence.Offline))
+		offline := time.Since(aborted)
 		waitView(t, w, map[string]conn{})
 		waitUntil(t, "laptop retracted from actual", func() bool { return len(actualItems(t, lc, srv)) == 0 })
+		t.Logf("WAY | %s | abrupt close | offline on live after %v, actual empty after %v", t.Name(),
+			offline.Round(time.Millisecond), time.Since(aborted).Round(time.Millisecond))
 	})
 }
 

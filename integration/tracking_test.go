@@ -25,8 +25,17 @@ import (
 func TestIntegrationPrivilegedBeforeStart(t *testing.T) {
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {
-			srv := s.start(t, testserver.WithPrivilege())
+			srv := s.start(t, testserver.WithPrivilege(), testserver.WithHost("other.localhost"))
 			createUsers(t, srv, "alice", "bob", "carol")
+			// A user of a host the service does not serve: Prosody's burst
+			// after the handshake has her too; she is ignored.
+			if err := srv.CreateUsersOn("other.localhost", []string{"olga"}, password); err != nil {
+				t.Fatal(err)
+			}
+			o := dialAt(t, srv.C2SAddr, "olga@other.localhost", "x")
+			if err := o.Presence("", "olga on other.localhost", 0); err != nil {
+				t.Fatal(err)
+			}
 			a := dial(t, srv, "alice", "home")
 			if err := a.Presence("away", "lunch break", 5); err != nil {
 				t.Fatal(err)
