@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/pubpresence/pubpresence/admin"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/presence"
 )
 
@@ -147,4 +148,28 @@ func (ss *session) pruneIPs() {
 		}
 		delete(a.ips, jid)
 	}
+}
+
+// dropLookups forgets the queued lookups of users none of whose
+// connections wait any more: the session list gave their addresses (with
+// privileged presence, Prosody's presence of every session arrives before
+// the list, and each new connection queued a lookup).
+func (ss *session) dropLookups() {
+	a := &ss.addrs
+	if len(a.queue) == 0 {
+		return
+	}
+	waiting := make(map[string]bool, len(a.parked))
+	for jid := range a.parked {
+		waiting[xmpp.BareOf(jid)] = true
+	}
+	kept := a.queue[:0]
+	for _, bare := range a.queue {
+		if waiting[bare] {
+			kept = append(kept, bare)
+		} else {
+			delete(a.pending, bare)
+		}
+	}
+	a.queue = kept
 }

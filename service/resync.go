@@ -304,6 +304,11 @@ func (ss *session) discover(ev evSessions) {
 		rs.partial = true
 		ss.svc.log.Warn().Int("users", partial).Msg("user-stats failed for some users; ghosts are kept until the next resync")
 	}
+	if ev.api != nil {
+		// First: the sessions whose presence the API told are then
+		// tracked, and nobody probes them.
+		ss.applyAPI(ev.api)
+	}
 	publishIP := ss.svc.cfg().Nodes.PublishIP
 	rs.online = make(map[string]bool, len(sessions))
 	rs.awaiting = make(map[string]bool)
@@ -346,9 +351,7 @@ func (ss *session) discover(ev evSessions) {
 			rs.awaiting[j.Bare()] = true
 		}
 	}
-	if ev.api != nil {
-		ss.applyAPI(ev.api)
-	}
+	ss.dropLookups()
 	ss.svc.metrics.SyncSessions.Set(float64(len(rs.online)))
 	if len(rs.awaiting) == 0 {
 		ss.dispatch(evSettled{rs.gen})

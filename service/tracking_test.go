@@ -136,3 +136,20 @@ func TestExcluded(t *testing.T) {
 		t.Errorf("tracked users = %v, want 1", n)
 	}
 }
+
+// TestDropLookups: once the session list gave the addresses, the queued
+// lookups of users with no connection waiting are dropped.
+func TestDropLookups(t *testing.T) {
+	f := newFakeServer(t)
+	ss := newSession(New(f.config(), zerolog.New(io.Discard), nil, nil), nil)
+	a := &ss.addrs
+	a.parked["a@localhost/r"] = nil
+	for _, bare := range []string{"a@localhost", "b@localhost", "c@localhost"} {
+		a.queue = append(a.queue, bare)
+		a.pending[bare] = true
+	}
+	ss.dropLookups()
+	if len(a.queue) != 1 || a.queue[0] != "a@localhost" || len(a.pending) != 1 || !a.pending["a@localhost"] {
+		t.Errorf("queue %q, pending %v; want only a@localhost", a.queue, a.pending)
+	}
+}
