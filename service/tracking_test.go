@@ -2,8 +2,12 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -151,5 +155,61 @@ func TestDropLookups(t *testing.T) {
 	ss.dropLookups()
 	if len(a.queue) != 1 || a.queue[0] != "a@localhost" || len(a.pending) != 1 || !a.pending["a@localhost"] {
 		t.Errorf("queue %q, pending %v; want only a@localhost", a.queue, a.pending)
+	}
+}
+
+// TestPrivilegedAPI: with ejabberd's grant and ejabberd.api_url, the
+// sessions and their presence come from connected_users_info: a session
+// online before the connect is published without any presence from it,
+// one without presence is not; when the API fails, the admin commands
+// list the sessions and the service still goes online.
+func TestPrivilegedAPI(t *testing.T) {
+	var fail atomic.Bool
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fail.Load() || r.URL.Path != "/api/connected_users_info" {
+			http.Error(w, "boom", http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, `[{"jid":"u000005@localhost/r","connection":"c2s","ip":"10.0.0.5","port":1,"priority":2,"node":"n","uptime":9,"status":"away","resource":"r","statustext":"lunch"},`+
+			`{"jid":"u000006@localhost/r","connection":"c2s","ip":"10.0.0.6","port":1,"priority":-1,"node":"n","uptime":9,"status":"unavailable","resource":"r","statustext":""}]`)
+	}))
+	defer api.Close()
+	for _, failing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("failing=%v", failing), func(t *testing.T) {
+			fail.Store(failing)
+			f := newFakeServer(t)
+			f.grant = ejabberdGrant
+			f.keepLast.Store(true)
+			lists := f.lists.Load()
+			rs := trackedService(t, f, func(c *config.Config) {
+				c.Tracking.Mode = config.TrackPrivileged
+				c.Tracking.SessionsPoll = config.Duration{}
+				c.Ejabberd.APIURL = api.URL + "/api"
+			})
+			if failing {
+				if f.lists.Load() == lists {
+					t.Error("the API failed and the admin commands were not asked")
+				}
+				if n := f.actual.Load(); n != 0 {
+					t.Errorf("%d publishes on actual with no session known", n)
+				}
+				return
+			}
+			if f.lists.Load() != lists {
+				t.Error("the admin commands were asked although the API answered")
+			}
+			f.waitFor("the API's session on actual", func() bool { return f.actual.Load() == 1 })
+			f.lmu.Lock()
+			got := string(f.lastActual)
+			f.lmu.Unlock()
+			for _, want := range []string{"<item id='u000005@localhost/r'>", "status='away'", "ip='10.0.0.5'", "priority='2'", "<text>lunch</text>"} {
+				if !strings.Contains(got, want) {
+					t.Errorf("actual publish %s lacks %s", got, want)
+				}
+			}
+			if n := rs.metric(t, "pubpresence_tracked_connections"); n != 1 {
+				t.Errorf("tracked connections = %v, want 1 (the session without presence is not)", n)
+			}
+		})
 	}
 }
