@@ -53,8 +53,12 @@ func AppendUser(b []byte, c presence.Conn, withIP bool) []byte {
 	}
 	b = append(b, "' priority='"...)
 	b = strconv.AppendInt(b, int64(c.Priority), 10)
-	b = appendTimeAttr(b, "' since='", c.Since)
-	b = appendTimeAttr(b, "' idle='", c.Idle)
+	if !c.Since.IsZero() {
+		b = appendTimeAttr(b, "' since='", c.Since)
+	}
+	if !c.Idle.IsZero() {
+		b = appendTimeAttr(b, "' idle='", c.Idle)
+	}
 	if c.Text == "" {
 		return append(b, "'/>"...)
 	}
@@ -63,18 +67,22 @@ func AppendUser(b []byte, c presence.Conn, withIP bool) []byte {
 	return append(b, "</text></user>"...)
 }
 
+// The times an item can carry: years 0–9999 in UTC (XEP-0082).
+var (
+	itemTimeMin = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	itemTimeEnd = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // appendTimeAttr appends prefix (the previous attribute's closing quote
 // and the attribute's name) and t in UTC with whole seconds, unless t is
-// zero or outside years 0–9999.
+// outside years 0–9999. The bounds are compared as instants: working out
+// t's year costs as much as writing it.
 func appendTimeAttr(b []byte, prefix string, t time.Time) []byte {
-	if t.IsZero() {
-		return b
-	}
-	if t = t.UTC(); t.Year() < 0 || t.Year() > 9999 {
+	if t.Before(itemTimeMin) || !t.Before(itemTimeEnd) {
 		return b
 	}
 	b = append(b, prefix...)
-	return appendSince(b, t)
+	return appendSince(b, t.UTC())
 }
 
 // appendSince appends t, in UTC and within years 0–9999, as

@@ -24,8 +24,9 @@ import (
 
 // fastScanner walks inner XML.
 type fastScanner struct {
-	b []byte
-	i int
+	b   []byte
+	i   int
+	tag int // where the last start tag began
 }
 
 // fastChildren reads the direct children of a presence like decodeChildren.
@@ -42,11 +43,14 @@ func fastChildren(inner []byte, pc *presenceChildren) bool {
 		if s.i+1 < len(s.b) && s.b[s.i+1] == '/' {
 			return false // an end tag at the top
 		}
-		name, space, when, hasLang, empty, ok := s.startTag(true)
+		name, space, hasLang, empty, ok := s.startTag(true)
 		if !ok {
 			return false
 		}
 		k := classifyChild(space, name)
+		if timed(k) {
+			pc.addTime(k, s.attr(timeAttr(name)))
+		}
 		var text []byte
 		if !empty {
 			collect := k == childShow || k == childPriority || k == childStatus
@@ -54,7 +58,31 @@ func fastChildren(inner []byte, pc *presenceChildren) bool {
 				return false
 			}
 		}
-		pc.add(k, text, when, !hasLang)
+		pc.add(k, text, !hasLang)
+	}
+}
+
+// attr returns the value of the attribute name (no prefix) of the start
+// tag startTag read last: the last one if repeated, as encoding/xml does,
+// or nil. Only the rare children that have a time are read twice;
+// startTag does not look for it in every tag.
+func (s *fastScanner) attr(name string) []byte {
+	t := fastScanner{b: s.b, i: s.tag + 1}
+	t.name(false)
+	var v []byte
+	for {
+		t.i = xmpp.SkipSpace(t.b, t.i)
+		if t.i >= len(t.b) || t.b[t.i] == '>' || t.b[t.i] == '/' {
+			return v
+		}
+		a := t.name(true)
+		av, ok := t.attrValue()
+		if a == nil || !ok {
+			return v // not reached: startTag read this tag
+		}
+		if string(a) == name {
+			v = av
+		}
 	}
 }
 
@@ -103,7 +131,7 @@ func (s *fastScanner) content(name []byte, collect bool) ([]byte, bool) {
 			}
 			continue
 		}
-		child, _, _, _, empty, ok := s.startTag(false)
+		child, _, _, empty, ok := s.startTag(false)
 		if !ok {
 			return nil, false
 		}
@@ -116,17 +144,13 @@ func (s *fastScanner) content(name []byte, collect bool) ([]byte, bool) {
 // startTag reads a start tag at s.i ('<'). It returns the element's name,
 // the value of its xmlns attribute, whether it has a non-empty xml:lang and
 // whether it is empty (<x/>). For a direct child of the presence (direct),
-// it also returns the value of the name's timeAttr (the last one, if
-// repeated), and prefixed attributes other than xml:… and xmlns:… are left
-// to encoding/xml, since a prefix may be bound to the XML namespace.
-func (s *fastScanner) startTag(direct bool) (name, space, when []byte, hasLang, empty, ok bool) {
+// prefixed attributes other than xml:… and xmlns:… are left to
+// encoding/xml, since a prefix may be bound to the XML namespace.
+func (s *fastScanner) startTag(direct bool) (name, space []byte, hasLang, empty, ok bool) {
+	s.tag = s.i
 	s.i++
 	if name = s.name(false); name == nil {
 		return
-	}
-	var want string
-	if direct {
-		want = timeAttr(name)
 	}
 	for {
 		s.i = xmpp.SkipSpace(s.b, s.i)
@@ -136,11 +160,11 @@ func (s *fastScanner) startTag(direct bool) (name, space, when []byte, hasLang, 
 		switch s.b[s.i] {
 		case '>':
 			s.i++
-			return name, space, when, hasLang, false, true
+			return name, space, hasLang, false, true
 		case '/':
 			if s.i+1 < len(s.b) && s.b[s.i+1] == '>' {
 				s.i += 2
-				return name, space, when, hasLang, true, true
+				return name, space, hasLang, true, true
 			}
 			return
 		}
@@ -157,8 +181,6 @@ func (s *fastScanner) startTag(direct bool) (name, space, when []byte, hasLang, 
 			space = v
 		case string(attr) == "xml:lang":
 			hasLang = hasLang || len(v) > 0
-		case want != "" && string(attr) == want:
-			when = v
 		case direct && bytes.IndexByte(attr, ':') >= 0 &&
 			!bytes.HasPrefix(attr, []byte("xml:")) && !bytes.HasPrefix(attr, []byte("xmlns:")):
 			return

@@ -148,10 +148,13 @@ const (
 	childShow
 	childPriority
 	childStatus
-	childDelay    // XEP-0203's <delay/>
 	childOldDelay // XEP-0091's <x/>
+	childDelay    // XEP-0203's <delay/>; this and what follows have a time (timed)
 	childIdle     // XEP-0319's <idle/>
 )
+
+// timed reports whether a child of kind k has a time, in its timeAttr.
+func timed(k childKind) bool { return k >= childDelay }
 
 // classifyChild says which child of the presence the element space:local is.
 func classifyChild(space, local []byte) childKind {
@@ -175,10 +178,8 @@ func classifyChild(space, local []byte) childKind {
 	return childOther
 }
 
-// timeAttr is the attribute that holds the time of the child element
-// named local, or "" for a child without one that ParsePresence reads.
-// Only the name counts: a <delay/> in a foreign namespace is asked for its
-// stamp too, and then not read.
+// timeAttr is the attribute that holds the time of a <delay/> (stamp) or
+// an <idle/> (since), named local.
 func timeAttr(local []byte) string {
 	switch string(local) {
 	case "delay":
@@ -200,10 +201,10 @@ type presenceChildren struct {
 	delayed, haveStamp, haveIdle                     bool
 }
 
-// add records one direct child: text is its character data, when the
-// value of its timeAttr. Of several <status/>, the first without xml:lang
-// wins, else the first.
-func (pc *presenceChildren) add(k childKind, text, when []byte, noLang bool) {
+// add records one direct child: text is its character data. Of several
+// <status/>, the first without xml:lang wins, else the first. The time of
+// a <delay/> or <idle/> is recorded by addTime.
+func (pc *presenceChildren) add(k childKind, text []byte, noLang bool) {
 	switch k {
 	case childShow:
 		if !pc.haveShow {
@@ -217,17 +218,19 @@ func (pc *presenceChildren) add(k childKind, text, when []byte, noLang bool) {
 		if !pc.haveStatus || noLang && !pc.statusNoLang {
 			pc.haveStatus, pc.statusNoLang, pc.status = true, noLang, text
 		}
-	case childDelay:
+	case childDelay, childOldDelay:
 		pc.delayed = true
-		if !pc.haveStamp {
-			pc.haveStamp, pc.stamp = true, when
-		}
-	case childOldDelay:
-		pc.delayed = true
-	case childIdle:
-		if !pc.haveIdle {
-			pc.haveIdle, pc.idle = true, when
-		}
+	}
+}
+
+// addTime records the raw time of a <delay/> or <idle/> (k), the value of
+// its timeAttr; the first of each counts.
+func (pc *presenceChildren) addTime(k childKind, when []byte) {
+	switch {
+	case k == childDelay && !pc.haveStamp:
+		pc.haveStamp, pc.stamp = true, when
+	case k == childIdle && !pc.haveIdle:
+		pc.haveIdle, pc.idle = true, when
 	}
 }
 
@@ -285,7 +288,7 @@ func decodeChildren(inner []byte, pc *presenceChildren) error {
 			continue
 		}
 		k := classifyChild([]byte(se.Name.Space), []byte(se.Name.Local))
-		var text, when []byte
+		var text []byte
 		switch k {
 		case childShow, childPriority, childStatus:
 			if text, err = readText(d); err != nil {
@@ -297,16 +300,21 @@ func decodeChildren(inner []byte, pc *presenceChildren) error {
 			}
 		}
 		noLang := true
-		want := timeAttr([]byte(se.Name.Local))
 		for _, a := range se.Attr {
-			switch {
-			case a.Name.Space == nsXML && a.Name.Local == "lang" && a.Value != "":
+			if a.Name.Space == nsXML && a.Name.Local == "lang" && a.Value != "" {
 				noLang = false
-			case a.Name.Space == "" && want != "" && a.Name.Local == want:
-				when = []byte(a.Value) // the last of repeated ones, as on the fast path
 			}
 		}
-		pc.add(k, text, when, noLang)
+		if timed(k) {
+			var when []byte
+			for _, a := range se.Attr {
+				if a.Name.Space == "" && a.Name.Local == timeAttr([]byte(se.Name.Local)) {
+					when = []byte(a.Value) // the last of repeated ones, as on the fast path
+				}
+			}
+			pc.addTime(k, when)
+		}
+		pc.add(k, text, noLang)
 	}
 }
 

@@ -47,7 +47,12 @@ func (c Conn) Bare() string { return xmpp.BareOf(c.JID) }
 
 // SameState reports whether c and o are equal in JID, Show, Text, Priority,
 // IP and Idle (the same instant); Since is ignored.
-func (c Conn) SameState(o Conn) bool {
+func (c Conn) SameState(o Conn) bool { return sameState(&c, &o) }
+
+// sameState is SameState for the hot path (State.Set): with time.Equal it
+// is too big to be inlined, and a call that copies two Conns costs more
+// than the comparison.
+func sameState(c, o *Conn) bool {
 	return c.JID == o.JID && c.Show == o.Show && c.Text == o.Text &&
 		c.Priority == o.Priority && c.IP == o.IP && c.Idle.Equal(o.Idle)
 }
@@ -79,7 +84,7 @@ func (s *State) Set(c Conn) (Conn, bool) {
 	s.seq++
 	if e, ok := s.conns[c.JID]; ok {
 		e.seq = s.seq
-		if e.SameState(c) {
+		if sameState(&e.Conn, &c) {
 			return e.Conn, false
 		}
 		e.Conn = c
