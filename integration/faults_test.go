@@ -377,6 +377,8 @@ func TestIntegrationFaultTwoInstances(t *testing.T) {
 			waitUntil(t, "the first instance to be granted again", func() bool {
 				return a.Logged("reconnecting to be granted privileged presence again") && a.Ready() == http.StatusOK
 			})
+			t.Logf("%s: the first instance was granted again and online %v after the second started",
+				srv.Kind, time.Since(startedB).Round(time.Millisecond))
 			time.Sleep(2 * time.Second) // presence flows again: the churn goes on
 		}
 		ch.halt()
