@@ -51,3 +51,19 @@ func TestBindError(t *testing.T) {
 		t.Errorf("bindError = %v, want errAddrInUse naming port 5222", err)
 	}
 }
+
+func TestLogSince(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "prosody.log")
+	if err := os.WriteFile(path, []byte("old "+shutdownBug+"\nnew lines\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if !logSince(path, 0, shutdownBug) {
+		t.Error("not found from the start")
+	}
+	if logSince(path, int64(len("old "+shutdownBug)), shutdownBug) {
+		t.Error("found before the offset")
+	}
+	if logSince(filepath.Join(t.TempDir(), "none"), 0, "x") {
+		t.Error("found in a missing file")
+	}
+}
