@@ -22,7 +22,7 @@ import (
 // the two ways discover differently: the roster way probes the users;
 // privileged presence needs no probe (Prosody sends every session's
 // presence after the handshake; ejabberd sends none, and its HTTP API
-// tells them, lookup.go's apiSessions).
+// tells them: resync.go's applyAPI).
 //
 // What privileged presence on ejabberd 23.01 lacks, and what makes up for
 // it:
