@@ -22,7 +22,8 @@ func (ss *session) handle(st component.Stanza) {
 		s.log.Debug().Str("name", st.Name).Str("from", st.From).Msg("ignored stanza")
 		return
 	}
-	if s.exclude.any() && s.exclude.has(st.From) {
+	u, err := presence.ParsePresence(st.From, st.Type, st.Inner)
+	if s.exclude.any() && (err == nil && s.exclude.hasJID(u.From) || err != nil && s.exclude.has(st.From)) {
 		// Never tracked, published, logged or answered with our presence;
 		// a subscription request is refused, as from a foreign domain.
 		s.metrics.Excluded.Inc()
@@ -31,7 +32,6 @@ func (ss *session) handle(st component.Stanza) {
 		}
 		return
 	}
-	u, err := presence.ParsePresence(st.From, st.Type, st.Inner)
 	if err != nil {
 		reason := "invalid"
 		var me *presence.MalformedError

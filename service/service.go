@@ -233,8 +233,10 @@ func (e exclusion) any() bool { return len(e.users) > 0 || len(e.domains) > 0 }
 // excluded. A JID that does not parse is not: it is dropped as malformed.
 func (e exclusion) has(jid string) bool {
 	j, err := xmpp.ParseJID(jid)
-	if err != nil {
-		return false
-	}
+	return err == nil && e.hasJID(j)
+}
+
+// hasJID is has for a parsed JID.
+func (e exclusion) hasJID(j xmpp.JID) bool {
 	return e.domains[j.Domain] || (j.Local != "" && e.users[j.Bare()])
 }
