@@ -66,7 +66,6 @@ type tracking struct {
 	start      time.Time
 	decided    bool
 	privileged bool
-	grants     int         // <privilege/> messages granting presence on this stream
 	listGen    uint64      // a resync whose session list waits for the decision; 0 none
 	timer      *time.Timer // grantWait
 	poll       *time.Ticker
@@ -111,7 +110,6 @@ func (ss *session) message(st component.Stanza) {
 		log.Msg("the server's privilege grant does not include presence (XEP-0356 presence managed_entity)")
 		return
 	}
-	t.grants++
 	if t.decided && time.Since(t.start) > grantWait {
 		// Another connection with this name authenticated (ejabberd
 		// routes its grant to either connection): when it closes, ejabberd
