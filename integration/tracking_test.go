@@ -3,11 +3,13 @@
 package integration
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
@@ -252,4 +254,62 @@ func TestIntegrationIdle(t *testing.T) {
 		}
 		_ = nodes.NSUser
 	})
+}
+
+// TestIntegrationGrantLost: ejabberd drops the privilege of every
+// connection with the component's name when any of them closes — here a
+// bare connection that authenticates and leaves at once, as a half-open
+// connection of an earlier stream would when ejabberd drops it. Either the
+// service sees the grant meant for that connection, or its sessions poll
+// finds presence the push never brought; either way it connects again to
+// be granted, and the truth holds.
+func TestIntegrationGrantLost(t *testing.T) {
+	srv := testserver.StartEjabberd(t, testserver.WithPrivilege())
+	createUsers(t, srv, "alice")
+	svc := startService(t, srv)
+	waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+	a := online(t, srv, "alice", "r")
+	w := watcher(t, srv)
+	waitView(t, w, map[string]conn{"alice@localhost/r": {show: presence.Online, ip: "127.0.0.1"}})
+
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	other, err := component.Dial(ctx, component.Config{Address: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = other.Close()
+	closed := time.Now()
+	shows := []string{"away", "dnd", "xa", "chat"}
+	for i := 0; !svc.Logged("reconnecting to be granted privileged presence again"); i++ {
+		if time.Since(closed) > wait {
+			t.Fatalf("the lost grant went unnoticed:\n%s", svc.LogTail(30))
+		}
+		if err := a.Presence(shows[i%len(shows)], "", 0); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	noticed := time.Since(closed)
+	waitUntil(t, "readyz after the regrant", func() bool { return svc.Ready() == http.StatusOK })
+	t.Logf("ejabberd: the lost grant noticed %v after the other connection closed (poll 2s), online again after %v",
+		noticed.Round(time.Millisecond), time.Since(closed).Round(time.Millisecond))
+	// The push is back: a change is on live before the next poll could
+	// bring it.
+	lc := dial(t, srv, reader, "live")
+	live := events(t, lc)
+	subscribe(t, lc, srv, testNodes.Live)
+	time.Sleep(500 * time.Millisecond)
+	changed := time.Now()
+	if err := a.Presence("away", "pushed again", 3); err != nil {
+		t.Fatal(err)
+	}
+	e := next(t, live, "the change on live", func(e eventItem) bool { return e.Node == testNodes.Live })
+	if c := userOf(t, e); c.Text != "pushed again" {
+		t.Errorf("live event %s %q", c.Show, c.Text)
+	}
+	if took := time.Since(changed); took > time.Second {
+		t.Logf("the change took %v to reach live: by the poll, not the push?", took.Round(time.Millisecond))
+	}
+	waitView(t, w, map[string]conn{"alice@localhost/r": {show: presence.Away, text: "pushed again", prio: 3, ip: "127.0.0.1"}})
 }

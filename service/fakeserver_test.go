@@ -107,9 +107,10 @@ type fakeServer struct {
 	userStats, lists, pings, others                     atomic.Int64
 
 	// grant, when set before the service connects, is the inner XML of a
-	// <privilege/> message sent with the answer to the first ping.
+	// <privilege/> message sent on each connection with the answer to its
+	// first ping.
 	grant   string
-	granted atomic.Bool
+	granted atomic.Pointer[xmpptest.Conn] // the last connection sent the grant
 	// presences counts the presence stanzas the component sent.
 	presences atomic.Int64
 
@@ -164,6 +165,9 @@ func (f *fakeServer) close() {
 // handle is the server's Handler: it appends the answer to e to Out.
 func (f *fakeServer) handle(c *xmpptest.Conn, e *xmpptest.Element) bool {
 	var counted bool
+	if f.grant != "" && e.Is("iq") && bytes.Contains(e.Inner, []byte("urn:xmpp:ping")) && f.granted.Swap(c) != c {
+		c.Out = append(c.Out, "<message to='"+fakeComponent+"' from='"+fakeDomain+"'>"+f.grant+"</message>"...)
+	}
 	c.Out, counted = f.answer(c.Out, e)
 	f.counted = f.counted || counted
 	return true
@@ -249,9 +253,6 @@ func (f *fakeServer) answer(out []byte, e *xmpptest.Element) ([]byte, bool) {
 		return fakeResult(out, id, to, "", nil), true
 	case bytes.Contains(in, []byte("urn:xmpp:ping")):
 		f.pings.Add(1)
-		if f.grant != "" && f.granted.CompareAndSwap(false, true) {
-			out = append(out, "<message to='"+fakeComponent+"' from='"+fakeDomain+"'>"+f.grant+"</message>"...)
-		}
 		return fakeResult(out, id, to, "", nil), false
 	case bytes.Contains(in, []byte(fakeAdminNS+"#user-stats'")):
 		f.userStats.Add(1)

@@ -153,7 +153,10 @@ func apiSessions(listed []ejabberdapi.Session) []admin.Session {
 // resync asked (a change, or its end): ejabberd sends no presence of the
 // sessions online before the component connected, and the API is how the
 // service learns them (and, at each poll, anything a lost grant hid).
-func (ss *session) applyAPI(listed []ejabberdapi.Session) {
+//
+// It returns how many connections it changed: presence the stream never
+// brought.
+func (ss *session) applyAPI(listed []ejabberdapi.Session) (missed int) {
 	rs := ss.resync
 	state := ss.svc.state
 	publishIP := ss.svc.cfg().Nodes.PublishIP
@@ -179,13 +182,14 @@ func (ss *session) applyAPI(listed []ejabberdapi.Session) {
 		if publishIP {
 			ip = se.IP
 		}
-		since := ss.svc.now()
-		if old, ok := state.Get(jid); ok {
-			since = old.Since
+		c := presence.Conn{JID: jid, Show: presence.Show(se.Show), Text: presence.CleanText(se.Text),
+			Priority: max(-128, min(127, se.Priority)), IP: ip, Since: ss.svc.now()}
+		if old, ok := state.Get(jid); !ok || !old.SameState(c) {
+			missed++
 		}
-		ss.apply(presence.Conn{JID: jid, Show: presence.Show(se.Show), Text: presence.CleanText(se.Text),
-			Priority: max(-128, min(127, se.Priority)), IP: ip, Since: since})
+		ss.apply(c) // an unchanged connection keeps its since
 	}
+	return missed
 }
 
 // ensureNodes creates or reconfigures the three nodes and their members.
@@ -307,7 +311,10 @@ func (ss *session) discover(ev evSessions) {
 	if ev.api != nil {
 		// First: the sessions whose presence the API told are then
 		// tracked, and nobody probes them.
-		ss.applyAPI(ev.api)
+		missed := ss.applyAPI(ev.api)
+		if rs.kind == poll {
+			ss.pushMissed(missed)
+		}
 	}
 	publishIP := ss.svc.cfg().Nodes.PublishIP
 	rs.online = make(map[string]bool, len(sessions))

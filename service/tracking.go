@@ -71,6 +71,7 @@ type tracking struct {
 	poll       *time.Ticker
 	pollC      <-chan time.Time
 	pollEvery  time.Duration
+	missing    int // polls in a row that found presence ejabberd never pushed
 	// end, when set, ends the stream: the loop returns it.
 	end error
 }
@@ -171,6 +172,34 @@ func (ss *session) decide(granted bool) {
 		if rs := ss.resync; rs != nil && rs.gen == gen {
 			ss.listSessions(gen)
 		}
+	}
+}
+
+// missedPolls is how many polls in a row must find presence the stream
+// never brought before the stream counts its grant as lost. One can be a
+// race (the API answered before the push arrived on the stream), two under
+// load too; three in a row, while users change presence, are not.
+const missedPolls = 3
+
+// pushMissed takes what a poll with ejabberd's API found: connections
+// whose presence the privileged push never brought. ejabberd drops the
+// grant of every connection with the name when any of them closes,
+// including one this stream never saw (a half-open connection of an
+// earlier stream of this service, which ejabberd drops late). Only the
+// push stopping tells, and only while users change presence: then every
+// poll finds changes it missed, and the stream reconnects to be granted
+// again.
+func (ss *session) pushMissed(missed int) {
+	t := &ss.track
+	if missed == 0 {
+		t.missing = 0
+		return
+	}
+	t.missing++
+	ss.svc.log.Info().Int("connections", missed).Int("polls_in_a_row", t.missing).
+		Msg("the sessions poll found presence the privileged push never brought")
+	if t.missing >= missedPolls {
+		t.end = errRegrant{why: "polls in a row found presence ejabberd never pushed: the grant was lost"}
 	}
 }
 

@@ -213,3 +213,46 @@ func TestPrivilegedAPI(t *testing.T) {
 		})
 	}
 }
+
+// TestPrivilegedGrantLost: ejabberd drops the grant silently when another
+// connection with the name closes. Each poll of its API then finds a change
+// the push never brought (here the API's user changes show at every call
+// and nothing is pushed): after missedPolls polls in a row the stream
+// reconnects to be granted again. A poll that finds nothing missed starts
+// the count again.
+func TestPrivilegedGrantLost(t *testing.T) {
+	var calls atomic.Int64
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		show := []string{"away", "dnd"}[calls.Add(1)%2]
+		_, _ = io.WriteString(w, `[{"jid":"u000005@localhost/r","connection":"c2s","ip":"10.0.0.5","port":1,"priority":0,"node":"n","uptime":9,"status":"`+show+`","resource":"r","statustext":""}]`)
+	}))
+	defer api.Close()
+	f := newFakeServer(t)
+	f.grant = ejabberdGrant
+	rs := trackedService(t, f, func(c *config.Config) {
+		c.Tracking.Mode = config.TrackPrivileged
+		c.Tracking.SessionsPoll = config.Duration{Duration: time.Second}
+		c.Ejabberd.APIURL = api.URL
+	})
+	f.waitFor("a reconnect for the lost grant", func() bool { return rs.metric(t, "pubpresence_reconnects_total") >= 1 })
+	if n := calls.Load(); n < 1+missedPolls {
+		t.Errorf("reconnected after %d API calls, want at least the initial one and %d polls", n, missedPolls)
+	}
+	f.waitFor("online again", func() bool { return rs.st.Phase() == status.Online && f.online.Load() >= 2 })
+}
+
+// TestPushMissedCount: the count of polls in a row that missed pushes.
+func TestPushMissedCount(t *testing.T) {
+	f := newFakeServer(t)
+	ss := newSession(New(f.config(), zerolog.New(io.Discard), nil, nil), nil)
+	for i, missed := range []int{1, 1, 0, 1, 1} {
+		ss.pushMissed(missed)
+		if ss.track.end != nil {
+			t.Fatalf("poll %d: the stream ends after fewer than %d polls in a row", i, missedPolls)
+		}
+	}
+	ss.pushMissed(2)
+	if ss.track.end == nil {
+		t.Fatalf("%d polls in a row missed pushes and the stream stays", missedPolls)
+	}
+}
