@@ -14,6 +14,7 @@ var reloadable = []string{
 	"sync.probe_grace",
 	"sync.init_timeout",
 	"tracking.sessions_poll",
+	"tracking.exclude",
 }
 
 // ReloadableKeys returns the dotted keys that Reload takes from a new file.
@@ -44,6 +45,8 @@ func Reload(cur, next *Config) (merged *Config, applied, restart []string) {
 			m.Sync.InitTimeout = next.Sync.InitTimeout
 		case "tracking.sessions_poll":
 			m.Tracking.SessionsPoll = next.Tracking.SessionsPoll
+		case "tracking.exclude":
+			m.Tracking.Exclude = slices.Clone(next.Tracking.Exclude)
 		}
 	}
 	return &m, applied, restart

@@ -215,6 +215,18 @@ func TestIntegrationExclude(t *testing.T) {
 		if n := svc.Metric(t, "pubpresence_excluded_total"); n < 1 {
 			t.Errorf("excluded = %v, want at least 1", n)
 		}
+
+		// Excluding bob on SIGHUP retracts him at once, with no live event.
+		svc.Rewrite(`exclude = ["SecretAgent@localhost"]`, `exclude = ["SecretAgent@localhost", "*@localhost"]`)
+		svc.Hup()
+		waitUntil(t, "bob retracted", func() bool { return len(actualItems(t, lc, srv)) == 0 })
+		select {
+		case e := <-live:
+			if e.Node == testNodes.Live {
+				t.Errorf("a live event for an excluded user: %s %s", e.ID, userOf(t, e).Show)
+			}
+		case <-time.After(time.Second):
+		}
 	})
 }
 

@@ -45,7 +45,7 @@ type Service struct {
 	status  *status.Tracker
 
 	domains map[string]bool
-	exclude exclusion           // tracking.exclude
+	exclude exclusion           // tracking.exclude; the loop's, set again on reload
 	api     *ejabberdapi.Client // ejabberd.api_url, nil when off
 	state   *presence.State     // owned by the running session loop
 	// subscribers are the bare JIDs the component sends its own presence
@@ -209,12 +209,13 @@ func errorf(what string, err error) error { return fmt.Errorf("%s: %w", what, er
 
 // exclusion is tracking.exclude: bare JIDs and whole domains.
 type exclusion struct {
+	list    []string        // as configured
 	users   map[string]bool // bare JIDs
 	domains map[string]bool // from "*@domain"
 }
 
 func newExclusion(list []string) exclusion {
-	e := exclusion{users: make(map[string]bool), domains: make(map[string]bool)}
+	e := exclusion{list: list, users: make(map[string]bool), domains: make(map[string]bool)}
 	for _, x := range list {
 		if d, ok := strings.CutPrefix(x, "*@"); ok {
 			e.domains[d] = true

@@ -355,6 +355,9 @@ func (ss *session) reloaded() {
 	if d := cfg.Tracking.SessionsPoll.Duration; ss.track.privileged && d != ss.track.pollEvery {
 		ss.setPoll(d)
 	}
+	if !slices.Equal(cfg.Tracking.Exclude, ss.svc.exclude.list) {
+		ss.excludeNow(cfg.Tracking.Exclude)
+	}
 	readers := cfg.Nodes.Readers
 	if slices.Equal(readers, ss.clock.readers) {
 		return

@@ -228,3 +228,38 @@ func (ss *session) subscriber(k presence.Kind) bool {
 	}
 	return true
 }
+
+// excludeNow makes list tracking.exclude (a reload): the connections of
+// users it now names leave the state and the actual node at once, with no
+// live event (an offline event would publish them once more); users it no
+// longer names are tracked again from their next presence, or the next
+// resync that learns it (a probe, ejabberd's API).
+func (ss *session) excludeNow(list []string) {
+	s := ss.svc
+	s.exclude = newExclusion(list)
+	hidden := 0
+	for _, c := range s.state.Snapshot() {
+		if !s.exclude.has(c.JID) {
+			continue
+		}
+		s.state.Remove(c.JID)
+		delete(ss.addrs.ips, c.JID)
+		if ss.actualOn {
+			ss.queue.Retract(c.JID)
+		}
+		hidden++
+	}
+	for jid := range ss.addrs.parked {
+		if s.exclude.has(jid) {
+			delete(ss.addrs.parked, jid)
+			delete(ss.addrs.retried, jid)
+		}
+	}
+	for bare := range s.subscribers {
+		if s.exclude.has(bare) {
+			delete(s.subscribers, bare)
+		}
+	}
+	ss.gauges()
+	s.log.Info().Int("excluded", len(list)).Int("connections_removed", hidden).Msg("tracking.exclude changed")
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -255,4 +256,35 @@ func TestPushMissedCount(t *testing.T) {
 	if ss.track.end == nil {
 		t.Fatalf("%d polls in a row missed pushes and the stream stays", missedPolls)
 	}
+}
+
+// TestExcludeReload: a reload that excludes a tracked user retracts their
+// connection from actual with no live event, and their presence is dropped
+// from then on; one that includes them again tracks their next presence.
+func TestExcludeReload(t *testing.T) {
+	f := newFakeServer(t)
+	rs := trackedService(t, f, func(c *config.Config) {})
+	f.injectPresence(1, "r", "away", 1, 0)
+	f.injectPresence(2, "r", "away", 1, 0)
+	f.waitFor("both published", func() bool { return f.live.Load() == 2 && f.actual.Load() == 2 })
+	next := *rs.svc.cfg()
+	next.Tracking.Exclude = []string{"u000001@localhost"}
+	if applied, _ := rs.svc.Reload(&next); !slices.Contains(applied, "tracking.exclude") {
+		t.Fatalf("tracking.exclude not applied: %q", applied)
+	}
+	f.waitFor("the retract", func() bool { return f.retracts.Load() == 1 })
+	if n := f.live.Load(); n != 2 {
+		t.Errorf("%d live events after the exclusion, want still 2 (no offline event)", n)
+	}
+	f.injectPresence(1, "r", "dnd", 2, 0)
+	f.injectPresence(2, "r", "dnd", 2, 0)
+	f.waitFor("the other user's change", func() bool { return f.live.Load() == 3 && f.actual.Load() == 3 })
+	if n := rs.metric(t, "pubpresence_tracked_connections"); n != 1 {
+		t.Errorf("tracked connections = %v, want 1", n)
+	}
+	back := *rs.svc.cfg()
+	back.Tracking.Exclude = []string{}
+	rs.svc.Reload(&back)
+	f.injectPresence(1, "r", "xa", 3, 0)
+	f.waitFor("the user tracked again", func() bool { return f.live.Load() == 4 && f.actual.Load() == 4 })
 }
