@@ -219,16 +219,7 @@ func TestRenderConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(cfg, w) {
-					t.Errorf("config lacks %q:\n%s", w, cfg)
-				}
-			}
-			for _, w := range tt.notWant {
-				if strings.Contains(cfg, w) {
-					t.Errorf("config has %q:\n%s", w, cfg)
-				}
-			}
+			checkConfig(t, cfg, tt.want, tt.notWant)
 			if !strings.Contains(cfg, luaString(s.harnessSecret)) {
 				t.Errorf("config lacks the harness secret")
 			}
@@ -332,16 +323,7 @@ func TestRenderConfigEjabberd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(cfg, w) {
-					t.Errorf("config lacks %q:\n%s", w, cfg)
-				}
-			}
-			for _, w := range tt.notWant {
-				if strings.Contains(cfg, w) {
-					t.Errorf("config has %q", w)
-				}
-			}
+			checkConfig(t, cfg, tt.want, tt.notWant)
 			snippet := s.ConfigSnippet()
 			for _, w := range append([]string{"/api: mod_http_api", "connected_users_info"}, tt.want...) {
 				if w != "api_permissions:\n" && !strings.Contains(snippet, w) { // the key is the snippet's heading
@@ -453,5 +435,21 @@ func TestNewErrors(t *testing.T) {
 	}
 	if _, err := New(Ejabberd, t.TempDir()); !errors.Is(err, ErrNotInstalled) {
 		t.Errorf("New without erl on PATH = %v, want %v", err, ErrNotInstalled)
+	}
+}
+
+// checkConfig fails t unless cfg holds every string of want and none of
+// notWant.
+func checkConfig(t *testing.T, cfg string, want, notWant []string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(cfg, w) {
+			t.Errorf("config lacks %q:\n%s", w, cfg)
+		}
+	}
+	for _, w := range notWant {
+		if strings.Contains(cfg, w) {
+			t.Errorf("config has %q:\n%s", w, cfg)
+		}
 	}
 }
