@@ -124,9 +124,21 @@ type Ejabberd struct {
 	APIURL string `toml:"api_url"`
 }
 
-// HTTP is the [http] section: the metrics and health listener.
+// HTTP is the [http] section: the listener of the metrics, health, and
+// the HTTP face (the API and the page; docs/http.md).
 type HTTP struct {
 	Listen string `toml:"listen"` // default "127.0.0.1:9273"; "" turns it off; else host:port
+	// TokensFile holds the API's bearer tokens, one per line, "NAME TOKEN"
+	// or "TOKEN"; read again on SIGHUP. "" (default) leaves the API and the
+	// page off.
+	TokensFile string `toml:"tokens_file"`
+	// CORSOrigins are the browser origins ("https://dash.example.org")
+	// allowed to call the API from their pages; default none.
+	CORSOrigins []string `toml:"cors_origins"`
+	MaxStreams  int      `toml:"max_streams"` // concurrent event streams; default 1000
+	// ResumeEvents is how many recent changes are kept for event streams
+	// that reconnect with Last-Event-ID; default 10000.
+	ResumeEvents int `toml:"resume_events"`
 }
 
 // Log is the [log] section.
@@ -162,7 +174,7 @@ func Default() Config {
 			ProbeGrace:        Duration{2 * time.Second},
 		},
 		Tracking: Tracking{Mode: TrackAuto, Exclude: []string{}, SessionsPoll: Duration{10 * time.Second}},
-		HTTP:     HTTP{Listen: "127.0.0.1:9273"},
+		HTTP:     HTTP{Listen: "127.0.0.1:9273", CORSOrigins: []string{}, MaxStreams: 1000, ResumeEvents: 10000},
 		Log:      Log{Level: "info", Format: "json"},
 	}
 }

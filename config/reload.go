@@ -15,6 +15,7 @@ var reloadable = []string{
 	"sync.init_timeout",
 	"tracking.sessions_poll",
 	"tracking.exclude",
+	"http.cors_origins",
 }
 
 // ReloadableKeys returns the dotted keys that Reload takes from a new file.
@@ -47,6 +48,8 @@ func Reload(cur, next *Config) (merged *Config, applied, restart []string) {
 			m.Tracking.SessionsPoll = next.Tracking.SessionsPoll
 		case "tracking.exclude":
 			m.Tracking.Exclude = slices.Clone(next.Tracking.Exclude)
+		case "http.cors_origins":
+			m.HTTP.CORSOrigins = slices.Clone(next.HTTP.CORSOrigins)
 		}
 	}
 	return &m, applied, restart

@@ -29,11 +29,7 @@ func validate(cfg *Config, p *problems) {
 			p.add("ejabberd.api_url", `%q is not an http(s) URL (or "" to leave it off): %v`, redactURL(u), err)
 		}
 	}
-	if cfg.HTTP.Listen != "" {
-		if err := checkHostPort(cfg.HTTP.Listen, false, 0); err != nil {
-			p.add("http.listen", `%q is not host:port (or "" to turn it off): %v`, cfg.HTTP.Listen, err)
-		}
-	}
+	validateHTTP(&cfg.HTTP, p)
 	switch cfg.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -323,6 +319,53 @@ func checkBareJID(s string) error {
 	}
 	if err := checkDomain(domain); err != nil {
 		return fmt.Errorf("domainpart: %w", err)
+	}
+	return nil
+}
+
+func validateHTTP(h *HTTP, p *problems) {
+	if h.Listen != "" {
+		if err := checkHostPort(h.Listen, false, 0); err != nil {
+			p.add("http.listen", `%q is not host:port (or "" to turn it off): %v`, h.Listen, err)
+		}
+	}
+	if h.TokensFile != "" && h.Listen == "" {
+		p.add("http.tokens_file", `the API needs a listener: http.listen is ""`)
+	}
+	for i, o := range h.CORSOrigins {
+		if err := checkOrigin(o); err != nil {
+			p.add(fmt.Sprintf("http.cors_origins[%d]", i), "%q is not an origin like \"https://dash.example.org\": %v", o, err)
+		}
+	}
+	if h.MaxStreams < 1 || h.MaxStreams > 1000000 {
+		p.add("http.max_streams", "must be 1…1000000, got %d", h.MaxStreams)
+	}
+	if h.ResumeEvents < 1 || h.ResumeEvents > 10000000 {
+		p.add("http.resume_events", "must be 1…10000000, got %d", h.ResumeEvents)
+	}
+}
+
+// checkOrigin reports whether o is a web origin as browsers send it:
+// scheme "http" or "https", a host, an optional port, nothing else.
+func checkOrigin(o string) error {
+	u, err := url.Parse(o)
+	if err != nil {
+		return err
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("scheme must be http or https")
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("no host")
+	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(o, "/"):
+		return errors.New("an origin has no user, path, query or trailing slash")
+	case strings.ToLower(o) != o:
+		return errors.New("write it in lower case, as browsers send it")
+	}
+	if port := u.Port(); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %q", port)
+		}
 	}
 	return nil
 }

@@ -42,6 +42,16 @@ type Metrics struct {
 	Unknown        prometheus.Gauge     // sessions listed whose presence the server never told
 	Excluded       prometheus.Counter   // presence stanzas of excluded users ignored
 
+	// The HTTP face (web.API).
+	HTTPRequests     *prometheus.CounterVec // API and page requests by endpoint and code
+	HTTPUnauthorized *prometheus.CounterVec // API requests refused for want of a valid token, by reason
+	HTTPTokens       prometheus.Gauge       // tokens loaded from http.tokens_file
+	HTTPStreams      prometheus.Gauge       // event streams open
+	HTTPRefused      prometheus.Counter     // event streams refused by max_streams
+	HTTPSnapshots    *prometheus.CounterVec // snapshots sent on event streams, by reason
+	HTTPResumes      prometheus.Counter     // event streams resumed from Last-Event-ID
+	HTTPClosed       *prometheus.CounterVec // event streams ended, by reason
+
 	// series caches the children of Requests/RequestSeconds and Events that
 	// the hot path uses: WithLabelValues hashes the labels and takes a lock
 	// on every call, about a microsecond per event.
@@ -114,6 +124,22 @@ func New(version string) *Metrics {
 			Help: "Online sessions the server listed at the last resync or poll whose presence (show, text) it never told the service, so they are not published (with privileged presence on ejabberd: sessions online before the service connected, without ejabberd.api_url)."}),
 		Excluded: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_excluded_total",
 			Help: "Presence stanzas and listed sessions of users in tracking.exclude, ignored."}),
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_http_requests_total",
+			Help: "Requests to the HTTP API and page, by endpoint (presence, user, events, page, other) and status code."}, []string{"endpoint", "code"}),
+		HTTPUnauthorized: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_http_unauthorized_total",
+			Help: "API requests answered 401, by reason (missing: no bearer token; invalid: a token not in http.tokens_file)."}, []string{"reason"}),
+		HTTPTokens: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_http_tokens",
+			Help: "Bearer tokens loaded from http.tokens_file (0 while the API is off)."}),
+		HTTPStreams: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_http_streams",
+			Help: "Event streams (GET /api/v1/events) open."}),
+		HTTPRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_http_streams_refused_total",
+			Help: "Event streams refused with 503 because http.max_streams were open."}),
+		HTTPSnapshots: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_http_stream_snapshots_total",
+			Help: "Snapshots sent on event streams, by reason (start: a new stream, or a Last-Event-ID no longer held; behind: the client fell more than http.resume_events behind; reset: users newly excluded)."}, []string{"reason"}),
+		HTTPResumes: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_http_stream_resumes_total",
+			Help: "Event streams that resumed from their Last-Event-ID with exactly the changes they missed."}),
+		HTTPClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_http_streams_closed_total",
+			Help: "Event streams ended, by reason (client: it went away; stalled: a write blocked for 10 s; standby: another instance became active; shutdown: the service stopped)."}, []string{"reason"}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pubpresence_build_info",
 			Help: "Always 1; the labels say which build runs."}, []string{"version", "goversion"}),
 	}
@@ -121,6 +147,7 @@ func New(version string) *Metrics {
 		m.RequestSeconds, m.IQErrors, m.Reconnects, m.Syncs, m.SyncSeconds, m.SyncSessions, m.Fixes,
 		m.QueueDepth, m.LiveDropped, m.RepliesDropped, m.Reloads, m.BuildInfo, m.Foreign,
 		m.Tracking, m.Unknown, m.Excluded,
+		m.HTTPRequests, m.HTTPUnauthorized, m.HTTPTokens, m.HTTPStreams, m.HTTPRefused, m.HTTPSnapshots, m.HTTPResumes, m.HTTPClosed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.SetPhase(status.Connecting)

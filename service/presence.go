@@ -171,6 +171,9 @@ func (ss *session) apply(c presence.Conn) {
 	}
 	ss.addrs.ips[c.JID] = c.IP
 	ss.gauges()
+	if f := ss.svc.feed; f != nil {
+		f.Set(c)
+	}
 	ss.publishLive(c)
 	if ss.actualOn {
 		ss.queue.Actual(c)
@@ -190,6 +193,9 @@ func (ss *session) removed(c presence.Conn) {
 	c.Since = ss.svc.now()
 	delete(ss.addrs.ips, c.JID)
 	ss.gauges()
+	if f := ss.svc.feed; f != nil {
+		f.Gone(c)
+	}
 	ss.publishLive(c)
 	if ss.actualOn {
 		ss.queue.Retract(c.JID)

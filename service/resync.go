@@ -495,6 +495,9 @@ func (ss *session) converge(items []pubsub.Item) {
 	plan := presence.Diff(have, state.Snapshot())
 	for _, c := range plan.Unchanged {
 		state.SetSince(c.JID, c.Since)
+		if f := ss.svc.feed; f != nil {
+			f.Set(c) // the node's since, which readers of the nodes hold
+		}
 	}
 	for _, id := range append(plan.Retract, bad...) {
 		ss.queue.Retract(id)

@@ -28,6 +28,7 @@ import (
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/config"
 	"github.com/pubpresence/pubpresence/internal/ejabberdapi"
+	"github.com/pubpresence/pubpresence/internal/feed"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/metrics"
 	"github.com/pubpresence/pubpresence/presence"
@@ -43,6 +44,7 @@ type Service struct {
 	log     zerolog.Logger
 	metrics *metrics.Metrics
 	status  *status.Tracker
+	feed    *feed.Feed // the HTTP face's copy of the state; nil when it is off
 
 	domains map[string]bool
 	exclude exclusion           // tracking.exclude; the loop's, set again on reload
@@ -184,10 +186,32 @@ func (s *Service) session(ctx context.Context, c *component.Conn) error {
 	return newSession(s, c).run(ctx)
 }
 
-// setPhase records p outside a session (Run's hooks): no loop runs then.
+// setPhase makes p the phase that others see: status, metrics and the HTTP
+// face.
 func (s *Service) setPhase(p status.Phase) {
 	s.status.SetPhase(p)
 	s.metrics.SetPhase(p)
+	if s.feed != nil {
+		s.feed.SetPhase(feedPhase(p))
+	}
+}
+
+// feedPhase is the phase the HTTP face tells of p.
+func feedPhase(p status.Phase) string {
+	switch p {
+	case status.Online:
+		return feed.Online
+	case status.Standby:
+		return feed.Standby
+	}
+	return feed.Init
+}
+
+// SetFeed makes the service tell f every change of its state and phase
+// (the HTTP face). Call it before Run.
+func (s *Service) SetFeed(f *feed.Feed) {
+	s.feed = f
+	f.SetPhase(feedPhase(s.status.Phase()))
 }
 
 func (s *Service) iqError(err error) {

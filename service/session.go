@@ -328,10 +328,7 @@ func (ss *session) enter(p status.Phase) {
 }
 
 // setPhase makes p the phase that others see.
-func (ss *session) setPhase(p status.Phase) {
-	ss.svc.status.SetPhase(p)
-	ss.svc.metrics.SetPhase(p)
-}
+func (ss *session) setPhase(p status.Phase) { ss.svc.setPhase(p) }
 
 // setReconcile (re)starts the periodic reconciliation every d; 0 stops it.
 func (ss *session) setReconcile(d time.Duration) {

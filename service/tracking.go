@@ -237,7 +237,7 @@ func (ss *session) subscriber(k presence.Kind) bool {
 func (ss *session) excludeNow(list []string) {
 	s := ss.svc
 	s.exclude = newExclusion(list)
-	hidden := 0
+	var hidden []string
 	for _, c := range s.state.Snapshot() {
 		if !s.exclude.has(c.JID) {
 			continue
@@ -247,7 +247,10 @@ func (ss *session) excludeNow(list []string) {
 		if ss.actualOn {
 			ss.queue.Retract(c.JID)
 		}
-		hidden++
+		hidden = append(hidden, c.JID)
+	}
+	if f := s.feed; f != nil {
+		f.Hide(hidden...) // HTTP clients get a fresh snapshot
 	}
 	for jid := range ss.addrs.parked {
 		if s.exclude.has(jid) {
@@ -261,5 +264,5 @@ func (ss *session) excludeNow(list []string) {
 		}
 	}
 	ss.gauges()
-	s.log.Info().Int("excluded", len(list)).Int("connections_removed", hidden).Msg("tracking.exclude changed")
+	s.log.Info().Int("excluded", len(list)).Int("connections_removed", len(hidden)).Msg("tracking.exclude changed")
 }

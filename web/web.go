@@ -1,5 +1,7 @@
 // Package web serves pubpresence's HTTP endpoints: Prometheus metrics at
-// /metrics, liveness at /healthz and readiness at /readyz.
+// /metrics, liveness at /healthz and readiness at /readyz, and, when there
+// are tokens, the HTTP face: the API under /api/v1/ and the page at /
+// (docs/http.md).
 package web
 
 import (
@@ -11,9 +13,13 @@ import (
 	"github.com/pubpresence/pubpresence/status"
 )
 
-// Handler returns the HTTP handler for m and st.
-func Handler(m *metrics.Metrics, st *status.Tracker) http.Handler {
+// Handler returns the HTTP handler for m and st, and for api unless it is
+// nil (then /api/ and / answer 404).
+func Handler(m *metrics.Metrics, st *status.Tracker, api *API) http.Handler {
 	mux := http.NewServeMux()
+	if api != nil {
+		api.register(mux)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))

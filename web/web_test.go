@@ -22,7 +22,7 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 func TestEndpoints(t *testing.T) {
 	m := metrics.New("test")
 	st := &status.Tracker{}
-	h := Handler(m, st)
+	h := Handler(m, st, nil)
 
 	if code, _ := get(t, h, "/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz %d", code)

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pubpresence/pubpresence/config"
+	"github.com/pubpresence/pubpresence/internal/feed"
 	"github.com/pubpresence/pubpresence/metrics"
 	"github.com/pubpresence/pubpresence/service"
 	"github.com/pubpresence/pubpresence/status"
@@ -64,22 +65,30 @@ func serve(cfg *config.Config, path string, stderr io.Writer) error {
 		Str("access_model", cfg.Nodes.AccessModel).Int("readers", len(cfg.Nodes.Readers)).
 		Bool("publish_ip", cfg.Nodes.PublishIP).Msg("starting")
 
+	svc := service.New(cfg, log, m, st)
+	api, err := newAPI(cfg, svc, m, st, log)
+	if err != nil {
+		return err
+	}
 	var srv *http.Server
 	if cfg.HTTP.Listen != "" {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
 			return fmt.Errorf("http listener: %w", err)
 		}
-		srv = &http.Server{Handler: web.Handler(m, st), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: web.Handler(m, st, api), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error().Err(err).Msg("http listener")
 			}
 		}()
-		log.Info().Str("listen", ln.Addr().String()).Msg("http listening")
+		ev := log.Info().Str("listen", ln.Addr().String())
+		if api != nil {
+			ev = ev.Str("page", "http://"+ln.Addr().String()+"/")
+		}
+		ev.Bool("api", api != nil).Msg("http listening")
 	}
 
-	svc := service.New(cfg, log, m, st)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -87,15 +96,18 @@ func serve(cfg *config.Config, path string, stderr io.Writer) error {
 		for {
 			select {
 			case <-hup:
-				reload(path, svc, m, log)
+				reload(path, svc, api, m, log)
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
 
-	err := svc.Run(ctx)
+	err = svc.Run(ctx)
 
+	if api != nil {
+		api.Close() // event streams end; they would hold Shutdown up
+	}
 	if srv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), httpStopTimeout)
 		_ = srv.Shutdown(sctx)
@@ -107,7 +119,7 @@ func serve(cfg *config.Config, path string, stderr io.Writer) error {
 
 // reload reads the configuration file again (SIGHUP) and applies what can
 // change while running. An invalid file changes nothing.
-func reload(path string, svc *service.Service, m *metrics.Metrics, log zerolog.Logger) {
+func reload(path string, svc *service.Service, api *web.API, m *metrics.Metrics, log zerolog.Logger) {
 	next, err := config.Load(path)
 	if err != nil {
 		m.Reloads.WithLabelValues("error").Inc()
@@ -123,6 +135,23 @@ func reload(path string, svc *service.Service, m *metrics.Metrics, log zerolog.L
 	if slices.Contains(applied, "log.level") {
 		setLevel(next.Log.Level)
 	}
+	if api != nil {
+		if slices.Contains(applied, "http.cors_origins") {
+			api.SetCORS(next.HTTP.CORSOrigins)
+		}
+		// The tokens file is read again on every SIGHUP, changed or not:
+		// that is how tokens are added and revoked.
+		if !slices.Contains(restart, "http.tokens_file") {
+			tokens, err := web.ReadTokens(next.HTTP.TokensFile)
+			if err != nil {
+				m.Reloads.WithLabelValues("error").Inc()
+				log.Error().Err(err).Msg("http.tokens_file not reloaded: the tokens in force are kept")
+			} else {
+				api.SetTokens(tokens)
+				applied = append(applied, "http.tokens_file (read again)")
+			}
+		}
+	}
 	m.Reloads.WithLabelValues("ok").Inc()
 	ev := log.Info()
 	if len(restart) > 0 {
@@ -132,4 +161,22 @@ func reload(path string, svc *service.Service, m *metrics.Metrics, log zerolog.L
 		applied = []string{}
 	}
 	ev.Str("config", path).Strs("applied", applied).Msg("configuration reloaded")
+}
+
+// newAPI returns the HTTP face of cfg (nil when http.tokens_file is ""),
+// with its feed told by svc.
+func newAPI(cfg *config.Config, svc *service.Service, m *metrics.Metrics, st *status.Tracker, log zerolog.Logger) (*web.API, error) {
+	h := cfg.HTTP
+	if h.TokensFile == "" {
+		return nil, nil
+	}
+	tokens, err := web.ReadTokens(h.TokensFile)
+	if err != nil {
+		return nil, fmt.Errorf("http.tokens_file: %w", err)
+	}
+	f := feed.New(feed.Config{History: h.ResumeEvents, WithIP: cfg.Nodes.PublishIP})
+	svc.SetFeed(f)
+	log.Info().Int("tokens", tokens.Len()).Int("max_streams", h.MaxStreams).Strs("cors_origins", h.CORSOrigins).Msg("http API on")
+	return web.NewAPI(web.APIConfig{Feed: f, Tokens: tokens, CORSOrigins: h.CORSOrigins, MaxStreams: h.MaxStreams,
+		Domains: cfg.XMPP.Domains, Log: log}, m, st), nil
 }
