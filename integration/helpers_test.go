@@ -7,6 +7,8 @@ package integration
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -83,6 +85,11 @@ type svcOptions struct {
 	apiURL  string   // ejabberd.api_url; default the server's API with privileged presence on ejabberd
 	poll    string   // tracking.sessions_poll; default 2s
 	exclude []string // tracking.exclude
+	// The HTTP face: on unless noAPI, with one token (service.token).
+	noAPI        bool
+	maxStreams   int      // http.max_streams; default 1000
+	resumeEvents int      // http.resume_events; default 10000
+	cors         []string // http.cors_origins
 }
 
 // service is a pubpresence process under test.
@@ -93,6 +100,10 @@ type service struct {
 	config  string
 	http    string
 	logPath string
+	// token is the HTTP API's bearer token, in tokens; "" when the API is
+	// off.
+	token  string
+	tokens string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -114,7 +125,7 @@ func freePort(t testing.TB) string {
 func startService(t testing.TB, srv *testserver.Server, opts ...func(*svcOptions)) *service {
 	t.Helper()
 	o := svcOptions{reconcile: "0", grace: "500ms", initLimit: "10s", accessModel: "whitelist", secret: srv.Secret, keepalive: "2s",
-		address: srv.ComponentAddr, logLevel: "debug", mode: "roster", poll: "2s"}
+		address: srv.ComponentAddr, logLevel: "debug", mode: "roster", poll: "2s", maxStreams: 1000, resumeEvents: 10000}
 	if srv.Privileged() {
 		o.mode = "privileged"
 		o.apiURL = srv.APIURL
@@ -125,6 +136,13 @@ func startService(t testing.TB, srv *testserver.Server, opts ...func(*svcOptions
 	s := &service{t: t, srv: srv, dir: t.TempDir(), http: freePort(t)}
 	s.config = filepath.Join(s.dir, "pubpresence.toml")
 	s.logPath = filepath.Join(s.dir, "pubpresence.log")
+	if !o.noAPI {
+		s.token = randomToken(t)
+		s.tokens = filepath.Join(s.dir, "tokens")
+		if err := os.WriteFile(s.tokens, []byte("# the integration tests' reader\ntests "+s.token+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg := fmt.Sprintf(`[xmpp]
 address = %q
 component = %q
@@ -157,12 +175,16 @@ api_url = %q
 
 [http]
 listen = %q
+tokens_file = %q
+max_streams = %d
+resume_events = %d
+cors_origins = [%s]
 
 [log]
 level = %q
 `, o.address, srv.Component, o.secret, srv.Domain, srv.Pubsub, o.keepalive,
 		o.accessModel, reader, srv.Domain, !o.noIP, o.reconcile, o.initLimit, o.grace,
-		o.mode, o.poll, quoteList(o.exclude), o.apiURL, s.http, o.logLevel)
+		o.mode, o.poll, quoteList(o.exclude), o.apiURL, s.http, s.tokens, o.maxStreams, o.resumeEvents, quoteList(o.cors), o.logLevel)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -506,4 +528,13 @@ func createUsers(t testing.TB, srv *testserver.Server, locals ...string) {
 	if err := srv.CreateUsers(append([]string{reader}, locals...), password); err != nil {
 		t.Fatalf("create users: %v", err)
 	}
+}
+
+// randomToken returns a bearer token for the HTTP API.
+func randomToken(t testing.TB) string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
 }
