@@ -100,6 +100,7 @@ type Server struct {
 	harnessPort   int       // ejabberd only: see setAddrs
 	apiPort       int       // ejabberd only: the HTTP API (APIURL)
 	tls           *tlsFiles // WithTLS; nil without
+	dist          *distNode // a node of a Cluster: Erlang distribution; nil without
 
 	mu   sync.Mutex
 	proc *process // nil when stopped
