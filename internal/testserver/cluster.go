@@ -579,7 +579,9 @@ func (c *Cluster) Stop(i int) error {
 // node rejoins the cluster by itself. Restart returns when its component
 // port answers a stream header and list_cluster on every running node
 // lists every running node (both, when the other one runs), or with an
-// error naming the step, at most about 50 s later.
+// error naming the step, at most about 50 s later. When both nodes are
+// down, restart the one that went down last first: the other one does not
+// start without it (see Stop).
 func (c *Cluster) Restart(i int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -594,6 +596,11 @@ func (c *Cluster) Restart(i int) error {
 		return fmt.Errorf("cluster node %d (%s): %w", i+1, s.NodeName(), err)
 	}
 	if err := c.startNode(i, ""); err != nil {
+		for j := range c.Nodes {
+			if j != i && !c.Running(j) {
+				return fmt.Errorf("%w\n(node %d is not running either: a node stopped or killed before the other one waits for it at start-up)", err, j+1)
+			}
+		}
 		return err
 	}
 	return c.waitMembers(i)
