@@ -223,6 +223,9 @@ type configData struct {
 	HostModules []string
 	// APIPort is ejabberd's HTTP API listener (mod_http_api, loopback).
 	APIPort int
+	// Cluster is set on the nodes of a Cluster: the HTTP API also allows
+	// list_cluster, for the harness.
+	Cluster bool
 	// TLSCA, TLSCert and TLSKey are the CA certificate, the c2s
 	// certificate and its key of WithTLS, "" without it (no TLS).
 	TLSCA, TLSCert, TLSKey string
@@ -275,6 +278,7 @@ func (s *Server) configData() configData {
 		HarnessSecret:   s.harnessSecret,
 		Hosts:           s.Hosts,
 		APIPort:         s.apiPort,
+		Cluster:         s.dist != nil,
 	}
 	d.setPrivilege(s.opts.privilege)
 	return d

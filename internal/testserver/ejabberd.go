@@ -23,10 +23,20 @@ func (s *Server) command() (*exec.Cmd, error) {
 	}
 	spool := filepath.Join(s.Dir, "spool")
 	// No distribution (the node is nonode@nohost): no epmd, no cookie, and
-	// nothing listens but the configured loopback ports. SIGTERM is a clean
-	// stop (init:stop) in Erlang/OTP ≥ 20.
-	cmd := exec.Command("erl", "-noinput", "-noshell", "+K", "true", "+P", "250000",
-		"-mnesia", "dir", `"`+spool+`"`, "-s", "ejabberd")
+	// nothing listens but the configured loopback ports. A node of a
+	// Cluster is the exception: it has distribution, on loopback only, with
+	// the cluster's private epmd (distNode). SIGTERM is a clean stop
+	// (init:stop) in Erlang/OTP ≥ 20.
+	args := []string{"-noinput", "-noshell", "+K", "true", "+P", "250000",
+		"-mnesia", "dir", `"` + spool + `"`}
+	if s.dist != nil {
+		args = append(args, s.dist.args()...)
+	}
+	args = append(args, "-s", "ejabberd")
+	if s.dist != nil && s.dist.join != "" {
+		args = append(args, "-eval", joinEval(s.dist.join))
+	}
+	cmd := exec.Command("erl", args...)
 	cmd.Dir = spool
 	cmd.Env = append(os.Environ(),
 		"EJABBERD_CONFIG_PATH="+s.ConfigPath,
@@ -35,6 +45,9 @@ func (s *Server) command() (*exec.Cmd, error) {
 		"ERL_CRASH_DUMP="+filepath.Join(s.Dir, "logs", "erl_crash.dump"),
 		"HOME="+s.Dir, // anything Erlang writes to ~ stays private
 	)
+	if s.dist != nil {
+		cmd.Env = append(cmd.Env, s.dist.env()...)
+	}
 	return cmd, nil
 }
 

@@ -100,6 +100,7 @@ type Server struct {
 	harnessPort   int       // ejabberd only: see setAddrs
 	apiPort       int       // ejabberd only: the HTTP API (APIURL)
 	tls           *tlsFiles // WithTLS; nil without
+	dist          *distNode // a node of a Cluster: Erlang distribution; nil without
 
 	mu   sync.Mutex
 	proc *process // nil when stopped
@@ -137,13 +138,7 @@ func StartEjabberd(t testing.TB, opts ...Option) *Server { return Start(t, Ejabb
 // Start starts a private server of the given kind; see StartProsody.
 func Start(t testing.TB, kind Kind, opts ...Option) *Server {
 	t.Helper()
-	if err := installed(kind); err != nil {
-		msg := fmt.Sprintf("%s is not installed (run scripts/install-servers.sh ejabberd)", kind)
-		if os.Getenv(RequireServersEnv) == "1" {
-			t.Fatalf("%s and %s=1: %v", msg, RequireServersEnv, err)
-		}
-		t.Skipf("%s; set %s=1 to fail instead of skipping", msg, RequireServersEnv)
-	}
+	skipUnlessInstalled(t, kind, installed(kind))
 	o, err := buildOptions(kind, opts)
 	if err != nil {
 		t.Fatalf("start %s: %v", kind, err)
@@ -184,6 +179,20 @@ func Start(t testing.TB, kind Kind, opts ...Option) *Server {
 		}
 	})
 	return s
+}
+
+// skipUnlessInstalled skips the test when err (why the server of kind
+// cannot run) is not nil, or fails it if PUBPRESENCE_REQUIRE_SERVERS is "1".
+func skipUnlessInstalled(t testing.TB, kind Kind, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	msg := fmt.Sprintf("%s is not installed (run scripts/install-servers.sh ejabberd)", kind)
+	if os.Getenv(RequireServersEnv) == "1" {
+		t.Fatalf("%s and %s=1: %v", msg, RequireServersEnv, err)
+	}
+	t.Skipf("%s; set %s=1 to fail instead of skipping", msg, RequireServersEnv)
 }
 
 // New writes the config of a server of the given kind into dir and returns
@@ -242,13 +251,7 @@ func newServer(kind Kind, dir string, o options) (*Server, error) {
 		return nil, err
 	}
 	if o.tls {
-		// Domain first: it is the certificate's subject. The wildcards
-		// cover the pubsub and MUC services ejabberd serves on each host.
-		var names []string
-		for _, h := range append([]string{s.Domain}, s.Hosts...) {
-			names = append(names, h, "*."+h)
-		}
-		if s.tls, err = writeTLSFiles(s.Dir, names); err != nil {
+		if s.tls, err = writeTLSFiles(s.Dir, s.certNames()); err != nil {
 			return nil, err
 		}
 		s.CAFile = s.tls.ca
@@ -260,6 +263,17 @@ func newServer(kind Kind, dir string, o options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// certNames are the names the c2s certificate of WithTLS is for. Domain
+// first: it is the certificate's subject. The wildcards cover the pubsub and
+// MUC services ejabberd serves on each host.
+func (s *Server) certNames() []string {
+	var names []string
+	for _, h := range append([]string{s.Domain}, s.Hosts...) {
+		names = append(names, h, "*."+h)
+	}
+	return names
 }
 
 // tempDir returns a fresh directory that is removed when the test ends. It
@@ -339,24 +353,40 @@ func (s *Server) setPorts() error {
 // the address fields.
 func (s *Server) pickPorts() error {
 	ipv6 := hasIPv6Loopback()
+	want := 3
+	if s.Kind == Ejabberd {
+		want = 4
+	}
+	ports, err := loopbackPorts(want, ipv6)
+	if err != nil {
+		return err
+	}
+	api := 0
+	if s.Kind == Ejabberd {
+		api = ports[3]
+	}
+	s.setAddrs(ports[0], ports[1], ports[2], api, ipv6)
+	return nil
+}
+
+// loopbackPorts returns want distinct ports that are free on 127.0.0.1,
+// and on ::1 too when ipv6 is set. They are held until all are chosen, so
+// none is returned twice.
+func loopbackPorts(want int, ipv6 bool) ([]int, error) {
 	var held []net.Listener
 	defer func() {
 		for _, l := range held {
 			l.Close()
 		}
 	}()
-	want := 3
-	if s.Kind == Ejabberd {
-		want = 4
-	}
 	var ports []int
 	for tries := 0; len(ports) < want; tries++ {
-		if tries == 50 {
-			return fmt.Errorf("pick ports: no %d free ports on 127.0.0.1 and ::1 after 50 tries", want)
+		if tries == 50+want {
+			return nil, fmt.Errorf("pick ports: no %d free ports on 127.0.0.1 and ::1 after %d tries", want, tries)
 		}
 		l, err := net.Listen("tcp4", "127.0.0.1:0")
 		if err != nil {
-			return fmt.Errorf("pick ports: %w", err)
+			return nil, fmt.Errorf("pick ports: %w", err)
 		}
 		held = append(held, l)
 		port := l.Addr().(*net.TCPAddr).Port
@@ -369,12 +399,7 @@ func (s *Server) pickPorts() error {
 		}
 		ports = append(ports, port)
 	}
-	api := 0
-	if s.Kind == Ejabberd {
-		api = ports[3]
-	}
-	s.setAddrs(ports[0], ports[1], ports[2], api, ipv6)
-	return nil
+	return ports, nil
 }
 
 // setAddrs sets the ports and the address fields. The harness has its own
