@@ -245,7 +245,11 @@ func writeJSON(w http.ResponseWriter, b []byte) {
 
 // presence answers the snapshot.
 func (a *API) presence(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, a.feed.AppendSnapshot(nil, a.feed.Snapshot()))
+	_, js := a.feed.SnapshotJSON()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(js)
+	_, _ = w.Write([]byte{'\n'})
 }
 
 // user answers one user: {"name":…,"status":…,"connections":[…]}.

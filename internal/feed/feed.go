@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pubpresence/pubpresence/nodes"
@@ -32,13 +33,14 @@ const (
 // Config sets up a Feed.
 type Config struct {
 	// History is how many entries (changes, and the rarer phase changes
-	// and resets) are kept for clients that resume; default 10000.
+	// and resets) are kept for clients that resume, and how far behind a
+	// stream may fall before it is sent a snapshot; default 10000.
 	History int
 	// WithIP puts the connections' addresses in what the feed serves.
 	WithIP bool
 	// Coalesce is how long the first change of a burst waits for more
 	// before the streams are woken, so that a stream writes once per burst;
-	// default 5ms; negative wakes them at every change.
+	// default DefaultCoalesce; negative wakes them at every change.
 	Coalesce time.Duration
 	// Start is the seq before the first change. Default: the time in
 	// microseconds since 1970, so that a later process starts above what an
@@ -48,7 +50,7 @@ type Config struct {
 	Start uint64
 }
 
-// kind is what an entry of the ring is.
+// kind is what an entry of the log is.
 type kind uint8
 
 const (
@@ -57,7 +59,7 @@ const (
 	reset              // the state changed without events (Hide): streams need a snapshot
 )
 
-// entry is one element of the ring.
+// entry is one element of the log.
 type entry struct {
 	kind  kind
 	seq   uint64 // a change's or reset's own seq; a phase's: the last change before it
@@ -65,21 +67,55 @@ type entry struct {
 	phase string // kind phase: the new phase
 }
 
+// chunkSize is how many entries a chunk of the log holds.
+const chunkSize = 256
+
+// chunk is a piece of the log. Each slot is written once, before the
+// feed's head moves past it (an atomic store), and never again; so streams
+// read the slots below the head they loaded without a lock. The writer
+// links a new chunk (next) before the head moves into it.
+type chunk struct {
+	first   uint64 // the position of entries[0]
+	entries [chunkSize]entry
+	next    atomic.Pointer[chunk]
+}
+
 // Feed is the state the HTTP face serves. Create it with New.
+//
+// The log of entries is a list of chunks: the writer appends under mu;
+// streams read it with no lock (chunk). The feed keeps the chunks that
+// hold the last Config.History entries for resuming; a stream that is
+// further behind still holds its own chunk, so it reads nothing
+// overwritten: it notices it is behind and takes a snapshot.
 type Feed struct {
 	cfg Config
 
-	mu      sync.RWMutex
+	mu      sync.RWMutex               // the state below; streams take it only for a snapshot or a resume
 	users   map[string][]presence.Conn // by bare JID, each sorted by full JID
 	conns   int
 	seq     uint64 // the last change's seq
 	floor   uint64 // the lowest Last-Event-ID that can be resumed: the last reset's seq
 	service string
-	ring    []entry
-	head    uint64        // the position of the next entry; the ring holds head-len(ring)…head-1
-	wake    chan struct{} // closed at the next broadcast
-	pending *time.Timer   // a broadcast is scheduled
-	closed  bool
+	oldest  *chunk // the oldest chunk kept for resuming
+	tail    *chunk // the chunk the next entry goes to
+
+	head    atomic.Uint64                 // the position of the next entry
+	wake    atomic.Pointer[chan struct{}] // closed at the next broadcast
+	pending atomic.Bool                   // a broadcast is scheduled
+	closed  atomic.Bool
+	wakeMu  sync.Mutex // orders broadcasts and Close
+
+	// encoded is the JSON of the last snapshot encoded, shared by every
+	// stream and request that wants the same one (many clients connect at
+	// once after a restart).
+	encoded atomic.Pointer[encodedSnapshot]
+}
+
+// encodedSnapshot is a snapshot's JSON and what it was taken at.
+type encodedSnapshot struct {
+	seq     uint64
+	service string
+	json    []byte
 }
 
 // New returns an empty feed in phase Init.
@@ -88,14 +124,21 @@ func New(cfg Config) *Feed {
 		cfg.History = 10000
 	}
 	if cfg.Coalesce == 0 {
-		cfg.Coalesce = 5 * time.Millisecond
+		cfg.Coalesce = DefaultCoalesce
 	}
 	if cfg.Start == 0 {
 		cfg.Start = uint64(time.Now().UnixMicro())
 	}
-	return &Feed{cfg: cfg, users: make(map[string][]presence.Conn), seq: cfg.Start, floor: cfg.Start,
-		service: Init, ring: make([]entry, cfg.History), wake: make(chan struct{})}
+	c := &chunk{}
+	f := &Feed{cfg: cfg, users: make(map[string][]presence.Conn), seq: cfg.Start, floor: cfg.Start,
+		service: Init, oldest: c, tail: c}
+	wake := make(chan struct{})
+	f.wake.Store(&wake)
+	return f
 }
+
+// DefaultCoalesce is Config.Coalesce's default.
+const DefaultCoalesce = 5 * time.Millisecond
 
 // WithIP reports whether the feed serves addresses.
 func (f *Feed) WithIP() bool { return f.cfg.WithIP }
@@ -182,17 +225,12 @@ func (f *Feed) Phase() string {
 
 // Close wakes every stream for the last time; Subs of a closed feed end.
 func (f *Feed) Close() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
+	f.wakeMu.Lock()
+	defer f.wakeMu.Unlock()
+	if f.closed.Swap(true) {
 		return
 	}
-	f.closed = true
-	if f.pending != nil {
-		f.pending.Stop()
-		f.pending = nil
-	}
-	close(f.wake)
+	close(*f.wake.Load())
 }
 
 func byJID(c presence.Conn, jid string) int { return strings.Compare(c.JID, jid) }
@@ -226,33 +264,40 @@ func (f *Feed) changeLocked(c presence.Conn) {
 	f.appendLocked(entry{kind: change, seq: f.seq, frame: b})
 }
 
-// appendLocked puts e in the ring and schedules a broadcast.
+// appendLocked writes e to the next slot, moves the head past it, lets go
+// of the chunks no resume needs, and schedules a broadcast.
 func (f *Feed) appendLocked(e entry) {
-	f.ring[f.head%uint64(len(f.ring))] = e
-	f.head++
-	if f.closed || f.pending != nil {
+	pos := f.head.Load()
+	if pos-f.tail.first == chunkSize {
+		next := &chunk{first: pos}
+		f.tail.next.Store(next)
+		f.tail = next
+	}
+	f.tail.entries[pos-f.tail.first] = e
+	f.head.Store(pos + 1)
+	for pos+1-f.oldest.first > uint64(f.cfg.History)+chunkSize {
+		f.oldest = f.oldest.next.Load()
+	}
+	if f.closed.Load() || !f.pending.CompareAndSwap(false, true) {
 		return
 	}
 	if f.cfg.Coalesce < 0 {
-		f.broadcastLocked()
+		f.broadcast()
 		return
 	}
-	f.pending = time.AfterFunc(f.cfg.Coalesce, f.broadcast)
+	time.AfterFunc(f.cfg.Coalesce, f.broadcast)
 }
 
+// broadcast wakes every stream waiting on the current wake channel.
 func (f *Feed) broadcast() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
+	f.wakeMu.Lock()
+	defer f.wakeMu.Unlock()
+	f.pending.Store(false)
+	if f.closed.Load() {
 		return
 	}
-	f.pending = nil
-	f.broadcastLocked()
-}
-
-func (f *Feed) broadcastLocked() {
-	close(f.wake)
-	f.wake = make(chan struct{})
+	next := make(chan struct{})
+	close(*f.wake.Swap(&next))
 }
 
 // serviceFrame is the SSE frame of a phase. It has no id: a client's
@@ -297,6 +342,31 @@ func (f *Feed) User(bare string) ([]presence.Conn, string) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return slices.Clone(f.users[bare]), f.service
+}
+
+// SnapshotJSON returns the JSON of the state now (AppendSnapshot) and its
+// seq. The JSON is shared: do not modify it.
+func (f *Feed) SnapshotJSON() (uint64, []byte) {
+	seq, js, _, _, _ := f.snapshotJSON()
+	return seq, js
+}
+
+// snapshotJSON is SnapshotJSON, and where in the log a stream that sends
+// it goes on from (the chunk and the position of the next entry), and the
+// phase, all taken at once.
+func (f *Feed) snapshotJSON() (seq uint64, js []byte, c *chunk, pos uint64, service string) {
+	f.mu.RLock()
+	c, pos, service = f.tail, f.head.Load(), f.service
+	if e := f.encoded.Load(); e != nil && e.seq == f.seq && e.service == f.service {
+		f.mu.RUnlock()
+		return e.seq, e.json, c, pos, service
+	}
+	s := f.snapshotLocked()
+	f.mu.RUnlock()
+	sortConns(s.Conns)
+	e := &encodedSnapshot{seq: s.Seq, service: s.Service, json: f.AppendSnapshot(nil, s)}
+	f.encoded.Store(e)
+	return e.seq, e.json, c, pos, service
 }
 
 // AppendSnapshot appends the JSON of s:

@@ -338,3 +338,61 @@ func TestMostAvailable(t *testing.T) {
 		}
 	}
 }
+
+// TestFeedConcurrent: streams reading while the writer writes (run with
+// -race) end holding the state, through chunk boundaries and falls behind.
+func TestFeedConcurrent(t *testing.T) {
+	f := New(Config{History: 300, WithIP: true, Coalesce: time.Millisecond, Start: 1})
+	defer f.Close()
+	const readers = 6
+	logs := make([][]byte, readers)
+	stop := make(chan struct{})
+	done := make(chan int)
+	for k := range readers {
+		s, _ := f.Follow(0, false)
+		go func() {
+			var out []byte
+			for {
+				var batch Batch
+				out, batch = s.Next(out)
+				select {
+				case <-batch.Wake:
+					if k%3 == 2 {
+						time.Sleep(time.Millisecond) // a slow one
+					}
+				case <-stop:
+					out, _ = s.Next(out)
+					logs[k] = out
+					done <- k
+					return
+				}
+			}
+		}()
+	}
+	r := rand.New(rand.NewPCG(3, 3))
+	for i := range 5000 {
+		step(f, r, i)
+		if i%500 == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	close(stop)
+	for range readers {
+		<-done
+	}
+	for k := range readers {
+		c := newClient(t)
+		c.apply(logs[k])
+		c.same(f.Snapshot())
+	}
+	// One encoding of the snapshot serves every asker until the next change.
+	seq1, js1 := f.SnapshotJSON()
+	seq2, js2 := f.SnapshotJSON()
+	if seq1 != seq2 || &js1[0] != &js2[0] {
+		t.Error("the snapshot was encoded twice at the same seq")
+	}
+	f.Set(presence.Conn{JID: "new@example.org/r", Show: presence.Online})
+	if seq3, js3 := f.SnapshotJSON(); seq3 != seq1+1 || &js3[0] == &js1[0] {
+		t.Error("a stale encoded snapshot was served")
+	}
+}

@@ -12,7 +12,8 @@ const (
 // Sub is one event stream's place in the feed. One goroutine uses it.
 type Sub struct {
 	f      *Feed
-	pos    uint64 // the next ring position to send
+	c      *chunk // the chunk that holds pos, or the one before it when pos is its end
+	pos    uint64 // the next log position to send
 	snap   string // the next Next starts with a snapshot, for this reason; "" when not
 	frames [][]byte
 }
@@ -38,65 +39,80 @@ func (f *Feed) Follow(last uint64, has bool) (s *Sub, resumed bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if has {
-		if pos, ok := f.resumeLocked(last); ok {
-			s.pos = pos
+		if c, pos, ok := f.resumeLocked(last); ok {
+			s.c, s.pos = c, pos
 			return s, true
 		}
 	}
-	s.snap = SnapStart
+	s.c, s.pos, s.snap = f.tail, f.head.Load(), SnapStart
 	return s, false
 }
 
-// resumeLocked returns the position of the first entry a client that has
-// seen everything up to seq last has not: the one after last's change (or
-// reset), phases that followed it included.
-func (f *Feed) resumeLocked(last uint64) (uint64, bool) {
+// resumeLocked returns where a client that has seen everything up to seq
+// last resumes: the entry after last's change (or reset), the phases that
+// followed it included.
+func (f *Feed) resumeLocked(last uint64) (*chunk, uint64, bool) {
 	if last < f.floor || last > f.seq {
-		return 0, false
+		return nil, 0, false
 	}
-	n := uint64(len(f.ring))
-	tail := f.head - min(f.head, n)
+	head := f.head.Load()
+	at := func(p uint64) *entry { // p within the kept chunks
+		c := f.oldest
+		for p-c.first >= chunkSize {
+			c = c.next.Load()
+		}
+		return &c.entries[p-c.first]
+	}
+	tail := f.oldest.first
+	if head-tail > uint64(f.cfg.History) {
+		tail = head - uint64(f.cfg.History)
+	}
 	if tail > 0 {
-		// The oldest entry held must be at or before last, or last's
+		// The oldest entry kept must be at or before last, or last's
 		// successor itself: else some entries after last are gone.
-		if e := &f.ring[tail%n]; e.seq > last+1 || (e.seq == last+1 && e.kind == phase) {
-			return 0, false
+		if e := at(tail); e.seq > last+1 || (e.seq == last+1 && e.kind == phase) {
+			return nil, 0, false
 		}
 	}
 	// The first position whose entry is after last; seqs never decrease
-	// along the ring.
-	lo, hi := tail, f.head
+	// along the log.
+	lo, hi := tail, head
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		e := &f.ring[mid%n]
-		if e.seq < last || (e.seq == last && e.kind != phase) {
+		if e := at(mid); e.seq < last || (e.seq == last && e.kind != phase) {
 			lo = mid + 1
 		} else {
 			hi = mid
 		}
 	}
-	return lo, true
+	c := f.oldest
+	for lo-c.first > chunkSize || (lo-c.first == chunkSize && c.next.Load() != nil) {
+		c = c.next.Load()
+	}
+	return c, lo, true
 }
 
 // Next appends to b what the stream has not sent yet: a snapshot frame
-// when one is due, then the frames of the entries after it.
+// when one is due, then the frames of the entries after it. It reads the
+// log without a lock; only a snapshot takes the feed's read lock.
 func (s *Sub) Next(b []byte) ([]byte, Batch) {
 	f := s.f
-	var batch Batch
-	var snap Snapshot
-	s.frames = s.frames[:0]
-	f.mu.RLock()
-	if f.closed {
-		f.mu.RUnlock()
+	if f.closed.Load() {
 		return b, Batch{Closed: true}
 	}
-	batch.Wake = f.wake
-	n := uint64(len(f.ring))
-	if s.snap == "" && s.pos+n < f.head {
+	// The wake channel before the head: an entry after this head closes
+	// this channel, or one after it that replaced it once closed.
+	batch := Batch{Wake: *f.wake.Load()}
+	head := f.head.Load()
+	s.frames = s.frames[:0]
+	if s.snap == "" && head-s.pos > uint64(f.cfg.History) {
 		s.snap = SnapBehind
 	}
-	for p := s.pos; s.snap == "" && p < f.head; p++ {
-		e := &f.ring[p%n]
+	for ; s.snap == "" && s.pos < head; s.pos++ {
+		if s.pos-s.c.first == chunkSize {
+			s.c = s.c.next.Load()
+		}
+		e := &s.c.entries[s.pos-s.c.first]
 		switch e.kind {
 		case reset:
 			s.snap = SnapReset
@@ -109,25 +125,20 @@ func (s *Sub) Next(b []byte) ([]byte, Batch) {
 		}
 	}
 	if s.snap != "" {
-		snap = f.snapshotLocked()
-		batch.Standby = f.service == Standby
-		s.frames, batch.Changes = s.frames[:0], 0
-	}
-	s.pos = f.head
-	f.mu.RUnlock()
-
-	if s.snap != "" {
+		seq, js, c, pos, service := f.snapshotJSON()
+		s.c, s.pos = c, pos
+		batch.Standby = service == Standby
 		batch.Snapshot, s.snap = s.snap, ""
-		sortConns(snap.Conns)
+		s.frames, batch.Changes = s.frames[:0], 0
 		b = append(b, "id: "...)
-		b = strconv.AppendUint(b, snap.Seq, 10)
+		b = strconv.AppendUint(b, seq, 10)
 		b = append(b, "\nevent: snapshot\ndata: "...)
-		b = f.AppendSnapshot(b, snap)
+		b = append(b, js...)
 		b = append(b, "\n\n"...)
 	}
 	for _, fr := range s.frames {
 		b = append(b, fr...)
 	}
-	clear(s.frames) // hold no frame the ring has let go of
+	clear(s.frames) // hold no frame longer than needed
 	return b, batch
 }
