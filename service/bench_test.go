@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -14,9 +16,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pubpresence/pubpresence/component"
+	"github.com/pubpresence/pubpresence/internal/feed"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/status"
+	"github.com/pubpresence/pubpresence/web"
 )
 
 // Benchmarks of issue 6 (performance). Goals: at most 10 µs and few
@@ -198,10 +202,71 @@ func BenchmarkHotPath(b *testing.B) {
 // fake's included (it allocates nothing in the steady state).
 // actual/event is the number of actual publishes per event: changes of one
 // connection that wait in the queue are merged.
-func BenchmarkServiceEvents(b *testing.B) {
+func BenchmarkServiceEvents(b *testing.B) { serviceEvents(b) }
+
+// BenchmarkServiceEventsHTTP is BenchmarkServiceEvents with the HTTP face
+// on: feed, the feed alone; streams=N, N event streams following it over
+// loopback, read by N goroutines of this process that discard what they
+// get. It shows what the streams take from the XMPP side's throughput
+// (the CPU is shared: on 2 cores, the readers compete with the service).
+//
+//	go test -run='^$' -bench='ServiceEvents' -benchmem -count=5 ./service/
+func BenchmarkServiceEventsHTTP(b *testing.B) {
+	for _, streams := range []int{-1, 0, 100, 1000} {
+		name := "streams=" + strconv.Itoa(streams)
+		if streams < 0 {
+			name = "off"
+		}
+		b.Run(name, func(b *testing.B) {
+			if streams < 0 {
+				serviceEvents(b)
+				return
+			}
+			serviceEvents(b, func(rs *runningService) { followHTTP(b, rs, streams) })
+		})
+	}
+}
+
+// followHTTP turns the HTTP face of rs's service on and opens n event
+// streams read by goroutines that discard what they get; they end with b.
+func followHTTP(b *testing.B, rs *runningService, n int) {
+	fd := feed.New(feed.Config{WithIP: true})
+	rs.svc.SetFeed(fd)
+	tokens, err := web.ParseTokens([]byte("bench-token-0123456789"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	api := web.NewAPI(web.APIConfig{Feed: fd, Tokens: tokens, MaxStreams: max(n, 1), Log: zerolog.Nop()}, rs.m, rs.st)
+	srv := httptest.NewServer(web.Handler(rs.m, rs.st, api))
+	var wg sync.WaitGroup
+	b.Cleanup(func() {
+		api.Close()
+		srv.CloseClientConnections()
+		srv.Close()
+		fd.Close()
+		wg.Wait()
+	})
+	cl := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	for range n {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/events", nil)
+		req.Header.Set("Authorization", "Bearer bench-token-0123456789")
+		resp, err := cl.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			b.Fatalf("event stream: %v %v", err, resp)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer resp.Body.Close()
+			_, _ = io.Copy(io.Discard, resp.Body)
+		}()
+	}
+}
+
+func serviceEvents(b *testing.B, setup ...func(*runningService)) {
 	const eventWindow = 1024
 	f := newFakeServer(b)
-	rs := startService(b, f)
+	rs := startService(b, f, setup...)
 	defer rs.stop(b)
 
 	// Track hotConns connections and the sentinel, each looked up once.

@@ -462,11 +462,14 @@ type runningService struct {
 // (its own metrics registry and status tracker; the logger at info, to
 // io.Discard), and waits until it is online: the fake has answered the
 // publish of online on the status node and the service has taken it.
-func startService(tb testing.TB, f *fakeServer) *runningService {
+func startService(tb testing.TB, f *fakeServer, setup ...func(*runningService)) *runningService {
 	tb.Helper()
 	rs := &runningService{m: metrics.New("bench"), st: &status.Tracker{}, done: make(chan error, 1)}
 	log := zerolog.New(io.Discard).Level(zerolog.InfoLevel)
 	rs.svc = New(f.config(), log, rs.m, rs.st)
+	for _, fn := range setup {
+		fn(rs) // before Run
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rs.cancel = cancel
 	go func() { rs.done <- rs.svc.Run(ctx) }()

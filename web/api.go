@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,7 @@ type API struct {
 	tokens  atomic.Pointer[Tokens]
 	cors    atomic.Pointer[map[string]bool]
 	slots   chan struct{} // one per open event stream, up to max_streams
+	writers chan struct{} // one per stream taking its frames now (stream)
 	beat    time.Duration
 	write   time.Duration
 
@@ -77,7 +79,7 @@ func NewAPI(cfg APIConfig, m *metrics.Metrics, st *status.Tracker) *API {
 		cfg.WriteTimeout = WriteTimeout
 	}
 	a := &API{feed: cfg.Feed, m: m, st: st, log: cfg.Log, domains: make(map[string]bool),
-		slots: make(chan struct{}, cfg.MaxStreams), beat: cfg.Heartbeat, write: cfg.WriteTimeout,
+		slots: make(chan struct{}, cfg.MaxStreams), writers: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)), beat: cfg.Heartbeat, write: cfg.WriteTimeout,
 		done: make(chan struct{})}
 	for _, d := range cfg.Domains {
 		a.domains[strings.ToLower(d)] = true
@@ -353,33 +355,47 @@ func (a *API) stream(w http.ResponseWriter, ctx context.Context, sub *feed.Sub) 
 	rc := http.NewResponseController(w)
 	beat := time.NewTicker(a.beat)
 	defer beat.Stop()
-	// retry: how long a browser's EventSource waits before reconnecting.
-	buf := append(make([]byte, 0, 4096), "retry: 2000\n\n"...)
+	var out output
+	out.add(retryFrame) // how long a browser's EventSource waits before reconnecting
+	var frames [][]byte
 	for {
+		// At most a few streams take their frames at once (a.writers):
+		// however many streams there are and however fast the changes
+		// come, the service's own goroutines are never queued behind
+		// thousands of runnable streams. The slot is let go before the
+		// write, which may block on a slow client.
+		select {
+		case a.writers <- struct{}{}:
+		case <-ctx.Done():
+			return "client"
+		case <-a.done:
+			return "shutdown"
+		}
 		var batch feed.Batch
-		buf, batch = sub.Next(buf)
+		frames, batch = sub.Frames(frames[:0])
+		for _, fr := range frames {
+			out.add(fr)
+		}
+		clear(frames) // hold no frame the feed has let go of
+		<-a.writers
 		if batch.Snapshot != "" {
 			a.m.HTTPSnapshots.WithLabelValues(batch.Snapshot).Inc()
 		}
-		if len(buf) > 0 {
-			if reason := a.send(rc, w, buf); reason != "" {
-				return reason
-			}
+		if reason := a.send(rc, w, &out); reason != "" {
+			return reason
 		}
-		if cap(buf) > 64<<10 {
-			buf = make([]byte, 0, 4096) // a snapshot's buffer is not kept for the stream's life
-		}
-		buf = buf[:0]
 		switch {
 		case batch.Closed:
 			return "shutdown"
 		case batch.Standby:
 			return "standby"
+		case batch.More:
+			continue
 		}
 		select {
 		case <-batch.Wake:
 		case <-beat.C:
-			buf = append(buf, ": keepalive\n\n"...)
+			out.add(keepaliveFrame)
 		case <-ctx.Done():
 			return "client"
 		case <-a.done:
@@ -388,11 +404,65 @@ func (a *API) stream(w http.ResponseWriter, ctx context.Context, sub *feed.Sub) 
 	}
 }
 
-// send writes b and flushes it, within the write timeout; it returns why
-// the stream must end, or "".
-func (a *API) send(rc *http.ResponseController, w http.ResponseWriter, b []byte) string {
+// output is what a stream writes next: small frames copied into one
+// buffer, big ones (a snapshot's JSON, shared) written as they are.
+type output struct {
+	parts [][]byte
+	buf   []byte // the copies; parts point into it
+	from  int    // where the part being copied starts in buf
+}
+
+// bigFrame is the size from which a frame is written, not copied.
+const bigFrame = 16 << 10
+
+func (o *output) add(fr []byte) {
+	if len(fr) < bigFrame {
+		o.buf = append(o.buf, fr...)
+		return
+	}
+	o.cut()
+	o.parts = append(o.parts, fr)
+}
+
+// cut ends the part being copied.
+func (o *output) cut() {
+	if len(o.buf) > o.from {
+		o.parts = append(o.parts, o.buf[o.from:len(o.buf):len(o.buf)])
+		o.from = len(o.buf)
+	}
+}
+
+// reset empties o, keeping a buffer of at most 64 KiB.
+func (o *output) reset() {
+	clear(o.parts)
+	o.parts, o.from = o.parts[:0], 0
+	if cap(o.buf) > 64<<10 {
+		o.buf = nil
+	} else {
+		o.buf = o.buf[:0]
+	}
+}
+
+var (
+	retryFrame     = []byte("retry: 2000\n\n")
+	keepaliveFrame = []byte(": keepalive\n\n")
+)
+
+// send writes out and flushes it, within the write timeout; it returns
+// why the stream must end, or "".
+func (a *API) send(rc *http.ResponseController, w http.ResponseWriter, out *output) string {
+	out.cut()
+	defer out.reset()
+	if len(out.parts) == 0 {
+		return ""
+	}
 	_ = rc.SetWriteDeadline(time.Now().Add(a.write))
-	_, err := w.Write(b)
+	var err error
+	for _, p := range out.parts {
+		if _, err = w.Write(p); err != nil {
+			break
+		}
+	}
 	if err == nil {
 		err = rc.Flush()
 	}

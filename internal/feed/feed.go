@@ -255,7 +255,7 @@ func (f *Feed) removeLocked(bare, jid string) bool {
 // changeLocked gives c the next seq and appends its change frame.
 func (f *Feed) changeLocked(c presence.Conn) {
 	f.seq++
-	b := make([]byte, 0, 64+len(c.JID)*2+len(c.Text)+len(c.IP)+64)
+	b := make([]byte, 0, 192+len(c.JID)*2+len(c.Text)+len(c.IP)) // the frame without escapes
 	b = append(b, "id: "...)
 	b = strconv.AppendUint(b, f.seq, 10)
 	b = append(b, "\nevent: change\ndata: "...)

@@ -11,11 +11,10 @@ const (
 
 // Sub is one event stream's place in the feed. One goroutine uses it.
 type Sub struct {
-	f      *Feed
-	c      *chunk // the chunk that holds pos, or the one before it when pos is its end
-	pos    uint64 // the next log position to send
-	snap   string // the next Next starts with a snapshot, for this reason; "" when not
-	frames [][]byte
+	f    *Feed
+	c    *chunk // the chunk that holds pos, or the one before it when pos is its end
+	pos  uint64 // the next log position to send
+	snap string // the next Frames starts with a snapshot, for this reason; "" when not
 }
 
 // Batch says what one Next returned.
@@ -28,6 +27,7 @@ type Batch struct {
 	Changes  int  // change frames in the output
 	Standby  bool // the service went standby: the stream should end
 	Closed   bool // the feed is closed: the stream should end
+	More     bool // there is more to send now: do not wait for Wake
 }
 
 // Follow returns a Sub for a client that has seen everything up to the
@@ -92,53 +92,74 @@ func (f *Feed) resumeLocked(last uint64) (*chunk, uint64, bool) {
 	return c, lo, true
 }
 
-// Next appends to b what the stream has not sent yet: a snapshot frame
-// when one is due, then the frames of the entries after it. It reads the
-// log without a lock; only a snapshot takes the feed's read lock.
-func (s *Sub) Next(b []byte) ([]byte, Batch) {
+// maxFrames bounds the frames one Frames call returns; Batch.More says
+// there are more at once.
+const maxFrames = 1024
+
+// snapshotEnd ends a snapshot frame.
+var snapshotEnd = []byte("\n\n")
+
+// Frames appends to dst what the stream has not sent yet, as SSE frames
+// to write in order: a snapshot when one is due, then the frames of the
+// entries after it, up to maxFrames (Batch.More when there are more). The
+// frames are shared with other streams: write them, do not modify them.
+// It reads the log without a lock; only a snapshot takes the feed's read
+// lock.
+func (s *Sub) Frames(dst [][]byte) ([][]byte, Batch) {
 	f := s.f
 	if f.closed.Load() {
-		return b, Batch{Closed: true}
+		return dst, Batch{Closed: true}
 	}
 	// The wake channel before the head: an entry after this head closes
 	// this channel, or one after it that replaced it once closed.
 	batch := Batch{Wake: *f.wake.Load()}
 	head := f.head.Load()
-	s.frames = s.frames[:0]
 	if s.snap == "" && head-s.pos > uint64(f.cfg.History) {
 		s.snap = SnapBehind
-	}
-	for ; s.snap == "" && s.pos < head; s.pos++ {
-		if s.pos-s.c.first == chunkSize {
-			s.c = s.c.next.Load()
-		}
-		e := &s.c.entries[s.pos-s.c.first]
-		switch e.kind {
-		case reset:
-			s.snap = SnapReset
-		case phase:
-			batch.Standby = batch.Standby || e.phase == Standby
-			s.frames = append(s.frames, e.frame)
-		default:
-			batch.Changes++
-			s.frames = append(s.frames, e.frame)
-		}
 	}
 	if s.snap != "" {
 		seq, js, c, pos, service := f.snapshotJSON()
 		s.c, s.pos = c, pos
 		batch.Standby = service == Standby
 		batch.Snapshot, s.snap = s.snap, ""
-		s.frames, batch.Changes = s.frames[:0], 0
-		b = append(b, "id: "...)
-		b = strconv.AppendUint(b, seq, 10)
-		b = append(b, "\nevent: snapshot\ndata: "...)
-		b = append(b, js...)
-		b = append(b, "\n\n"...)
+		prefix := append([]byte("id: "), strconv.AppendUint(nil, seq, 10)...)
+		prefix = append(prefix, "\nevent: snapshot\ndata: "...)
+		return append(dst, prefix, js, snapshotEnd), batch
 	}
-	for _, fr := range s.frames {
+	n := 0
+	for ; s.pos < head; s.pos++ {
+		if n == maxFrames {
+			batch.More = true
+			break
+		}
+		if s.pos-s.c.first == chunkSize {
+			s.c = s.c.next.Load()
+		}
+		e := &s.c.entries[s.pos-s.c.first]
+		switch e.kind {
+		case reset:
+			// What came before the reset is superseded: the snapshot
+			// comes next, at once.
+			s.snap, batch.More = SnapReset, true
+			s.pos++
+			return dst, batch
+		case phase:
+			batch.Standby = batch.Standby || e.phase == Standby
+		default:
+			batch.Changes++
+		}
+		dst = append(dst, e.frame)
+		n++
+	}
+	return dst, batch
+}
+
+// Next is Frames written into b: the stream's next output as one buffer.
+// Batch.More may be set: call it again.
+func (s *Sub) Next(b []byte) ([]byte, Batch) {
+	frames, batch := s.Frames(nil)
+	for _, fr := range frames {
 		b = append(b, fr...)
 	}
-	clear(s.frames) // hold no frame longer than needed
 	return b, batch
 }
