@@ -14,8 +14,10 @@
 # (scripts/install-servers.sh), starts the dev server (what
 # `go run ./integration/cmd/devserver -dir .run -server $SERVER` runs; its output says which
 # users and ports to use) in the background, waits until it is ready, then
-# runs pubpresence with .run/pubpresence.toml (metrics and health on
-# http://127.0.0.1:9273). Ctrl-C (or SIGINT/SIGTERM to this script) stops
+# runs pubpresence with .run/pubpresence.toml: metrics and health on
+# http://127.0.0.1:9273, and the HTTP API and the "who is online" page at
+# http://127.0.0.1:9273/ with the token kept in .run/tokens (made on the
+# first run; the dev server prints it). Ctrl-C (or SIGINT/SIGTERM to this script) stops
 # pubpresence, then the server. The server's data stays in .run/ for the
 # next run.
 #

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -54,6 +55,7 @@ var users = []struct{ local, password string }{
 const (
 	secretFile = "component.secret"
 	configFile = "pubpresence.toml"
+	tokensFile = "tokens" // the HTTP API's bearer tokens
 )
 
 func main() {
@@ -124,14 +126,22 @@ func serve(ctx context.Context, kind testserver.Kind, dir string, c2s, comp int,
 			return err
 		}
 	}
-	data, err := serviceConfig(s, listen)
+	tokensPath, err := filepath.Abs(filepath.Join(dir, tokensFile))
+	if err != nil {
+		return err
+	}
+	token, err := loadToken(tokensPath)
+	if err != nil {
+		return err
+	}
+	data, err := serviceConfig(s, listen, tokensPath)
 	if err != nil {
 		return err
 	}
 	if err := writeFileAtomic(cfgPath, data, 0o600); err != nil {
 		return fmt.Errorf("write pubpresence config: %w", err)
 	}
-	fmt.Fprint(stdout, howTo(s, cfgPath))
+	fmt.Fprint(stdout, howTo(s, cfgPath, listen, token))
 
 	select {
 	case <-ctx.Done():
@@ -174,9 +184,34 @@ func loadSecret(path string) (string, error) {
 	return secret, nil
 }
 
+// loadToken returns the HTTP API's token kept in the tokens file at path
+// ("dev TOKEN"), making and saving a random one when there is none.
+func loadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 2 && f[0] == "dev" {
+				return f[1], nil
+			}
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("tokens file: %w", err)
+	}
+	raw := make([]byte, 18)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("token: %w", err)
+	}
+	token := base64.RawURLEncoding.EncodeToString(raw)
+	content := "# bearer tokens of the HTTP API (docs/http.md): NAME TOKEN, one per line\ndev " + token + "\n"
+	if err := writeFileAtomic(path, []byte(content), 0o600); err != nil {
+		return "", fmt.Errorf("tokens file: %w", err)
+	}
+	return token, nil
+}
+
 // serviceConfig returns a complete pubpresence config for s, checked with
-// config.Parse.
-func serviceConfig(s *testserver.Server, listen string) ([]byte, error) {
+// config.Parse; the HTTP API is on with the tokens file at tokens.
+func serviceConfig(s *testserver.Server, listen, tokens string) ([]byte, error) {
 	cfg := config.Default()
 	cfg.XMPP.Address = s.ComponentAddr
 	cfg.XMPP.Component = s.Component
@@ -185,6 +220,7 @@ func serviceConfig(s *testserver.Server, listen string) ([]byte, error) {
 	cfg.XMPP.Pubsub = s.Pubsub
 	cfg.Nodes.Readers = []string{reader + "@" + s.Domain}
 	cfg.HTTP.Listen = listen
+	cfg.HTTP.TokensFile = tokens
 	cfg.Ejabberd.APIURL = s.APIURL // "" on Prosody
 	cfg.Log = config.Log{Level: "info", Format: "console"}
 
@@ -225,7 +261,7 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 }
 
 // howTo is what devserver prints once the server is ready.
-func howTo(s *testserver.Server, cfgPath string) string {
+func howTo(s *testserver.Server, cfgPath, listen, token string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s dev server ready (pid %d, data in %s)\n", s.Kind, s.Pid(), s.Dir)
 	fmt.Fprintf(&b, "  XMPP client address: %s", s.C2SAddr)
@@ -245,6 +281,7 @@ func howTo(s *testserver.Server, cfgPath string) string {
 	fmt.Fprintf(&b, "  component %s on %s\n", s.Component, s.ComponentAddr)
 	fmt.Fprintf(&b, "  pubpresence config: %s\n", cfgPath)
 	fmt.Fprintf(&b, "    go run ./cmd/pubpresence run --config %s\n", cfgPath)
+	fmt.Fprintf(&b, "  who is online, in a browser: http://%s/ (token %s, kept in %s)\n", listen, token, filepath.Join(filepath.Dir(cfgPath), tokensFile))
 	b.WriteString("Ctrl-C (SIGINT) or SIGTERM stops the server.\n")
 	return b.String()
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/pubpresence/pubpresence/config"
+	"github.com/pubpresence/pubpresence/web"
 	"github.com/pubpresence/pubpresence/internal/testserver"
 )
 
@@ -59,7 +60,7 @@ func testServer() *testserver.Server {
 }
 
 func TestServiceConfig(t *testing.T) {
-	data, err := serviceConfig(testServer(), "127.0.0.1:9273")
+	data, err := serviceConfig(testServer(), "127.0.0.1:9273", "/tmp/x/.run/tokens")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +81,7 @@ func TestServiceConfig(t *testing.T) {
 		{"readers", strings.Join(cfg.Nodes.Readers, ","), "monitor@localhost"},
 		{"access model", cfg.Nodes.AccessModel, config.AccessWhitelist},
 		{"http", cfg.HTTP.Listen, "127.0.0.1:9273"},
+		{"tokens", cfg.HTTP.TokensFile, "/tmp/x/.run/tokens"},
 		{"log", cfg.Log, config.Log{Level: "info", Format: "console"}},
 		{"dial timeout", cfg.XMPP.DialTimeout, want.XMPP.DialTimeout},
 		{"reconcile", cfg.Sync.ReconcileInterval, want.Sync.ReconcileInterval},
@@ -99,13 +101,32 @@ func TestServiceConfig(t *testing.T) {
 }
 
 func TestHowTo(t *testing.T) {
-	got := howTo(testServer(), ".run/pubpresence.toml")
-	for _, w := range []string{"127.0.0.1:15222", "[::1]:15222", `alice@localhost password "alice"`,
+	got := howTo(testServer(), ".run/pubpresence.toml", "127.0.0.1:9273", "tok3n")
+	for _, w := range []string{"http://127.0.0.1:9273/ (token tok3n, kept in .run/tokens)", "127.0.0.1:15222", "[::1]:15222", `alice@localhost password "alice"`,
 		`bob@localhost password "bob"`, `monitor@localhost password "monitor"`,
 		"privileged presence (XEP-0356): every user is tracked from login", ".run/pubpresence.toml"} {
 		if !strings.Contains(got, w) {
 			t.Errorf("how-to lacks %q:\n%s", w, got)
 		}
+	}
+}
+
+func TestLoadToken(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	first, err := loadToken(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := loadToken(path)
+	if err != nil || again != first {
+		t.Fatalf("second run: %q %v, want the kept %q", again, err, first)
+	}
+	tokens, err := web.ReadTokens(path)
+	if err != nil {
+		t.Fatalf("the service cannot read the file: %v", err)
+	}
+	if name, ok := tokens.Match(first); !ok || name != "dev" {
+		t.Fatalf("the token is not the file's: %q %v", name, ok)
 	}
 }
 
