@@ -84,6 +84,13 @@ func TestBadFiles(t *testing.T) {
 		}},
 		{"bad-api-url.toml", []string{`ejabberd.api_url: "ftp://admin:xxxxx@127.0.0.1/api" is not an http(s) URL (or "" to leave it off): scheme must be http or https`}},
 		{"bad-listen.toml", []string{`http.listen: "9273" is not host:port (or "" to turn it off): missing port in address`}},
+		{"bad-cors-origins.toml", []string{
+			`http.cors_origins[1]: "https://Dash.example.org/" is not an origin like "https://dash.example.org": an origin has no user, path, query or trailing slash`,
+			`http.cors_origins[2]: "*" is not an origin like "https://dash.example.org": scheme must be http or https`}},
+		{"bad-http-api.toml", []string{
+			`http.tokens_file: the API needs a listener: http.listen is ""`,
+			`http.max_streams: must be 1…1000000, got 0`,
+			`http.resume_events: must be 1…10000000, got -1`}},
 		{"bad-log-level.toml", []string{`log.level: must be one of debug, info, warn, error; got "verbose"`}},
 		{"bad-log-format.toml", []string{`log.format: must be "json" or "console", got "text"`}},
 		{"syntax-error.toml", []string{`syntax error at line 3, column 17: strings cannot contain newlines`}},
