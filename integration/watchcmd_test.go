@@ -326,3 +326,198 @@ func TestIntegrationWatchCommandTLS(t *testing.T) {
 		}
 	})
 }
+
+// httpWatchArgs are the arguments to watch svc's HTTP event stream with
+// the service's own tokens file (a comment, then "NAME TOKEN").
+func httpWatchArgs(svc *service, extra ...string) []string {
+	return append([]string{"watch", "--http", "http://" + svc.http, "--token-file", svc.tokens}, extra...)
+}
+
+// sameAs is a JSON line without its time, to compare the output of two
+// watches.
+func sameAs(t *testing.T, l watchLine) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(l.raw), &m); err != nil {
+		t.Fatalf("line %s: %v", l, err)
+	}
+	delete(m, "time")
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+// until reads lines until one satisfies want, and returns them all.
+func (p *watchProc) until(t *testing.T, what string, want func(watchLine) bool) []watchLine {
+	t.Helper()
+	timeout := time.After(wait)
+	var got []watchLine
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("watch ended waiting for %s after %v; stderr:\n%s", what, got, p.stderr.String())
+			}
+			got = append(got, l)
+			if want(l) {
+				return got
+			}
+		case <-timeout:
+			t.Fatalf("timed out waiting for %s after %v", what, got)
+		}
+	}
+}
+
+// TestIntegrationWatchCommandHTTP runs `pubpresence watch --http` next to
+// the XMPP watch: the same lines for a user logging in, changing and
+// leaving; --once in JSON and in a table; a restart of the service, which
+// the HTTP watch rides out by reconnecting; a refused token.
+func TestIntegrationWatchCommandHTTP(t *testing.T) {
+	eachServer(t, func(t *testing.T, start startFunc) {
+		srv := start(t)
+		createUsers(t, srv, "whalice", "whbob")
+		svc := startService(t, srv)
+		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+		alice := "whalice@" + srv.Domain + "/laptop"
+		bob := "whbob@" + srv.Domain + "/desk"
+
+		// --once --format json on the empty state.
+		empty := startWatch(t, nil, httpWatchArgs(svc, "--format", "json", "--once")...)
+		empty.expect(t, "an empty state", isOnline(0))
+		if code := empty.exit(t); code != 0 {
+			t.Errorf("--once on an empty state: exit %d, want 0; stderr:\n%s", code, empty.stderr.String())
+		}
+		if msg := empty.stderr.String(); !strings.HasPrefix(msg, "pubpresence watch: following http://"+svc.http+"/api/v1/events") ||
+			strings.Contains(msg, svc.token) {
+			t.Errorf("stderr %q", msg)
+		}
+
+		// Both watches follow the same changes and print the same lines.
+		xw := startWatch(t, nil, plainArgs(t, srv, reader, password, "--format", "json", "--resource", "cmdx")...)
+		hw := startWatch(t, nil, httpWatchArgs(svc, "--format", "json")...)
+		xw.expect(t, "XMPP: online", isOnline(0))
+		hw.expect(t, "HTTP: online", isOnline(0))
+		// Each step is seen before the next, so that the order is the
+		// users' and not the server's.
+		laptop := online(t, srv, "whalice", "laptop")
+		if err := laptop.Presence("", "hello", 1); err != nil {
+			t.Fatal(err)
+		}
+		xlines := xw.until(t, "XMPP: alice hello", func(l watchLine) bool { return l.JID == alice && l.Text == "hello" })
+		desk := online(t, srv, "whbob", "desk")
+		xlines = append(xlines, xw.until(t, "XMPP: bob available", isLine("available", bob, presence.Online))...)
+		if err := laptop.Presence("away", "At lunch", 3); err != nil {
+			t.Fatal(err)
+		}
+		xlines = append(xlines, xw.until(t, "XMPP: alice away", isLine("available", alice, presence.Away))...)
+		_ = desk.Close()
+		xlines = append(xlines, xw.until(t, "XMPP: bob offline", isLine("offline", bob, presence.Offline))...)
+		_ = laptop.Close()
+		xlines = append(xlines, xw.until(t, "XMPP: alice offline", isLine("offline", alice, presence.Offline))...)
+		hlines := hw.until(t, "HTTP: alice offline", isLine("offline", alice, presence.Offline))
+		var x, h []string
+		for _, l := range xlines {
+			x = append(x, sameAs(t, l))
+		}
+		for _, l := range hlines {
+			h = append(h, sameAs(t, l))
+		}
+		if strings.Join(x, "\n") != strings.Join(h, "\n") {
+			t.Errorf("XMPP watch printed:\n  %s\nHTTP watch printed:\n  %s", strings.Join(x, "\n  "), strings.Join(h, "\n  "))
+		}
+		_ = xw.cmd.Process.Signal(syscall.SIGINT)
+		if code := xw.exit(t); code != 0 {
+			t.Errorf("XMPP watch after SIGINT: exit %d", code)
+		}
+
+		// --once, in JSON and as a table, prints what the XMPP watch does.
+		laptop = online(t, srv, "whalice", "laptop")
+		if err := laptop.Presence("dnd", "busy", 2); err != nil {
+			t.Fatal(err)
+		}
+		hw.until(t, "HTTP: alice dnd", func(l watchLine) bool { return l.JID == alice && l.Show == "dnd" && l.IP != "" })
+		// The actual node, which the XMPP watch fetches, is published
+		// after the live item and the feed: wait for it.
+		check := dial(t, srv, reader, "check")
+		waitUntil(t, "alice dnd in the actual node", func() bool {
+			items := actualItems(t, check, srv)
+			return len(items) == 1 && items[0].Show == presence.DND && items[0].IP != ""
+		})
+		for _, format := range []string{"json", "table"} {
+			xo := startWatch(t, nil, plainArgs(t, srv, reader, password, "--format", format, "--once")...)
+			ho := startWatch(t, nil, httpWatchArgs(svc, "--format", format, "--once")...)
+			var xout, hout []string
+			for l := range xo.lines {
+				xout = append(xout, l.raw)
+			}
+			for l := range ho.lines {
+				hout = append(hout, l.raw)
+			}
+			if xc, hc := xo.exit(t), ho.exit(t); xc != 0 || hc != 0 {
+				t.Errorf("--once --format %s: exit %d (XMPP) and %d (HTTP); stderr:\n%s", format, xc, hc, ho.stderr.String())
+			}
+			// Without the clock: the time field, the HH:MM:SS of the table.
+			clean := func(lines []string) string {
+				var out []string
+				for _, l := range lines {
+					if format == "json" {
+						out = append(out, sameAs(t, watchLine{raw: l}))
+					} else if i := strings.Index(l, " online: "); i >= 0 {
+						out = append(out, l[i:])
+					} else {
+						out = append(out, l)
+					}
+				}
+				return strings.Join(out, "\n")
+			}
+			if clean(xout) != clean(hout) || len(xout) != 2+btoi(format == "table") {
+				t.Errorf("--once --format %s:\nXMPP:\n%s\nHTTP:\n%s", format, strings.Join(xout, "\n"), strings.Join(hout, "\n"))
+			}
+		}
+
+		// A restart of the service: the HTTP watch reconnects and prints
+		// the state again.
+		svc.Stop()
+		down := hw.until(t, "stream down", func(l watchLine) bool { return l.Event == "reconnecting" })
+		svc.Start()
+		back := hw.until(t, "stream back", func(l watchLine) bool { return l.Event == "reconnected" })
+		state := hw.until(t, "online after the restart", isOnline(1))
+		var got []string
+		for _, l := range append(append(down, back...), state...) {
+			got = append(got, l.Event+" "+l.JID+" "+l.Show)
+		}
+		if n := len(state); n < 2 || state[n-2].Event != "state" || state[n-2].JID != alice || state[n-2].Show != "dnd" {
+			t.Errorf("after the restart: %q", got)
+		}
+		t.Logf("the HTTP watch across the restart: %q", got)
+		_ = laptop.Close()
+		hw.until(t, "alice offline after the restart", isLine("offline", alice, presence.Offline))
+		_ = hw.cmd.Process.Signal(syscall.SIGINT)
+		if code := hw.exit(t); code != 0 {
+			t.Errorf("HTTP watch after SIGINT: exit %d; stderr:\n%s", code, hw.stderr.String())
+		}
+		if strings.Contains(hw.stderr.String(), svc.token) {
+			t.Error("the token is printed")
+		}
+
+		// A token the service does not know: exit 1, one line naming the
+		// file, not the token.
+		wrong := filepath.Join(t.TempDir(), "wrong.token")
+		if err := os.WriteFile(wrong, []byte("nobody "+randomToken(t)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		bad := startWatch(t, nil, "watch", "--http", "http://"+svc.http, "--token-file", wrong)
+		if code := bad.exit(t); code != 1 {
+			t.Errorf("wrong token: exit %d, want 1", code)
+		}
+		if msg := bad.stderr.String(); !strings.Contains(msg, "refused the token of --token-file "+wrong+" (401") || strings.Count(msg, "\n") != 1 {
+			t.Errorf("wrong token: stderr %q", msg)
+		}
+	})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
@@ -70,27 +69,8 @@ type Follower struct {
 	service string
 	nodes   Nodes
 
-	// OnEvent, when set before Run, is called from Run's goroutine with each
-	// event applied to the view after the snapshot (not with the events the
-	// protocol discards). It must not block for long.
-	OnEvent func(Event)
-	// OnStatus, when set before Run, is called from Run's goroutine with
-	// every status the status node says ("init", "online", "" for none),
-	// in order, repeats included.
-	OnStatus func(status string)
-	// OnSnapshot, when set before Run, is called from Run's goroutine each
-	// time a snapshot of the actual node has been loaded (after every
-	// "online"), with the connections it holds, sorted by JID; the events
-	// kept during the fetch follow through OnEvent.
-	OnSnapshot func(conns []presence.Conn)
-
-	mu      sync.Mutex
-	view    View
-	changed chan struct{} // closed and replaced on every change
-	changes chan struct{} // cap 1, for Changes
-	ran     bool
-	ended   chan struct{} // closed when Run returns
-	runErr  error
+	Hooks // set before Run
+	state // the view: Snapshot, Changes, WaitFor
 }
 
 // NewFollower returns a Follower of the nodes on service (the pubsub
@@ -110,74 +90,9 @@ func newFollower(s session, service string, nodes Nodes) *Follower {
 	if j, err := xmpp.ParseJID(service); err == nil {
 		service = j.Full() // as fromService compares it
 	}
-	return &Follower{
-		sess:    s,
-		service: service,
-		nodes:   nodes,
-		changed: make(chan struct{}),
-		changes: make(chan struct{}, 1),
-		ended:   make(chan struct{}),
-	}
-}
-
-// Snapshot returns the current status and connections (sorted by JID).
-func (f *Follower) Snapshot() (status string, conns []presence.Conn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.view.Status(), f.view.Conns()
-}
-
-// Changes returns a channel that receives a value (without blocking the
-// Follower; at most one is pending) after every change of the view.
-func (f *Follower) Changes() <-chan struct{} { return f.changes }
-
-// WaitFor blocks until cond(status, conns) holds, ctx ends or Run ends,
-// and returns the last snapshot with nil, ctx.Err(), or Run's error.
-func (f *Follower) WaitFor(ctx context.Context, cond func(status string, conns []presence.Conn) bool) (string, []presence.Conn, error) {
-	for {
-		f.mu.Lock()
-		status, conns := f.view.Status(), f.view.Conns()
-		changed := f.changed
-		f.mu.Unlock()
-		if cond(status, conns) {
-			return status, conns, nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return status, conns, ctx.Err()
-		case <-f.ended:
-			status, conns = f.Snapshot()
-			if cond(status, conns) {
-				return status, conns, nil
-			}
-			f.mu.Lock()
-			err := f.runErr
-			f.mu.Unlock()
-			if err == nil {
-				err = ErrStopped
-			}
-			return status, conns, err
-		}
-	}
-}
-
-// update runs fn on the view under the lock and signals a change when it
-// reports one.
-func (f *Follower) update(fn func(v *View) bool) {
-	f.mu.Lock()
-	changed := fn(&f.view)
-	if changed {
-		close(f.changed)
-		f.changed = make(chan struct{})
-	}
-	f.mu.Unlock()
-	if changed {
-		select {
-		case f.changes <- struct{}{}:
-		default:
-		}
-	}
+	f := &Follower{sess: s, service: service, nodes: nodes}
+	f.state.init()
+	return f
 }
 
 // change is one buffered or applied change: a live event, a retract on
@@ -198,19 +113,10 @@ type fetchResult struct {
 // or why it could not go on (the connection ended, a subscription or a
 // fetch was refused). Run may be called once.
 func (f *Follower) Run(ctx context.Context) (err error) {
-	f.mu.Lock()
-	if f.ran {
-		f.mu.Unlock()
-		return errors.New("watch: Run called twice")
+	if err := f.begin(); err != nil {
+		return err
 	}
-	f.ran = true
-	f.mu.Unlock()
-	defer func() {
-		f.mu.Lock()
-		f.runErr = err
-		f.mu.Unlock()
-		close(f.ended)
-	}()
+	defer func() { f.end(err) }()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -1,7 +1,9 @@
 // Package watch follows the pubpresence nodes as a client should
 // (docs/protocol.md, "How a client follows it"): View is the pure client-side state, Follower
 // drives a c2s session through the init/online protocol to keep a View
-// true.
+// true. HTTPFollower keeps a View true from the service's HTTP event
+// stream instead (SSEReader), with the same statuses, snapshots and
+// events.
 package watch
 
 import (

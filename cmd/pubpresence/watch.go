@@ -33,6 +33,7 @@ import (
 const watchPasswordEnv = "PUBPRESENCE_WATCH_PASSWORD"
 
 const watchUsage = `usage: pubpresence watch --jid JID [flags]
+       pubpresence watch --http URL --token-file FILE [flags]
 
 Logs in to the Jabber server as JID, follows the pubpresence nodes as the
 service's client protocol says (subscribe to the live and actual nodes, then
@@ -84,8 +85,27 @@ refused. A line on stderr says as whom and with which mechanism it logged
 in. It does not reconnect: when the connection to the server ends it exits
 with status 1.
 
-Exit status: 0 after SIGINT, SIGTERM or --once; 1 when the login or the
-following fails (one line on stderr says why); 2 for a usage error.
+With --http URL it follows the service's HTTP event stream instead of the
+nodes (GET URL/api/v1/events; URL is http(s)://host[:port][/prefix], where
+the service's [http] listen is reached) and prints the same. The bearer
+token is read from --token-file, in the format of the service's
+http.tokens_file: the first line that is not blank or a # comment, "NAME
+TOKEN" or "TOKEN". The token is never printed. --ca verifies an https
+service with a private CA; the flags of the XMPP login do not go with
+--http. When the stream ends, or cannot be opened once it has been, it is
+opened again after 0.5 s, doubling up to 10 s (a 503's Retry-After is
+waited instead), asking for the changes missed (Last-Event-ID), and says so:
+  HH:MM:SS stream down (why); retrying in 0.5s, keeping the last state
+  HH:MM:SS stream back
+(in JSON {"event":"reconnecting","time":T,"error":E,"retry_in":SECONDS}
+and {"event":"reconnected","time":T}); a line is printed again only when
+the reason changes. When the service sends a fresh snapshot rather than
+the changes, the state is printed anew. A refused token (401), an API that
+is off (404) or a service that cannot be reached at the start end watch
+with status 1.
+
+Exit status: 0 after SIGINT, SIGTERM or --once; 1 when the login (or the
+token) or the following fails (one line on stderr says why); 2 for a usage error.
 
 Flags:
 `
@@ -106,6 +126,9 @@ type watchOptions struct {
 	caFile       string // PEM certificates to verify the server with, "" for the system's
 	tlsName      string // name the server's certificate must have, "" for the domain of jid
 	tls          *tls.Config
+	httpURL      string // --http: the service's HTTP base URL, normalised; "" to follow the nodes
+	tokenFile    string
+	token        string // read from tokenFile; never printed
 }
 
 // newWatchFlags defines the flags of the watch command on a new flag set;
@@ -130,6 +153,8 @@ func newWatchFlags(stderr io.Writer) (*flag.FlagSet, *watchOptions) {
 	fs.BoolVar(&o.plain, "plain", false, "log in over plain TCP, without STARTTLS (only for a test server on loopback; the default requires STARTTLS)")
 	fs.StringVar(&o.caFile, "ca", "", "verify the server's certificate with the CA certificates in this PEM file (default: the system's)")
 	fs.StringVar(&o.tlsName, "tls-name", "", "name the server's certificate must carry (default: the domain of --jid)")
+	fs.StringVar(&o.httpURL, "http", "", "follow the service's HTTP event stream at this URL, http(s)://host[:port][/prefix], instead of the nodes (with --token-file)")
+	fs.StringVar(&o.tokenFile, "token-file", "", `with --http: read the bearer token from this file ("NAME TOKEN" or "TOKEN", as in the service's http.tokens_file)`)
 	return fs, o
 }
 
@@ -156,6 +181,23 @@ func parseWatch(args []string, stderr io.Writer, getenv func(string) string) (*w
 	}
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if o.format != "table" && o.format != "json" {
+		return nil, usagef("--format %q: want table or json", o.format)
+	}
+	if o.timeout <= 0 {
+		return nil, usagef("--timeout %s: must be positive", o.timeout)
+	}
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["http"] {
+		if err := parseWatchHTTP(o, set); err != nil {
+			return nil, err
+		}
+		return o, nil
+	}
+	if o.tokenFile != "" {
+		return nil, usagef("--token-file goes with --http")
 	}
 	if o.jid == "" {
 		return nil, usagef("--jid is required")
@@ -191,26 +233,13 @@ func parseWatch(args []string, stderr io.Writer, getenv func(string) string) (*w
 	if o.nodes.Live == o.nodes.Actual || o.nodes.Live == o.nodes.Status || o.nodes.Actual == o.nodes.Status {
 		return nil, usagef("--live, --actual and --status must name three different nodes")
 	}
-	if o.format != "table" && o.format != "json" {
-		return nil, usagef("--format %q: want table or json", o.format)
-	}
-	if o.timeout <= 0 {
-		return nil, usagef("--timeout %s: must be positive", o.timeout)
-	}
 	if o.plain && (o.caFile != "" || o.tlsName != "") {
 		return nil, usagef("--plain turns TLS off: --ca and --tls-name do not go with it")
 	}
 	if !o.plain {
 		o.tls = &tls.Config{ServerName: o.tlsName, MinVersion: tls.VersionTLS12}
-		if o.caFile != "" {
-			pem, err := os.ReadFile(o.caFile)
-			if err != nil {
-				return nil, usagef("--ca: %v", err)
-			}
-			o.tls.RootCAs = x509.NewCertPool()
-			if !o.tls.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, usagef("--ca %s: no PEM certificate in it", o.caFile)
-			}
+		if err := o.loadCA(); err != nil {
+			return nil, err
 		}
 	}
 	switch {
@@ -234,6 +263,22 @@ func parseWatch(args []string, stderr io.Writer, getenv func(string) string) (*w
 		}
 	}
 	return o, nil
+}
+
+// loadCA makes the certificates of --ca, if given, the roots of o.tls.
+func (o *watchOptions) loadCA() error {
+	if o.caFile == "" {
+		return nil
+	}
+	pem, err := os.ReadFile(o.caFile)
+	if err != nil {
+		return usagef("--ca: %v", err)
+	}
+	o.tls.RootCAs = x509.NewCertPool()
+	if !o.tls.RootCAs.AppendCertsFromPEM(pem) {
+		return usagef("--ca %s: no PEM certificate in it", o.caFile)
+	}
+	return nil
 }
 
 // clientConfig is the c2s configuration of the watching session.
@@ -273,6 +318,9 @@ func watchMain(args []string, stdout, stderr io.Writer) int {
 // runWatch logs in and prints what the nodes say until ctx ends (nil), the
 // state was printed with --once (nil) or something fails.
 func runWatch(ctx context.Context, o *watchOptions, stdout, stderr io.Writer) error {
+	if o.httpURL != "" {
+		return runWatchHTTP(ctx, o, stdout, stderr)
+	}
 	cl, err := c2s.Dial(ctx, o.clientConfig())
 	if err != nil {
 		if ctx.Err() != nil {
@@ -284,14 +332,36 @@ func runWatch(ctx context.Context, o *watchOptions, stdout, stderr io.Writer) er
 	fmt.Fprintf(stderr, "pubpresence watch: logged in as %s (SASL %s); following %s, %s and %s on %s\n",
 		cl.JID(), cl.Mechanism(), o.nodes.Live, o.nodes.Actual, o.nodes.Status, o.pubsub)
 
-	f := watch.NewFollower(cl, o.pubsub, o.nodes)
-	var format watchFormat = tableFormat{loc: time.Local}
-	if o.format == "json" {
-		format = jsonFormat{}
+	p := newWatchPrinter(stdout, o.watchFormat(), o.once)
+	if err := follow(ctx, watch.NewFollower(cl, o.pubsub, o.nodes), p); err != nil {
+		return followError(o, err)
 	}
-	p := newWatchPrinter(stdout, format, o.once)
-	f.OnStatus, f.OnSnapshot, f.OnEvent = p.status, p.snapshot, p.event
+	if p.err != nil {
+		return fmt.Errorf("write: %w", p.err)
+	}
+	return nil
+}
 
+// watchFormat returns the format of --format.
+func (o *watchOptions) watchFormat() watchFormat {
+	if o.format == "json" {
+		return jsonFormat{}
+	}
+	return tableFormat{loc: time.Local}
+}
+
+// follower is what the command needs of watch.Follower and
+// watch.HTTPFollower, whose output is printed by the same watchPrinter.
+type follower interface {
+	SetHooks(watch.Hooks)
+	Run(ctx context.Context) error
+}
+
+// follow runs f, printing with p, until ctx ends, p is done (--once, or a
+// write failed) or f fails. It returns f's error when f failed on its own,
+// else nil (p.err says whether a write failed).
+func follow(ctx context.Context, f follower, p *watchPrinter) error {
+	f.SetHooks(watch.Hooks{OnStatus: p.status, OnSnapshot: p.snapshot, OnEvent: p.event})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ran := make(chan error, 1)
@@ -306,11 +376,8 @@ func runWatch(ctx context.Context, o *watchOptions, stdout, stderr io.Writer) er
 		<-ran
 	case err := <-ran:
 		if ctx.Err() == nil && p.err == nil {
-			return followError(o, err)
+			return err
 		}
-	}
-	if p.err != nil {
-		return fmt.Errorf("write: %w", p.err)
 	}
 	return nil
 }
@@ -372,6 +439,7 @@ type watchPrinter struct {
 	shown     bool   // the state of the current online period was printed
 	everShown bool
 	known     map[string]presence.Conn // what the output says is online
+	down      string                   // why the stream is down, as last printed; "" while it is up (--http)
 	buf       bytes.Buffer
 }
 
@@ -457,6 +525,34 @@ func (p *watchPrinter) event(ev watch.Event) {
 	p.flush()
 }
 
+// retry reports that the event stream ended or could not be opened, and
+// is opened again after wait (HTTPFollower.OnRetry). A line is printed
+// when the stream was up or the reason changed; the state printed is kept,
+// and printed anew when a fresh snapshot comes.
+func (p *watchPrinter) retry(reason string, wait time.Duration) {
+	if p.finished {
+		return
+	}
+	p.shown = false
+	if reason == p.down {
+		return
+	}
+	p.down = reason
+	p.format.down(&p.buf, p.now(), reason, wait, p.everShown)
+	p.flush()
+}
+
+// connected reports that a stream is open (HTTPFollower.OnConnect): a
+// line when it was down.
+func (p *watchPrinter) connected() {
+	if p.finished || p.down == "" {
+		return
+	}
+	p.down = ""
+	p.format.up(&p.buf, p.now())
+	p.flush()
+}
+
 // sameConns reports whether a holds exactly the connections of b (by JID),
 // in the same states, Since included.
 func sameConns(a []presence.Conn, b map[string]presence.Conn) bool {
@@ -491,6 +587,11 @@ type watchFormat interface {
 	// change prints a connection that appeared (old nil), changed, or went
 	// away (c.Show offline).
 	change(b *bytes.Buffer, now time.Time, c presence.Conn, old *presence.Conn)
+	// down reports that the event stream is down for reason and opened
+	// again after wait; kept says whether a state was shown before.
+	down(b *bytes.Buffer, now time.Time, reason string, wait time.Duration, kept bool)
+	// up reports that the event stream is open again.
+	up(b *bytes.Buffer, now time.Time)
 }
 
 // tableFormat is the human format: a table per snapshot, a line per change.
@@ -582,6 +683,18 @@ func (f tableFormat) change(b *bytes.Buffer, now time.Time, c presence.Conn, old
 	b.WriteByte('\n')
 }
 
+func (f tableFormat) down(b *bytes.Buffer, now time.Time, reason string, wait time.Duration, kept bool) {
+	fmt.Fprintf(b, "%s stream down (%s); retrying in %s", f.clock(now), reason, wait)
+	if kept {
+		b.WriteString(", keeping the last state")
+	}
+	b.WriteByte('\n')
+}
+
+func (f tableFormat) up(b *bytes.Buffer, now time.Time) {
+	fmt.Fprintf(b, "%s stream back\n", f.clock(now))
+}
+
 // cell makes s safe for one table cell: "-" when empty, quoted when it
 // holds anything but printable characters (a tab or a newline would break
 // the table).
@@ -614,6 +727,18 @@ type jsonConn struct {
 	IP       string `json:"ip"`
 	Since    string `json:"since"`
 	Idle     string `json:"idle"`
+}
+
+type jsonEvent struct {
+	Event string `json:"event"`
+	Time  string `json:"time"`
+}
+
+type jsonDown struct {
+	Event   string  `json:"event"`
+	Time    string  `json:"time"`
+	Error   string  `json:"error"`
+	RetryIn float64 `json:"retry_in"`
 }
 
 type jsonOnline struct {
@@ -657,4 +782,12 @@ func (jsonFormat) change(b *bytes.Buffer, now time.Time, c presence.Conn, _ *pre
 		event = "offline"
 	}
 	jsonLine(b, connLine(event, now, c))
+}
+
+func (jsonFormat) down(b *bytes.Buffer, now time.Time, reason string, wait time.Duration, _ bool) {
+	jsonLine(b, jsonDown{Event: "reconnecting", Time: jsonTime(now), Error: reason, RetryIn: wait.Seconds()})
+}
+
+func (jsonFormat) up(b *bytes.Buffer, now time.Time) {
+	jsonLine(b, jsonEvent{Event: "reconnected", Time: jsonTime(now)})
 }

@@ -292,7 +292,7 @@ func events(t *testing.T, out *bytes.Buffer) []string {
 		case "online":
 			s += " " + string(rune('0'+m.Connections))
 		default:
-			s += " " + m.JID + " " + m.Show
+			s = strings.TrimSpace(s + " " + m.JID + " " + m.Show)
 		}
 		got = append(got, s)
 	}
