@@ -369,7 +369,7 @@ func (a *API) stream(w http.ResponseWriter, ctx context.Context, sub *feed.Sub) 
 		case <-ctx.Done():
 			return "client"
 		case <-a.done:
-			return "shutdown"
+			return a.last(rc, w, sub, &out)
 		}
 		var batch feed.Batch
 		frames, batch = sub.Frames(frames[:0])
@@ -381,7 +381,7 @@ func (a *API) stream(w http.ResponseWriter, ctx context.Context, sub *feed.Sub) 
 		if batch.Snapshot != "" {
 			a.m.HTTPSnapshots.WithLabelValues(batch.Snapshot).Inc()
 		}
-		if reason := a.send(rc, w, &out); reason != "" {
+		if reason := a.send(rc, w, &out, a.write); reason != "" {
 			return reason
 		}
 		switch {
@@ -399,9 +399,21 @@ func (a *API) stream(w http.ResponseWriter, ctx context.Context, sub *feed.Sub) 
 		case <-ctx.Done():
 			return "client"
 		case <-a.done:
-			return "shutdown"
+			return a.last(rc, w, sub, &out)
 		}
 	}
+}
+
+// last sends what the stream has not sent yet as the service stops (its
+// last changes and init may still wait for the wake-up), briefly, and
+// ends it.
+func (a *API) last(rc *http.ResponseController, w http.ResponseWriter, sub *feed.Sub, out *output) string {
+	frames, _ := sub.Frames(nil)
+	for _, fr := range frames {
+		out.add(fr)
+	}
+	_ = a.send(rc, w, out, min(a.write, time.Second))
+	return "shutdown"
 }
 
 // output is what a stream writes next: small frames copied into one
@@ -448,15 +460,15 @@ var (
 	keepaliveFrame = []byte(": keepalive\n\n")
 )
 
-// send writes out and flushes it, within the write timeout; it returns
-// why the stream must end, or "".
-func (a *API) send(rc *http.ResponseController, w http.ResponseWriter, out *output) string {
+// send writes out and flushes it, within timeout; it returns why the
+// stream must end, or "".
+func (a *API) send(rc *http.ResponseController, w http.ResponseWriter, out *output, timeout time.Duration) string {
 	out.cut()
 	defer out.reset()
 	if len(out.parts) == 0 {
 		return ""
 	}
-	_ = rc.SetWriteDeadline(time.Now().Add(a.write))
+	_ = rc.SetWriteDeadline(time.Now().Add(timeout))
 	var err error
 	for _, p := range out.parts {
 		if _, err = w.Write(p); err != nil {

@@ -428,3 +428,37 @@ func TestAPIStalledClient(t *testing.T) {
 		t.Errorf("%v streams open after the stalled one was closed, want 1", n)
 	}
 }
+
+// TestAPIShutdownSendsTheLast: as the service stops, a stream is sent what
+// the feed has not woken it for yet (its last changes and init), then ends.
+func TestAPIShutdownSendsTheLast(t *testing.T) {
+	f := feed.New(feed.Config{Coalesce: time.Hour, Start: 1}) // never wakes by itself
+	m := metrics.New("")
+	st := &status.Tracker{}
+	st.SetPhase(status.Online)
+	f.SetPhase(feed.Online)
+	tokens, _ := ParseTokens([]byte(testToken))
+	api := NewAPI(APIConfig{Feed: f, Tokens: tokens, Domains: []string{"example.org"}, Log: zerolog.Nop()}, m, st)
+	srv := httptest.NewServer(Handler(m, st, api))
+	defer srv.Close()
+	x := &apiFixture{t: t, feed: f, api: api, m: m, st: st, srv: srv}
+	s := x.events("")
+	s.next() // retry
+	s.next() // snapshot
+	f.Gone(presence.Conn{JID: "nobody@example.org/r"}) // unknown: no change
+	f.Set(alice)
+	f.SetPhase(feed.Init)
+	api.Close()
+	if fr := s.next(); fr["event"] != "change" {
+		t.Fatalf("want the last change, got %v", fr)
+	}
+	if fr := s.next(); fr["data"] != `{"service":"init"}` {
+		t.Fatalf("want init, got %v", fr)
+	}
+	if rest, err := io.ReadAll(s.r); err != nil || len(rest) != 0 {
+		t.Fatalf("after the last: %q %v", rest, err)
+	}
+	if n := testutil.ToFloat64(m.HTTPClosed.WithLabelValues("shutdown")); n != 1 {
+		t.Fatalf("closed{shutdown} %v", n)
+	}
+}
