@@ -443,8 +443,8 @@ func TestAPIShutdownSendsTheLast(t *testing.T) {
 	defer srv.Close()
 	x := &apiFixture{t: t, feed: f, api: api, m: m, st: st, srv: srv}
 	s := x.events("")
-	s.next() // retry
-	s.next() // snapshot
+	s.next()                                           // retry
+	s.next()                                           // snapshot
 	f.Gone(presence.Conn{JID: "nobody@example.org/r"}) // unknown: no change
 	f.Set(alice)
 	f.SetPhase(feed.Init)

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/pubpresence/pubpresence/config"
-	"github.com/pubpresence/pubpresence/web"
 	"github.com/pubpresence/pubpresence/internal/testserver"
+	"github.com/pubpresence/pubpresence/web"
 )
 
 func TestLoadSecret(t *testing.T) {
