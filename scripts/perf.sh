@@ -9,7 +9,10 @@
 #      by the test, 127.0.0.1 only), each a ratio taken in one run:
 #      throughput vs a raw publisher, latency vs the server's own presence
 #      delivery to a contact, resync warm and cold (vs a raw publisher making
-#      the same requests), a restart during a flood.
+#      the same requests), a restart during a flood;
+#   3. the HTTP face: 1000 event streams at 1000 changes a second (CPU per
+#      change per stream, heap per stream, delivery delay p50/p99), and the
+#      whole process per event with 0, 100 and 1000 streams following it.
 #
 #   SIZES=1000,10000 scripts/perf.sh     resync sizes (default 1000,10000)
 #   CHANGES=20000                        changes of the throughput run
@@ -31,12 +34,18 @@ echo "raw outputs in $out" >&2
 scripts/install-servers.sh ejabberd >"$out/install.log" 2>&1 || { cat "$out/install.log"; exit 1; }
 
 echo "==> Go benchmarks (count $COUNT)" >&2
-go test -run '^$' -bench 'HotPath|ServiceEvents' -benchmem -count "$COUNT" ./service/ >"$out/bench.txt" 2>&1 ||
+go test -run '^$' -bench 'HotPath|ServiceEvents$' -benchmem -count "$COUNT" ./service/ >"$out/bench.txt" 2>&1 ||
 	{ cat "$out/bench.txt"; exit 1; }
 go test -run '^$' -bench 'PresenceToPublish' -benchmem -count "$COUNT" ./nodes/ >>"$out/bench.txt" 2>&1 ||
 	{ cat "$out/bench.txt"; exit 1; }
 go test -run '^$' -bench 'MemoryPerConn' -benchtime 1x -count 3 -timeout 30m ./service/ >>"$out/bench.txt" 2>&1 ||
 	{ cat "$out/bench.txt"; exit 1; }
+
+echo "==> the HTTP face" >&2
+go test -run '^$' -bench 'ServiceEventsHTTP' -benchmem -count "$COUNT" ./service/ >"$out/http.txt" 2>&1 ||
+	{ cat "$out/http.txt"; exit 1; }
+go test -run '^$' -bench 'EventStreams' -benchtime 1x -count 3 ./web/ >>"$out/http.txt" 2>&1 ||
+	{ cat "$out/http.txt"; exit 1; }
 
 echo "==> against Prosody and ejabberd (sizes $SIZES, $CHANGES changes)" >&2
 PUBPRESENCE_REQUIRE_SERVERS=1 PUBPRESENCE_PERF=1 PUBPRESENCE_PERF_SIZES="$SIZES" PUBPRESENCE_PERF_CHANGES="$CHANGES" \
@@ -58,7 +67,7 @@ median() {
 				m = (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
 				printf "%s %s\n", n, m
 			}
-		}' "$out/bench.txt" | sort
+		}' "${2:-$out/bench.txt}" | sort
 }
 
 echo
@@ -72,6 +81,17 @@ median ns/op | grep -v MemoryPerConn | while read -r n v; do
 done
 median allocs/op | grep -v MemoryPerConn | while read -r n v; do printf '| – | %s, allocations per event | %s | | | few |\n' "$n" "$v"; done
 median B/conn | while read -r n v; do printf '| – | %s heap per connection | %.0f B | | | ≤ 1024 B |\n' "$n" "$v"; done
+median ns/op "$out/http.txt" | while read -r n v; do
+	printf '| – | %s, whole process per event | %.2f µs | | | as without streams |\n' "$n" "$(echo "$v / 1000" | bc -l)"
+done
+for unit in cpu-ns/change/stream heap-B/stream p50-ms p99-ms behind; do
+	median "$unit" "$out/http.txt" | while read -r n v; do
+		case $unit in
+		p99-ms) goal="< 50 ms" ;; heap-B/stream) goal="< 65536 B" ;; behind) goal="0" ;; *) goal="" ;;
+		esac
+		printf '| – | %s, 1000 streams × 1000 changes/s, %s | %s | | | %s |\n' "$n" "$unit" "$v" "$goal"
+	done
+done
 grep -o 'PERF | .*' "$out/perf.txt" | sed 's/^PERF | /| /'
 
 if [ "$rc" -ne 0 ]; then
