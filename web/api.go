@@ -387,7 +387,9 @@ func (a *API) stream(w http.ResponseWriter, ctx context.Context, sub *feed.Sub) 
 		switch {
 		case batch.Closed:
 			return "shutdown"
-		case batch.Standby:
+		case batch.Standby && a.st.Phase() == status.Standby:
+			// (A stream resumed from before a standby that ended is sent
+			// both phases; the service's own phase decides.)
 			return "standby"
 		case batch.More:
 			continue

@@ -144,7 +144,7 @@ func (s *Sub) Frames(dst [][]byte) ([][]byte, Batch) {
 			s.pos++
 			return dst, batch
 		case phase:
-			batch.Standby = batch.Standby || e.phase == Standby
+			batch.Standby = e.phase == Standby // the last phase is the one now
 		default:
 			batch.Changes++
 		}
