@@ -50,9 +50,9 @@ func NewCalls[T any](prefix string, match func(to, from string) bool) *Calls[T] 
 // and Abandon let a caller wait for many calls at once, with one timer of
 // its own, and without a context or a goroutine per call.
 type Call[T any] struct {
-	t    *Calls[T]
-	seq  uint64
-	to   string
+	t   *Calls[T]
+	seq uint64
+	to  string
 	// owner is who sent the request (StartBy), nil for Start.
 	owner any
 	done  chan struct{} // closed by whoever took the call out of t.pending
