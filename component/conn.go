@@ -8,6 +8,11 @@
 // the unusual ones to encoding/xml; IQ requests are correlated with their
 // answers by the core's Calls (internal/xmpp/calls.go).
 //
+// For a server of several nodes (an ejabberd cluster), Pool keeps one
+// stream per node and makes them one component: the streams share one IQ
+// table (Group), and their stanzas, ups and downs come out of one channel
+// (docs/ejabberd-cluster.md).
+//
 // gosrc.io/xmpp v0.5.1's Component is not used for the session itself: its
 // reader ends the stream on any stanza it cannot decode (a <priority> out
 // of int8 range is enough, and any user's client can send one), its router
