@@ -8,6 +8,11 @@
 // the unusual ones to encoding/xml; IQ requests are correlated with their
 // answers by the core's Calls (internal/xmpp/calls.go).
 //
+// For a server of several nodes (an ejabberd cluster), Pool keeps one
+// stream per node and makes them one component: the streams share one IQ
+// table (Group), and their stanzas, ups and downs come out of one channel
+// (docs/ejabberd-cluster.md).
+//
 // gosrc.io/xmpp v0.5.1's Component is not used for the session itself: its
 // reader ends the stream on any stanza it cannot decode (a <priority> out
 // of int8 range is enough, and any user's client can send one), its router
@@ -62,6 +67,12 @@ type Config struct {
 	// accepts several connections for one name and spreads stanzas over
 	// them at random. It runs on the reader and must not block.
 	Foreign func(Foreign)
+
+	// Group, if set, makes this stream one of several that act as one
+	// component (one per node of a cluster): they share one IQ table, so
+	// an answer is matched on whichever of them it arrives (see Group).
+	// Name must be the Group's, and Instance "" or the Group's.
+	Group *Group
 }
 
 // Foreign describes an IQ answer meant for another connection that uses the
@@ -71,7 +82,8 @@ type Foreign struct {
 	Instance string // the other instance, "" when the id is not one of ours
 	// Older: the other connection's stream started before this one (false
 	// when unknown), so by the rule "the earlier stream stays" this one
-	// should give way.
+	// should give way. For the streams of a Group, the group's making
+	// counts as their start.
 	Older bool
 }
 
@@ -131,8 +143,12 @@ type Conn struct {
 	inbound chan Stanza
 
 	// calls holds the IQ requests in flight; their ids are the instance,
-	// the stream start and "-", then a sequence number (see foreignID).
-	calls *xmpp.Calls[[]byte]
+	// stamp in base 36 and "-", then a sequence number (see foreignID).
+	// With a Group it is the group's, shared with its other streams, and
+	// holds this stream's requests under the owner c.
+	calls  *xmpp.Calls[[]byte]
+	shared bool
+	stamp  int64 // UnixNano in the ids: the stream's start, or the Group's
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -180,6 +196,12 @@ func recycle(m outMsg) {
 // comes back as a *StreamError ("not-authorized", "conflict", "host-unknown").
 func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	cfg = cfg.withDefaults()
+	if g := cfg.Group; g != nil {
+		if err := g.check(&cfg); err != nil {
+			return nil, err
+		}
+		cfg.Instance = g.instance
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -254,13 +276,19 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 		cfg.Instance = NewInstance()
 	}
 	start := time.Now()
-	name := cfg.Name
+	stamp, calls, shared := start.UnixNano(), (*xmpp.Calls[[]byte])(nil), false
+	if g := cfg.Group; g != nil {
+		stamp, calls, shared = g.stamp, g.calls, true
+	} else {
+		calls = newCalls(cfg.Name, cfg.Instance, stamp)
+	}
 	return &Conn{
-		cfg: cfg,
-		nc:  nc,
-		rd:  rd,
-		calls: xmpp.NewCalls[[]byte](cfg.Instance+"."+strconv.FormatInt(start.UnixNano(), 36)+"-",
-			func(to, from string) bool { return strings.EqualFold(from, to) || from == "" && to == name }),
+		cfg:      cfg,
+		nc:       nc,
+		rd:       rd,
+		calls:    calls,
+		shared:   shared,
+		stamp:    stamp,
 		start:    start,
 		out:      make(chan outMsg, 1024),
 		inbound:  make(chan Stanza, cfg.InboundQueue),
@@ -272,9 +300,9 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 // Name returns the component's JID.
 func (c *Conn) Name() string { return c.cfg.Name }
 
-// Started returns when the stream was authenticated; the ids of its
-// requests carry it, so that of two connections with one name each can
-// tell which came first.
+// Started returns when the stream was authenticated. The ids of its
+// requests carry it (or, in a Group, when the group was made), so that of
+// two connections with one name each can tell which came first.
 func (c *Conn) Started() time.Time { return c.start }
 
 // Inbound delivers presences and messages, in stream order. When nobody reads it and its buffer is full, the reader waits: read
@@ -322,7 +350,12 @@ func (c *Conn) fail(err error) {
 		c.err = err
 		close(c.done)
 		_ = c.nc.Close()
-		c.calls.Close(fmt.Errorf("%w: %w", ErrClosed, err))
+		err = fmt.Errorf("%w: %w", ErrClosed, err)
+		if c.shared {
+			c.calls.FailBy(c, err) // the group's other streams go on
+		} else {
+			c.calls.Close(err)
+		}
 	})
 }
 
@@ -427,13 +460,22 @@ type Call = xmpp.Call[[]byte]
 // lost. payload is copied: the caller may reuse it at once. A Call whose
 // answer never comes holds its place until the stream ends, unless Wait's
 // ctx ends or Abandon is called: every Call must be waited for, have its
-// Result read once Done is closed, or be abandoned.
+// Result read once Done is closed, or be abandoned. In a Group, the answer
+// may come on any of the group's streams, but the Call ends with this
+// stream all the same.
 func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call, error) {
-	call, err := c.calls.Start(to)
+	select {
+	case <-c.done:
+		return nil, fmt.Errorf("%w: %v", ErrClosed, c.err)
+	default:
+	}
+	call, err := c.calls.StartBy(c, to)
 	if err != nil {
-		// c.err was set before the table was closed.
+		// Only a table of its own is closed, and c.err was set before.
 		return nil, fmt.Errorf("%w: %v", ErrClosed, c.err)
 	}
+	// A stream that ends from now on fails call (FailBy, Close); one that
+	// ended since the check above makes send fail, and call is abandoned.
 
 	w := wbufs.Get().(*wbuf)
 	b := slices.Grow(w.b[:0], len(payload)+128)
@@ -579,7 +621,8 @@ func (c *Conn) deliver(s Stanza) {
 
 // foreignID reports whether id is not one of this instance's, and if it
 // has the shape of another pubpresence instance's, whose stream is older.
-// Late answers to this instance's earlier streams are not foreign.
+// Late answers to this instance's earlier streams, and to the other
+// streams of its Group, are not foreign.
 func (c *Conn) foreignID(id string) (Foreign, bool) {
 	inst, rest, ok := strings.Cut(id, ".")
 	if ok && inst == c.cfg.Instance {
@@ -592,7 +635,7 @@ func (c *Conn) foreignID(id string) (Foreign, bool) {
 	}
 	f.Instance = inst
 	if ns, err := strconv.ParseInt(stamp, 36, 64); err == nil {
-		mine := c.start.UnixNano()
+		mine := c.stamp
 		f.Older = ns < mine || ns == mine && inst < c.cfg.Instance
 	}
 	return f, true

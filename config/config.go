@@ -62,9 +62,21 @@ type Config struct {
 	Log      Log      `toml:"log"`
 }
 
+// MaxAddresses is the most component addresses xmpp.address takes: one
+// per node of a cluster.
+const MaxAddresses = 16
+
 // XMPP is the [xmpp] section: how to reach and authenticate with the server.
 type XMPP struct {
-	Address           string   `toml:"address"`            // default "127.0.0.1:5347"; host:port with a port
+	// Address is the server's component listener, host:port; default
+	// "127.0.0.1:5347". In the file, xmpp.address is this string or an
+	// array of them, one per node of a cluster (at most MaxAddresses, no
+	// duplicates): then Address is the first, and Addresses all of them.
+	Address string `toml:"address"`
+	// Addresses are every address of xmpp.address, in order: Parse sets
+	// it from either form ([Address] for a string). A Config made by
+	// hand may leave it nil; AddressList reads both.
+	Addresses         []string `toml:"-" key:"address"`
 	Component         string   `toml:"component"`          // required; a domain JID (no '@', no '/')
 	Secret            string   `toml:"secret"`             // required unless PUBPRESENCE_XMPP_SECRET is set (env wins)
 	Domains           []string `toml:"domains"`            // required, ≥1, valid domains, no duplicates
@@ -74,6 +86,16 @@ type XMPP struct {
 	KeepaliveTimeout  Duration `toml:"keepalive_timeout"`  // default 10s; > 0; nothing read this long after a ping = dead peer
 	RequestTimeout    Duration `toml:"request_timeout"`    // default 30s; > 0; bound for one IQ round trip
 	ReconnectMax      Duration `toml:"reconnect_max"`      // default 60s; >= 1s; cap of the reconnect backoff
+}
+
+// AddressList returns the component addresses to connect to: Addresses,
+// or only Address when Addresses is empty or does not start with it (a
+// Config made or changed by hand).
+func (x *XMPP) AddressList() []string {
+	if len(x.Addresses) == 0 || x.Addresses[0] != x.Address {
+		return []string{x.Address}
+	}
+	return slices.Clone(x.Addresses)
 }
 
 // Nodes is the [nodes] section: the three pubsub nodes and who may read them.
@@ -225,6 +247,7 @@ func (c Config) Redacted() Config {
 	if c.XMPP.Secret != "" {
 		c.XMPP.Secret = "***"
 	}
+	c.XMPP.Addresses = slices.Clone(c.XMPP.Addresses)
 	c.XMPP.Domains = slices.Clone(c.XMPP.Domains)
 	c.Nodes.Readers = slices.Clone(c.Nodes.Readers)
 	c.Tracking.Exclude = slices.Clone(c.Tracking.Exclude)

@@ -38,10 +38,21 @@ func (p *problems) decodeFailed(key, format string, args ...any) {
 	p.lines = append(p.lines, key+": "+fmt.Sprintf(format, args...))
 }
 
-// tomlName returns the toml tag name of a struct field.
+// tomlName returns the toml tag name of a struct field; "-" for a field
+// that is not a key of the file (set from another key: keyName).
 func tomlName(f reflect.StructField) string {
 	name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
 	return name
+}
+
+// keyName returns the key of the file a struct field holds: its toml name,
+// or for a field derived from another key (toml:"-"), that key's name from
+// the tag key ("" for none).
+func keyName(f reflect.StructField) string {
+	if name := tomlName(f); name != "-" {
+		return name
+	}
+	return f.Tag.Get("key")
 }
 
 // decode reads data over cfg, one key at a time, so that one bad value does
@@ -70,7 +81,11 @@ func decode(data []byte, cfg *Config, p *problems) bool {
 		known[section] = true
 		sv := rv.Field(i)
 		for j := range sv.NumField() {
-			key := section + "." + tomlName(sv.Type().Field(j))
+			name := tomlName(sv.Type().Field(j))
+			if name == "-" {
+				continue
+			}
+			key := section + "." + name
 			known[key] = true
 			leaves[key] = true
 		}
@@ -93,7 +108,12 @@ func decode(data []byte, cfg *Config, p *problems) bool {
 		}
 		for j := range sv.NumField() {
 			name := tomlName(sv.Type().Field(j))
-			if kp, ok := keys[name]; ok {
+			kp, ok := keys[name]
+			switch {
+			case !ok || name == "-":
+			case section == "xmpp" && name == "address":
+				decodeAddress(&md, kp, &cfg.XMPP, p)
+			default:
 				decodeKey(&md, kp, section, name, sv.Field(j), p)
 			}
 		}
@@ -179,6 +199,35 @@ func decodeKey(md *toml.MetaData, prim toml.Primitive, section, name string, fie
 		return
 	}
 	field.Set(v.Elem())
+}
+
+// decodeAddress reads xmpp.address, a string or an array of strings. A
+// string sets Address and leaves Addresses nil; an array sets Addresses
+// (empty, not nil, when the array is) and Address to its first element.
+// validate tells the two apart by that.
+func decodeAddress(md *toml.MetaData, prim toml.Primitive, x *XMPP, p *problems) {
+	const key, want = "xmpp.address", `a string ("host:port") or an array of strings (one per cluster node)`
+	switch t := md.Type("xmpp", "address"); t {
+	case "String":
+		var s string
+		if err := md.PrimitiveDecode(prim, &s); err != nil {
+			p.decodeFailed(key, "must be %s", want)
+			return
+		}
+		x.Address, x.Addresses = s, nil
+	case "Array":
+		var a []string
+		if err := md.PrimitiveDecode(prim, &a); err != nil {
+			p.decodeFailed(key, "must be %s", want)
+			return
+		}
+		x.Address, x.Addresses = "", append([]string{}, a...)
+		if len(a) > 0 {
+			x.Address = a[0]
+		}
+	default:
+		p.decodeFailed(key, "must be %s, not %s", want, describeTOML(t))
+	}
 }
 
 // expected returns the TOML type a Go field type is read from, as

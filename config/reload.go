@@ -55,18 +55,24 @@ func Reload(cur, next *Config) (merged *Config, applied, restart []string) {
 	return &m, applied, restart
 }
 
-// changedKeys lists the dotted keys ("section.key") whose values differ.
+// changedKeys lists the dotted keys ("section.key") whose values differ,
+// each once: a field derived from a key (xmpp.address's Addresses) counts
+// as that key.
 func changedKeys(a, b *Config) []string {
 	var keys []string
 	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
 	t := va.Type()
 	for i := range t.NumField() {
-		section := t.Field(i).Tag.Get("toml")
+		section := tomlName(t.Field(i))
 		sa, sb := va.Field(i), vb.Field(i)
 		st := sa.Type()
 		for j := range st.NumField() {
-			if !reflect.DeepEqual(sa.Field(j).Interface(), sb.Field(j).Interface()) {
-				keys = append(keys, section+"."+st.Field(j).Tag.Get("toml"))
+			name := keyName(st.Field(j))
+			if name == "" || reflect.DeepEqual(sa.Field(j).Interface(), sb.Field(j).Interface()) {
+				continue
+			}
+			if key := section + "." + name; !slices.Contains(keys, key) {
+				keys = append(keys, key)
 			}
 		}
 	}

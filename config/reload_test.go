@@ -9,6 +9,7 @@ import (
 func TestReload(t *testing.T) {
 	base := func() *Config {
 		c := Default()
+		c.XMPP.Addresses = []string{c.XMPP.Address}
 		c.XMPP.Component = "pubpresence.example.org"
 		c.XMPP.Secret = "s"
 		c.XMPP.Domains = []string{"example.org"}
@@ -46,6 +47,24 @@ func TestReload(t *testing.T) {
 					t.Errorf("a restart-only key was applied: %+v", m)
 				}
 			},
+		},
+		{
+			name:    "one more address",
+			edit:    func(c *Config) { c.XMPP.Addresses = []string{c.XMPP.Address, "node2.example.org:5347"} },
+			restart: []string{"xmpp.address"},
+			check: func(t *testing.T, m *Config) {
+				if len(m.XMPP.Addresses) != 1 {
+					t.Errorf("addresses applied: %q", m.XMPP.Addresses)
+				}
+			},
+		},
+		{
+			name: "another address",
+			edit: func(c *Config) {
+				c.XMPP.Address = "node1.example.org:5347"
+				c.XMPP.Addresses = []string{"node1.example.org:5347"}
+			},
+			restart: []string{"xmpp.address"}, // once, for both fields
 		},
 		{
 			name:    "both",

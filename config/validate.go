@@ -43,9 +43,7 @@ func validate(cfg *Config, p *problems) {
 }
 
 func validateXMPP(x *XMPP, p *problems) {
-	if err := checkHostPort(x.Address, true, 1); err != nil {
-		p.add("xmpp.address", "%q is not host:port: %v", x.Address, err)
-	}
+	validateAddresses(x, p)
 
 	if x.Component == "" {
 		p.add("xmpp.component", "required")
@@ -97,6 +95,44 @@ func validateXMPP(x *XMPP, p *problems) {
 	positive("xmpp.request_timeout", x.RequestTimeout, p)
 	if x.ReconnectMax.Duration < time.Second {
 		p.add("xmpp.reconnect_max", "must be at least 1s, got %q", x.ReconnectMax)
+	}
+}
+
+// validateAddresses checks xmpp.address: one host:port (Addresses nil,
+// from a string), then Addresses becomes [Address]; or an array of them,
+// one per cluster node, each checked under its index, then Address is the
+// first.
+func validateAddresses(x *XMPP, p *problems) {
+	if x.Addresses == nil {
+		if err := checkHostPort(x.Address, true, 1); err != nil {
+			p.add("xmpp.address", "%q is not host:port: %v", x.Address, err)
+		}
+		x.Addresses = []string{x.Address}
+		return
+	}
+	switch n := len(x.Addresses); {
+	case n == 0:
+		p.add("xmpp.address", `required: "host:port", or an array of them (one per cluster node)`)
+	case n > MaxAddresses:
+		p.add("xmpp.address", "at most %d addresses (one per cluster node), got %d", MaxAddresses, n)
+	}
+	seen := make(map[string]int, len(x.Addresses))
+	for i, a := range x.Addresses {
+		key := fmt.Sprintf("xmpp.address[%d]", i)
+		if err := checkHostPort(a, true, 1); err != nil {
+			p.add(key, "%q is not host:port: %v", a, err)
+			continue
+		}
+		norm := strings.ToLower(a) // host names are case-insensitive
+		if j, dup := seen[norm]; dup {
+			p.add(key, "duplicate of xmpp.address[%d] (%q)", j, x.Addresses[j])
+			continue
+		}
+		seen[norm] = i
+	}
+	x.Address = ""
+	if len(x.Addresses) > 0 {
+		x.Address = x.Addresses[0]
 	}
 }
 

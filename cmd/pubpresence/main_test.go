@@ -22,6 +22,8 @@ func TestCommands(t *testing.T) {
 			stderrHas: []string{"xmpp.secret: required"}},
 		{args: []string{"check", "--config", "../../config/testdata/several-mistakes.toml"}, code: 2,
 			stderrHas: []string{"xmpp.", "nodes.", "\n"}},
+		{args: []string{"check", "--config", "../../config/testdata/bad-address-list.toml"}, code: 2,
+			stderrHas: []string{`xmpp.address[1]: "node2.example.org" is not host:port`, "xmpp.address[2]: duplicate of xmpp.address[0]"}},
 		{args: []string{"check", "--config", "does-not-exist.toml"}, code: 2, stderrHas: []string{"does-not-exist.toml"}},
 		{args: []string{"run", "--config", "../../config/testdata/unknown-key.toml"}, code: 2, stderrHas: []string{"unknown key"}},
 		{args: []string{"--config", "../../config/testdata/bad-log-level.toml"}, code: 2, stderrHas: []string{"log.level"}},

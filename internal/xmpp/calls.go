@@ -23,6 +23,12 @@ var ErrPending = errors.New("xmpp: call still waiting for its answer")
 // prefix and a sequence number in base 36, which Deliver reads back
 // without allocating. T is what an answer gives its Call (the inner XML,
 // a whole stanza). All methods are safe for concurrent use.
+//
+// One table may serve several streams that act as one peer (a component
+// connected to each node of a cluster, where an answer may come back on
+// another stream than its request): each stream starts its requests with
+// StartBy, itself as the owner, and when it ends, FailBy ends its own
+// requests and leaves the others' in flight.
 type Calls[T any] struct {
 	prefix string
 	match  func(to, from string) bool
@@ -44,10 +50,12 @@ func NewCalls[T any](prefix string, match func(to, from string) bool) *Calls[T] 
 // and Abandon let a caller wait for many calls at once, with one timer of
 // its own, and without a context or a goroutine per call.
 type Call[T any] struct {
-	t    *Calls[T]
-	seq  uint64
-	to   string
-	done chan struct{} // closed by whoever took the call out of t.pending
+	t   *Calls[T]
+	seq uint64
+	to  string
+	// owner is who sent the request (StartBy), nil for Start.
+	owner any
+	done  chan struct{} // closed by whoever took the call out of t.pending
 	// Set before done is closed.
 	v   T
 	err error
@@ -59,7 +67,15 @@ type Call[T any] struct {
 // ctx ends or Abandon is called: every Call must be waited for, have its
 // Result read once Done is closed, or be abandoned.
 func (t *Calls[T]) Start(to string) (*Call[T], error) {
-	call := &Call[T]{t: t, to: to, done: make(chan struct{})}
+	return t.StartBy(nil, to)
+}
+
+// StartBy is Start for a request that owner sends, a comparable value
+// (the stream, for a table shared by several): FailBy(owner, …) ends it,
+// with owner's other calls, when owner can no longer carry its answer.
+// Its answer is delivered whoever hands it to Deliver.
+func (t *Calls[T]) StartBy(owner any, to string) (*Call[T], error) {
+	call := &Call[T]{t: t, to: to, owner: owner, done: make(chan struct{})}
 	t.mu.Lock()
 	if err := t.err; err != nil {
 		t.mu.Unlock()
@@ -108,6 +124,33 @@ func (t *Calls[T]) Close(err error) {
 		call.err = err
 		close(call.done)
 	}
+}
+
+// FailBy ends with err every call in flight that owner started
+// (StartBy), and returns how many; the table stays open and the other
+// owners' calls stay in flight. An answer that comes later for one of
+// them finds no Call. A nil owner ends the calls of Start.
+func (t *Calls[T]) FailBy(owner any, err error) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for seq, call := range t.pending {
+		if call.owner != owner {
+			continue
+		}
+		delete(t.pending, seq)
+		call.err = err
+		close(call.done)
+		n++
+	}
+	return n
+}
+
+// Pending returns how many calls are in flight.
+func (t *Calls[T]) Pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pending)
 }
 
 // seqOf returns the sequence number of an id of this table: its prefix,

@@ -93,6 +93,60 @@ func TestCallsAbandonAndClose(t *testing.T) {
 	}
 }
 
+// TestCallsFailBy: a table shared by two streams; the end of one fails
+// only the calls it sent, and the other's answer may come through anyone.
+func TestCallsFailBy(t *testing.T) {
+	calls := newTestCalls()
+	streamA, streamB := new(int), new(int)
+	a1, _ := calls.StartBy(streamA, "x")
+	a2, _ := calls.StartBy(streamA, "x")
+	b1, _ := calls.StartBy(streamB, "x")
+	b2, _ := calls.StartBy(streamB, "x")
+	plain, _ := calls.Start("x")
+	if calls.Pending() != 5 {
+		t.Fatalf("Pending = %d, want 5", calls.Pending())
+	}
+	if !calls.Deliver(a2.ID(), "x", "a2", nil) {
+		t.Fatal("a2's answer found no call")
+	}
+	end := errors.New("stream A ended")
+	if n := calls.FailBy(streamA, end); n != 1 {
+		t.Errorf("FailBy(A) ended %d calls, want 1 (a2 was answered)", n)
+	}
+	if _, err := a1.Result(); err != end {
+		t.Errorf("a1 after FailBy(A) = %v, want %v", err, end)
+	}
+	if v, err := a2.Result(); v != "a2" || err != nil {
+		t.Errorf("a2 = %q, %v, want its answer", v, err)
+	}
+	for _, c := range []*Call[string]{b1, b2, plain} {
+		if _, err := c.Result(); !errors.Is(err, ErrPending) {
+			t.Errorf("%s after FailBy(A) = %v, want still pending", c.ID(), err)
+		}
+	}
+	if calls.Deliver(a1.ID(), "x", "late", nil) {
+		t.Error("a late answer found a1")
+	}
+	// The table stays open: A's next stream starts again.
+	a3, err := calls.StartBy(streamA, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !calls.Deliver(b1.ID(), "x", "b1", nil) || !calls.Deliver(a3.ID(), "x", "a3", nil) {
+		t.Fatal("answers after FailBy(A) found no call")
+	}
+	if n := calls.FailBy(nil, end); n != 1 {
+		t.Errorf("FailBy(nil) ended %d calls, want the one of Start", n)
+	}
+	calls.Close(errors.New("closed"))
+	if _, err := b2.Result(); err == nil || err.Error() != "closed" {
+		t.Errorf("b2 after Close = %v", err)
+	}
+	if calls.Pending() != 0 {
+		t.Errorf("Pending after Close = %d", calls.Pending())
+	}
+}
+
 // TestCallsConcurrent races Start, Deliver, Abandon and Close (go test
 // -race).
 func TestCallsConcurrent(t *testing.T) {

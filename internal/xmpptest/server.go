@@ -145,6 +145,13 @@ func (s *Server) Conn(tb testing.TB) *Conn {
 	}
 }
 
+// All returns every connection the server accepted so far, in order.
+func (s *Server) All() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Conn(nil), s.all...)
+}
+
 // Close stops the server: it stops listening, gives running scripts up to
 // Wait to end, then closes every connection and waits for them. It runs
 // when the test ends.
