@@ -336,7 +336,7 @@ func TestIntegrationHTTP(t *testing.T) {
 		svc := startService(t, srv)
 		waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
 		w := watcher(t, srv)
-		stalled := stalledClient(t, svc)
+		stalledClient(t, svc) // never reads, for the whole test; closed at its end
 		c := follow(t, svc, 0, false)
 		agree(t, svc, c, w, map[string]conn{})
 
@@ -417,7 +417,7 @@ func TestIntegrationHTTP(t *testing.T) {
 		if c.snaps != snapsBefore+1 {
 			t.Fatalf("after the service restart: %d snapshots, want one", c.snaps-snapsBefore)
 		}
-		stalled = stalledClient(t, svc)
+		stalled := stalledClient(t, svc) // the first one went with the service
 
 		// The server restarts: every user is cut; the stream stays, tells
 		// init, and ends equal to the nodes.
