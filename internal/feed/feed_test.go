@@ -303,6 +303,39 @@ func TestFeedPhases(t *testing.T) {
 	}
 }
 
+// TestFeedStandbyThenOnline: a stream whose batch holds standby then
+// online (a client resuming from before both, or a quick flip) is not
+// ended: the service is online. Ending it made a resuming client loop,
+// reconnecting every retry to be sent the same two phases and closed again,
+// until a change moved its Last-Event-ID past them.
+func TestFeedStandbyThenOnline(t *testing.T) {
+	f := New(Config{Coalesce: -1, Start: 10})
+	defer f.Close()
+	f.SetPhase(Online)
+	f.Set(presence.Conn{JID: "a@example.org/r", Show: presence.Online})
+	f.SetPhase(Standby)
+	f.SetPhase(Online)
+	s, ok := f.Follow(11, true)
+	if !ok {
+		t.Fatal("resume at 11 refused")
+	}
+	out, batch := s.Next(nil)
+	if batch.Standby || !strings.HasSuffix(string(out), "event: service\ndata: {\"service\":\"online\"}\n\n") {
+		t.Fatalf("standby then online: %q %+v", out, batch)
+	}
+	// The other way round the stream ends.
+	f.SetPhase(Standby)
+	if _, batch = s.Next(nil); !batch.Standby {
+		t.Fatal("online then standby: not reported")
+	}
+	f.SetPhase(Online)
+	f.SetPhase(Standby)
+	s2, _ := f.Follow(11, true)
+	if _, batch = s2.Next(nil); !batch.Standby {
+		t.Fatal("standby, online, standby, online, standby: not reported")
+	}
+}
+
 func TestFeedCoalesces(t *testing.T) {
 	f := New(Config{Coalesce: 20 * time.Millisecond, Start: 1})
 	defer f.Close()

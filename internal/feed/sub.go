@@ -101,7 +101,7 @@ func (s *Sub) Next(b []byte) ([]byte, Batch) {
 		case reset:
 			s.snap = SnapReset
 		case phase:
-			batch.Standby = batch.Standby || e.phase == Standby
+			batch.Standby = e.phase == Standby // the last phase is the one now
 			s.frames = append(s.frames, e.frame)
 		default:
 			batch.Changes++
