@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
 # install-servers.sh installs the XMPP servers the integration tests start
 # privately: Prosody (with the SQLite driver and the community modules, for
-# mod_privilege), and ejabberd when asked.
+# mod_privilege), and ejabberd when asked; and when asked, the headless
+# browser the page's test drives (integration/page_test.go).
 #
 #   scripts/install-servers.sh            # prosody + lua-dbi-sqlite3 + prosody-modules
 #   scripts/install-servers.sh ejabberd   # the same, plus ejabberd
+#   scripts/install-servers.sh chromium   # the same as without, plus chromium + fonts-dejavu-core
+#   scripts/install-servers.sh ejabberd chromium   # everything (CI: scripts/test.sh)
 #
 # Debian/Ubuntu only (apt-get). Idempotent: when everything is installed it
 # does nothing and prints nothing. It never leaves a system-wide server
 # running: the tests start their own, on free loopback ports.
 set -euo pipefail
 
-usage() { echo "usage: $0 [ejabberd]" >&2; exit 2; }
+usage() { echo "usage: $0 [ejabberd] [chromium]" >&2; exit 2; }
 
 want_ejabberd=0
+want_chromium=0
 for arg in "$@"; do
 	case "$arg" in
 	ejabberd) want_ejabberd=1 ;;
+	chromium) want_chromium=1 ;;
 	prosody) ;; # always installed
 	*) usage ;;
 	esac
@@ -38,6 +43,12 @@ services+=(prosody)
 if [ "$want_ejabberd" = 1 ]; then
 	command -v ejabberdctl >/dev/null 2>&1 || missing+=(ejabberd)
 	services+=(ejabberd)
+fi
+if [ "$want_chromium" = 1 ]; then
+	# The page's test runs /usr/bin/chromium headless (chromedp); the fonts
+	# are for its text (the page loads none from the network). No service.
+	[ -x /usr/bin/chromium ] || missing+=(chromium)
+	installed fonts-dejavu-core || missing+=(fonts-dejavu-core)
 fi
 [ "${#missing[@]}" -eq 0 ] && exit 0
 

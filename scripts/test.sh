@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh runs every check and test of the project, the way CI does:
 #
-#   1. installs the XMPP servers the integration tests need (scripts/install-servers.sh)
+#   1. installs the XMPP servers the integration tests need, and Chromium
+#      for the page's test (scripts/install-servers.sh)
 #   2. gofmt, go vet (with and without the integration tag), staticcheck
 #   3. unit tests: go test -race ./...; every fuzz target for a few seconds
 #      (scripts/fuzz.sh, corpus in each package's testdata/fuzz)
@@ -55,7 +56,7 @@ staticcheck() {
 	"${sc[@]}" ./... && "${sc[@]}" -tags integration ./...
 }
 
-step "install servers" scripts/install-servers.sh ejabberd
+step "install servers and chromium" scripts/install-servers.sh ejabberd chromium
 step "gofmt" gofmt_check
 step "go vet" go vet ./...
 step "go vet (integration)" go vet -tags integration ./...

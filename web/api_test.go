@@ -320,9 +320,13 @@ func TestAPIEvents(t *testing.T) {
 	}
 	s.resp.Body.Close()
 
-	// Resume: the changes after 102, and the phase, exactly.
+	// Resume: the phase now, then the changes after 102, and the phase,
+	// exactly.
 	s = x.events("102")
 	s.next() // retry
+	if fr := s.next(); fr["event"] != "service" || fr["data"] != `{"service":"init"}` {
+		t.Fatalf("resumed at 102, first: %v", fr)
+	}
 	if fr := s.next(); fr["id"] != "103" {
 		t.Fatalf("resumed at 102: %v", fr)
 	}

@@ -251,8 +251,8 @@ func TestFeedFollowRules(t *testing.T) {
 		t.Fatal("the reset's own seq not resumed")
 	}
 	out, batch := nextAll(s, nil)
-	if len(out) != 0 || batch.Snapshot != "" {
-		t.Errorf("after the reset: %q %+v", out, batch)
+	if string(out) != "event: service\ndata: {\"service\":\"init\"}\n\n" || batch.Snapshot != "" {
+		t.Errorf("after the reset: %q %+v; want the phase alone", out, batch)
 	}
 	if f.WithIP() {
 		t.Error("WithIP")

@@ -15,6 +15,10 @@ type Sub struct {
 	c    *chunk // the chunk that holds pos, or the one before it when pos is its end
 	pos  uint64 // the next log position to send
 	snap string // the next Frames starts with a snapshot, for this reason; "" when not
+	// hello is the service frame of the phase when a resumed stream
+	// started: its first frame, so that a client that resumes knows the
+	// phase before the changes it missed (the phases among them follow).
+	hello []byte
 }
 
 // Batch says what one Next returned.
@@ -33,14 +37,15 @@ type Batch struct {
 // Follow returns a Sub for a client that has seen everything up to the
 // Last-Event-ID last (has is false when it sent none or it was
 // unreadable). When the feed still holds every entry after last, the Sub
-// sends them (resumed is true); else it starts with a snapshot.
+// sends the service's phase now, then those entries (resumed is true);
+// else it starts with a snapshot.
 func (f *Feed) Follow(last uint64, has bool) (s *Sub, resumed bool) {
 	s = &Sub{f: f}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if has {
 		if c, pos, ok := f.resumeLocked(last); ok {
-			s.c, s.pos = c, pos
+			s.c, s.pos, s.hello = c, pos, serviceFrame(f.service)
 			return s, true
 		}
 	}
@@ -127,6 +132,10 @@ func (s *Sub) Frames(dst [][]byte) ([][]byte, Batch) {
 		return append(dst, prefix, js, snapshotEnd), batch
 	}
 	n := 0
+	if s.hello != nil {
+		dst, s.hello = append(dst, s.hello), nil
+		n++
+	}
 	for ; s.pos < head; s.pos++ {
 		if n == maxFrames {
 			batch.More = true
