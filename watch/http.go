@@ -474,8 +474,10 @@ func (f *HTTPFollower) handle(ev SSEEvent) error {
 		if err := json.Unmarshal([]byte(ev.Data), &s); err != nil || s.Service == "" {
 			return nil // not one the follower knows: ignored
 		}
-		if !f.hasSeq {
-			return nil // the snapshot says it
+		if !f.hasSeq || s.Service == f.service {
+			// The snapshot says it; a resumed stream starts with the
+			// phase it had when the stream dropped, most often.
+			return nil
 		}
 		f.setService(s.Service)
 	}
