@@ -300,6 +300,10 @@ func serviceEvents(b *testing.B, setup ...func(*runningService)) {
 
 	actual := f.actual.Load() - actual0 - 1 // the sentinel's
 	b.ReportMetric(float64(actual)/float64(b.N), "actual/event")
+	if behind := rs.metric(b, "pubpresence_http_stream_snapshots_total", "reason", "behind"); behind > 0 {
+		// Streams that fell more than resume_events behind got a snapshot.
+		b.ReportMetric(behind, "behind-snapshots")
+	}
 	if d := rs.metric(b, "pubpresence_live_dropped_total"); d != 0 {
 		b.Fatalf("%v live events dropped", d)
 	}

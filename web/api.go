@@ -418,43 +418,16 @@ func (a *API) last(rc *http.ResponseController, w http.ResponseWriter, sub *feed
 	return "shutdown"
 }
 
-// output is what a stream writes next: small frames copied into one
-// buffer, big ones (a snapshot's JSON, shared) written as they are.
-type output struct {
-	parts [][]byte
-	buf   []byte // the copies; parts point into it
-	from  int    // where the part being copied starts in buf
-}
+// output is what a stream writes next: frames, shared with the feed and
+// other streams, written as they are (net/http's buffer joins them).
+type output struct{ parts [][]byte }
 
-// bigFrame is the size from which a frame is written, not copied.
-const bigFrame = 16 << 10
+func (o *output) add(fr []byte) { o.parts = append(o.parts, fr) }
 
-func (o *output) add(fr []byte) {
-	if len(fr) < bigFrame {
-		o.buf = append(o.buf, fr...)
-		return
-	}
-	o.cut()
-	o.parts = append(o.parts, fr)
-}
-
-// cut ends the part being copied.
-func (o *output) cut() {
-	if len(o.buf) > o.from {
-		o.parts = append(o.parts, o.buf[o.from:len(o.buf):len(o.buf)])
-		o.from = len(o.buf)
-	}
-}
-
-// reset empties o, keeping a buffer of at most 64 KiB.
+// reset empties o, holding no frame.
 func (o *output) reset() {
 	clear(o.parts)
-	o.parts, o.from = o.parts[:0], 0
-	if cap(o.buf) > 64<<10 {
-		o.buf = nil
-	} else {
-		o.buf = o.buf[:0]
-	}
+	o.parts = o.parts[:0]
 }
 
 var (
@@ -465,7 +438,6 @@ var (
 // send writes out and flushes it, within timeout; it returns why the
 // stream must end, or "".
 func (a *API) send(rc *http.ResponseController, w http.ResponseWriter, out *output, timeout time.Duration) string {
-	out.cut()
 	defer out.reset()
 	if len(out.parts) == 0 {
 		return ""

@@ -111,11 +111,14 @@ type Feed struct {
 	encoded atomic.Pointer[encodedSnapshot]
 }
 
-// encodedSnapshot is a snapshot's JSON and what it was taken at.
+// encodedSnapshot is a snapshot's JSON and what it was taken at: its
+// seq and phase, and the place in the log right after it.
 type encodedSnapshot struct {
 	seq     uint64
 	service string
 	json    []byte
+	c       *chunk
+	pos     uint64
 }
 
 // New returns an empty feed in phase Init.
@@ -347,26 +350,31 @@ func (f *Feed) User(bare string) ([]presence.Conn, string) {
 // SnapshotJSON returns the JSON of the state now (AppendSnapshot) and its
 // seq. The JSON is shared: do not modify it.
 func (f *Feed) SnapshotJSON() (uint64, []byte) {
-	seq, js, _, _, _ := f.snapshotJSON()
-	return seq, js
+	e := f.snapshotJSON(true)
+	return e.seq, e.json
 }
 
-// snapshotJSON is SnapshotJSON, and where in the log a stream that sends
-// it goes on from (the chunk and the position of the next entry), and the
-// phase, all taken at once.
-func (f *Feed) snapshotJSON() (seq uint64, js []byte, c *chunk, pos uint64, service string) {
+// snapshotJSON returns an encoded snapshot with the place in the log right
+// after it. exact asks for the state now; else a stream may be given a
+// recent one, at most a quarter of the history back (the log after it
+// brings the stream to now): under a flood of changes, streams that fall
+// behind then share one encoding instead of each making its own.
+func (f *Feed) snapshotJSON(exact bool) *encodedSnapshot {
 	f.mu.RLock()
-	c, pos, service = f.tail, f.head.Load(), f.service
-	if e := f.encoded.Load(); e != nil && e.seq == f.seq && e.service == f.service {
-		f.mu.RUnlock()
-		return e.seq, e.json, c, pos, service
+	head := f.head.Load()
+	if e := f.encoded.Load(); e != nil && e.seq >= f.floor {
+		if (e.seq == f.seq && e.service == f.service) || (!exact && head-e.pos <= uint64(f.cfg.History)/4) {
+			f.mu.RUnlock()
+			return e
+		}
 	}
 	s := f.snapshotLocked()
+	e := &encodedSnapshot{seq: s.Seq, service: s.Service, c: f.tail, pos: head}
 	f.mu.RUnlock()
 	sortConns(s.Conns)
-	e := &encodedSnapshot{seq: s.Seq, service: s.Service, json: f.AppendSnapshot(nil, s)}
+	e.json = f.AppendSnapshot(nil, s)
 	f.encoded.Store(e)
-	return e.seq, e.json, c, pos, service
+	return e
 }
 
 // AppendSnapshot appends the JSON of s:

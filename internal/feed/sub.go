@@ -123,13 +123,14 @@ func (s *Sub) Frames(dst [][]byte) ([][]byte, Batch) {
 		s.snap = SnapBehind
 	}
 	if s.snap != "" {
-		seq, js, c, pos, service := f.snapshotJSON()
-		s.c, s.pos = c, pos
-		batch.Standby = service == Standby
+		e := f.snapshotJSON(false)
+		s.c, s.pos = e.c, e.pos
+		batch.Standby = e.service == Standby
 		batch.Snapshot, s.snap = s.snap, ""
-		prefix := append([]byte("id: "), strconv.AppendUint(nil, seq, 10)...)
+		prefix := append([]byte("id: "), strconv.AppendUint(nil, e.seq, 10)...)
 		prefix = append(prefix, "\nevent: snapshot\ndata: "...)
-		return append(dst, prefix, js, snapshotEnd), batch
+		batch.More = s.pos < f.head.Load() // the log after it, at once
+		return append(dst, prefix, e.json, snapshotEnd), batch
 	}
 	n := 0
 	if s.hello != nil {
