@@ -158,7 +158,20 @@ func TestIntegrationPool(t *testing.T) {
 		t.Errorf("bob's presence (node 2) came on stream %d, want 1", ev.Stream)
 	}
 
-	// A ping sent on stream 0 to bob is answered on stream 1.
+	// A ping sent on stream 0 to bob is answered on stream 1, once node 1
+	// knows his session (Mnesia replicates it a little after the login:
+	// a ping before that is "User session not found").
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		sessions, err := cl.Sessions(ctx, 0)
+		if err == nil && slices.Contains(sessions, bob.JID()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node 1 never listed %s: %v %v", bob.JID(), sessions, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	received := func(c *component.Conn) uint64 { return c.Stats().Received }
 	before0, before1 := received(first[0]), received(first[1])
 	rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)

@@ -154,7 +154,7 @@ func reload(path string, svc *service.Service, api *web.API, m *metrics.Metrics,
 				log.Error().Err(err).Msg("http.tokens_file not reloaded: the tokens in force are kept")
 			} else {
 				api.SetTokens(tokens)
-				applied = append(applied, "http.tokens_file (read again)")
+				log.Info().Int("tokens", tokens.Len()).Msg("http.tokens_file read again")
 			}
 		}
 	}

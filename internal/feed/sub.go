@@ -123,7 +123,10 @@ func (s *Sub) Frames(dst [][]byte) ([][]byte, Batch) {
 		s.snap = SnapBehind
 	}
 	if s.snap != "" {
-		e := f.snapshotJSON(false)
+		// A stream that fell behind may be given a recent snapshot and
+		// the log after it; a new stream gets the state now (a client may
+		// show the first snapshot alone, as watch --once does).
+		e := f.snapshotJSON(s.snap != SnapBehind)
 		s.c, s.pos = e.c, e.pos
 		batch.Standby = e.service == Standby
 		batch.Snapshot, s.snap = s.snap, ""
