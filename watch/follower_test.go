@@ -205,16 +205,28 @@ func (h *harness) noFetch() {
 // want waits until the view is status with exactly conns ("jid=show").
 func (h *harness) want(status string, conns ...string) {
 	h.t.Helper()
+	wantView(h.t, h.f, status, conns...)
+}
+
+// waiter is a follower of either kind.
+type waiter interface {
+	WaitFor(ctx context.Context, cond func(status string, conns []presence.Conn) bool) (string, []presence.Conn, error)
+}
+
+// wantView waits until f's view is status with exactly conns
+// ("jid=show").
+func wantView(t *testing.T, f waiter, status string, conns ...string) {
+	t.Helper()
 	if conns == nil {
 		conns = []string{}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, cs, err := h.f.WaitFor(ctx, func(s string, cs []presence.Conn) bool {
+	st, cs, err := f.WaitFor(ctx, func(s string, cs []presence.Conn) bool {
 		return s == status && reflect.DeepEqual(jids(cs), conns)
 	})
 	if err != nil {
-		h.t.Fatalf("view is %q %v, want %q %v (%v)", st, jids(cs), status, conns, err)
+		t.Fatalf("view is %q %v, want %q %v (%v)", st, jids(cs), status, conns, err)
 	}
 }
 

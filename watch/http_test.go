@@ -203,17 +203,7 @@ func (h *httpHarness) waitCall(prefix string) {
 
 func (h *httpHarness) want(status string, conns ...string) {
 	h.t.Helper()
-	if conns == nil {
-		conns = []string{}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, cs, err := h.f.WaitFor(ctx, func(s string, cs []presence.Conn) bool {
-		return s == status && reflect.DeepEqual(jids(cs), conns)
-	})
-	if err != nil {
-		h.t.Fatalf("view is %q %v, want %q %v (%v)", st, jids(cs), status, conns, err)
-	}
+	wantView(h.t, h.f, status, conns...)
 }
 
 // wantFeed waits until the view is online and says what the feed holds, as
