@@ -1,4 +1,4 @@
-// app.js: pubpresence's "who is online" page (PRODUCT §7, GET /).
+// app.js: pubpresence's "who is online" page (GET /; docs/http.md).
 //
 // It follows GET /api/v1/events (Server-Sent Events) with fetch() and a
 // streaming reader, because EventSource cannot send the Authorization
