@@ -156,9 +156,10 @@ type (
 		gen  uint64
 		kind resyncKind
 	}
-	// doDiscover takes the sessions of evSessions and probes their users.
+	// doDiscover takes the sessions of evSessions, drops the connections
+	// they lack, and probes their users.
 	doDiscover struct{ gen uint64 }
-	// doSettle drops connections the server did not list and fetches actual.
+	// doSettle ends the probes and fetches actual.
 	doSettle struct{ gen uint64 }
 	// doConverge queues what makes the actual node of evItems equal to the
 	// state.

@@ -24,12 +24,14 @@ import (
 // Its steps, each started by the state machine (lifecycle.go):
 //
 //  1. set the nodes up (initial: publish init first), then let the queue send;
-//  2. list the online sessions with admin commands;
+//  2. list the online sessions with admin commands, and drop the
+//     connections the server no longer lists (ghosts) at once: no answer
+//     can bring them back, and a node of a cluster that died must not
+//     wait for probes to have its users retracted;
 //  3. probe their users; the answers arrive as ordinary presence and are
 //     applied as they come; a user who does not answer within the grace
 //     period (or the deadline) is not subscribed to us;
-//  4. drop connections the server no longer lists (ghosts), fetch the
-//     actual node and queue what makes it equal to the state;
+//  4. fetch the actual node and queue what makes it equal to the state;
 //  5. (initial) once those requests are answered, publish online, and be
 //     online once that is answered.
 //
@@ -358,6 +360,14 @@ func (ss *session) discover(ev evSessions) {
 			rs.awaiting[j.Bare()] = true
 		}
 	}
+	if !rs.partial {
+		for _, jid := range ss.svc.state.Stale(rs.online, rs.seq) {
+			if c, ok := ss.svc.state.Remove(jid); ok {
+				ss.removed(c)
+				rs.ghosts++
+			}
+		}
+	}
 	ss.dropLookups()
 	ss.svc.metrics.SyncSessions.Set(float64(len(rs.online)))
 	if len(rs.awaiting) == 0 {
@@ -416,18 +426,11 @@ func (ss *session) answered(bare string) {
 	}
 }
 
-// settle drops the ghosts and fetches the actual node to compare.
+// settle counts what the resync found and fetches the actual node to
+// compare.
 func (ss *session) settle() {
 	rs := ss.resync
 	rs.stopTimers()
-	if !rs.partial {
-		for _, jid := range ss.svc.state.Stale(rs.online, rs.seq) {
-			if c, ok := ss.svc.state.Remove(jid); ok {
-				ss.removed(c)
-				rs.ghosts++
-			}
-		}
-	}
 	if rs.kind != initial {
 		found := 0
 		for _, jid := range rs.untracked {
