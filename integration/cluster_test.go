@@ -187,6 +187,29 @@ func clusterFaults(t *testing.T, privileged bool) {
 	if n := svc.Metric(t, stream2); n != 1 {
 		t.Errorf("stream 2 after the restart: %v", n)
 	}
+
+	// C5: a second pubpresence with the same addresses stands by, every
+	// stream of it closed; the first stays the active one (with
+	// privileged presence it is granted again on both nodes, whose grants
+	// the second's connections dropped) and true.
+	ch.resume()
+	b := startService(t, n1, withAddresses(n1.ComponentAddr, n2.ComponentAddr))
+	startedB := time.Now()
+	waitUntil(t, "the second instance to stand by", func() bool {
+		code, body := b.get("/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "standby")
+	})
+	t.Logf("C5 (%s): the second instance stood by %v after it started", way, time.Since(startedB).Round(time.Millisecond))
+	time.Sleep(time.Second)
+	ch.halt()
+	check("C5 a second instance stands by ("+way+")", startedB)
+	if b.Logged(`"message":"online"`) {
+		t.Errorf("the second instance went online:\n%s", b.LogTail(30))
+	}
+	if n := b.Metric(t, `pubpresence_stream_up{address="`+n2.ComponentAddr+`",stream="1"}`); n != 0 {
+		t.Errorf("the standby keeps its stream to node 2 up")
+	}
+	b.Stop()
 }
 
 // clusterRetracted waits until every connection of gone has had an offline
