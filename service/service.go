@@ -148,7 +148,7 @@ func (s *Service) session(ctx context.Context, pool *component.Pool, first compo
 	if err := s.alone(ctx, first.Conn); err != nil {
 		if !errors.Is(err, errStandby) && ctx.Err() == nil {
 			// The check could not finish: start again on a new stream.
-			s.log.Warn().Err(err).Int("stream", first.Stream).Msg("disconnected; reconnecting")
+			s.log.Warn().Err(err).Int("stream", first.Stream).Str("address", pool.Address(first.Stream)).Msg("disconnected; reconnecting")
 			_ = first.Conn.Close()
 		}
 		return err
@@ -157,9 +157,7 @@ func (s *Service) session(ctx context.Context, pool *component.Pool, first compo
 		s.log.Warn().Msg("no other instance holds the component name any more: taking over")
 	}
 	s.intruders.reset()
-	ss := newSession(s, pool)
-	ss.srv.events = pool.Events()
-	return ss.run(ctx, first)
+	return newSession(s, pool).run(ctx, first)
 }
 
 // sleep waits d, or until ctx ends; it reports whether d passed.

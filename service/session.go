@@ -93,8 +93,8 @@ type evMaxItems struct{ limit int }
 // evProbesSent: the probes of a resync are all sent.
 type evProbesSent struct{ gen uint64 }
 
-// newSession returns a session that talks to the server through l (nil in
-// tests that do no I/O); run needs the pool's events in srv.events.
+// newSession returns a session that talks to the server through the pool
+// l, and reads its events (nil in tests that do no I/O).
 func newSession(s *Service, l *component.Pool) *session {
 	addrs := s.cfg().XMPP.AddressList()
 	ss := &session{
@@ -104,7 +104,7 @@ func newSession(s *Service, l *component.Pool) *session {
 		addrs:      newAddrs(),
 	}
 	if l != nil {
-		ss.srv.link = l
+		ss.srv.link, ss.srv.events = l, l.Events()
 	}
 	ss.crew.events = make(chan any, 256)
 	ss.clock.repair = component.Backoff{Min: 5 * time.Second, Max: max(s.cfg().Sync.ReconcileInterval.Duration, time.Minute)}

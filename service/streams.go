@@ -195,6 +195,9 @@ func (ss *session) streamEvent(ev component.Event) {
 		ss.streamUp(ev.Stream, ev.Conn)
 		ss.dispatch(evStreamUp{stream: ev.Stream})
 	case component.EventDown:
+		if ss.srv.streams[ev.Stream].conn != ev.Conn {
+			return // a stream that ended before the session began
+		}
 		left := ss.streamDown(ev.Stream)
 		if left > 0 {
 			ss.svc.log.Info().Int("stream", ev.Stream).Str("address", ss.srv.addrs[ev.Stream]).Int("streams_up", left).
