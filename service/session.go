@@ -317,14 +317,10 @@ func (ss *session) carry(w any, cause any) {
 
 // resyncErr is the error an event that failed a resync carries.
 func (ss *session) resyncErr(ev any) error {
-	switch ev := ev.(type) {
-	case evNodesReady:
-		return ev.err
-	case evSessions:
-		return ev.err
-	case evItems:
-		return ev.err
-	case evQueued:
+	if err := errOf(ev); err != nil {
+		return err
+	}
+	if _, ok := ev.(evQueued); ok {
 		if ss.life.statusErr != nil {
 			return ss.life.statusErr
 		}
