@@ -131,7 +131,9 @@ func (s *Service) Run(ctx context.Context) error {
 		s.setPhase(status.Standby)
 		s.log.Error().Dur("retry_in_ms", sb.wait).
 			Msg("another pubpresence instance holds the component name (ejabberd spreads stanzas over both): standing by; this one takes over when it goes")
-		if !sleep(ctx, sb.wait) {
+		select {
+		case <-time.After(sb.wait):
+		case <-ctx.Done():
 			return nil
 		}
 	}
@@ -158,18 +160,6 @@ func (s *Service) session(ctx context.Context, pool *component.Pool, first compo
 	}
 	s.intruders.reset()
 	return newSession(s, pool).run(ctx, first)
-}
-
-// sleep waits d, or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // setPhase makes p the phase that others see: status, metrics and the HTTP
