@@ -412,9 +412,14 @@ func (c *Conn) SendPresence(ctx context.Context, to, typ, show, status string) e
 
 // Presence returns a presence from the component to to, serialised.
 func (c *Conn) Presence(to, typ, show, status string) []byte {
+	return presenceStanza(c.cfg.Name, to, typ, show, status)
+}
+
+// presenceStanza returns a presence from the component name to to.
+func presenceStanza(name, to, typ, show, status string) []byte {
 	b := make([]byte, 0, 128)
 	b = append(b, "<presence from='"...)
-	b = xmltext.Append(b, c.cfg.Name)
+	b = xmltext.Append(b, name)
 	b = append(b, "' to='"...)
 	b = xmltext.Append(b, to)
 	if typ != "" {

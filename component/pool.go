@@ -61,9 +61,16 @@ type Event struct {
 
 // PoolHooks are told what the Pool's dial loops do, besides Events; every
 // field may be nil. They run on the loop of the stream and must not block.
+// Unlike Events, they are called even while nobody reads Events: a gauge
+// of the streams up stays true while the consumer is busy.
 type PoolHooks struct {
 	// DialFailed: dialling stream i failed; the next try is after wait.
 	DialFailed func(stream int, err error, wait time.Duration)
+	// Connected: stream i is up with c (before its EventUp).
+	Connected func(stream int, c *Conn)
+	// Disconnected: stream i has ended, why, after up (before its
+	// EventDown); the Pool dials it again after a backoff.
+	Disconnected func(stream int, err error, up time.Duration)
 }
 
 // Pool keeps one component stream up per address (one per node of a
@@ -171,9 +178,15 @@ func (p *Pool) runStream(ctx context.Context, i int) {
 		Connected: func(c *Conn) {
 			cur = c
 			p.setConn(i, c)
+			if f := p.hooks.Connected; f != nil {
+				f(i, c)
+			}
 		},
 		Disconnected: func(err error, up time.Duration) {
 			p.clearConn(i, cur)
+			if f := p.hooks.Disconnected; f != nil {
+				f(i, err, up)
+			}
 			p.emit(ctx, Event{Stream: i, Kind: EventDown, Conn: cur, Err: err, Uptime: up})
 			cur = nil
 		},
@@ -365,6 +378,24 @@ func (p *Pool) Send(ctx context.Context, raw []byte) error {
 // SendOn is Send on stream i only.
 func (p *Pool) SendOn(ctx context.Context, i int, raw []byte) error {
 	return p.on(i, func(c *Conn) error { return c.Send(ctx, raw) })
+}
+
+// TrySend queues one serialised stanza on the first stream that is up if
+// its writer has room, and reports whether it did (see Conn.TrySend). It
+// never waits.
+func (p *Pool) TrySend(raw []byte) bool {
+	for _, c := range p.healthy() {
+		if c.TrySend(raw) {
+			return true
+		}
+	}
+	return false
+}
+
+// Presence returns a presence from the component to to, serialised (see
+// Conn.Presence).
+func (p *Pool) Presence(to, typ, show, status string) []byte {
+	return presenceStanza(p.cfg.Name, to, typ, show, status)
 }
 
 // SendPresence sends a presence from the component to to on the first

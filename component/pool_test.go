@@ -484,3 +484,66 @@ func TestNewPoolRefuses(t *testing.T) {
 		t.Errorf("IQ before Run = %v, want ErrNoStream", err)
 	}
 }
+
+// The hooks Connected and Disconnected are called for each stream, with
+// its index, before its EventUp and EventDown, even while nobody reads
+// Events; TrySend and Presence go out on the first stream that is up.
+func TestPoolHooksAndTrySend(t *testing.T) {
+	node1, node2 := newFakeServer(t), newFakeServer(t)
+	var mu sync.Mutex
+	var calls []string
+	p, _ := runPool(t, []string{node1.Addr(), node2.Addr()}, component.PoolHooks{
+		Connected: func(i int, c *component.Conn) {
+			mu.Lock()
+			calls = append(calls, fmt.Sprintf("up %d", i))
+			mu.Unlock()
+		},
+		Disconnected: func(i int, err error, up time.Duration) {
+			mu.Lock()
+			calls = append(calls, fmt.Sprintf("down %d %v", i, err != nil && up > 0))
+			mu.Unlock()
+		},
+	})
+	sc1 := node1.Conn(t)
+	sc2 := node2.Conn(t)
+	hooked := func(want ...string) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, w := range want {
+				if !slices.Contains(calls, w) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	eventually(t, "both streams' Connected", hooked("up 0", "up 1")) // nobody read Events yet
+	upEvents(t, p, 2)
+
+	raw := p.Presence("bob@localhost", "probe", "", "")
+	if want := "<presence from='" + compName + "' to='bob@localhost' type='probe'></presence>"; string(raw) != want {
+		t.Errorf("Presence = %s, want %s", raw, want)
+	}
+	if !p.TrySend(raw) {
+		t.Fatal("TrySend with two streams up: false")
+	}
+	if e := sc1.Next(t); !e.Is("presence") || e.Attr("type") != "probe" {
+		t.Errorf("stream 0 read %s, want the probe", e.Raw)
+	}
+
+	sc2.Close()
+	eventually(t, "stream 1's Disconnected", hooked("down 1 true"))
+	eventFor(t, p, 1, "stream 1 down", func(ev component.Event) bool { return ev.Kind == component.EventDown })
+	eventually(t, "stream 1's Connected again", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, c := range calls {
+			if c == "up 1" {
+				n++
+			}
+		}
+		return n == 2
+	})
+}

@@ -132,8 +132,9 @@ type Tracking struct {
 	// name; lower-cased like every JID.
 	Exclude []string `toml:"exclude"`
 	// SessionsPoll is how often the server's session list is read while
-	// presence is privileged (the server may report no end of a session);
-	// default 10s; 0 turns it off; else >= 1s.
+	// presence is privileged (the server may report no end of a session),
+	// or while a stream of several is down (a cluster node's users may be
+	// gone without a word); default 10s; 0 turns it off; else >= 1s.
 	SessionsPoll Duration `toml:"sessions_poll"`
 }
 

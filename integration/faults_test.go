@@ -39,6 +39,12 @@ func faultSetup(t *testing.T, start startFunc, srvOpts []testserver.Option, opts
 
 func withAddress(addr string) func(*svcOptions) { return func(o *svcOptions) { o.address = addr } }
 
+// withAddresses gives the service several component addresses, one per
+// node of a cluster.
+func withAddresses(addrs ...string) func(*svcOptions) {
+	return func(o *svcOptions) { o.addresses = addrs }
+}
+
 // 1. pubpresence killed with SIGKILL mid-stream and restarted.
 func TestIntegrationFaultKilled(t *testing.T) {
 	eachWay(t, func(t *testing.T, start startFunc) {

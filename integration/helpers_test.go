@@ -76,8 +76,11 @@ type svcOptions struct {
 	secret      string
 	keepalive   string // keepalive_timeout
 	address     string // xmpp.address; default the server's component port
-	noIP        bool   // nodes.publish_ip = false
-	logLevel    string // log.level; default debug
+	// addresses, when set, is xmpp.address as an array: one per node of
+	// a cluster (docs/ejabberd-cluster.md); address is then not used.
+	addresses []string
+	noIP      bool   // nodes.publish_ip = false
+	logLevel  string // log.level; default debug
 	// mode is tracking.mode: by default "privileged" on a server started
 	// WithPrivilege (a missing grant is then an error, not a quiet
 	// fallback), else "roster".
@@ -143,8 +146,12 @@ func startService(t testing.TB, srv *testserver.Server, opts ...func(*svcOptions
 			t.Fatal(err)
 		}
 	}
+	address := strconv.Quote(o.address)
+	if len(o.addresses) > 0 {
+		address = "[" + quoteList(o.addresses) + "]"
+	}
 	cfg := fmt.Sprintf(`[xmpp]
-address = %q
+address = %s
 component = %q
 secret = %q
 domains = [%q]
@@ -182,7 +189,7 @@ cors_origins = [%s]
 
 [log]
 level = %q
-`, o.address, srv.Component, o.secret, srv.Domain, srv.Pubsub, o.keepalive,
+`, address, srv.Component, o.secret, srv.Domain, srv.Pubsub, o.keepalive,
 		o.accessModel, reader, srv.Domain, !o.noIP, o.reconcile, o.initLimit, o.grace,
 		o.mode, o.poll, quoteList(o.exclude), o.apiURL, s.http, s.tokens, o.maxStreams, o.resumeEvents, quoteList(o.cors), o.logLevel)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
@@ -425,7 +432,13 @@ func quoteList(list []string) string {
 // user's roster stays empty), and sends available presence.
 func online(t testing.TB, srv *testserver.Server, local, resource string) *c2s.Client {
 	t.Helper()
-	cl := dial(t, srv, local, resource)
+	return onlineAt(t, srv, srv.C2SAddr, local, resource)
+}
+
+// onlineAt is online through the client port addr (of a cluster's node).
+func onlineAt(t testing.TB, srv *testserver.Server, addr, local, resource string) *c2s.Client {
+	t.Helper()
+	cl := dialAt(t, addr, local+"@"+srv.Domain, resource)
 	if srv.Privileged() {
 		if err := cl.Presence("", "", 0); err != nil {
 			t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,6 +79,13 @@ func report(t testing.TB, scenario string, srv *testserver.Server, v verdict) {
 // protocol to agree, within wait. since is when the fault ended.
 func truth(t testing.TB, srv *testserver.Server, svc *service, w *watch.Follower, ch *churner, since time.Time) verdict {
 	t.Helper()
+	return truthOf(t, srv, func() (map[string]bool, error) { return serverSessions(t, srv, ch.prefix) }, svc, w, ch, since)
+}
+
+// truthOf is truth with the server's list of connections from sessions
+// (those of the churner's prefix).
+func truthOf(t testing.TB, srv *testserver.Server, sessions func() (map[string]bool, error), svc *service, w *watch.Follower, ch *churner, since time.Time) verdict {
+	t.Helper()
 	want := ch.final()
 	var v verdict
 	began := time.Now()
@@ -96,7 +104,7 @@ func truth(t testing.TB, srv *testserver.Server, svc *service, w *watch.Follower
 	first := true
 	for {
 		items, dup, err := actualOf(rd, srv)
-		onServer, serr := serverSessions(t, srv, ch.prefix)
+		onServer, serr := sessions()
 		var why []string
 		switch {
 		case err != nil:
@@ -243,6 +251,10 @@ type churner struct {
 	t      testing.TB
 	srv    *testserver.Server
 	prefix string // localpart prefix of its users
+	locals []string
+	// at, when set, says where a user logs in again, in order of
+	// preference (a cluster's nodes); else srv.C2SAddr.
+	at func(local string) []string
 
 	mu      sync.Mutex
 	last    map[string]conn // full JID → last presence sent; absent when offline
@@ -259,18 +271,26 @@ var shows = []presence.Show{presence.Online, presence.Chat, presence.Away, prese
 // subscribed to the component, and starts changing their presence.
 func startChurn(t testing.TB, srv *testserver.Server, prefix string, n int) *churner {
 	t.Helper()
-	ch := &churner{t: t, srv: srv, prefix: prefix, last: make(map[string]conn),
+	return startChurnAt(t, srv, prefix, users(prefix, n), nil)
+}
+
+// startChurnAt is startChurn for the users locals, each logged in through
+// the first of at(local) (srv.C2SAddr when at is nil), and again through
+// the first that takes it.
+func startChurnAt(t testing.TB, srv *testserver.Server, prefix string, locals []string, at func(string) []string) *churner {
+	t.Helper()
+	ch := &churner{t: t, srv: srv, prefix: prefix, locals: locals, at: at, last: make(map[string]conn),
 		cur: make(map[string]*c2s.Client), stop: make(chan struct{})}
-	clients := make([]*c2s.Client, n)
-	for i, local := range users(prefix, n) {
-		clients[i] = online(t, srv, local, "r")
+	clients := make([]*c2s.Client, len(locals))
+	for i, local := range locals {
+		clients[i] = onlineAt(t, srv, ch.addrs(local)[0], local, "r")
 		drain(clients[i])
 		ch.last[clients[i].JID()] = conn{show: presence.Online}
 		ch.cur[clients[i].JID()] = clients[i]
 	}
 	for i, cl := range clients {
 		ch.done.Add(1)
-		go ch.run(cl, users(prefix, n)[i], rand.New(rand.NewPCG(uint64(i), 7)))
+		go ch.run(cl, locals[i], rand.New(rand.NewPCG(uint64(i), 7)))
 	}
 	t.Cleanup(func() {
 		ch.halt()
@@ -316,7 +336,7 @@ func (ch *churner) run(cl *c2s.Client, local string, rng *rand.Rand) {
 		}
 		n++
 		switch {
-		case cl == nil || cl.Err() != nil:
+		case ended(cl):
 			// Lost (server restart) or away: log in again.
 			if cl != nil {
 				_ = cl.Abort()
@@ -352,13 +372,34 @@ func (ch *churner) run(cl *c2s.Client, local string, rng *rand.Rand) {
 	}
 }
 
+// ended reports whether cl's session is over: lost, or closed by the
+// churner (then Err is nil).
+func ended(cl *c2s.Client) bool {
+	if cl == nil {
+		return true
+	}
+	select {
+	case <-cl.Done():
+		return true
+	default:
+		return false
+	}
+}
+
 // login logs local in again without failing the test (the server may be
 // down); nil when it cannot yet.
 func (ch *churner) login(local string) *c2s.Client {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	cl, err := c2s.Dial(ctx, c2s.Config{Addr: ch.srv.C2SAddr, JID: local + "@" + ch.srv.Domain, Password: password, Resource: "r"})
-	if err != nil {
+	var cl *c2s.Client
+	for _, addr := range ch.addrs(local) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := c2s.Dial(ctx, c2s.Config{Addr: addr, JID: local + "@" + ch.srv.Domain, Password: password, Resource: "r"})
+		cancel()
+		if err == nil {
+			cl = c
+			break
+		}
+	}
+	if cl == nil {
 		return nil
 	}
 	drain(cl)
@@ -380,9 +421,30 @@ func (ch *churner) halt() {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	for jid, cl := range ch.cur {
-		if cl == nil || cl.Err() != nil {
+		if ended(cl) {
 			delete(ch.last, jid) // lost and not back yet: offline
 		}
+	}
+}
+
+// addrs returns where local logs in, in order of preference.
+func (ch *churner) addrs(local string) []string {
+	if ch.at == nil {
+		return []string{ch.srv.C2SAddr}
+	}
+	return ch.at(local)
+}
+
+// resume starts changing presence again after halt, from where each user
+// is (one lost logs in again).
+func (ch *churner) resume() {
+	ch.stop = make(chan struct{})
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for i, local := range ch.locals {
+		cl := ch.cur[local+"@"+ch.srv.Domain+"/r"]
+		ch.done.Add(1)
+		go ch.run(cl, local, rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano()))))
 	}
 }
 
@@ -401,14 +463,17 @@ func (ch *churner) final() map[string]conn {
 // connections it holds without a FIN towards the client: the client's
 // bytes are read and discarded and nothing more is written to it, while
 // the server side is closed (the server sees the client go). New
-// connections are forwarded again.
+// connections are forwarded again. Until then, a side that closes (a
+// node killed) closes the other, as a direct connection would. While held,
+// it closes every new connection at once (the target seems down).
 type proxy struct {
 	ln     net.Listener
 	target string
+	held   atomic.Bool
 
 	mu    sync.Mutex
 	pairs []*pair // forwarding
-	held  []*pair // every pair, closed at the end
+	all   []*pair // every pair, closed at the end
 }
 
 type pair struct {
@@ -428,7 +493,7 @@ func startProxy(t testing.TB, target string) *proxy {
 		_ = ln.Close()
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		for _, pr := range p.held {
+		for _, pr := range p.all {
 			_ = pr.client.Close()
 			_ = pr.server.Close()
 		}
@@ -444,6 +509,10 @@ func (p *proxy) accept() {
 		if err != nil {
 			return
 		}
+		if p.held.Load() {
+			_ = c.Close()
+			continue
+		}
 		s, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 		if err != nil {
 			_ = c.Close()
@@ -452,7 +521,7 @@ func (p *proxy) accept() {
 		pr := &pair{client: c, server: s, cut: make(chan struct{})}
 		p.mu.Lock()
 		p.pairs = append(p.pairs, pr)
-		p.held = append(p.held, pr)
+		p.all = append(p.all, pr)
 		p.mu.Unlock()
 		go pr.pipe(s, c) // client → server
 		go pr.pipe(c, s) // server → client
@@ -479,6 +548,13 @@ func (pr *pair) pipe(dst, src net.Conn) {
 			}
 		}
 		if err != nil {
+			select {
+			case <-pr.cut:
+			default:
+				// The peer went away (a node killed): so does this side,
+				// as it would without the proxy.
+				_ = dst.Close()
+			}
 			return
 		}
 	}

@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -41,6 +42,7 @@ type Metrics struct {
 	Tracking       *prometheus.GaugeVec // tracking{way="privileged"|"roster"} 1 for the way in force
 	Unknown        prometheus.Gauge     // sessions listed whose presence the server never told
 	Excluded       prometheus.Counter   // presence stanzas of excluded users ignored
+	StreamUp       *prometheus.GaugeVec // stream_up{stream, address}: 1 while that component stream is up
 
 	// The HTTP face (web.API).
 	HTTPRequests     *prometheus.CounterVec // API and page requests by endpoint and code
@@ -124,6 +126,8 @@ func New(version string) *Metrics {
 			Help: "Online sessions the server listed at the last resync or poll whose presence (show, text) it never told the service, so they are not published (with privileged presence on ejabberd: sessions online before the service connected, without ejabberd.api_url)."}),
 		Excluded: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_excluded_total",
 			Help: "Presence stanzas and listed sessions of users in tracking.exclude, ignored."}),
+		StreamUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pubpresence_stream_up",
+			Help: "1 while the component stream to that address (xmpp.address, one per cluster node) is up, else 0."}, []string{"stream", "address"}),
 		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_http_requests_total",
 			Help: "Requests to the HTTP API and page, by endpoint (presence, user, events, page, other) and status code."}, []string{"endpoint", "code"}),
 		HTTPUnauthorized: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_http_unauthorized_total",
@@ -146,7 +150,7 @@ func New(version string) *Metrics {
 	r.MustRegister(m.State, m.Phase, m.Connected, m.Connections, m.Users, m.Events, m.Malformed, m.Requests,
 		m.RequestSeconds, m.IQErrors, m.Reconnects, m.Syncs, m.SyncSeconds, m.SyncSessions, m.Fixes,
 		m.QueueDepth, m.LiveDropped, m.RepliesDropped, m.Reloads, m.BuildInfo, m.Foreign,
-		m.Tracking, m.Unknown, m.Excluded,
+		m.Tracking, m.Unknown, m.Excluded, m.StreamUp,
 		m.HTTPRequests, m.HTTPUnauthorized, m.HTTPTokens, m.HTTPStreams, m.HTTPRefused, m.HTTPSnapshots, m.HTTPResumes, m.HTTPClosed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
@@ -170,6 +174,19 @@ func (m *Metrics) SetPhase(p status.Phase) {
 		m.State.WithLabelValues(s).Set(b2f(s == state))
 	}
 	m.Connected.Set(b2f(p.Connected()))
+}
+
+// SetAddresses makes one series of pubpresence_stream_up per address,
+// all 0 (down).
+func (m *Metrics) SetAddresses(addrs []string) {
+	for i, a := range addrs {
+		m.StreamUp.WithLabelValues(strconv.Itoa(i), a).Set(0)
+	}
+}
+
+// SetStreamUp records whether stream i, to addr, is up.
+func (m *Metrics) SetStreamUp(i int, addr string, up bool) {
+	m.StreamUp.WithLabelValues(strconv.Itoa(i), addr).Set(b2f(up))
 }
 
 // SetTracking records how presence reaches the service: "privileged",

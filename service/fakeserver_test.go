@@ -34,7 +34,8 @@ import (
 // Answers, all as soon as the request is read:
 //
 //   - ping, pubsub create/configure set/affiliations/items, retract and
-//     publish: an empty result (items: no items; affiliations: none);
+//     publish: an empty result (items: no items; affiliations: none); a
+//     second create of a node: conflict, as a real server answers;
 //   - pubsub configure get: Prosody's form, with pubsub#title and a
 //     pubsub#max_items range up to fakeMaxItems;
 //   - get-online-users-list (the one-shot form with details): completed,
@@ -62,6 +63,7 @@ const (
 const (
 	fakePublishPrefix = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='"
 	fakeRetractPrefix = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><retract node='"
+	fakeCreatePrefix  = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='"
 	fakeCommandsNS    = "http://jabber.org/protocol/commands"
 	fakeAdminNS       = "http://jabber.org/protocol/admin"
 	fakeAccountField  = "<field var='accountjid'><value>"
@@ -113,6 +115,8 @@ type fakeServer struct {
 	granted atomic.Pointer[xmpptest.Conn] // the last connection sent the grant
 	// presences counts the presence stanzas the component sent.
 	presences atomic.Int64
+
+	created sync.Map // node → true: created once; a second create is a conflict
 
 	keepLast   atomic.Bool // keep a copy of the last actual publish (tests)
 	lmu        sync.Mutex
@@ -248,6 +252,19 @@ func (f *fakeServer) answer(out []byte, e *xmpptest.Element) ([]byte, bool) {
 			f.statusPub.Add(1)
 		}
 		return fakeResult(out, id, to, "", nil), true
+	case bytes.HasPrefix(in, []byte(fakeCreatePrefix)):
+		node := string(upTo(in[len(fakeCreatePrefix):], '\''))
+		if _, exists := f.created.LoadOrStore(node, true); exists {
+			// As the servers answer: the node is there (the service then
+			// reconfigures it).
+			out = append(out, "<iq type='error' id='"...)
+			out = append(out, id...)
+			out = append(out, "' from='"...)
+			out = append(out, to...)
+			return append(out, "' to='"+fakeComponent+"'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"...), false
+		}
+		f.others.Add(1)
+		return fakeResult(out, id, to, "", nil), false
 	case bytes.HasPrefix(in, []byte(fakeRetractPrefix)):
 		f.retracts.Add(1)
 		return fakeResult(out, id, to, "", nil), true

@@ -32,9 +32,8 @@ var errStandby = errors.New("another pubpresence instance holds the component na
 // resyncs), so a standby checks at most every standbyMin.
 type standbyError struct{ wait time.Duration }
 
-func (e standbyError) Error() string             { return errStandby.Error() }
-func (e standbyError) Unwrap() error             { return errStandby }
-func (e standbyError) RetryAfter() time.Duration { return e.wait }
+func (e standbyError) Error() string { return errStandby.Error() }
+func (e standbyError) Unwrap() error { return errStandby }
 
 // standbyMin is the shortest wait between two checks of a standby.
 const standbyMin = 10 * time.Second

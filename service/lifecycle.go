@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/admin"
+	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/ejabberdapi"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/pubsub"
@@ -28,6 +29,17 @@ import (
 // has a generation; every event that answers work of a resync carries the
 // generation it was started with, and an event of another generation is
 // stale: step ignores it.
+//
+// The session lives while at least one of the component's streams is up
+// (one per address: the nodes of a cluster, streams.go). A stream that
+// ends while others live, or one that comes up, may leave the state wrong
+// without a word from the server — a dead node's users get no unavailable,
+// a node whose stream was down pushed nothing of its users — so each starts
+// a resync: at once when none runs, else right after the one running (it
+// is owed). During the initial resync, the session list is taken again. A
+// request cut short by a lost stream is not a failure of the server: the
+// stream's end is what starts the work again. The last stream's end is
+// Connecting: the session is over.
 
 // resyncKind says why a resync runs.
 type resyncKind uint8
@@ -110,9 +122,14 @@ type (
 	evRequestFailed struct {
 		node    nodeRole
 		missing bool // item-not-found: the node is gone
+		lost    bool // its stream ended before the answer (component.ErrClosed)
 		err     error
 		detail  nodes.Result
 	}
+	// evStreamUp: a stream came up while the session lives on another.
+	evStreamUp struct{ stream int }
+	// evStreamDown: a stream ended; left streams are still up.
+	evStreamDown struct{ stream, left int }
 )
 
 // nodeRole says which of the three nodes a request went to.
@@ -139,9 +156,10 @@ type (
 		gen  uint64
 		kind resyncKind
 	}
-	// doDiscover takes the sessions of evSessions and probes their users.
+	// doDiscover takes the sessions of evSessions, drops the connections
+	// they lack, and probes their users.
 	doDiscover struct{ gen uint64 }
-	// doSettle drops connections the server did not list and fetches actual.
+	// doSettle ends the probes and fetches actual.
 	doSettle struct{ gen uint64 }
 	// doConverge queues what makes the actual node of evItems equal to the
 	// state.
@@ -192,10 +210,36 @@ type lifecycle struct {
 	nodeMissing bool
 	// statusErr: the last queued publish to the status node failed.
 	statusErr error
+	// owed: a stream came or went while a resync ran, whose session list
+	// may predate it: a resync of this kind follows the one running.
+	owed resyncKind
+	// cut: a step of the running resync was cut short by a lost stream;
+	// that stream's end (evStreamDown) starts it again.
+	cut bool
 }
 
-// step applies ev and returns the work to start, in order.
+// step applies ev and returns the work to start, in order; a resync owed
+// starts once none runs.
 func (l *lifecycle) step(ev any) []any {
+	work := l.apply(ev)
+	if l.owed != noResync && l.phase == status.Online && l.running == noResync {
+		kind := l.owed
+		l.owed = noResync
+		work = append(work, l.online(kind)...)
+	}
+	return work
+}
+
+// apply is step without the owed resync.
+func (l *lifecycle) apply(ev any) []any {
+	if err := errOf(ev); err != nil && lost(err) {
+		// Cut short by a lost stream: its evStreamDown starts the work
+		// again (or ends the session, when it was the last).
+		if l.current(genOf(ev)) {
+			l.cut = true
+		}
+		return nil
+	}
 	switch ev := ev.(type) {
 	case evStart:
 		return l.begin(initial, status.Nodes)
@@ -299,7 +343,24 @@ func (l *lifecycle) step(ev any) []any {
 			return nil
 		}
 		return l.online(full)
+	case evStreamUp:
+		return l.streamChanged(full)
+	case evStreamDown:
+		if ev.left == 0 {
+			l.phase = status.Connecting
+			l.running, l.owed, l.cut = noResync, noResync, false
+			return nil
+		}
+		return l.streamChanged(reconcile)
 	case evRequestFailed:
+		if ev.lost {
+			// The stream's end starts a resync that makes the nodes true;
+			// an initial one must not go online on a diff cut short.
+			if l.running == initial {
+				l.cut = true
+			}
+			return nil
+		}
 		switch ev.node {
 		case statusNode:
 			l.statusErr = ev.err
@@ -317,6 +378,44 @@ func (l *lifecycle) step(ev any) []any {
 	return nil
 }
 
+// streamChanged starts what a stream that came up (kind full: its node's
+// users may have changed unseen) or went down (reconcile: its node's users
+// may be gone) asks for, while other streams keep the session.
+func (l *lifecycle) streamChanged(kind resyncKind) []any {
+	switch {
+	case l.phase == status.Online && l.running == noResync:
+		return l.online(kind)
+	case l.phase == status.Online && l.cut:
+		if l.running == full {
+			kind = full
+		}
+		l.running = noResync
+		return l.online(kind)
+	case l.phase == status.Online:
+		if kind == full || l.owed == noResync {
+			l.owed = kind
+		}
+		return nil
+	case l.running != initial:
+		return nil // waiting for the retry of a failed initial resync: it lists again
+	case l.phase == status.Nodes && l.cut:
+		l.running = noResync
+		return l.begin(initial, status.Nodes)
+	case l.phase == status.Nodes:
+		return nil // the session list is still to come, after every stream's grant
+	}
+	return l.relist() // the initial resync's list may predate the change
+}
+
+// relist takes the running initial resync back to its session list, under
+// a new generation: what the earlier list started is stale.
+func (l *lifecycle) relist() []any {
+	l.gen++
+	l.settled, l.cut = false, false
+	l.phase = status.Discovering
+	return []any{doListSessions{l.gen, l.running}}
+}
+
 // current reports whether gen is the resync running now.
 func (l *lifecycle) current(gen uint64) bool {
 	return gen == l.gen && l.running != noResync
@@ -325,8 +424,11 @@ func (l *lifecycle) current(gen uint64) bool {
 // begin starts a resync of kind in phase.
 func (l *lifecycle) begin(kind resyncKind, phase status.Phase) []any {
 	l.gen++
-	l.running, l.settled = kind, false
+	l.running, l.settled, l.cut = kind, false, false
 	l.phase = phase
+	if kind == initial {
+		l.owed = noResync // it lists everything anew
+	}
 	// A resync makes actual true again and sets the nodes up again: a
 	// node deleted by an admin may have been made again by a publish with
 	// the server's defaults (ejabberd), which may let anyone read it.
@@ -385,6 +487,9 @@ func (l *lifecycle) queued(ev evQueued) []any {
 	}
 	switch ev.stage {
 	case stageDiff:
+		if l.cut {
+			return nil // a change of the diff was lost with its stream: evStreamDown lists again
+		}
 		if l.dirty {
 			// A request of the diff failed: actual is not true, so online
 			// would be a lie. Start over.
@@ -393,6 +498,9 @@ func (l *lifecycle) queued(ev evQueued) []any {
 		l.statusErr = nil
 		return []any{doPublishOnline{}, doAwait{l.gen, stageOnline}}
 	case stageOnline:
+		if l.cut {
+			return nil // online was lost with its stream: evStreamDown lists again
+		}
 		if l.statusErr != nil {
 			return l.fail(l.statusErr)
 		}
@@ -404,3 +512,33 @@ func (l *lifecycle) queued(ev evQueued) []any {
 	}
 	return nil
 }
+
+// errOf returns the error an event that answers work carries, or nil.
+func errOf(ev any) error {
+	switch ev := ev.(type) {
+	case evNodesReady:
+		return ev.err
+	case evSessions:
+		return ev.err
+	case evItems:
+		return ev.err
+	}
+	return nil
+}
+
+// genOf returns the generation of an event that answers work.
+func genOf(ev any) uint64 {
+	switch ev := ev.(type) {
+	case evNodesReady:
+		return ev.gen
+	case evSessions:
+		return ev.gen
+	case evItems:
+		return ev.gen
+	}
+	return 0
+}
+
+// lost reports whether err says that the request's stream ended before the
+// answer, rather than that the server refused or failed it.
+func lost(err error) bool { return errors.Is(err, component.ErrClosed) }

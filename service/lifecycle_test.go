@@ -7,10 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/status"
 )
 
-var errBoom = errors.New("boom")
+var (
+	errBoom = errors.New("boom")
+	// errLost is a request's error when its stream ended before the answer.
+	errLost = fmt.Errorf("list online sessions of localhost: %w", component.ErrNoStream)
+)
 
 // TestLifecycle walks the state machine through its transitions, stale
 // events of earlier generations among them: each step gives an event and
@@ -153,6 +158,71 @@ func TestLifecycle(t *testing.T) {
 			{evIntruderGone{}, status.Online, []any{doEnsureNodes{2, full}}},
 			{evIntruderGone{}, status.Online, nil},
 		})},
+		// Several streams (a cluster): a stream that ends or comes up while
+		// others live starts a resync; the last one's end is Connecting.
+		{"a stream down while online: reconcile at once; a stream up: full", cat([]step{start}, toOnline(1), []step{
+			{evStreamDown{stream: 1, left: 1}, status.Online, []any{doEnsureNodes{2, reconcile}}},
+			{evNodesReady{gen: 2}, status.Online, []any{doStartQueue{}, doListSessions{2, reconcile}}},
+			{evSessions{gen: 2}, status.Online, []any{doDiscover{2}}},
+			{evSettled{2}, status.Online, []any{doSettle{2}}},
+			{evItems{gen: 2}, status.Online, []any{doConverge{2}, doFinish{gen: 2, kind: reconcile}}},
+			{evStreamUp{stream: 1}, status.Online, []any{doEnsureNodes{3, full}}},
+		})},
+		{"a stream change while a resync runs: owed, started after it", cat([]step{start}, toOnline(1), []step{
+			{evPoll{}, status.Online, []any{doListSessions{2, poll}}},
+			{evStreamDown{stream: 1, left: 1}, status.Online, nil},
+			{evStreamUp{stream: 1}, status.Online, nil}, // owed: full, the stronger
+			{evSessions{gen: 2}, status.Online, []any{doDiscover{2}}},
+			{evSettled{2}, status.Online, []any{doSettle{2}, doFinish{gen: 2, kind: poll}, doEnsureNodes{3, full}}},
+			{evNodesReady{gen: 3}, status.Online, []any{doStartQueue{}, doListSessions{3, full}}},
+			{evSessions{gen: 3, err: errBoom}, status.Online, []any{doFinish{gen: 3, kind: full, err: errBoom}}}, // nothing more owed
+			{evStreamDown{stream: 0, left: 1}, status.Online, []any{doEnsureNodes{4, reconcile}}},
+		})},
+		{"a stream change during the initial resync: its list is taken again", cat([]step{start,
+			{evStreamUp{stream: 1}, status.Nodes, nil}, // the list, still to come, waits for its grant
+			{evNodesReady{gen: 1}, status.Discovering, []any{doStartQueue{}, doListSessions{1, initial}}},
+			{evSessions{gen: 1}, status.Discovering, []any{doDiscover{1}}},
+			{evStreamDown{stream: 1, left: 1}, status.Discovering, []any{doListSessions{2, initial}}},
+			{evSettled{1}, status.Discovering, nil}, // stale
+			{evSessions{gen: 2}, status.Discovering, []any{doDiscover{2}}},
+			{evSettled{2}, status.Converging, []any{doSettle{2}}},
+			{evStreamUp{stream: 1}, status.Discovering, []any{doListSessions{3, initial}}},
+			{evItems{gen: 2}, status.Discovering, nil}, // stale
+			{evSessions{gen: 3}, status.Discovering, []any{doDiscover{3}}},
+		}, toOnline(3)[2:])},
+		{"a stream down while a failed initial resync waits: the retry lists again", cat([]step{start,
+			{evNodesReady{gen: 1, err: errBoom}, status.Nodes, []any{doFinish{gen: 1, kind: initial, err: errBoom}, doRetry{1, 2 * time.Second}}},
+			{evStreamDown{stream: 1, left: 1}, status.Nodes, nil},
+			{evRetry{1}, status.Nodes, []any{doEnsureNodes{2, initial}}},
+		}, toOnline(2))},
+		{"requests cut short by a lost stream: its end starts the resync again", cat([]step{start,
+			{evNodesReady{gen: 1, err: errLost}, status.Nodes, nil}, // not a failure: no retry
+			{evStreamDown{stream: 0, left: 1}, status.Nodes, []any{doEnsureNodes{2, initial}}},
+			{evNodesReady{gen: 1, err: errBoom}, status.Nodes, nil}, // stale
+		}, toOnline(2)[:4], []step{
+			{evRequestFailed{node: actualNode, err: errLost, lost: true}, status.Converging, nil},
+			{evQueued{2, stageDiff}, status.Converging, nil}, // not online on a diff cut short
+			{evStreamDown{stream: 0, left: 1}, status.Discovering, []any{doListSessions{3, initial}}},
+		}, toOnline(3)[1:], []step{
+			{evRequestFailed{node: actualNode, err: errLost, lost: true}, status.Online, nil},
+			{evRepair{}, status.Online, nil}, // not dirty: the stream's end repairs
+			{evReconcile{}, status.Online, []any{doEnsureNodes{4, reconcile}}},
+			{evNodesReady{gen: 4}, status.Online, []any{doStartQueue{}, doListSessions{4, reconcile}}},
+			{evSessions{gen: 4, err: errLost}, status.Online, nil},
+			{evReconcile{}, status.Online, nil}, // it still runs, cut
+			{evStreamDown{stream: 0, left: 1}, status.Online, []any{doEnsureNodes{5, reconcile}}},
+		})},
+		{"the last stream down: connecting, whatever runs", cat([]step{start}, toOnline(1), []step{
+			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
+			{evStreamDown{stream: 1, left: 1}, status.Online, nil},
+			{evStreamDown{stream: 0, left: 0}, status.Connecting, nil},
+			{evNodesReady{gen: 2}, status.Connecting, nil},
+			{evReconcile{}, status.Connecting, nil},
+		})},
+		{"the last stream down during the initial resync", []step{start,
+			{evStreamDown{stream: 0, left: 0}, status.Connecting, nil},
+			{evNodesReady{gen: 1}, status.Connecting, nil},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var l lifecycle

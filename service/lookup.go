@@ -57,7 +57,7 @@ func (ss *session) pumpLookups() {
 		timeout := ss.svc.cfg().XMPP.RequestTimeout.Duration
 		ss.crew.spawn(func(ctx context.Context) {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
-			sessions, err := ss.admin.UserStats(ctx, bare)
+			sessions, err := ss.admin().UserStats(ctx, bare)
 			cancel()
 			ss.crew.post(evLooked{bare: bare, sessions: sessions, err: err})
 		})

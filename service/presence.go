@@ -11,11 +11,15 @@ import (
 // The hot path: one inbound stanza → a presence update → a change of the
 // state → a live event and a change of the actual node, queued.
 
-// handle applies one inbound stanza.
-func (ss *session) handle(st component.Stanza) {
+// handle applies one inbound stanza of the first stream (of the only one,
+// with one address).
+func (ss *session) handle(st component.Stanza) { ss.handleOn(0, st) }
+
+// handleOn applies one inbound stanza, read on stream i.
+func (ss *session) handleOn(i int, st component.Stanza) {
 	s := ss.svc
 	if st.Name == "message" {
-		ss.message(st) // tracking.go
+		ss.message(i, st) // tracking.go
 		return
 	}
 	if st.Name != "presence" {
@@ -90,7 +94,7 @@ func (ss *session) handle(st component.Stanza) {
 			// a connection's event. Ghosts are left to the resync.
 			return
 		}
-		if ss.subscriber(u.Kind) {
+		if ss.subscriber(i, u.Kind) {
 			s.subscribers[bare] = true
 		}
 		ss.event(u)
@@ -103,13 +107,13 @@ func (ss *session) handle(st component.Stanza) {
 // outbox: the loop never waits on the writer (that could stall the reader
 // of the stream it serves).
 func (ss *session) send(typ, to string) {
-	ss.replies.push(ss.conn.Presence(to, typ, "", ""))
+	ss.replies.push(ss.srv.Presence(to, typ, "", ""))
 }
 
 // own sends the component's own presence for the current phase to to.
 func (ss *session) own(to string) {
 	show, text := ss.life.phase.State().Presence()
-	ss.replies.push(ss.conn.Presence(to, "", show, text))
+	ss.replies.push(ss.srv.Presence(to, "", show, text))
 }
 
 // announce sends the component's presence for the current phase to every
@@ -120,7 +124,7 @@ func (ss *session) announce() {
 	show, text := ss.life.phase.State().Presence()
 	all := make([][]byte, 0, len(ss.svc.subscribers))
 	for jid := range ss.svc.subscribers {
-		all = append(all, ss.conn.Presence(jid, "", show, text))
+		all = append(all, ss.srv.Presence(jid, "", show, text))
 	}
 	ss.replies.pushAll(all)
 }

@@ -24,12 +24,14 @@ import (
 // Its steps, each started by the state machine (lifecycle.go):
 //
 //  1. set the nodes up (initial: publish init first), then let the queue send;
-//  2. list the online sessions with admin commands;
+//  2. list the online sessions with admin commands, and drop the
+//     connections the server no longer lists (ghosts) at once: no answer
+//     can bring them back, and a node of a cluster that died must not
+//     wait for probes to have its users retracted;
 //  3. probe their users; the answers arrive as ordinary presence and are
 //     applied as they come; a user who does not answer within the grace
 //     period (or the deadline) is not subscribed to us;
-//  4. drop connections the server no longer lists (ghosts), fetch the
-//     actual node and queue what makes it equal to the state;
+//  4. fetch the actual node and queue what makes it equal to the state;
 //  5. (initial) once those requests are answered, publish online, and be
 //     online once that is answered.
 //
@@ -98,7 +100,7 @@ func (ss *session) beginResync(gen uint64, kind resyncKind) {
 func (ss *session) listSessions(gen uint64) {
 	cfg := ss.svc.cfg()
 	api := ss.svc.api
-	if !ss.track.privileged {
+	if !ss.privileged() {
 		api = nil
 	}
 	ss.crew.spawn(func(ctx context.Context) {
@@ -117,7 +119,7 @@ func (ss *session) listSessions(gen uint64) {
 		partial := 0
 		for _, d := range cfg.XMPP.Domains {
 			actx, cancel := context.WithTimeout(ctx, cfg.Sync.InitTimeout.Duration+cfg.XMPP.RequestTimeout.Duration)
-			sessions, stats, err := ss.admin.OnlineSessions(actx, d)
+			sessions, stats, err := ss.admin().OnlineSessions(actx, d)
 			cancel()
 			if err != nil {
 				ss.crew.post(evSessions{gen: gen, err: errorf("list online sessions of "+d, err)})
@@ -208,7 +210,7 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) (createdAn
 	initDone := false
 	if publishInit {
 		rctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
-		initDone = pubsub.Publish(rctx, ss.conn, service, n.Status, nodes.StatusItemID, status.StateInit.Item()) == nil
+		initDone = pubsub.Publish(rctx, ss.srv, service, n.Status, nodes.StatusItemID, status.StateInit.Item()) == nil
 		cancel()
 	}
 	configs := nodes.Configs(n) // status, live, actual
@@ -246,11 +248,11 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) (createdAn
 	}
 	rctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
 	defer cancel()
-	limit, err := pubsub.MaxItemsLimit(rctx, ss.conn, service, n.Actual)
+	limit, err := pubsub.MaxItemsLimit(rctx, ss.srv, service, n.Actual)
 	if err == nil && limit == 0 {
 		// The form does not say (ejabberd): ask for larger and larger
 		// max_items on the live node, which stores nothing.
-		limit, err = pubsub.ProbeMaxItems(rctx, ss.conn, service, n.Live, probeItemsMax, "1")
+		limit, err = pubsub.ProbeMaxItems(rctx, ss.srv, service, n.Live, probeItemsMax, "1")
 		if limit == probeItemsMax {
 			limit = 0 // no limit that matters
 		}
@@ -277,16 +279,16 @@ func (ss *session) ensureNode(ctx context.Context, nc pubsub.NodeConfig, initial
 	if !initial {
 		// A node with another title was deleted and created again by
 		// someone else: as good as created now.
-		title, err := pubsub.Title(rctx, ss.conn, service, nc.Node)
+		title, err := pubsub.Title(rctx, ss.srv, service, nc.Node)
 		replaced = err == nil && title != nc.Title
 	}
-	created, err := pubsub.Ensure(rctx, ss.conn, service, nc)
+	created, err := pubsub.Ensure(rctx, ss.srv, service, nc)
 	created = created || replaced
 	if err == nil && n.AccessModel == "whitelist" {
-		err = pubsub.SyncMembers(rctx, ss.conn, service, nc.Node, n.Readers)
+		err = pubsub.SyncMembers(rctx, ss.srv, service, nc.Node, n.Readers)
 	}
 	if err == nil && publishInit {
-		err = pubsub.Publish(rctx, ss.conn, service, n.Status, nodes.StatusItemID, status.StateInit.Item())
+		err = pubsub.Publish(rctx, ss.srv, service, n.Status, nodes.StatusItemID, status.StateInit.Item())
 	}
 	return created, err
 }
@@ -354,8 +356,16 @@ func (ss *session) discover(ev evSessions) {
 		// roster answer a probe; a poll probes no one.
 		switch {
 		case rs.kind == poll:
-		case !tracked, rs.kind != reconcile && !ss.track.privileged:
+		case !tracked, rs.kind != reconcile && !ss.privileged():
 			rs.awaiting[j.Bare()] = true
+		}
+	}
+	if !rs.partial {
+		for _, jid := range ss.svc.state.Stale(rs.online, rs.seq) {
+			if c, ok := ss.svc.state.Remove(jid); ok {
+				ss.removed(c)
+				rs.ghosts++
+			}
 		}
 	}
 	ss.dropLookups()
@@ -371,7 +381,7 @@ func (ss *session) discover(ev evSessions) {
 	gen := rs.gen
 	ss.crew.spawn(func(ctx context.Context) {
 		for _, u := range users {
-			if err := ss.conn.SendPresence(ctx, u, "probe", "", ""); err != nil {
+			if err := ss.srv.SendPresence(ctx, u, "probe", "", ""); err != nil {
 				return
 			}
 		}
@@ -416,18 +426,11 @@ func (ss *session) answered(bare string) {
 	}
 }
 
-// settle drops the ghosts and fetches the actual node to compare.
+// settle counts what the resync found and fetches the actual node to
+// compare.
 func (ss *session) settle() {
 	rs := ss.resync
 	rs.stopTimers()
-	if !rs.partial {
-		for _, jid := range ss.svc.state.Stale(rs.online, rs.seq) {
-			if c, ok := ss.svc.state.Remove(jid); ok {
-				ss.removed(c)
-				rs.ghosts++
-			}
-		}
-	}
 	if rs.kind != initial {
 		found := 0
 		for _, jid := range rs.untracked {
@@ -447,7 +450,7 @@ func (ss *session) settle() {
 	gen := rs.gen
 	ss.crew.spawn(func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
-		items, err := pubsub.Items(ctx, ss.conn, cfg.XMPP.Pubsub, cfg.Nodes.Actual)
+		items, err := pubsub.Items(ctx, ss.srv, cfg.XMPP.Pubsub, cfg.Nodes.Actual)
 		cancel()
 		if err != nil {
 			err = errorf("fetch "+cfg.Nodes.Actual, err)
@@ -464,7 +467,7 @@ func (ss *session) settle() {
 func (ss *session) countUnknown() {
 	rs := ss.resync
 	unknown := 0
-	if ss.track.privileged && !rs.partial {
+	if ss.privileged() && !rs.partial {
 		for jid := range rs.online {
 			if _, ok := ss.svc.state.Get(jid); !ok {
 				unknown++

@@ -3,13 +3,16 @@
 // keeps the pubsub nodes equal to that state through the life cycle of
 // docs/protocol.md.
 //
-// One goroutine per stream (the session loop, session.go) owns the state.
+// One goroutine (the session loop, session.go) owns the state while at
+// least one of the component's streams is up: one stream per address,
+// one address per node of a cluster (streams.go).
 // The life cycle is one state machine (lifecycle.go): typed events in, the
 // next phase and the work to start out. Everything that waits on the
 // server — admin commands, node setup, fetching items, publishing — runs
 // on other goroutines and reports back to the loop as an event, so the
 // loop never waits on the stream it reads. The files, in the order a
-// stanza flows: service.go (Run, the stream), session.go (the loop),
+// stanza flows: service.go (Run), streams.go (the streams, the pool),
+// session.go (the loop),
 // presence.go (a stanza to a change), lookup.go (addresses), resync.go
 // (the resync steps), lifecycle.go (the phases), stop.go (a clean stop),
 // instances.go (a second instance), outbox.go, logs.go.
@@ -107,83 +110,56 @@ func (s *Service) Reload(next *config.Config) (applied, restart []string) {
 	return applied, restart
 }
 
-// Run keeps the service going until ctx ends, reconnecting with backoff
-// after every loss of the stream. It returns nil after a clean stop.
+// Run keeps the service going until ctx ends: one component stream per
+// address of xmpp.address, each reconnected with backoff after every loss
+// (streams.go), and a session while at least one is up. It returns nil
+// after a clean stop.
 func (s *Service) Run(ctx context.Context) error {
-	x := s.cfg().XMPP
-	ccfg := component.Config{
-		Address:           x.Address,
-		Name:              x.Component,
-		Secret:            x.Secret,
-		DialTimeout:       x.DialTimeout.Duration,
-		KeepaliveInterval: x.KeepaliveInterval.Duration,
-		KeepaliveTimeout:  x.KeepaliveTimeout.Duration,
-		PingTo:            x.Domains[0],
-		Instance:          s.instance,
-		Foreign:           s.foreign,
+	addrs := s.cfg().XMPP.AddressList()
+	s.status.SetAddresses(addrs)
+	s.metrics.SetAddresses(addrs)
+	for {
+		err := s.runPool(ctx, addrs)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var sb standbyError
+		if !errors.As(err, &sb) {
+			return err
+		}
+		s.metrics.Reconnects.Inc()
+		s.setPhase(status.Standby)
+		s.log.Error().Dur("retry_in_ms", sb.wait).
+			Msg("another pubpresence instance holds the component name (ejabberd spreads stanzas over both): standing by; this one takes over when it goes")
+		select {
+		case <-time.After(sb.wait):
+		case <-ctx.Done():
+			return nil
+		}
 	}
-	hooks := component.Hooks{
-		Connected: func(c *component.Conn) {
-			s.log.Info().Str("address", x.Address).Str("component", x.Component).Msg("connected")
-		},
-		Disconnected: func(err error, up time.Duration) {
-			s.setPhase(status.Connecting)
-			if ctx.Err() != nil {
-				return
-			}
-			s.metrics.Reconnects.Inc()
-			if errors.Is(err, errStandby) {
-				s.setPhase(status.Standby)
-				s.log.Error().Dur("retry_in_ms", max(standbyMin, s.cfg().XMPP.ReconnectMax.Duration)).
-					Msg("another pubpresence instance holds the component name (ejabberd spreads stanzas over both): standing by; this one takes over when it goes")
-				return
-			}
-			s.log.Warn().Err(err).Dur("up_ms", up).Msg("disconnected; reconnecting")
-		},
-		DialFailed: func(err error, wait time.Duration) {
-			s.metrics.Reconnects.Inc()
-			ev := s.log.Error().Err(err).Dur("retry_in_ms", wait)
-			var se *component.StreamError
-			if errors.As(err, &se) {
-				switch se.Condition {
-				case xmpp.ErrStreamNotAuthorized:
-					ev.Msg("the server refused the component secret (xmpp.secret)")
-					return
-				case xmpp.ErrStreamConflict:
-					// Prosody's answer to a second instance: stand by.
-					s.setPhase(status.Standby)
-					ev.Msg("another connection already uses this component name: standing by, retrying")
-					return
-				case xmpp.ErrStreamHostUnknown:
-					ev.Msg("the server has no component with this name (xmpp.component)")
-					return
-				}
-			}
-			ev.Msg("cannot connect")
-		},
-	}
-	err := component.Run(ctx, ccfg, x.ReconnectMax.Duration, hooks, s.session)
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return nil
-	}
-	return err
 }
 
-// session runs one stream: the check that no other instance holds the
-// name, then the loop (session.go).
-func (s *Service) session(ctx context.Context, c *component.Conn) error {
+// session runs the session that first's stream starts: the check that no
+// other instance holds the name, then the loop (session.go), until the
+// last stream ends, ctx ends, or the session gives way (a standbyError).
+func (s *Service) session(ctx context.Context, pool *component.Pool, first component.Event) error {
 	select {
 	case <-s.stepBack: // from an earlier stream
 	default:
 	}
-	if err := s.alone(ctx, c); err != nil {
+	if err := s.alone(ctx, first.Conn); err != nil {
+		if !errors.Is(err, errStandby) && ctx.Err() == nil {
+			// The check could not finish: start again on a new stream.
+			s.log.Warn().Err(err).Int("stream", first.Stream).Str("address", pool.Address(first.Stream)).Msg("disconnected; reconnecting")
+			_ = first.Conn.Close()
+		}
 		return err
 	}
 	if s.status.Phase() == status.Standby {
 		s.log.Warn().Msg("no other instance holds the component name any more: taking over")
 	}
 	s.intruders.reset()
-	return newSession(s, c).run(ctx)
+	return newSession(s, pool).run(ctx, first)
 }
 
 // setPhase makes p the phase that others see: status, metrics and the HTTP

@@ -12,19 +12,20 @@ import (
 	"github.com/pubpresence/pubpresence/config"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/nodes"
+	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
 )
 
-// session is one stream: the loop that owns the service's state while the
-// stream is up. Its goroutine reads the stream's stanzas (presence.go) and
-// the events that work on other goroutines sends back (crew), feeds the
-// life-cycle events to the state machine (lifecycle.go) and carries out
-// the work it returns. No other goroutine writes a session's fields.
+// session is the loop that owns the service's state while at least one of
+// the component's streams is up (streams.go). Its goroutine reads the
+// streams' stanzas (presence.go), ups and ends, and the events that work
+// on other goroutines sends back (crew), feeds the life-cycle events to
+// the state machine (lifecycle.go) and carries out the work it returns. No
+// other goroutine writes a session's fields.
 type session struct {
 	svc     *Service
-	conn    *component.Conn
-	admin   *admin.Client
+	srv     *server // the streams as one component, and each as the loop knows it
 	queue   *nodes.Queue
 	replies *outbox // presence answers on their way to the writer
 	crew    crew
@@ -92,28 +93,43 @@ type evMaxItems struct{ limit int }
 // evProbesSent: the probes of a resync are all sent.
 type evProbesSent struct{ gen uint64 }
 
-func newSession(s *Service, c *component.Conn) *session {
+// newSession returns a session that talks to the server through the pool
+// l, and reads its events (nil in tests that do no I/O).
+func newSession(s *Service, l *component.Pool) *session {
+	addrs := s.cfg().XMPP.AddressList()
 	ss := &session{
 		svc:        s,
-		conn:       c,
-		admin:      &admin.Client{IQ: c, Concurrency: s.cfg().Sync.AdminConcurrency},
+		srv:        &server{addrs: addrs, streams: make([]stream, len(addrs))},
 		queueStart: make(chan struct{}),
 		addrs:      newAddrs(),
 	}
+	if l != nil {
+		ss.srv.link, ss.srv.events = l, l.Events()
+	}
 	ss.crew.events = make(chan any, 256)
 	ss.clock.repair = component.Backoff{Min: 5 * time.Second, Max: max(s.cfg().Sync.ReconcileInterval.Duration, time.Minute)}
-	if c != nil {
-		ss.replies = newOutbox(c.Send, s.metrics.RepliesDropped.Inc)
-	}
+	ss.replies = newOutbox(func(ctx context.Context, raw []byte) error {
+		if err := ss.srv.Send(ctx, raw); err != nil && ctx.Err() != nil {
+			return err
+		}
+		return nil // no stream up for now: this answer is lost with the stream
+	}, s.metrics.RepliesDropped.Inc)
 	n := s.cfg().Nodes
-	ss.queue = nodes.NewQueue(nodes.ConnStarter{Conn: c}, nodes.QueueConfig{
+	ss.queue = nodes.NewQueue(nodes.ConnStarter{Conn: ss.srv}, nodes.QueueConfig{
 		Service: s.cfg().XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
 		Timeout: s.cfg().XMPP.RequestTimeout.Duration, LiveShare: -1, // held until online
 	}, ss.published)
 	return ss
 }
 
-func (ss *session) run(ctx context.Context) error {
+// admin returns the client of the server's admin commands.
+func (ss *session) admin() *admin.Client {
+	return &admin.Client{IQ: ss.srv, Concurrency: ss.svc.cfg().Sync.AdminConcurrency}
+}
+
+// run is the loop, from the first stream up until the last ends (or ctx,
+// or a standby).
+func (ss *session) run(ctx context.Context, first component.Event) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ss.crew.ctx = ctx
@@ -149,7 +165,7 @@ func (ss *session) run(ctx context.Context) error {
 	ss.clock.readers = ss.svc.cfg().Nodes.Readers
 	ss.setReconcile(ss.svc.cfg().Sync.ReconcileInterval.Duration)
 	ss.enter(status.Nodes)
-	ss.startTracking()
+	ss.streamUp(first.Stream, first.Conn)
 	ss.dispatch(evStart{})
 
 	check := time.NewTicker(5 * time.Second)
@@ -157,12 +173,12 @@ func (ss *session) run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			if ss.conn.Err() == nil {
+			if ss.srv.up() > 0 {
 				ss.stop()
 			}
 			return ctx.Err()
-		case st := <-ss.conn.Inbound():
-			ss.handle(st)
+		case ev := <-ss.srv.events:
+			ss.streamEvent(ev)
 		case ev := <-ss.crew.events:
 			ss.dispatch(ev)
 		case <-ss.clock.reconcile:
@@ -177,7 +193,7 @@ func (ss *session) run(ctx context.Context) error {
 			return ss.svc.standby()
 		case <-check.C:
 			if ss.svc.intruders.gone(ss.svc.log, ss.life.phase == status.Online && ss.life.running == noResync) {
-				if ss.track.privileged {
+				if ss.privileged() {
 					// ejabberd dropped our grant when the other
 					// connection closed: only a new authentication gets
 					// it back, and the new stream resyncs every user.
@@ -193,10 +209,13 @@ func (ss *session) run(ctx context.Context) error {
 				ss.dispatch(evRepair{})
 			}
 		}
-		if err := ss.track.end; err != nil {
-			if ss.conn.Err() == nil {
-				ss.stop()
-			}
+		if ss.life.phase == status.Connecting {
+			return errNoStreams // the last stream ended
+		}
+		if err := ss.ending(); err != nil {
+			// Every stream up must go: stop cleanly, then close them.
+			ss.stop()
+			ss.closeAll()
 			return err
 		}
 	}
@@ -217,7 +236,9 @@ func (ss *session) dispatch(ev any) {
 		ss.armGrace(ev.gen)
 		return
 	case evGrantWait:
-		ss.decide(false)
+		if st := &ss.srv.streams[ev.stream]; st.conn == ev.conn {
+			ss.decide(ev.stream, false)
+		}
 		return
 	case evRequestFailed:
 		ss.requestFailed(ev)
@@ -245,17 +266,19 @@ func (ss *session) carry(w any, cause any) {
 			close(ss.queueStart)
 		}
 	case doListSessions:
-		if w.kind == poll {
-			if ss.resync != nil {
-				ss.resync.stopTimers()
+		if rs := ss.resync; rs == nil || rs.gen != w.gen {
+			// A poll, or the initial resync's list taken again (relist).
+			start := time.Now()
+			if rs != nil {
+				rs.stopTimers()
+				if rs.kind == w.kind {
+					start = rs.start
+				}
 			}
-			ss.resync = &resync{gen: w.gen, kind: poll, start: time.Now(), seq: ss.svc.state.Seq()}
+			ss.resync = &resync{gen: w.gen, kind: w.kind, start: start, seq: ss.svc.state.Seq()}
 		}
-		if !ss.track.decided {
-			ss.track.listGen = w.gen // decide lists them
-			return
-		}
-		ss.listSessions(w.gen)
+		ss.track.listGen = w.gen
+		ss.listIfDecided() // once every stream knows how presence reaches it
 	case doDiscover:
 		ss.discover(cause.(evSessions))
 	case doSettle:
@@ -294,14 +317,10 @@ func (ss *session) carry(w any, cause any) {
 
 // resyncErr is the error an event that failed a resync carries.
 func (ss *session) resyncErr(ev any) error {
-	switch ev := ev.(type) {
-	case evNodesReady:
-		return ev.err
-	case evSessions:
-		return ev.err
-	case evItems:
-		return ev.err
-	case evQueued:
+	if err := errOf(ev); err != nil {
+		return err
+	}
+	if _, ok := ev.(evQueued); ok {
 		if ss.life.statusErr != nil {
 			return ss.life.statusErr
 		}
@@ -349,9 +368,7 @@ func (ss *session) reloaded() {
 	if d := cfg.Sync.ReconcileInterval.Duration; d != ss.clock.every {
 		ss.setReconcile(d)
 	}
-	if d := cfg.Tracking.SessionsPoll.Duration; ss.track.privileged && d != ss.track.pollEvery {
-		ss.setPoll(d)
-	}
+	ss.way() // the sessions poll's interval
 	if !slices.Equal(cfg.Tracking.Exclude, ss.svc.exclude.list) {
 		ss.excludeNow(cfg.Tracking.Exclude)
 	}
@@ -373,7 +390,7 @@ func (ss *session) reloaded() {
 		n := cfg.Nodes
 		for _, node := range []string{n.Status, n.Live, n.Actual} {
 			rctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
-			err := pubsub.SyncMembers(rctx, ss.conn, cfg.XMPP.Pubsub, node, readers)
+			err := pubsub.SyncMembers(rctx, ss.srv, cfg.XMPP.Pubsub, node, readers)
 			cancel()
 			if err != nil {
 				ss.svc.iqError(err)
@@ -402,7 +419,7 @@ func (ss *session) published(r nodes.Result) {
 			role = actualNode
 		}
 		ss.crew.post(evRequestFailed{node: role, err: r.Err, missing: errors.Is(r.Err, xmpp.ErrItemNotFound),
-			detail: r})
+			lost: lost(r.Err), detail: r})
 	}
 	ss.svc.metrics.Request(r.Node, r.Op, result, r.Duration)
 }
@@ -411,7 +428,10 @@ func (ss *session) published(r nodes.Result) {
 // of published).
 func (ss *session) requestFailed(ev evRequestFailed) {
 	ss.svc.iqError(ev.err)
-	if errors.Is(ev.err, context.Canceled) || errors.Is(ev.err, component.ErrClosed) {
+	if ev.lost && ev.node == liveNode {
+		ss.relive(ev.detail.ID)
+	}
+	if errors.Is(ev.err, context.Canceled) || ev.lost {
 		return
 	}
 	r := ev.detail
@@ -420,4 +440,17 @@ func (ss *session) requestFailed(ev evRequestFailed) {
 		e = ss.svc.log.Warn()
 	}
 	e.Err(r.Err).Str("node", r.Node).Str("op", r.Op).Str("id", r.ID).Msg("pubsub request failed")
+}
+
+// relive publishes again on the live node the state now of a connection
+// whose live event was lost with its stream (the request may or may not
+// have reached the server): a reader following the live node then holds
+// the right state, perhaps twice, never a stale one. The actual node is
+// made true by the resync that the stream's end starts.
+func (ss *session) relive(jid string) {
+	c, ok := ss.svc.state.Get(jid)
+	if !ok {
+		c = presence.Conn{JID: jid, Show: presence.Offline, Since: ss.svc.now()}
+	}
+	ss.publishLive(c)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
@@ -17,7 +18,7 @@ const (
 	leaveTimeout = 3 * time.Second
 )
 
-// stop ends the stream cleanly (SIGINT, SIGTERM) while it is up: what is
+// stop ends the streams cleanly (SIGINT, SIGTERM) while one is up: what is
 // queued is sent and answered within drainTimeout, or abandoned and counted;
 // then readers are told the nodes are no longer kept. Presence that arrives
 // meanwhile is read and dropped: the next start resyncs.
@@ -42,10 +43,10 @@ func (ss *session) stop() {
 	ss.leave()
 }
 
-// waitDiscarding waits until done is closed, the stream ends or timeout
-// passes, reading and dropping inbound stanzas and events meanwhile so
-// that the stream's reader can deliver the answers being waited for. It
-// reports whether done was closed.
+// waitDiscarding waits until done is closed, the last stream ends or
+// timeout passes, reading and dropping inbound stanzas and events
+// meanwhile so that the streams' readers can deliver the answers being
+// waited for. It reports whether done was closed.
 func (ss *session) waitDiscarding(done <-chan struct{}, timeout time.Duration) bool {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -53,10 +54,17 @@ func (ss *session) waitDiscarding(done <-chan struct{}, timeout time.Duration) b
 		select {
 		case <-done:
 			return true
-		case <-ss.conn.Inbound():
+		case ev := <-ss.srv.events:
+			switch ev.Kind {
+			case component.EventUp:
+				ss.srv.streams[ev.Stream].conn = ev.Conn
+			case component.EventDown:
+				ss.srv.streams[ev.Stream].conn = nil
+				if ss.srv.up() == 0 {
+					return false
+				}
+			}
 		case <-ss.crew.events:
-		case <-ss.conn.Done():
-			return false
 		case <-t.C:
 			return false
 		}
@@ -64,7 +72,7 @@ func (ss *session) waitDiscarding(done <-chan struct{}, timeout time.Duration) b
 }
 
 // leave tells readers the nodes are no longer kept, on a clean stop while
-// the stream is still up: init on the status node and unavailable presence
+// a stream is still up: init on the status node and unavailable presence
 // to the subscribers, within leaveTimeout.
 func (ss *session) leave() {
 	var err error
@@ -74,12 +82,12 @@ func (ss *session) leave() {
 		defer close(published)
 		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 		defer cancel()
-		err = pubsub.Publish(ctx, ss.conn, cfg.XMPP.Pubsub, cfg.Nodes.Status, nodes.StatusItemID, status.StateInit.Item())
+		err = pubsub.Publish(ctx, ss.srv, cfg.XMPP.Pubsub, cfg.Nodes.Status, nodes.StatusItemID, status.StateInit.Item())
 	}()
 	ss.waitDiscarding(published, leaveTimeout)
 	<-published // bounded by the publish's own leaveTimeout
 	for jid := range ss.svc.subscribers {
-		if !ss.conn.TrySend(ss.conn.Presence(jid, "unavailable", "", "")) {
+		if !ss.srv.TrySend(ss.srv.Presence(jid, "unavailable", "", "")) {
 			break
 		}
 	}

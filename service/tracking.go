@@ -17,8 +17,10 @@ import (
 // no roster entry. Without the grant, presence comes from users who have
 // the component in their roster (their own subscription, or a shared
 // roster): the "roster" way. Each stream decides once which way is in
-// force (tracking.decide): when the grant arrives, or grantWait after the
-// loop starts. The resync's session list waits for that decision, since
+// force (decide): when the grant arrives, or grantWait after the stream
+// came up. Each node of a cluster grants on its own stream, and forwards
+// only its own users' presence there. The resync's session list waits for
+// the decision of every stream up, since
 // the two ways discover differently: the roster way probes the users;
 // privileged presence needs no probe (Prosody sends every session's
 // presence after the handshake; ejabberd sends none, and its HTTP API
@@ -31,8 +33,9 @@ import (
 //     every tracking.sessions_poll (a poll, lifecycle.go) and connections
 //     it no longer lists leave the state;
 //   - the grant is dropped for the whole name when any connection of that
-//     name closes (a standby's check, instances.go): once the other
-//     connection is gone, this one reconnects to be granted again;
+//     name closes on the node (a standby's check, instances.go): once the
+//     other connection is gone, the privileged streams reconnect to be
+//     granted again;
 //   - no presence of sessions online before the connect: ejabberd.api_url,
 //     else probes (answered only where a roster subscription exists), else
 //     unknown: listed, counted (pubpresence_sessions_unknown), never
@@ -56,122 +59,212 @@ type errRegrant struct{ why string }
 func (e errRegrant) Error() string {
 	return "reconnecting to be granted privileged presence again: " + e.why
 }
-func (e errRegrant) RetryAfter() time.Duration { return 100 * time.Millisecond }
 
-// evGrantWait: grantWait passed since the loop started.
-type evGrantWait struct{}
+// evGrantWait: grantWait passed since stream came up with conn.
+type evGrantWait struct {
+	stream int
+	conn   *component.Conn
+}
 
-// tracking is what the loop knows of the way presence reaches it.
-type tracking struct {
+// grant is what the loop knows of the way presence reaches one stream.
+// Each stream decides on its own: a node of a cluster grants privileged
+// presence only on the stream to that node.
+type grant struct {
 	start      time.Time
 	decided    bool
 	privileged bool
-	listGen    uint64      // a resync whose session list waits for the decision; 0 none
 	timer      *time.Timer // grantWait
-	poll       *time.Ticker
-	pollC      <-chan time.Time
-	pollEvery  time.Duration
-	missing    int // polls in a row that found presence ejabberd never pushed
-	// end, when set, ends the stream: the loop returns it.
+	problem    string      // why tracking.mode is not met on this stream
+}
+
+// tracking is what the loop knows of the way presence reaches the
+// streams, all of them (each stream's grant is in its stream).
+type tracking struct {
+	listGen   uint64 // a resync whose session list waits for the streams' decisions; 0 none
+	poll      *time.Ticker
+	pollC     <-chan time.Time
+	pollEvery time.Duration
+	missing   int // polls in a row that found presence ejabberd never pushed
+	// end, when set, ends the privileged streams: every one of them must
+	// be granted again (the loop closes them; ending, streams.go).
 	end error
 }
 
-// startTracking starts the wait for the grant; in roster mode nothing
+// startGrant starts the wait for stream i's grant; in roster mode nothing
 // waits.
-func (ss *session) startTracking() {
-	t := &ss.track
-	t.start = time.Now()
+func (ss *session) startGrant(i int) {
+	st := &ss.srv.streams[i]
+	st.grant = grant{start: time.Now()}
 	if ss.svc.cfg().Tracking.Mode == config.TrackRoster {
-		ss.decide(false)
+		ss.decide(i, false)
 		return
 	}
-	t.timer = time.AfterFunc(grantWait, func() { ss.crew.post(evGrantWait{}) })
+	c := st.conn
+	st.grant.timer = time.AfterFunc(grantWait, func() { ss.crew.post(evGrantWait{stream: i, conn: c}) })
 }
 
-// stopTracking stops the timers of the stream.
+// stopGrant stops the wait for stream i's grant.
+func (ss *session) stopGrant(i int) {
+	if t := ss.srv.streams[i].grant.timer; t != nil {
+		t.Stop()
+	}
+}
+
+// stopTracking stops the timers of every stream.
 func (ss *session) stopTracking() {
-	t := &ss.track
-	if t.timer != nil {
-		t.timer.Stop()
+	for i := range ss.srv.streams {
+		ss.stopGrant(i)
 	}
 	ss.setPoll(0)
 }
 
-// message handles a message to the component: the server's <privilege/>
-// grant is the only one that matters.
-func (ss *session) message(st component.Stanza) {
+// message handles a message to the component on stream i: the server's
+// <privilege/> grant is the only one that matters.
+func (ss *session) message(i int, st component.Stanza) {
 	p, ok := xmpp.ParsePrivilege(st.Inner)
 	if !ok {
 		ss.svc.log.Debug().Str("from", st.From).Msg("ignored message")
 		return
 	}
-	t := &ss.track
-	log := ss.svc.log.Info().Str("from", st.From).Str("ns", p.NS).Str("presence", p.Presence).Str("roster", p.Roster)
+	g := &ss.srv.streams[i].grant
+	log := ss.svc.log.Info().Str("from", st.From).Str("ns", p.NS).Str("presence", p.Presence).Str("roster", p.Roster).Int("stream", i)
 	if !p.PresenceGranted() {
 		log.Msg("the server's privilege grant does not include presence (XEP-0356 presence managed_entity)")
 		return
 	}
-	if t.decided && time.Since(t.start) > grantWait {
+	if g.decided && time.Since(g.start) > grantWait {
 		// Another connection with this name authenticated (ejabberd
-		// routes its grant to either connection): when it closes, ejabberd
-		// drops the grant of this one too.
+		// routes its grant to either connection on its node): when it
+		// closes, ejabberd drops the grant of this one too.
 		ss.svc.intruders.seen()
 		log.Msg("a privilege grant for another connection with this component name")
 		return
 	}
 	log.Msg("privileged presence granted")
 	switch {
-	case !t.decided:
-		ss.decide(true)
-	case !t.privileged && ss.svc.cfg().Tracking.Mode == config.TrackAuto:
-		t.end = errRegrant{why: "the grant came after the stream had decided on the roster way"}
+	case !g.decided:
+		ss.decide(i, true)
+	case !g.privileged && ss.svc.cfg().Tracking.Mode == config.TrackAuto:
+		ss.srv.streams[i].end = errRegrant{why: "the grant came after the stream had decided on the roster way"}
 	}
 }
 
-// decide fixes the way presence reaches this stream, and lets a waiting
-// session list go.
-func (ss *session) decide(granted bool) {
-	t := &ss.track
-	if t.decided {
+// decide fixes the way presence reaches stream i, and lets a waiting
+// session list go once every stream has decided.
+func (ss *session) decide(i int, granted bool) {
+	st := &ss.srv.streams[i]
+	g := &st.grant
+	if g.decided {
 		return
 	}
-	t.decided = true
-	if t.timer != nil {
-		t.timer.Stop()
+	g.decided = true
+	if g.timer != nil {
+		g.timer.Stop()
 	}
 	cfg := ss.svc.cfg()
+	log := ss.svc.log.With().Int("stream", i).Str("address", ss.srv.addrs[i]).Logger()
+	g.problem = ""
 	switch {
 	case cfg.Tracking.Mode == config.TrackRoster:
-		ss.svc.log.Info().Msg("tracking users who have the component in their roster (tracking.mode = \"roster\")")
+		log.Info().Msg("tracking users who have the component in their roster (tracking.mode = \"roster\")")
 	case granted:
-		t.privileged = true
-		ss.svc.log.Info().Msg("tracking every user by privileged presence (XEP-0356): no roster entry needed")
+		g.privileged = true
+		log.Info().Msg("tracking every user by privileged presence (XEP-0356): no roster entry needed")
 	case cfg.Tracking.Mode == config.TrackPrivileged:
-		problem := "privileged presence not granted by the server (tracking.mode = \"privileged\")"
-		ss.svc.status.SetProblem(problem)
-		ss.svc.log.Error().Dur("waited_ms", grantWait).
+		g.problem = "privileged presence not granted by the server (tracking.mode = \"privileged\")"
+		if len(ss.srv.streams) > 1 {
+			g.problem += " on the stream to " + ss.srv.addrs[i]
+		}
+		log.Error().Dur("waited_ms", grantWait).
 			Str("hint", "Prosody: install prosody-modules and load \"privilege\" both in the VirtualHost's modules_enabled and in the Component section, "+
 				"with privileged_entities = { [\""+cfg.XMPP.Component+"\"] = { presence = \"managed_entity\" } } in the VirtualHost (or global) section, "+
 				"not in the Component section (Prosody reports none of these mistakes); "+
-				"ejabberd: mod_privilege with presence: managed_entity for an access rule that matches the component").
-			Msg(problem + ": tracking no one, reconnecting to ask again")
-		t.end = errNoPrivilege
-		return
+				"ejabberd: mod_privilege with presence: managed_entity for an access rule that matches the component (on every node of a cluster)").
+			Msg(g.problem + ": tracking no one through it, reconnecting to ask again")
+		st.end = errNoPrivilege
 	default:
-		ss.svc.log.Info().Msg("the server grants no privileged presence (XEP-0356): tracking users who have the component in their roster")
+		log.Info().Msg("the server grants no privileged presence (XEP-0356): tracking users who have the component in their roster")
+	}
+	ss.problems()
+	ss.way()
+	ss.listIfDecided()
+}
+
+// problems tells /readyz the first stream's problem, "" when none has one.
+func (ss *session) problems() {
+	for i := range ss.srv.streams {
+		if p := ss.srv.streams[i].grant.problem; p != "" {
+			ss.svc.status.SetProblem(p)
+			return
+		}
 	}
 	ss.svc.status.SetProblem("")
-	way := "roster"
-	if t.privileged {
-		way = "privileged"
-		ss.setPoll(cfg.Tracking.SessionsPoll.Duration)
+}
+
+// privileged reports whether a stream up has privileged presence: then
+// the server pushes its users' presence, ejabberd's API tells the
+// presence of every session, and the sessions poll runs.
+func (ss *session) privileged() bool {
+	for i := range ss.srv.streams {
+		if st := &ss.srv.streams[i]; st.conn != nil && st.grant.privileged {
+			return true
+		}
+	}
+	return false
+}
+
+// decided reports whether every stream up that the loop keeps knows how
+// presence reaches it, and there is one.
+func (ss *session) decided() bool {
+	n := 0
+	for i := range ss.srv.streams {
+		st := &ss.srv.streams[i]
+		if st.conn == nil || st.end != nil {
+			continue
+		}
+		if !st.grant.decided {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// listIfDecided lists the sessions of the resync waiting for the streams'
+// decisions, once they are made: its answer must come after every grant,
+// or it could miss what a stream's node did before its grant.
+func (ss *session) listIfDecided() {
+	gen := ss.track.listGen
+	if gen == 0 || !ss.decided() {
+		return
+	}
+	ss.track.listGen = 0
+	if rs := ss.resync; rs != nil && rs.gen == gen && !ss.life.settled && ss.life.current(gen) {
+		ss.listSessions(gen)
+	}
+}
+
+// way sets what follows from the way presence reaches the streams up:
+// pubpresence_tracking, and the sessions poll, which runs while a stream
+// has privileged presence (ejabberd reports no end of an abrupt session)
+// or while a stream is down (a cluster node may have died, or its
+// sessions may end while nobody hears: its users get no unavailable).
+func (ss *session) way() {
+	way, poll := "", time.Duration(0)
+	for i := range ss.srv.streams {
+		if st := &ss.srv.streams[i]; st.conn != nil && st.grant.decided && way != "privileged" {
+			way = "roster"
+			if st.grant.privileged {
+				way = "privileged"
+			}
+		}
 	}
 	ss.svc.metrics.SetTracking(way)
-	if gen := t.listGen; gen != 0 {
-		t.listGen = 0
-		if rs := ss.resync; rs != nil && rs.gen == gen {
-			ss.listSessions(gen)
-		}
+	if way == "privileged" || ss.srv.up() < len(ss.srv.streams) {
+		poll = ss.svc.cfg().Tracking.SessionsPoll.Duration
+	}
+	if poll != ss.track.pollEvery {
+		ss.setPoll(poll)
 	}
 }
 
@@ -217,14 +310,15 @@ func (ss *session) setPoll(d time.Duration) {
 	t.pollEvery = d
 }
 
-// subscriber reports whether a presence of kind from a user makes the user
-// one of the component's subscribers (they get its own presence). With
-// privileged presence everyone's presence arrives: only a subscription or
-// a probe says the user has the component in the roster.
-func (ss *session) subscriber(k presence.Kind) bool {
+// subscriber reports whether a presence of kind from a user, read on
+// stream i, makes the user one of the component's subscribers (they get
+// its own presence). With privileged presence everyone's presence arrives:
+// only a subscription or a probe says the user has the component in the
+// roster.
+func (ss *session) subscriber(i int, k presence.Kind) bool {
 	switch k {
 	case presence.Available, presence.Unavailable:
-		return !ss.track.privileged
+		return !ss.srv.streams[i].grant.privileged
 	}
 	return true
 }

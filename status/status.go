@@ -7,6 +7,8 @@
 package status
 
 import (
+	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/pubpresence/pubpresence/nodes"
@@ -91,6 +93,69 @@ type Tracker struct {
 	phase   atomic.Uint32
 	failing atomic.Bool
 	problem atomic.Pointer[string]
+	// The component streams, one per address (a cluster node): their
+	// addresses, and bit i of up set while stream i is up.
+	addresses atomic.Pointer[[]string]
+	up        atomic.Uint64
+}
+
+// SetAddresses records the addresses of the component streams the service
+// keeps, one per node of a cluster (at most 64), all down.
+func (t *Tracker) SetAddresses(addrs []string) {
+	a := append([]string(nil), addrs...)
+	t.addresses.Store(&a)
+	t.up.Store(0)
+}
+
+// SetStreamUp records whether stream i is up.
+func (t *Tracker) SetStreamUp(i int, up bool) {
+	if i < 0 || i >= 64 {
+		return
+	}
+	for {
+		old := t.up.Load()
+		next := old &^ (1 << i)
+		if up {
+			next |= 1 << i
+		}
+		if t.up.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// Streams returns the addresses of the streams up and of those down, in
+// the order of the addresses.
+func (t *Tracker) Streams() (up, down []string) {
+	a := t.addresses.Load()
+	if a == nil {
+		return nil, nil
+	}
+	bits := t.up.Load()
+	for i, addr := range *a {
+		if bits&(1<<i) != 0 {
+			up = append(up, addr)
+		} else {
+			down = append(down, addr)
+		}
+	}
+	return up, down
+}
+
+// StreamsSummary says which streams are up when the service keeps more
+// than one ("2 of 2 streams up", or "1 of 2 streams up; down: addr"), and
+// "" when it keeps one.
+func (t *Tracker) StreamsSummary() string {
+	up, down := t.Streams()
+	n := len(up) + len(down)
+	if n < 2 {
+		return ""
+	}
+	s := strconv.Itoa(len(up)) + " of " + strconv.Itoa(n) + " streams up"
+	if len(down) > 0 {
+		s += "; down: " + strings.Join(down, ", ")
+	}
+	return s
 }
 
 // SetProblem records why the service cannot track anyone although it may

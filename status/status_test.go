@@ -69,3 +69,30 @@ func TestPhaseNames(t *testing.T) {
 		t.Error("a phase past the last must be unknown")
 	}
 }
+
+func TestTrackerStreams(t *testing.T) {
+	var tr Tracker
+	if up, down := tr.Streams(); up != nil || down != nil || tr.StreamsSummary() != "" {
+		t.Fatal("zero Tracker: no streams")
+	}
+	tr.SetAddresses([]string{"a:1"})
+	tr.SetStreamUp(0, true)
+	if s := tr.StreamsSummary(); s != "" {
+		t.Errorf("one stream: summary %q, want none", s)
+	}
+	tr.SetAddresses([]string{"a:1", "b:2", "c:3"})
+	tr.SetStreamUp(0, true)
+	tr.SetStreamUp(2, true)
+	tr.SetStreamUp(64, true) // out of range: ignored
+	up, down := tr.Streams()
+	if len(up) != 2 || up[0] != "a:1" || up[1] != "c:3" || len(down) != 1 || down[0] != "b:2" {
+		t.Errorf("Streams = %q, %q", up, down)
+	}
+	if s := tr.StreamsSummary(); s != "2 of 3 streams up; down: b:2" {
+		t.Errorf("summary %q", s)
+	}
+	tr.SetStreamUp(1, true)
+	if s := tr.StreamsSummary(); s != "3 of 3 streams up" {
+		t.Errorf("summary %q", s)
+	}
+}

@@ -25,19 +25,24 @@ func Handler(m *metrics.Metrics, st *status.Tracker, api *API) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		// With several streams (a cluster), each answer says which are up.
+		streams := st.StreamsSummary()
+		if streams != "" {
+			streams = " (" + streams + ")"
+		}
 		switch p := st.Phase(); {
 		case st.Problem() != "":
-			http.Error(w, st.Problem(), http.StatusServiceUnavailable)
+			http.Error(w, st.Problem()+streams, http.StatusServiceUnavailable)
 		case p == status.Standby:
 			http.Error(w, "standby: another instance holds the component name", http.StatusServiceUnavailable)
 		case !p.Connected():
-			http.Error(w, "not connected", http.StatusServiceUnavailable)
+			http.Error(w, "not connected"+streams, http.StatusServiceUnavailable)
 		case p != status.Online:
-			http.Error(w, "init ("+p.String()+")", http.StatusServiceUnavailable)
+			http.Error(w, "init ("+p.String()+")"+streams, http.StatusServiceUnavailable)
 		case !st.Ready():
-			http.Error(w, "failing: pubsub requests to the actual node fail", http.StatusServiceUnavailable)
+			http.Error(w, "failing: pubsub requests to the actual node fail"+streams, http.StatusServiceUnavailable)
 		default:
-			_, _ = w.Write([]byte("online\n"))
+			_, _ = w.Write([]byte("online" + streams + "\n"))
 		}
 	})
 	return mux

@@ -53,6 +53,24 @@ func TestEndpoints(t *testing.T) {
 	if code, _ := get(t, h, "/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz online again: %d", code)
 	}
+	// Several streams: the answer says which are up, and stays ready
+	// while one is.
+	st.SetAddresses([]string{"node1:5347", "node2:5347"})
+	st.SetStreamUp(0, true)
+	st.SetStreamUp(1, true)
+	if code, body := get(t, h, "/readyz"); code != http.StatusOK || body != "online (2 of 2 streams up)\n" {
+		t.Errorf("/readyz online, both streams up: %d %q", code, body)
+	}
+	st.SetStreamUp(0, false)
+	if code, body := get(t, h, "/readyz"); code != http.StatusOK || body != "online (1 of 2 streams up; down: node1:5347)\n" {
+		t.Errorf("/readyz online, stream 0 down: %d %q", code, body)
+	}
+	st.SetPhase(status.Connecting)
+	st.SetStreamUp(1, false)
+	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not connected (0 of 2 streams up; down: node1:5347, node2:5347)") {
+		t.Errorf("/readyz with no stream up: %d %q", code, body)
+	}
+	st.SetPhase(status.Online)
 	m.SetPhase(status.Online)
 	code, body := get(t, h, "/metrics")
 	for _, want := range []string{`pubpresence_state{state="online"} 1`, `pubpresence_state{state="init"} 0`, "go_goroutines", "process_"} {

@@ -60,16 +60,15 @@ func serve(cfg *config.Config, path string, stderr io.Writer) error {
 	// After the first signal, a second one ends the process at once.
 	go func() { <-ctx.Done(); stop() }()
 
-	log.Info().Str("version", versionString()).Str("config", path).Str("component", cfg.XMPP.Component).
-		Str("address", cfg.XMPP.Address).Strs("domains", cfg.XMPP.Domains).Str("pubsub", cfg.XMPP.Pubsub).
+	ev := log.Info().Str("version", versionString()).Str("config", path).Str("component", cfg.XMPP.Component)
+	if addrs := cfg.XMPP.AddressList(); len(addrs) > 1 {
+		ev = ev.Strs("addresses", addrs) // one stream per cluster node (docs/ejabberd-cluster.md)
+	} else {
+		ev = ev.Str("address", cfg.XMPP.Address)
+	}
+	ev.Strs("domains", cfg.XMPP.Domains).Str("pubsub", cfg.XMPP.Pubsub).
 		Str("access_model", cfg.Nodes.AccessModel).Int("readers", len(cfg.Nodes.Readers)).
 		Bool("publish_ip", cfg.Nodes.PublishIP).Msg("starting")
-	if addrs := cfg.XMPP.AddressList(); len(addrs) > 1 {
-		// The component layer keeps a stream per node (component.Pool);
-		// the service does not use it yet (docs/ejabberd-cluster.md).
-		log.Warn().Strs("addresses", addrs).Str("address", addrs[0]).
-			Msg("xmpp.address lists several cluster nodes; this version connects to the first only")
-	}
 
 	svc := service.New(cfg, log, m, st)
 	api, err := newAPI(cfg, svc, m, st, log)
