@@ -376,7 +376,7 @@ func TestIntegrationFaultTwoInstances(t *testing.T) {
 		if !b.Running() {
 			t.Fatal("the second instance exited")
 		}
-		if b.Logged(`"msg":"online"`) {
+		if b.Logged(`"message":"online"`) {
 			t.Errorf("the second instance went online while the first was:\n%s", b.LogTail(30))
 		}
 		if srv.Privileged() && srv.Kind == testserver.Ejabberd {

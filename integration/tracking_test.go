@@ -171,7 +171,7 @@ func TestIntegrationPrivilegeMisconfigured(t *testing.T) {
 	if !svc.Logged("privileged_entities") || !svc.Logged("not in the Component section") {
 		t.Errorf("the error does not name the likely causes:\n%s", svc.LogTail(20))
 	}
-	if svc.Logged(`"msg":"online"`) {
+	if svc.Logged(`"message":"online"`) {
 		t.Error("online without the grant it requires")
 	}
 	svc.Stop()
