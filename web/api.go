@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -235,7 +236,10 @@ func apiError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	b := append([]byte(`{"error":`), strconv.Quote(msg)...) // msg is ASCII text of ours
+	// msg may quote what the client sent (a JID in the path): encoded as
+	// JSON, never as Go quotes, which are not JSON for every byte.
+	js, _ := json.Marshal(msg)
+	b := append([]byte(`{"error":`), js...)
 	_, _ = w.Write(append(b, "}\n"...))
 }
 
@@ -266,7 +270,8 @@ func (a *API) user(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conns, service := a.feed.User(bare)
-	b := append([]byte(`{"name":`), strconv.Quote(bare)...)
+	name, _ := json.Marshal(bare)
+	b := append([]byte(`{"name":`), name...)
 	b = append(b, `,"service":"`...)
 	b = append(b, service...)
 	b = append(b, `","status":"`...)

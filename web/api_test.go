@@ -466,3 +466,17 @@ func TestAPIShutdownSendsTheLast(t *testing.T) {
 		t.Fatalf("closed{shutdown} %v", n)
 	}
 }
+
+// TestAPIErrorsAreJSON: an error that quotes what the client sent (bytes
+// that are not UTF-8, control characters) is still valid JSON.
+func TestAPIErrorsAreJSON(t *testing.T) {
+	x := newAPIFixture(t, nil)
+	for _, path := range []string{"/api/v1/presence/a%00b@example.org", "/api/v1/presence/%FF%FE@example.org", "/api/v1/presence/a@b@c"} {
+		r := x.get(path, "Authorization", "Bearer "+testToken)
+		b := body(t, r)
+		var e struct{ Error string }
+		if r.StatusCode != 400 || json.Unmarshal([]byte(b), &e) != nil || e.Error == "" {
+			t.Errorf("%s: %d %q is not a JSON error", path, r.StatusCode, b)
+		}
+	}
+}
