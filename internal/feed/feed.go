@@ -399,9 +399,9 @@ func (f *Feed) AppendSnapshot(b []byte, s Snapshot) []byte {
 	return append(b, "]}"...)
 }
 
-// Rank orders statuses from the most available: chat, online, away, xa,
+// rank orders statuses from the most available: chat, online, away, xa,
 // dnd (asked not to be disturbed), then offline.
-func Rank(s presence.Show) int {
+func rank(s presence.Show) int {
 	switch s {
 	case presence.Chat:
 		return 5
@@ -418,7 +418,7 @@ func Rank(s presence.Show) int {
 }
 
 // MostAvailable returns the status of the most available connection
-// (Rank; then the higher priority, then the later since), offline for none.
+// (rank; then the higher priority, then the later since), offline for none.
 func MostAvailable(conns []presence.Conn) presence.Show {
 	best := -1
 	for i, c := range conns {
@@ -428,8 +428,8 @@ func MostAvailable(conns []presence.Conn) presence.Show {
 		}
 		b := conns[best]
 		switch {
-		case Rank(c.Show) != Rank(b.Show):
-			if Rank(c.Show) > Rank(b.Show) {
+		case rank(c.Show) != rank(b.Show):
+			if rank(c.Show) > rank(b.Show) {
 				best = i
 			}
 		case c.Priority != b.Priority:
