@@ -67,6 +67,18 @@ type FleetConfig struct {
 type Fleet struct {
 	clients []*c2s.Client
 	wg      sync.WaitGroup
+	parts   []*Fleet // Join's: whose readers each waits for too
+}
+
+// Join returns one fleet of the sessions of fleets, in order (e.g. one
+// logged in on each node of a cluster). Close and Abort of the joined
+// fleet end them all; the parts are not to be used on their own then.
+func Join(fleets ...*Fleet) *Fleet {
+	j := &Fleet{parts: fleets}
+	for _, f := range fleets {
+		j.clients = append(j.clients, f.clients...)
+	}
+	return j
 }
 
 // Login logs every user of cfg in, subscribes each to cfg.Subscribe, and
@@ -203,6 +215,9 @@ func (f *Fleet) each(do func(*c2s.Client)) {
 	}
 	wg.Wait()
 	f.wg.Wait()
+	for _, p := range f.parts {
+		p.wg.Wait()
+	}
 }
 
 // Befriend makes cl a contact of every JID in users: it sends its own

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pubpresence/pubpresence/internal/c2s"
 )
 
 func TestCheckLoopback(t *testing.T) {
@@ -122,4 +124,23 @@ func TestNames(t *testing.T) {
 	if n[0] != "u000" || n[999] != "u999" || n[1000] != "u1000" {
 		t.Errorf("names %q %q %q", n[0], n[999], n[1000])
 	}
+}
+
+func TestJoin(t *testing.T) {
+	a := &Fleet{clients: []*c2s.Client{nil, nil}}
+	b := &Fleet{clients: []*c2s.Client{nil}}
+	j := Join(a, b)
+	if j.Len() != 3 || j.Client(2) != b.clients[0] {
+		t.Fatalf("joined fleet has %d sessions, want 3 in order", j.Len())
+	}
+	a.wg.Add(1)
+	done := make(chan struct{})
+	go func() { j.Abort(); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("Abort returned while a part's reader runs")
+	case <-time.After(50 * time.Millisecond):
+	}
+	a.wg.Done()
+	<-done
 }
