@@ -67,6 +67,11 @@ func (g *Group) Instance() string { return g.instance }
 // their answers.
 func (g *Group) Pending() int { return g.calls.Pending() }
 
+// LastAnswer returns when an answer to one of the group's requests last
+// came, on any stream (the zero time before the first): a server that
+// still answers is busy, not gone (xmpp.Patience).
+func (g *Group) LastAnswer() time.Time { return g.calls.LastAnswer() }
+
 // check reports a Config that cannot join g.
 func (g *Group) check(cfg *Config) error {
 	if cfg.Name != g.name {

@@ -84,7 +84,7 @@ type XMPP struct {
 	DialTimeout       Duration `toml:"dial_timeout"`       // default 10s; > 0; dial + handshake bound
 	KeepaliveInterval Duration `toml:"keepalive_interval"` // default 30s; > 0; XEP-0199 ping period
 	KeepaliveTimeout  Duration `toml:"keepalive_timeout"`  // default 10s; > 0; nothing read this long after a ping = dead peer
-	RequestTimeout    Duration `toml:"request_timeout"`    // default 30s; > 0; bound for one IQ round trip
+	RequestTimeout    Duration `toml:"request_timeout"`    // default 30s; > 0; silence that fails an IQ (up to 10× while the server answers others)
 	ReconnectMax      Duration `toml:"reconnect_max"`      // default 60s; >= 1s; cap of the reconnect backoff
 }
 

@@ -55,6 +55,12 @@ type QueueConfig struct {
 	WithIP  bool   // publish the ip attribute
 	Window  int    // requests in flight at once; default 64
 	Timeout time.Duration
+	// Last, when set, returns when the server last answered any request:
+	// a request then waits on while the server answers others, up to
+	// MaxWait in all, and fails after Timeout with no answer at all
+	// (xmpp.Patience). Without it a request fails after Timeout.
+	Last    func() time.Time
+	MaxWait time.Duration
 	MaxLive int // live events waiting at most; more are dropped and counted; default 100000
 	// LiveShare is how many live events go out for each request of the
 	// state lane while both lanes have work; 0 serves the state lane
@@ -447,22 +453,34 @@ func (q *Queue) Run(ctx context.Context) {
 }
 
 // await waits for the answers of the requests on flights, one at a time,
-// up to Timeout each, and reports them.
+// as long as the queue's Patience allows each, and reports them.
 func (q *Queue) await(ctx context.Context, flights <-chan flight, sem chan struct{}, inflight *sync.WaitGroup) {
+	patience := xmpp.Patience{Quiet: q.cfg.Timeout, Max: q.cfg.MaxWait, Last: q.cfg.Last}
 	timer := time.NewTimer(q.cfg.Timeout)
 	timer.Stop()
 	for f := range flights {
-		timer.Reset(q.cfg.Timeout)
+		// A request that waited for its slot was sent later than its
+		// start: the wait begins when await takes it.
+		timer.Reset(q.cfg.Timeout - time.Since(f.start))
 		var err error
-		select {
-		case <-f.call.Done():
-			_, err = f.call.Result()
-		case <-timer.C:
-			f.call.Abandon()
-			err = context.DeadlineExceeded
-		case <-ctx.Done():
-			f.call.Abandon()
-			err = ctx.Err()
+	wait:
+		for {
+			select {
+			case <-f.call.Done():
+				_, err = f.call.Result()
+			case now := <-timer.C:
+				expired, again := patience.Check(f.start, now)
+				if !expired {
+					timer.Reset(again)
+					continue
+				}
+				f.call.Abandon()
+				err = context.DeadlineExceeded
+			case <-ctx.Done():
+				f.call.Abandon()
+				err = ctx.Err()
+			}
+			break wait
 		}
 		timer.Stop()
 		<-sem

@@ -948,3 +948,65 @@ func TestQueueTimeout(t *testing.T) {
 	cancel()
 	<-ran
 }
+
+// TestQueuePatience: with Last, a request waits on while the server answers
+// others, fails Timeout after the last answer, and after MaxWait in all
+// when the answers never stop.
+func TestQueuePatience(t *testing.T) {
+	// The bounds are wide: the machine may be slow, and what is checked is
+	// which rule ended the wait, not how fast.
+	const timeout, maxWait = 50 * time.Millisecond, 2 * time.Second
+	for _, tc := range []struct {
+		name     string
+		answers  time.Duration // how long the server answers other requests
+		min, max time.Duration // when the request may fail
+	}{
+		{"silent server", 0, timeout, time.Second},
+		{"busy server", 500 * time.Millisecond, 480 * time.Millisecond, 1500 * time.Millisecond},
+		{"answers never stop", time.Hour, maxWait, maxWait + time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var last atomic.Int64
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			begin := time.Now()
+			go func() { // the server's answers to other requests
+				tick := time.NewTicker(10 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case now := <-tick.C:
+						if now.Sub(begin) < tc.answers {
+							last.Store(now.UnixNano())
+						}
+					}
+				}
+			}()
+			var rs results
+			f := &fakeStarter{t: t} // never answers this queue's request
+			q := NewQueue(f, QueueConfig{Service: testService, Live: testLive, Actual: testActual,
+				Window: 2, Timeout: timeout, MaxWait: maxWait, LiveShare: 1,
+				Last: func() time.Time {
+					if n := last.Load(); n != 0 {
+						return time.Unix(0, n)
+					}
+					return time.Time{}
+				}}, rs.add)
+			q.Live(user("l@example.org/r", presence.Chat, "x"))
+			ran := make(chan struct{})
+			go func() { defer close(ran); q.Run(ctx) }()
+			waitClosed(t, q.Drained(), "Drained after the timeout")
+			got := rs.get()
+			if len(got) != 1 || !errors.Is(got[0].Err, context.DeadlineExceeded) {
+				t.Fatalf("results %+v: want one timeout", got)
+			}
+			if d := got[0].Duration; d < tc.min || d > tc.max {
+				t.Errorf("timed out after %v, want between %v and %v", d, tc.min, tc.max)
+			}
+			cancel()
+			<-ran
+		})
+	}
+}

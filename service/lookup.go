@@ -54,9 +54,8 @@ func (ss *session) pumpLookups() {
 		bare := a.queue[0]
 		a.queue = a.queue[1:]
 		a.busy++
-		timeout := ss.svc.cfg().XMPP.RequestTimeout.Duration
 		ss.crew.spawn(func(ctx context.Context) {
-			ctx, cancel := context.WithTimeout(ctx, timeout)
+			ctx, cancel := ss.patient(ctx)
 			sessions, err := ss.admin().UserStats(ctx, bare)
 			cancel()
 			ss.crew.post(evLooked{bare: bare, sessions: sessions, err: err})

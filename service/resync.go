@@ -209,7 +209,7 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) (createdAn
 	service := cfg.XMPP.Pubsub
 	initDone := false
 	if publishInit {
-		rctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
+		rctx, cancel := ss.patient(ctx)
 		initDone = pubsub.Publish(rctx, ss.srv, service, n.Status, nodes.StatusItemID, status.StateInit.Item()) == nil
 		cancel()
 	}
@@ -246,7 +246,7 @@ func (ss *session) ensureNodes(ctx context.Context, publishInit bool) (createdAn
 	if !publishInit {
 		return createdAny, nil // the item limit is read once per stream
 	}
-	rctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
+	rctx, cancel := ss.patient(ctx)
 	defer cancel()
 	limit, err := pubsub.MaxItemsLimit(rctx, ss.srv, service, n.Actual)
 	if err == nil && limit == 0 {
@@ -273,7 +273,7 @@ func (ss *session) ensureNode(ctx context.Context, nc pubsub.NodeConfig, initial
 	cfg := ss.svc.cfg()
 	n := cfg.Nodes
 	service := cfg.XMPP.Pubsub
-	rctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
+	rctx, cancel := ss.patient(ctx)
 	defer cancel()
 	replaced := false
 	if !initial {
@@ -449,7 +449,7 @@ func (ss *session) settle() {
 	cfg := ss.svc.cfg()
 	gen := rs.gen
 	ss.crew.spawn(func(ctx context.Context) {
-		ctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
+		ctx, cancel := ss.patient(ctx)
 		items, err := pubsub.Items(ctx, ss.srv, cfg.XMPP.Pubsub, cfg.Nodes.Actual)
 		cancel()
 		if err != nil {

@@ -32,6 +32,9 @@ type session struct {
 	// queueStart is closed (doStartQueue) once the nodes exist: the queue
 	// sends nothing before, so nothing goes to a node that is not there.
 	queueStart chan struct{}
+	// lastAnswer returns when the server last answered a request (the
+	// pool's), nil in tests that do no I/O: see patient.
+	lastAnswer func() time.Time
 
 	life     lifecycle
 	resync   *resync // facts of the resync running, nil when none
@@ -105,6 +108,7 @@ func newSession(s *Service, l *component.Pool) *session {
 	}
 	if l != nil {
 		ss.srv.link, ss.srv.events = l, l.Events()
+		ss.lastAnswer = l.Group().LastAnswer
 	}
 	ss.crew.events = make(chan any, 256)
 	ss.clock.repair = component.Backoff{Min: 5 * time.Second, Max: max(s.cfg().Sync.ReconcileInterval.Duration, time.Minute)}
@@ -118,8 +122,23 @@ func newSession(s *Service, l *component.Pool) *session {
 	ss.queue = nodes.NewQueue(nodes.ConnStarter{Conn: ss.srv}, nodes.QueueConfig{
 		Service: s.cfg().XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
 		Timeout: s.cfg().XMPP.RequestTimeout.Duration, LiveShare: -1, // held until online
+		Last: ss.lastAnswer, MaxWait: patienceFactor * s.cfg().XMPP.RequestTimeout.Duration,
 	}, ss.published)
 	return ss
+}
+
+// patienceFactor bounds the wait of one request, while the server answers
+// others, at this many times xmpp.request_timeout (docs/operations.md,
+// "Request timeouts").
+const patienceFactor = 10
+
+// patient returns the context of a request to the server: it ends after
+// xmpp.request_timeout with no answer from the server to any request, or
+// after patienceFactor times that in all (xmpp.Patience). A server busy
+// with a login storm answers late, but answers: its requests wait.
+func (ss *session) patient(ctx context.Context) (context.Context, context.CancelFunc) {
+	t := ss.svc.cfg().XMPP.RequestTimeout.Duration
+	return xmpp.Patience{Quiet: t, Max: patienceFactor * t, Last: ss.lastAnswer}.Context(ctx)
 }
 
 // admin returns the client of the server's admin commands.
@@ -389,7 +408,7 @@ func (ss *session) reloaded() {
 		}
 		n := cfg.Nodes
 		for _, node := range []string{n.Status, n.Live, n.Actual} {
-			rctx, cancel := context.WithTimeout(ctx, cfg.XMPP.RequestTimeout.Duration)
+			rctx, cancel := ss.patient(ctx)
 			err := pubsub.SyncMembers(rctx, ss.srv, cfg.XMPP.Pubsub, node, readers)
 			cancel()
 			if err != nil {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // ErrAbandoned is the Result of a Call given up with Abandon before its
@@ -37,6 +39,8 @@ type Calls[T any] struct {
 	pending map[uint64]*Call[T] // by sequence number, the last part of the id
 	seq     uint64
 	err     error // set by Close
+
+	last atomic.Int64 // UnixNano of the last answer delivered, 0 before
 }
 
 // NewCalls returns an empty table whose ids start with prefix. match
@@ -105,9 +109,20 @@ func (t *Calls[T]) Deliver(id, from string, v T, err error) bool {
 	}
 	delete(t.pending, seq)
 	t.mu.Unlock()
+	t.last.Store(time.Now().UnixNano())
 	call.v, call.err = v, err
 	close(call.done)
 	return true
+}
+
+// LastAnswer returns when Deliver last handed an answer to a Call, the
+// zero time before the first: how Patience tells a busy peer from a
+// silent one.
+func (t *Calls[T]) LastAnswer() time.Time {
+	if n := t.last.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // Close ends every Call in flight with err, and makes Start return err
