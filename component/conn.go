@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -129,6 +130,7 @@ type Stats struct {
 	UnknownResults uint64 // IQ results whose id matches no request in flight
 	ForeignResults uint64 // of those, the ones another instance asked for
 	Dropped        uint64 // stanzas not queued because the writer was full (TrySend, replies to pings and disco)
+	WriteWaits     uint64 // writes that took WriteTimeout and went on because the server was still sending
 }
 
 // Conn is one authenticated component stream. All methods are safe for
@@ -157,7 +159,10 @@ type Conn struct {
 	readDone  chan struct{}
 
 	received, unknown, dropped, foreign atomic.Uint64
-	lastRead                            atomic.Int64 // UnixNano of the last element read
+	// writeWaits counts the writes that took WriteTimeout and went on
+	// because the server was still sending (patientWriter).
+	writeWaits atomic.Uint64
+	lastRead   atomic.Int64 // UnixNano of the last element read
 	// blocked is set while the reader waits for room in inbound: the
 	// server is sending more than the session takes, so it is alive.
 	blocked atomic.Bool
@@ -325,7 +330,7 @@ func (c *Conn) Err() error {
 // Stats returns the reader's counters.
 func (c *Conn) Stats() Stats {
 	return Stats{Received: c.received.Load(), UnknownResults: c.unknown.Load(),
-		ForeignResults: c.foreign.Load(), Dropped: c.dropped.Load()}
+		ForeignResults: c.foreign.Load(), Dropped: c.dropped.Load(), WriteWaits: c.writeWaits.Load()}
 }
 
 // Close ends the stream: it sends </stream:stream>, waits a short while for
@@ -506,7 +511,7 @@ func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call
 }
 
 func (c *Conn) writeLoop() {
-	w := bufio.NewWriterSize(c.nc, 64<<10)
+	w := bufio.NewWriterSize(patientWriter{c}, 64<<10)
 	for {
 		var m outMsg
 		select {
@@ -514,7 +519,6 @@ func (c *Conn) writeLoop() {
 		case <-c.done:
 			return
 		}
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
 		_, err := w.Write(m.b)
 		recycle(m) // w copied it, or wrote it to the socket
 		// Write what is queued behind it in the same flush.
@@ -531,6 +535,40 @@ func (c *Conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// patientWriter writes on the socket with WriteTimeout for each step, and
+// goes on while the server sends: a server busy with a storm of clients
+// reads the component's socket in its turn with theirs, and may leave it
+// unread for longer than WriteTimeout while it is alive. A write fails once
+// nothing has been read from the server for WriteTimeout, or after 10 ×
+// WriteTimeout in all (xmpp.Patience).
+type patientWriter struct{ c *Conn }
+
+func (p patientWriter) Write(b []byte) (int, error) {
+	c := p.c
+	patience := xmpp.Patience{Quiet: c.cfg.WriteTimeout, Max: 10 * c.cfg.WriteTimeout, Last: c.lastReadTime}
+	start, written := time.Now(), 0
+	for {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+		n, err := c.nc.Write(b[written:])
+		written += n
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return written, err
+		}
+		if expired, _ := patience.Check(start, time.Now()); expired {
+			return written, err
+		}
+		c.writeWaits.Add(1)
+	}
+}
+
+// lastReadTime returns when the last element was read, the zero time before.
+func (c *Conn) lastReadTime() time.Time {
+	if n := c.lastRead.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 func (c *Conn) readLoop() {
@@ -551,7 +589,9 @@ func (c *Conn) readLoop() {
 			return
 		}
 		c.received.Add(1)
-		c.lastRead.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		c.lastRead.Store(now)
+		c.calls.Heard(now) // the server is alive: its requests wait (xmpp.Patience)
 		if el.IsStreamError() {
 			c.fail(xmpp.ParseStreamError(el.Inner))
 			return

@@ -40,7 +40,7 @@ type Calls[T any] struct {
 	seq     uint64
 	err     error // set by Close
 
-	last atomic.Int64 // UnixNano of the last answer delivered, 0 before
+	last atomic.Int64 // UnixNano of the last answer delivered or Heard, 0 before
 }
 
 // NewCalls returns an empty table whose ids start with prefix. match
@@ -115,9 +115,20 @@ func (t *Calls[T]) Deliver(id, from string, v T, err error) bool {
 	return true
 }
 
-// LastAnswer returns when Deliver last handed an answer to a Call, the
-// zero time before the first: how Patience tells a busy peer from a
-// silent one.
+// Heard records that the peer sent something at now (UnixNano): a stanza
+// that is not an answer. A peer that still sends is busy, not gone.
+func (t *Calls[T]) Heard(now int64) {
+	for {
+		last := t.last.Load()
+		if last >= now || t.last.CompareAndSwap(last, now) {
+			return
+		}
+	}
+}
+
+// LastAnswer returns when Deliver last handed an answer to a Call, or when
+// Heard was last told of another stanza, the zero time before the first:
+// how Patience tells a busy peer from a silent one.
 func (t *Calls[T]) LastAnswer() time.Time {
 	if n := t.last.Load(); n != 0 {
 		return time.Unix(0, n)

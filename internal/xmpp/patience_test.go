@@ -102,4 +102,11 @@ func TestCallsLastAnswer(t *testing.T) {
 	if got := c.LastAnswer(); got.Before(before) || got.After(time.Now()) {
 		t.Errorf("LastAnswer = %v, want about %v", got, before)
 	}
+	// Another stanza heard counts; an older time does not go back.
+	later := time.Now().Add(time.Hour)
+	c.Heard(later.UnixNano())
+	c.Heard(before.UnixNano())
+	if got := c.LastAnswer(); !got.Equal(time.Unix(0, later.UnixNano())) {
+		t.Errorf("LastAnswer after Heard = %v, want %v", got, later)
+	}
 }
