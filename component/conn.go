@@ -68,6 +68,10 @@ type Config struct {
 	// accepts several connections for one name and spreads stanzas over
 	// them at random. It runs on the reader and must not block.
 	Foreign func(Foreign)
+	// WriteWaited, if set, is called each time a write took WriteTimeout
+	// and goes on because the server still sends (the server is busy,
+	// not gone). It runs on the writer and must not block.
+	WriteWaited func()
 
 	// Group, if set, makes this stream one of several that act as one
 	// component (one per node of a cluster): they share one IQ table, so
@@ -560,6 +564,9 @@ func (p patientWriter) Write(b []byte) (int, error) {
 			return written, err
 		}
 		c.writeWaits.Add(1)
+		if c.cfg.WriteWaited != nil {
+			c.cfg.WriteWaited()
+		}
 	}
 }
 

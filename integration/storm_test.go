@@ -126,15 +126,19 @@ func loginStorm(t *testing.T, start startFunc, n, logins int) {
 	// Every failed request (user-stats lookups included) is counted by
 	// its condition.
 	failed := scrapeSum(t, svc, "pubpresence_iq_errors_total") - scrapeSum(t, svc, `pubpresence_iq_errors_total{condition="timeout"}`)
-	t.Logf("PERF | %s | login storm (%s), %d users, %d at once | logged in %.1f s, tracked %.1f s, actual true %.1f s | %.0f pubsub answers, mean wait %.3f s; server CPU %.0f %% | timeouts %.0f, other failed requests %.0f | |",
+	t.Logf("PERF | %s | login storm (%s), %d users, %d at once | logged in %.1f s, tracked %.1f s, actual true %.1f s | %.0f pubsub answers, mean wait %.3f s; server CPU %.0f %%; writes that waited past 10 s %.0f | timeouts %.0f, other failed requests %.0f | |",
 		srv.Kind, way, n, logins, loggedIn.Seconds(), tracked.Seconds(), done.at.Sub(began.at).Seconds(),
 		done.answers-began.answers, (done.waited-began.waited)/max(done.answers-began.answers, 1),
-		100*(done.cpu-began.cpu).Seconds()/done.at.Sub(began.at).Seconds(), done.timeouts-began.timeouts, failed)
+		100*(done.cpu-began.cpu).Seconds()/done.at.Sub(began.at).Seconds(), svc.Metric(t, "pubpresence_write_waits_total"),
+		done.timeouts-began.timeouts, failed)
 	if d := done.timeouts - began.timeouts; d > 0 {
 		t.Errorf("%.0f requests timed out while the server was busy", d)
 	}
 	if code := svc.Ready(); code != http.StatusOK {
 		t.Errorf("/readyz %d after the storm", code)
+	}
+	if n := strings.Count(readLog(svc), `"disconnected; reconnecting"`); n > 0 {
+		t.Errorf("the stream was lost %d times during the storm", n)
 	}
 }
 

@@ -36,6 +36,7 @@ type Metrics struct {
 	QueueDepth     prometheus.Gauge
 	LiveDropped    prometheus.Counter
 	RepliesDropped prometheus.Counter
+	WriteWaits     prometheus.Counter
 	Reloads        *prometheus.CounterVec // SIGHUP reloads by result
 	BuildInfo      *prometheus.GaugeVec
 	Foreign        prometheus.Counter   // IQ answers meant for another instance
@@ -114,6 +115,8 @@ func New(version string) *Metrics {
 		Fixes:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_reconcile_fixes_total", Help: "Differences a periodic reconciliation corrected, by kind (ghost: connection gone from the server; missing: connection the state lacked; item_retracted, item_published: items of the actual node)."}, []string{"kind"}),
 		QueueDepth:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_publish_queue_depth", Help: "Pubsub requests queued, not yet sent."}),
 		LiveDropped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_live_dropped_total", Help: "Live events dropped because the publish queue was full."}),
+		WriteWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_write_waits_total",
+			Help: "Writes to the server that took xmpp's write timeout (10 s) and went on because the server was still sending: a busy server."}),
 		RepliesDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_replies_dropped_total",
 			Help: "Presence answers (subscription, probe) dropped because 65536 were waiting for the stream's writer."}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_config_reloads_total",
@@ -149,7 +152,7 @@ func New(version string) *Metrics {
 	}
 	r.MustRegister(m.State, m.Phase, m.Connected, m.Connections, m.Users, m.Events, m.Malformed, m.Requests,
 		m.RequestSeconds, m.IQErrors, m.Reconnects, m.Syncs, m.SyncSeconds, m.SyncSessions, m.Fixes,
-		m.QueueDepth, m.LiveDropped, m.RepliesDropped, m.Reloads, m.BuildInfo, m.Foreign,
+		m.QueueDepth, m.LiveDropped, m.RepliesDropped, m.WriteWaits, m.Reloads, m.BuildInfo, m.Foreign,
 		m.Tracking, m.Unknown, m.Excluded, m.StreamUp,
 		m.HTTPRequests, m.HTTPUnauthorized, m.HTTPTokens, m.HTTPStreams, m.HTTPRefused, m.HTTPSnapshots, m.HTTPResumes, m.HTTPClosed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

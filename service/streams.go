@@ -85,6 +85,7 @@ func (s *Service) runPool(ctx context.Context, addrs []string) error {
 		PingTo:            x.Domains[0],
 		Instance:          s.instance,
 		Foreign:           s.foreign,
+		WriteWaited:       s.metrics.WriteWaits.Inc,
 	}
 	// The pool outlives ctx by a session's clean stop, which drains the
 	// publish queue and says goodbye on the streams.
