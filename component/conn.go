@@ -545,13 +545,18 @@ func (c *Conn) writeLoop() {
 // goes on while the server sends: a server busy with a storm of clients
 // reads the component's socket in its turn with theirs, and may leave it
 // unread for longer than WriteTimeout while it is alive. A write fails once
-// nothing has been read from the server for WriteTimeout, or after 10 ×
-// WriteTimeout in all (xmpp.Patience).
+// nothing has been read from the server for WriteTimeout (or, when longer,
+// KeepaliveInterval + KeepaliveTimeout: a silence the keepalive survives),
+// or after 10 × WriteTimeout in all (xmpp.Patience).
 type patientWriter struct{ c *Conn }
 
 func (p patientWriter) Write(b []byte) (int, error) {
 	c := p.c
-	patience := xmpp.Patience{Quiet: c.cfg.WriteTimeout, Max: 10 * c.cfg.WriteTimeout, Last: c.lastReadTime}
+	quiet := c.cfg.WriteTimeout
+	if c.cfg.KeepaliveInterval > 0 { // no shorter than a silence the keepalive survives
+		quiet = max(quiet, c.cfg.KeepaliveInterval+c.cfg.KeepaliveTimeout)
+	}
+	patience := xmpp.Patience{Quiet: quiet, Max: 10 * c.cfg.WriteTimeout, Last: c.lastReadTime}
 	start, written := time.Now(), 0
 	for {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))

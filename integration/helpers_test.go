@@ -75,7 +75,10 @@ type svcOptions struct {
 	accessModel string
 	secret      string
 	keepalive   string // keepalive_timeout
-	address     string // xmpp.address; default the server's component port
+	// keepaliveEvery and requestTimeout are keepalive_interval (default
+	// 2s) and request_timeout (default 10s).
+	keepaliveEvery, requestTimeout string
+	address                        string // xmpp.address; default the server's component port
 	// addresses, when set, is xmpp.address as an array: one per node of
 	// a cluster (docs/ejabberd-cluster.md); address is then not used.
 	addresses []string
@@ -127,7 +130,7 @@ func freePort(t testing.TB) string {
 // startService writes a config for srv and starts pubpresence.
 func startService(t testing.TB, srv *testserver.Server, opts ...func(*svcOptions)) *service {
 	t.Helper()
-	o := svcOptions{reconcile: "0", grace: "500ms", initLimit: "10s", accessModel: "whitelist", secret: srv.Secret, keepalive: "2s",
+	o := svcOptions{reconcile: "0", grace: "500ms", initLimit: "10s", accessModel: "whitelist", secret: srv.Secret, keepalive: "2s", keepaliveEvery: "2s", requestTimeout: "10s",
 		address: srv.ComponentAddr, logLevel: "debug", mode: "roster", poll: "2s", maxStreams: 1000, resumeEvents: 10000}
 	if srv.Privileged() {
 		o.mode = "privileged"
@@ -157,9 +160,9 @@ secret = %q
 domains = [%q]
 pubsub = %q
 dial_timeout = "5s"
-keepalive_interval = "2s"
+keepalive_interval = %q
 keepalive_timeout = %q
-request_timeout = "10s"
+request_timeout = %q
 reconnect_max = "1s"
 
 [nodes]
@@ -189,7 +192,7 @@ cors_origins = [%s]
 
 [log]
 level = %q
-`, address, srv.Component, o.secret, srv.Domain, srv.Pubsub, o.keepalive,
+`, address, srv.Component, o.secret, srv.Domain, srv.Pubsub, o.keepaliveEvery, o.keepalive, o.requestTimeout,
 		o.accessModel, reader, srv.Domain, !o.noIP, o.reconcile, o.initLimit, o.grace,
 		o.mode, o.poll, quoteList(o.exclude), o.apiURL, s.http, s.tokens, o.maxStreams, o.resumeEvents, quoteList(o.cors), o.logLevel)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {

@@ -44,7 +44,12 @@ func loginStorm(t *testing.T, start startFunc, n, logins int) {
 	srv := start(t, testserver.WithMaxItems(max(10000, 2*n)))
 	names := users("st", n)
 	createUsers(t, srv, names...)
-	svc := perfService(t, srv)
+	// The timeouts an operator has: the defaults of config.example.toml.
+	svc := startService(t, srv, func(o *svcOptions) {
+		o.logLevel, o.initLimit = "info", "300s"
+		o.keepaliveEvery, o.keepalive, o.requestTimeout = "30s", "10s", "30s"
+	})
+	waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
 	way := "roster"
 	var subscribe []string
 	if srv.Privileged() {

@@ -107,6 +107,9 @@ type fakeServer struct {
 	// Counters of requests answered.
 	live, actual, statusPub, retracts, online, sentinel atomic.Int64
 	userStats, lists, pings, others                     atomic.Int64
+	// failStats is how many user-stats requests, from now, are answered
+	// with internal-server-error.
+	failStats atomic.Int64
 
 	// grant, when set before the service connects, is the inner XML of a
 	// <privilege/> message sent on each connection with the answer to its
@@ -273,6 +276,14 @@ func (f *fakeServer) answer(out []byte, e *xmpptest.Element) ([]byte, bool) {
 		return fakeResult(out, id, to, "", nil), false
 	case bytes.Contains(in, []byte(fakeAdminNS+"#user-stats'")):
 		f.userStats.Add(1)
+		if f.failStats.Add(-1) >= 0 {
+			out = append(out, "<iq type='error' id='"...)
+			out = append(out, id...)
+			out = append(out, "' from='"...)
+			out = append(out, to...)
+			return append(out, "' to='"+fakeComponent+"'><error type='wait'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"...), false
+		}
+		f.failStats.Store(0)
 		var bare []byte
 		if i := bytes.Index(in, []byte(fakeAccountField)); i >= 0 {
 			bare = upTo(in[i+len(fakeAccountField):], '<')

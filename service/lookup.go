@@ -22,11 +22,19 @@ type addrs struct {
 	pending map[string]bool              // bare JIDs queued or in flight
 	queue   []string                     // bare JIDs waiting for a lookup slot
 	busy    int                          // lookups in flight
+	// failed holds the users whose last lookup failed, with the failures
+	// in a row: their connections went out without an address, and
+	// retryLookups asks again.
+	failed map[string]int
 }
+
+// maxLookupFailures is how many failed lookups in a row of one user make
+// the service give up its address until the user's next new connection.
+const maxLookupFailures = 20
 
 func newAddrs() addrs {
 	return addrs{ips: make(map[string]string), parked: make(map[string][]presence.Update),
-		retried: make(map[string]bool), pending: make(map[string]bool)}
+		retried: make(map[string]bool), pending: make(map[string]bool), failed: make(map[string]int)}
 }
 
 // evLooked: user-stats for bare answered.
@@ -69,7 +77,9 @@ func (ss *session) pumpLookups() {
 // looked releases the parked connections of bare with the addresses found.
 // A connection the answer does not list yet (it logged in after the server
 // answered) is looked up once more; after that, or when user-stats failed,
-// it is published without an address.
+// it is published without an address, and a failed lookup is tried again
+// (retryLookups). A tracked connection whose address the answer brings is
+// published again with it.
 func (ss *session) looked(ev evLooked) {
 	a := &ss.addrs
 	a.busy--
@@ -83,10 +93,21 @@ func (ss *session) looked(ev evLooked) {
 			e = ss.svc.log.Warn()
 		}
 		e.Err(err).Str("user", bare).Msg("user-stats failed; publishing without ip")
+		a.failed[bare]++
+	} else {
+		delete(a.failed, bare)
 	}
 	for _, se := range ev.sessions {
-		if se.IP != "" {
-			a.ips[se.JID] = se.IP
+		if se.IP == "" {
+			continue
+		}
+		a.ips[se.JID] = se.IP
+		if _, waits := a.parked[se.JID]; waits {
+			continue
+		}
+		if c, ok := ss.svc.state.Get(se.JID); ok && c.IP != se.IP {
+			c.IP = se.IP // published without it after a failed lookup
+			ss.apply(c)
 		}
 	}
 	again := false
@@ -123,9 +144,28 @@ func (ss *session) release(jid string) {
 	}
 }
 
+// retryLookups looks up again the users whose last lookup failed and who
+// are still tracked, each until maxLookupFailures in a row. The loop calls
+// it every few seconds.
+func (ss *session) retryLookups() {
+	a := &ss.addrs
+	for bare, n := range a.failed {
+		switch {
+		case !ss.svc.state.HasUser(bare):
+			delete(a.failed, bare)
+		case n >= maxLookupFailures:
+			delete(a.failed, bare)
+			ss.svc.log.Warn().Str("user", bare).Int("failures", n).Msg("user-stats failed too often: this user's connections stay without ip")
+		default:
+			ss.lookup(bare)
+		}
+	}
+}
+
 // forgetUser drops the parked events of bare's connections.
 func (ss *session) forgetUser(bare string) {
 	a := &ss.addrs
+	delete(a.failed, bare)
 	for jid := range a.parked {
 		if strings.HasPrefix(jid, bare+"/") {
 			delete(a.parked, jid)

@@ -121,24 +121,39 @@ func newSession(s *Service, l *component.Pool) *session {
 	n := s.cfg().Nodes
 	ss.queue = nodes.NewQueue(nodes.ConnStarter{Conn: ss.srv}, nodes.QueueConfig{
 		Service: s.cfg().XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
-		Timeout: s.cfg().XMPP.RequestTimeout.Duration, LiveShare: -1, // held until online
+		Timeout: ss.quiet(), LiveShare: -1, // held until online
 		Last: ss.lastAnswer, MaxWait: patienceFactor * s.cfg().XMPP.RequestTimeout.Duration,
 	}, ss.published)
 	return ss
 }
 
-// patienceFactor bounds the wait of one request, while the server answers
-// others, at this many times xmpp.request_timeout (docs/operations.md,
-// "Request timeouts").
+// patienceFactor bounds the wait of one request, while the server sends,
+// at this many times xmpp.request_timeout (docs/operations.md, "Request
+// timeouts").
 const patienceFactor = 10
 
-// patient returns the context of a request to the server: it ends after
-// xmpp.request_timeout with no answer from the server to any request, or
-// after patienceFactor times that in all (xmpp.Patience). A server busy
-// with a login storm answers late, but answers: its requests wait.
+// quiet is how long the server may send nothing before a request fails:
+// xmpp.request_timeout or, when longer, as long as the keepalive lets the
+// server be silent before it calls the stream dead (keepalive_interval +
+// keepalive_timeout): a request does not fail for a silence the stream
+// itself survives.
+func (ss *session) quiet() time.Duration {
+	x := ss.svc.cfg().XMPP
+	q := x.RequestTimeout.Duration
+	if x.KeepaliveInterval.Duration > 0 {
+		q = max(q, x.KeepaliveInterval.Duration+x.KeepaliveTimeout.Duration)
+	}
+	return q
+}
+
+// patient returns the context of a request to the server: it ends once
+// the server has sent nothing on any stream for quiet, or after
+// patienceFactor times xmpp.request_timeout in all (xmpp.Patience). A
+// server busy with a login storm answers late, but answers: its requests
+// wait.
 func (ss *session) patient(ctx context.Context) (context.Context, context.CancelFunc) {
 	t := ss.svc.cfg().XMPP.RequestTimeout.Duration
-	return xmpp.Patience{Quiet: t, Max: patienceFactor * t, Last: ss.lastAnswer}.Context(ctx)
+	return xmpp.Patience{Quiet: ss.quiet(), Max: patienceFactor * t, Last: ss.lastAnswer}.Context(ctx)
 }
 
 // admin returns the client of the server's admin commands.
@@ -223,6 +238,7 @@ func (ss *session) run(ctx context.Context, first component.Event) error {
 			}
 			ss.svc.metrics.QueueDepth.Set(float64(ss.queue.Len()))
 			ss.logs.summarize(ss.svc.log)
+			ss.retryLookups()
 			if ss.life.dirty && time.Now().After(ss.clock.nextRepair) && ss.life.phase == status.Online && ss.life.running == noResync {
 				ss.clock.nextRepair = time.Now().Add(ss.clock.repair.Next())
 				ss.dispatch(evRepair{})
