@@ -81,12 +81,12 @@ const (
 		fakeAdminNS + "#get-online-users-list'><x xmlns='jabber:x:data' type='result'>" +
 		"<field type='hidden' var='FORM_TYPE'><value>" + fakeAdminNS + "</value></field>" +
 		"<field type='text-multi' var='onlineuserjids' label='The list of all online users'"
-	fakeListClose    = "</field></x></command>"
-	fakeItemsPrefix  = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='"
-	fakeOnlineShow   = "away" // the show of every session online before the service connects
-	fakeStaleRes     = "stale"
-	fakeChunk        = 64 << 10 // what a large answer is written in
-	fakeStatsOpen = "<command xmlns='" + fakeCommandsNS + "' sessionid='fake-stats' status='completed' node='" +
+	fakeListClose   = "</field></x></command>"
+	fakeItemsPrefix = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='"
+	fakeOnlineShow  = "away" // the show of every session online before the service connects
+	fakeStaleRes    = "stale"
+	fakeChunk       = 64 << 10 // what a large answer is written in
+	fakeStatsOpen   = "<command xmlns='" + fakeCommandsNS + "' sessionid='fake-stats' status='completed' node='" +
 		fakeAdminNS + "#user-stats'><x xmlns='jabber:x:data' type='result'>" +
 		"<field type='hidden' var='FORM_TYPE'><value>" + fakeAdminNS + "</value></field>" +
 		"<field type='text-multi' var='ipaddresses' label='IP Addresses'>"
