@@ -141,8 +141,9 @@ type fakeServer struct {
 	// items, set before the service connects, is what the actual node
 	// holds when the service fetches it.
 	items fakeItems
-	// toml is added to the service's configuration (config).
-	toml string
+	// When (time.Now().UnixNano()) the session list and the actual node's
+	// items were written, and the last probe of an online user answered.
+	listedAt, probedAt, itemsAt atomic.Int64
 	// bigMu keeps injected presence out of a large answer written in
 	// chunks (writeChunked).
 	bigMu sync.Mutex
@@ -197,7 +198,7 @@ func (f *fakeServer) config() *config.Config {
 	f.tb.Helper()
 	toml := "[xmpp]\naddress = '" + f.srv.Addr() + "'\ncomponent = '" + fakeComponent +
 		"'\nsecret = '" + fakeSecret + "'\ndomains = ['" + fakeDomain + "']\n" +
-		"[sync]\nreconcile_interval = '0s'\n[http]\nlisten = ''\n" + f.toml
+		"[sync]\nreconcile_interval = '0s'\n[http]\nlisten = ''\n"
 	cfg, err := config.Parse([]byte(toml), nil)
 	if err != nil {
 		f.tb.Fatalf("fake server: config: %v", err)
@@ -331,11 +332,15 @@ func (f *fakeServer) answer(c *xmpptest.Conn, out []byte, e *xmpptest.Element) (
 		if f.sessions == 0 {
 			return fakeResult(out, id, to, fakeListAnswer, nil), false
 		}
-		return f.writeChunked(c, fakeResultOpen(out, id, to), f.sessions, f.listEntry, fakeListOpen+">", fakeListClose+"</iq>"), false
+		out = f.writeChunked(c, fakeResultOpen(out, id, to), f.sessions, f.listEntry, fakeListOpen+">", fakeListClose+"</iq>")
+		f.listedAt.Store(time.Now().UnixNano())
+		return out, false
 	case bytes.HasPrefix(in, []byte(fakeItemsPrefix)) && string(upTo(in[len(fakeItemsPrefix):], '\'')) == f.nodes.Actual &&
 		f.items != itemsNone:
 		open := fakeItemsPrefix + f.nodes.Actual + "'>"
-		return f.writeChunked(c, fakeResultOpen(out, id, to), f.sessions, f.item, open, "</items></pubsub></iq>"), false
+		out = f.writeChunked(c, fakeResultOpen(out, id, to), f.sessions, f.item, open, "</items></pubsub></iq>")
+		f.itemsAt.Store(time.Now().UnixNano())
+		return out, false
 	case string(typ) == "get" && bytes.HasPrefix(in, []byte(fakeFormOpen)):
 		node := upTo(in[len(fakeFormOpen):], '\'')
 		out = fakeResultOpen(out, id, to)
@@ -449,6 +454,9 @@ func (f *fakeServer) probeAnswer(out, to []byte) []byte {
 	}
 	for _, r := range f.resources {
 		out = appendPresence(out, u, r, fakeOnlineShow, u, 0)
+	}
+	if f.probes.Load() == int64(f.sessions) {
+		f.probedAt.Store(time.Now().UnixNano())
 	}
 	return out
 }

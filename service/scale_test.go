@@ -24,6 +24,7 @@ import (
 //
 //	go test -run='^$' -bench='Scale' -benchtime=1x -count=3 -timeout=3h ./service/
 //	PUBPRESENCE_SCALE_SIZES=1000,10000,100000,1000000 go test … (the sizes; the default stops at 100 000)
+//	PUBPRESENCE_SCALE_LOG=1 go test … (the service's log on stderr: its steps and their times)
 //
 // scripts/perf.sh runs them; docs/performance.md ("Scale") has the curve,
 // drawn by cmd/pubpresence-scaleplot from their output.
@@ -87,6 +88,7 @@ type scaleFixture struct {
 	rs      *runningService
 	n       int
 	took    time.Duration // start → online
+	start   time.Time
 	cpu     time.Duration // the process's CPU time meanwhile
 	heap0   uint64        // live heap before the start (the fake's only)
 	stopped bool
@@ -104,17 +106,27 @@ func scaleStart(tb testing.TB, n int, items fakeItems) *scaleFixture {
 	rs := &runningService{m: metrics.New("bench"), st: &status.Tracker{}, done: make(chan error, 1)}
 	cfg := f.config()
 	cfg.Tracking.Mode = config.TrackRoster
-	rs.svc = New(cfg, zerolog.New(io.Discard).Level(zerolog.InfoLevel), rs.m, rs.st)
+	log := zerolog.New(io.Discard).Level(zerolog.InfoLevel)
+	if os.Getenv("PUBPRESENCE_SCALE_LOG") != "" {
+		// The service's steps, each with the time since the start.
+		t0 := time.Now()
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, NoColor: true, PartsExclude: []string{zerolog.TimestampFieldName}}).
+			Level(zerolog.InfoLevel).Hook(zerolog.HookFunc(func(e *zerolog.Event, _ zerolog.Level, _ string) {
+			e.Dur("at_ms", time.Since(t0))
+		}))
+	}
+	rs.svc = New(cfg, log, rs.m, rs.st)
 	ctx, cancel := context.WithCancel(context.Background())
 	rs.cancel = cancel
 	fx.rs = rs
 	tb.Cleanup(func() { fx.stop(tb) })
 	fx.heap0 = liveHeap()
 
-	cpu0, start := cpuTime(tb), time.Now()
+	cpu0 := cpuTime(tb)
+	fx.start = time.Now()
 	go func() { rs.done <- rs.svc.Run(ctx) }()
 	fx.wait(tb, "online", func() bool { return f.online.Load() > 0 && rs.st.Phase() == status.Online })
-	fx.took, fx.cpu = time.Since(start), cpuTime(tb)-cpu0
+	fx.took, fx.cpu = time.Since(fx.start), cpuTime(tb)-cpu0
 	return fx
 }
 
@@ -176,6 +188,20 @@ func (fx *scaleFixture) check(tb testing.TB, items fakeItems) {
 	}
 }
 
+// phases returns how long each step of the start took, as the fake saw
+// it: up to the session list written (the nodes set up, the list asked
+// and made), to the last probe answered (the list read, the users
+// probed), to the actual node's items written (the fetch), and to online
+// (the items read, the diff, its changes and online answered).
+func (fx *scaleFixture) phases() [4]time.Duration {
+	at := []int64{fx.start.UnixNano(), fx.f.listedAt.Load(), fx.f.probedAt.Load(), fx.f.itemsAt.Load(), fx.start.Add(fx.took).UnixNano()}
+	var out [4]time.Duration
+	for i := range out {
+		out[i] = time.Duration(at[i+1] - at[i])
+	}
+	return out
+}
+
 // stop stops the service and the fake.
 func (fx *scaleFixture) stop(tb testing.TB) {
 	tb.Helper()
@@ -211,6 +237,7 @@ func BenchmarkScaleResync(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				var took, cpu time.Duration
 				var heap, dropped float64
+				var phases [4]time.Duration
 				b.StopTimer()
 				for range b.N {
 					b.StartTimer()
@@ -218,6 +245,9 @@ func BenchmarkScaleResync(b *testing.B) {
 					b.StopTimer()
 					took += fx.took
 					cpu += fx.cpu
+					for i, d := range fx.phases() {
+						phases[i] += d
+					}
 					fx.check(b, items)
 					dropped += fx.rs.metric(b, "pubpresence_live_dropped_total")
 					heap += (float64(liveHeap()) - float64(fx.heap0)) / float64(n)
@@ -228,6 +258,9 @@ func BenchmarkScaleResync(b *testing.B) {
 				b.ReportMetric(float64(cpu.Nanoseconds())/per, "cpu-ns/conn")
 				b.ReportMetric(heap/float64(b.N), "heap-B/conn")
 				b.ReportMetric(dropped/float64(b.N), "live-dropped")
+				for i, unit := range []string{"list-ns/conn", "probe-ns/conn", "fetch-ns/conn", "diff-ns/conn"} {
+					b.ReportMetric(float64(phases[i].Nanoseconds())/per, unit)
+				}
 			})
 		}
 	}
