@@ -25,6 +25,7 @@ import (
 //	go test -run='^$' -bench='Scale' -benchtime=1x -count=3 -timeout=3h ./service/
 //	PUBPRESENCE_SCALE_SIZES=1000,10000,100000,1000000 go test … (the sizes; the default stops at 100 000)
 //	PUBPRESENCE_SCALE_LOG=1 go test … (the service's log on stderr: its steps and their times)
+//	PUBPRESENCE_HEAP_PROFILE=/tmp/heap go test … -memprofilerate=512 (the live heap once online, per run)
 //
 // scripts/perf.sh runs them; docs/performance.md ("Scale") has the curve,
 // drawn by cmd/pubpresence-scaleplot from their output.
@@ -106,6 +107,10 @@ func scaleStart(tb testing.TB, n int, items fakeItems) *scaleFixture {
 	rs := &runningService{m: metrics.New("bench"), st: &status.Tracker{}, done: make(chan error, 1)}
 	cfg := f.config()
 	cfg.Tracking.Mode = config.TrackRoster
+	// The deadline for the probes' answers (30 s by default) would cut the
+	// start short at a million users (the rest are tracked after online):
+	// the curve is that of the work.
+	cfg.Sync.InitTimeout.Duration = scaleWait
 	log := zerolog.New(io.Discard).Level(zerolog.InfoLevel)
 	if os.Getenv("PUBPRESENCE_SCALE_LOG") != "" {
 		// The service's steps, each with the time since the start.
@@ -251,6 +256,9 @@ func BenchmarkScaleResync(b *testing.B) {
 					fx.check(b, items)
 					dropped += fx.rs.metric(b, "pubpresence_live_dropped_total")
 					heap += (float64(liveHeap()) - float64(fx.heap0)) / float64(n)
+					if path := os.Getenv("PUBPRESENCE_HEAP_PROFILE"); path != "" {
+						writeHeapProfile(b, path+".resync."+strings.ReplaceAll(name, "/", "."))
+					}
 					fx.stop(b)
 				}
 				per := float64(b.N) * float64(n)
