@@ -54,7 +54,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "scaleplot: no BenchmarkScale lines in the input")
 		os.Exit(1)
 	}
-	r.table(os.Stdout)
+	r.table(os.Stdout, columns)
+	if v, k := r.median(series{"BenchmarkScaleResync", "ns/start"}, 0); k > 0 {
+		fmt.Printf("\nA start with no user online (conns=0): %s ms (median of %d).\n", figure(v/1e6), k)
+	}
+	if _, ok := r[steps[0].s]; ok {
+		fmt.Println()
+		r.table(os.Stdout, steps)
+	}
 	if *svg != "" {
 		if err := os.WriteFile(*svg, r.plot(), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "scaleplot:", err)
@@ -145,6 +152,20 @@ type column struct {
 	unit  string
 }
 
+// steps are the columns of the second table: each step of a start, per
+// connection, as the fake saw it.
+var steps = func() []column {
+	var out []column
+	for _, kind := range []string{"warm", "cold"} {
+		for _, st := range []struct{ head, unit string }{
+			{"list", "list-ns/conn"}, {"probes", "probe-ns/conn"}, {"fetch", "fetch-ns/conn"}, {"diff → online", "diff-ns/conn"},
+		} {
+			out = append(out, column{kind + ": " + st.head, series{"BenchmarkScaleResync/" + kind, st.unit}, 1000, "µs/conn"})
+		}
+	}
+	return out
+}()
+
 var columns = []column{
 	{"resync warm, wall", series{"BenchmarkScaleResync/warm", "ns/conn"}, 1000, "µs/conn"},
 	{"resync warm, CPU", series{"BenchmarkScaleResync/warm", "cpu-ns/conn"}, 1000, "µs/conn"},
@@ -157,7 +178,7 @@ var columns = []column{
 
 // table writes the medians as a Markdown table, with the number of runs
 // of each figure when it is not the same for all.
-func (r runs) table(w io.Writer) {
+func (r runs) table(w io.Writer, columns []column) {
 	fmt.Fprint(w, "| connections |")
 	for _, c := range columns {
 		fmt.Fprintf(w, " %s (%s) |", c.head, c.unit)
