@@ -87,12 +87,21 @@ func (r runs) read(in io.Reader) {
 		if !ok {
 			continue
 		}
+		line := map[string]float64{}
 		for i := 2; i+1 < len(f); i += 2 {
 			v, err := strconv.ParseFloat(f[i], 64)
 			if err != nil {
 				continue
 			}
-			s := series{bench, f[i+1]}
+			line[f[i+1]] = v
+		}
+		if cpu, ok := line["cpu-ns/event"]; ok {
+			// Each event is one live publish and actual/event actual
+			// publishes (the others merged while they waited).
+			line["cpu-ns/request"] = cpu / (1 + line["actual/event"])
+		}
+		for unit, v := range line {
+			s := series{bench, unit}
 			if r[s] == nil {
 				r[s] = map[int][]float64{}
 			}
@@ -153,7 +162,7 @@ type column struct {
 }
 
 // steps are the columns of the second table: each step of a start, per
-// connection, as the fake saw it.
+// connection, as the fake saw it, and the heap once online.
 var steps = func() []column {
 	var out []column
 	for _, kind := range []string{"warm", "cold"} {
@@ -162,6 +171,9 @@ var steps = func() []column {
 		} {
 			out = append(out, column{kind + ": " + st.head, series{"BenchmarkScaleResync/" + kind, st.unit}, 1000, "µs/conn"})
 		}
+	}
+	for _, kind := range []string{"warm", "cold"} {
+		out = append(out, column{"heap after a " + kind + " start", series{"BenchmarkScaleResync/" + kind, "heap-B/conn"}, 1, "B/conn"})
 	}
 	return out
 }()
@@ -174,6 +186,8 @@ var columns = []column{
 	{"heap", series{"BenchmarkScaleMemory", "B/conn"}, 1, "B/conn"},
 	{"event, wall", series{"BenchmarkScaleEvents", "ns/op"}, 1000, "µs/event"},
 	{"event, CPU", series{"BenchmarkScaleEvents", "cpu-ns/event"}, 1000, "µs/event"},
+	{"actual publishes per event", series{"BenchmarkScaleEvents", "actual/event"}, 1, ""},
+	{"CPU per publish", series{"BenchmarkScaleEvents", "cpu-ns/request"}, 1000, "µs"},
 }
 
 // table writes the medians as a Markdown table, with the number of runs
@@ -181,7 +195,11 @@ var columns = []column{
 func (r runs) table(w io.Writer, columns []column) {
 	fmt.Fprint(w, "| connections |")
 	for _, c := range columns {
-		fmt.Fprintf(w, " %s (%s) |", c.head, c.unit)
+		if c.unit == "" {
+			fmt.Fprintf(w, " %s |", c.head)
+		} else {
+			fmt.Fprintf(w, " %s (%s) |", c.head, c.unit)
+		}
 	}
 	fmt.Fprint(w, "\n|---:|")
 	for range columns {
@@ -252,6 +270,7 @@ var panels = []panel{
 	{"presence event, whole process", "µs per event", 1000, []curve{
 		{"wall", series{"BenchmarkScaleEvents", "ns/op"}, "#9467bd", false},
 		{"CPU", series{"BenchmarkScaleEvents", "cpu-ns/event"}, "#9467bd", true},
+		{"CPU per publish (live or actual)", series{"BenchmarkScaleEvents", "cpu-ns/request"}, "#ff7f0e", true},
 	}},
 }
 
