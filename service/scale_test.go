@@ -22,13 +22,14 @@ import (
 // 1 000 000 connections, in process against the fake server
 // (fakeserver_test.go), with N distinct users of one connection each.
 //
-//	go test -run='^$' -bench='Scale' -benchtime=1x -count=3 -timeout=3h ./service/
+//	go test -run='^$' -bench='Scale(Resync|Memory)' -benchtime=1x -count=3 -timeout=3h ./service/
+//	go test -run='^$' -bench='ScaleEvents' -benchmem -count=3 -timeout=3h ./service/
 //	PUBPRESENCE_SCALE_SIZES=1000,10000,100000,1000000 go test … (the sizes; the default stops at 100 000)
 //	PUBPRESENCE_SCALE_LOG=1 go test … (the service's log on stderr: its steps and their times)
 //	PUBPRESENCE_HEAP_PROFILE=/tmp/heap go test … -memprofilerate=512 (the live heap once online, per run)
 //
 // scripts/perf.sh runs them; docs/performance.md ("Scale") has the curve,
-// drawn by cmd/pubpresence-scaleplot from their output.
+// drawn by scripts/scaleplot from their output.
 //
 //   - BenchmarkScaleResync: the service starts against a fake with N users
 //     online (listed with Prosody's details, each answering its probe) and

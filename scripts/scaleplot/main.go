@@ -248,6 +248,7 @@ type panel struct {
 	title, unit string
 	scale       float64
 	curves      []curve
+	goal        float64 // a goal drawn as a line, when not 0
 }
 
 type curve struct {
@@ -263,15 +264,15 @@ var panels = []panel{
 		{"warm, CPU", series{"BenchmarkScaleResync/warm", "cpu-ns/conn"}, "#1f77b4", true},
 		{"cold, wall", series{"BenchmarkScaleResync/cold", "ns/conn"}, "#d62728", false},
 		{"cold, CPU", series{"BenchmarkScaleResync/cold", "cpu-ns/conn"}, "#d62728", true},
-	}},
+	}, 0},
 	{"heap per connection", "bytes per connection", 1, []curve{
 		{"new connections, looked up", series{"BenchmarkScaleMemory", "B/conn"}, "#2ca02c", false},
-	}},
+	}, 1024},
 	{"presence event, whole process", "µs per event", 1000, []curve{
 		{"wall", series{"BenchmarkScaleEvents", "ns/op"}, "#9467bd", false},
 		{"CPU", series{"BenchmarkScaleEvents", "cpu-ns/event"}, "#9467bd", true},
 		{"CPU per publish (live or actual)", series{"BenchmarkScaleEvents", "cpu-ns/request"}, "#ff7f0e", true},
-	}},
+	}, 0},
 }
 
 // Geometry of the SVG.
@@ -299,7 +300,7 @@ func (r runs) plot() []byte {
 	for pi, p := range panels {
 		x0 := left + float64(pi)*(panelW+gap)
 		xOf := func(n int) float64 { return x0 + (math.Log10(float64(n))-lo)/(hi-lo)*panelW }
-		ymax := 0.0
+		ymax := p.goal
 		for _, c := range p.curves {
 			for _, n := range sizes {
 				if v, k := r.median(c.s, n); k > 0 {
@@ -327,6 +328,11 @@ func (r runs) plot() []byte {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">connections (log scale)</text>`+"\n", x0+panelW/2, top+panelH+32)
 		fmt.Fprintf(&b, `<text transform="translate(%.1f,%.1f) rotate(-90)" text-anchor="middle">%s</text>`+"\n", x0-42, top+panelH/2, p.unit)
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="none" stroke="#888"/>`+"\n", x0, top, panelW, panelH)
+		if p.goal > 0 {
+			y := yOf(p.goal)
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#888" stroke-dasharray="2,3"/>`+"\n", x0, y, x0+panelW, y)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end" fill="#666">goal ≤ %s</text>`+"\n", x0+panelW-4, y-4, strconv.FormatFloat(p.goal, 'f', -1, 64))
+		}
 		for ci, c := range p.curves {
 			var pts []string
 			for _, n := range sizes {
