@@ -167,6 +167,7 @@ type Conn struct {
 	// because the server was still sending (patientWriter).
 	writeWaits atomic.Uint64
 	lastRead   atomic.Int64 // UnixNano of the last element read
+	clock      *readClock   // when bytes last came
 	// blocked is set while the reader waits for room in inbound: the
 	// server is sending more than the session takes, so it is alive.
 	blocked atomic.Bool
@@ -254,7 +255,8 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 	if _, err := io.WriteString(nc, open); err != nil {
 		return nil, fmt.Errorf("open stream: %w", err)
 	}
-	rd := xmpp.NewReader(nc)
+	clock := &readClock{r: nc}
+	rd := xmpp.NewReader(clock)
 	rd.Self = cfg.Name
 	hdr, err := rd.Header()
 	if err != nil {
@@ -295,6 +297,7 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 		cfg:      cfg,
 		nc:       nc,
 		rd:       rd,
+		clock:    clock,
 		calls:    calls,
 		shared:   shared,
 		stamp:    stamp,
@@ -575,9 +578,14 @@ func (p patientWriter) Write(b []byte) (int, error) {
 	}
 }
 
-// lastReadTime returns when the last element was read, the zero time before.
+// lastReadTime returns when the last element was read or bytes last came
+// (readClock), the zero time before.
 func (c *Conn) lastReadTime() time.Time {
-	if n := c.lastRead.Load(); n != 0 {
+	n := c.lastRead.Load()
+	if c.clock != nil {
+		n = max(n, c.clock.at.Load())
+	}
+	if n != 0 {
 		return time.Unix(0, n)
 	}
 	return time.Time{}
@@ -741,7 +749,8 @@ func (c *Conn) reply(s Stanza, typ, payload string) []byte {
 
 // keepalive pings the server every KeepaliveInterval and ends the stream when
 // nothing at all has been read for KeepaliveTimeout after a ping (a reader
-// waiting for room in Inbound counts as reading). An error
+// waiting for room in Inbound counts as reading, and so do the bytes of an
+// element not read whole yet). An error
 // answer still proves the peer alive (XEP-0199 §4), and so does any other
 // stanza: a server busy with a flood may answer the ping late, but a dead
 // peer sends nothing.
@@ -782,10 +791,27 @@ func (c *Conn) ping() error {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
-		if c.lastRead.Load() < sent && !c.blocked.Load() {
+		if c.lastRead.Load() < sent && c.clock.at.Load() < sent && !c.blocked.Load() {
 			return fmt.Errorf("keepalive: nothing read for %s after a ping", c.cfg.KeepaliveTimeout)
 		}
 	}
+}
+
+// readClock is the socket as the stream's reader reads it: it notes when
+// bytes last came. One element can take longer than KeepaliveTimeout to
+// arrive and be read (the actual node's items at a million connections
+// are some 250 MB): while its bytes come, the server is alive.
+type readClock struct {
+	r  io.Reader
+	at atomic.Int64 // UnixNano of the last read that brought bytes
+}
+
+func (rc *readClock) Read(p []byte) (int, error) {
+	n, err := rc.r.Read(p)
+	if n > 0 {
+		rc.at.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 func escape(s string) string { return string(xmltext.Append(nil, s)) }

@@ -337,6 +337,42 @@ func TestKeepaliveBusyServer(t *testing.T) {
 	}
 }
 
+// One element whose bytes take longer than KeepaliveTimeout to come (the
+// actual node's items at a million connections are some 250 MB) keeps the
+// stream alive while they come.
+func TestKeepaliveLargeElement(t *testing.T) {
+	t.Parallel()
+	srv := newFakeServer(t) // never answers pings
+	c, sc := dial(t, srv, keepaliveConfig)
+	if err := sc.Write("<message from='localhost' to='" + compName + "'><body>"); err != nil {
+		t.Fatal(err)
+	}
+	// Several unanswered pings, each older than KeepaliveTimeout, while
+	// the element's text comes.
+	for len(pings(sc)) < 4 {
+		time.Sleep(10 * time.Millisecond)
+		if err := sc.Write(strings.Repeat("x", 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("stream ended while an element was coming: %v", err)
+	}
+	if err := sc.Write("</body></message>"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st := <-c.Inbound():
+		if st.Name != "message" || !strings.HasPrefix(string(st.Inner), "<body>xxx") {
+			t.Errorf("got %s %q…", st.Name, st.Inner[:min(len(st.Inner), 20)])
+		}
+	case <-c.Done():
+		t.Fatalf("stream ended: %v", c.Err())
+	case <-time.After(wait):
+		t.Fatal("the large element never came")
+	}
+}
+
 func TestConcurrentUse(t *testing.T) {
 	const workers, each = 16, 40
 	var presences atomic.Int64

@@ -129,6 +129,10 @@ func (f *fifo[T]) pop() T {
 	return v
 }
 
+// actualKeep is the most changes of the actual node whose map is kept once
+// they are sent.
+const actualKeep = 4096
+
 // Queue publishes changes pipelined over one stream, from two lanes taken
 // in turn while both have work (LiveShare live events per state request,
 // or the state lane first), so that neither waits behind the other's
@@ -151,12 +155,16 @@ type Queue struct {
 	state    fifo[op]
 	barriers int // opBarrier entries in state
 	actual   map[string]pendingActual
-	share    int  // QueueConfig.LiveShare, as set now
-	liveRun  int  // live requests taken since the last state request, at most share
-	held     bool // the live lane is not served (a negative share)
-	drainers []chan struct{}
-	dropped  uint64
-	wake     chan struct{}
+	// actualMax is the most entries actual has held: a Go map keeps its
+	// largest size, and one that held the whole diff of a cold start (a
+	// million connections: some 400 MB) is made anew once drained.
+	actualMax int
+	share     int  // QueueConfig.LiveShare, as set now
+	liveRun   int  // live requests taken since the last state request, at most share
+	held      bool // the live lane is not served (a negative share)
+	drainers  []chan struct{}
+	dropped   uint64
+	wake      chan struct{}
 
 	// busy counts requests taken from a lane and not answered yet (or
 	// failed to start). It grows under mu, with the lane shrinking, so
@@ -241,6 +249,7 @@ func (q *Queue) setActual(jid string, p pendingActual) {
 		return
 	}
 	q.actual[jid] = p
+	q.actualMax = max(q.actualMax, len(q.actual))
 	q.state.push(op{kind: opActual, key: jid})
 	q.signal()
 }
@@ -342,6 +351,9 @@ func (q *Queue) take(ctx context.Context) (o op, c presence.Conn, retract, ok bo
 			case opActual:
 				p := q.actual[o.key]
 				delete(q.actual, o.key)
+				if len(q.actual) == 0 && q.actualMax > actualKeep {
+					q.actual, q.actualMax = make(map[string]pendingActual), 0
+				}
 				c, retract = p.conn, p.retract
 			case opBarrier:
 				q.barriers--

@@ -630,6 +630,37 @@ func TestQueuePendingDrained(t *testing.T) {
 	waitClosed(t, d, "Drained")
 }
 
+// TestQueueActualMapRenewed: the map of the actual node's waiting changes
+// that held more than actualKeep of them (a cold start's diff) is made
+// anew once they are sent, since a Go map keeps its largest size; a
+// smaller one is kept.
+func TestQueueActualMapRenewed(t *testing.T) {
+	f := &fakeStarter{auto: true}
+	q, start := newTestQueue(t, f, 64, 0, nil)
+	for i := range 2 * actualKeep {
+		q.Actual(user("u"+strconv.Itoa(i)+"@example.org/r", presence.Chat, ""))
+	}
+	start()
+	waitClosed(t, q.Drained(), "Drained")
+	q.mu.Lock()
+	renewed := q.actualMax == 0 && len(q.actual) == 0
+	q.mu.Unlock()
+	if !renewed {
+		t.Error("the map of 2×actualKeep changes was kept once they were sent")
+	}
+	q.Actual(user("a@example.org/r", presence.Away, ""))
+	waitClosed(t, q.Drained(), "Drained")
+	if n := f.started(); n != 2*actualKeep+1 {
+		t.Errorf("%d requests, want %d", n, 2*actualKeep+1)
+	}
+	q.mu.Lock()
+	kept := q.actualMax == 1
+	q.mu.Unlock()
+	if !kept {
+		t.Error("a small map was made anew")
+	}
+}
+
 // TestQueueDrainedRace closes Drained as the last answer races with it.
 func TestQueueDrainedRace(t *testing.T) {
 	f := &fakeStarter{auto: true}

@@ -12,12 +12,19 @@
 #      the same requests), a restart during a flood;
 #   3. the HTTP face: 1000 event streams at 1000 changes a second (CPU per
 #      change per stream, heap per stream, delivery delay p50/p99), and the
-#      whole process per event with 0, 100 and 1000 streams following it.
+#      whole process per event with 0, 100 and 1000 streams following it;
+#   4. scale, in process against the fake server: resync per connection
+#      (warm and cold), heap per connection and the whole process per event
+#      with N connections tracked, for N in SCALE_SIZES; the table and the
+#      plot (scale.svg in LOGDIR) of docs/performance.md, "Scale".
 #
 #   SIZES=1000,10000 scripts/perf.sh     resync sizes (default 1000,10000)
 #   CHANGES=20000                        changes of the throughput run
 #   COUNT=5                              runs of each Go benchmark
 #   LOGDIR=/tmp/perf                     where the raw outputs stay (default a new temp dir)
+#   SCALE_SIZES=1000,10000,100000        connections of the scale rows; add 1000000 for
+#                                        the last point of the curve (about 40 min more, 6 GiB)
+#   SCALE_COUNT=3                        runs of each scale benchmark
 #
 # Nothing here asserts speed; the tests assert that nothing is lost.
 set -uo pipefail
@@ -26,6 +33,8 @@ cd "$(dirname "$0")/.."
 SIZES=${SIZES:-1000,10000}
 CHANGES=${CHANGES:-20000}
 COUNT=${COUNT:-5}
+SCALE_SIZES=${SCALE_SIZES:-1000,10000,100000}
+SCALE_COUNT=${SCALE_COUNT:-3}
 # The raw outputs (benchmarks, the test's log) stay in LOGDIR.
 out=${LOGDIR:-$(mktemp -d)}
 mkdir -p "$out"
@@ -46,6 +55,13 @@ go test -run '^$' -bench 'ServiceEventsHTTP' -benchmem -count "$COUNT" ./service
 	{ cat "$out/http.txt"; exit 1; }
 go test -run '^$' -bench 'EventStreams' -benchtime 1x -count 3 ./web/ >>"$out/http.txt" 2>&1 ||
 	{ cat "$out/http.txt"; exit 1; }
+
+echo "==> scale (connections $SCALE_SIZES, count $SCALE_COUNT)" >&2
+PUBPRESENCE_SCALE_SIZES="$SCALE_SIZES" go test -run '^$' -bench 'Scale(Resync|Memory)' -benchtime 1x -count "$SCALE_COUNT" \
+	-timeout 4h ./service/ >"$out/scale.txt" 2>&1 || { cat "$out/scale.txt"; exit 1; }
+PUBPRESENCE_SCALE_SIZES="$SCALE_SIZES" go test -run '^$' -bench 'ScaleEvents' -benchmem -count "$SCALE_COUNT" \
+	-timeout 4h ./service/ >>"$out/scale.txt" 2>&1 || { cat "$out/scale.txt"; exit 1; }
+go run ./scripts/scaleplot -svg "$out/scale.svg" "$out/scale.txt" >"$out/scale.md" || exit 1
 
 echo "==> against Prosody and ejabberd (sizes $SIZES, $CHANGES changes)" >&2
 PUBPRESENCE_REQUIRE_SERVERS=1 PUBPRESENCE_PERF=1 PUBPRESENCE_PERF_SIZES="$SIZES" PUBPRESENCE_PERF_CHANGES="$CHANGES" \
@@ -73,6 +89,10 @@ median() {
 echo
 echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB;" \
 	"$(go version | cut -d' ' -f3); prosody $(dpkg-query -W -f='${Version}' prosody 2>/dev/null), ejabberd $(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null)"
+echo
+echo "Scale, in process (medians of $SCALE_COUNT; the plot: $out/scale.svg):"
+echo
+cat "$out/scale.md"
 echo
 echo "| server | measure | pubpresence | versus | ratio | goal |"
 echo "|---|---|---|---|---|---|"

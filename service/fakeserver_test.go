@@ -15,6 +15,8 @@ import (
 	"github.com/pubpresence/pubpresence/config"
 	"github.com/pubpresence/pubpresence/internal/xmpptest"
 	"github.com/pubpresence/pubpresence/metrics"
+	"github.com/pubpresence/pubpresence/nodes"
+	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/status"
 )
 
@@ -28,8 +30,11 @@ import (
 // views of the component's elements (Config.Views: no encoding/xml, no
 // copies), the handler answers from pre-encoded parts appended to the
 // connection's Out, which the server writes once per read, and it keeps no
-// state per user: a user's user-stats answer is computed from its name. In
-// the steady state it allocates nothing.
+// state per user: a user's user-stats answer is computed from its name, and
+// so is everything about the users online before the service connects
+// (sessions). In the steady state it allocates nothing. Answers that grow
+// with the users online (the session list, the actual node's items) are
+// written in chunks as they are made, not built whole.
 //
 // Answers, all as soon as the request is read:
 //
@@ -39,7 +44,10 @@ import (
 //   - pubsub configure get: Prosody's form, with pubsub#title and a
 //     pubsub#max_items range up to fakeMaxItems;
 //   - get-online-users-list (the one-shot form with details): completed,
-//     with an empty list;
+//     with an empty list, or with Prosody's details of fakeServer.sessions
+//     users online;
+//   - a probe of an online user: the presence of each of its sessions;
+//   - pubsub items of the actual node: none, or what fakeServer.items says;
 //   - user-stats for uNNNNNN@localhost: completed, Prosody's fields, one
 //     session per resource in fakeServer.resources, each with the IP
 //     10.a.b.c made of the user's number NNNNNN (10.255.255.255 for any
@@ -68,11 +76,17 @@ const (
 	fakeAdminNS       = "http://jabber.org/protocol/admin"
 	fakeAccountField  = "<field var='accountjid'><value>"
 
-	fakeListAnswer = "<command xmlns='" + fakeCommandsNS + "' sessionid='fake-list' status='completed' node='" +
+	fakeListAnswer = fakeListOpen + "/></x></command>"
+	fakeListOpen   = "<command xmlns='" + fakeCommandsNS + "' sessionid='fake-list' status='completed' node='" +
 		fakeAdminNS + "#get-online-users-list'><x xmlns='jabber:x:data' type='result'>" +
 		"<field type='hidden' var='FORM_TYPE'><value>" + fakeAdminNS + "</value></field>" +
-		"<field type='text-multi' var='onlineuserjids' label='The list of all online users'/></x></command>"
-	fakeStatsOpen = "<command xmlns='" + fakeCommandsNS + "' sessionid='fake-stats' status='completed' node='" +
+		"<field type='text-multi' var='onlineuserjids' label='The list of all online users'"
+	fakeListClose   = "</field></x></command>"
+	fakeItemsPrefix = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='"
+	fakeOnlineShow  = "away" // the show of every session online before the service connects
+	fakeStaleRes    = "stale"
+	fakeChunk       = 64 << 10 // what a large answer is written in
+	fakeStatsOpen   = "<command xmlns='" + fakeCommandsNS + "' sessionid='fake-stats' status='completed' node='" +
 		fakeAdminNS + "#user-stats'><x xmlns='jabber:x:data' type='result'>" +
 		"<field type='hidden' var='FORM_TYPE'><value>" + fakeAdminNS + "</value></field>" +
 		"<field type='text-multi' var='ipaddresses' label='IP Addresses'>"
@@ -116,8 +130,27 @@ type fakeServer struct {
 	// first ping.
 	grant   string
 	granted atomic.Pointer[xmpptest.Conn] // the last connection sent the grant
-	// presences counts the presence stanzas the component sent.
-	presences atomic.Int64
+	// presences counts the presence stanzas the component sent; probes
+	// those of type probe.
+	presences, probes atomic.Int64
+
+	// sessions, when set before the service connects, is how many users
+	// are online: u000000@localhost … u(sessions-1), each with every
+	// resource of resources, show away, the status text of the user's
+	// number, priority 0 and the user's IP (fakeUserIP). The session list
+	// gives them with Prosody's details, and a probe of one of them is
+	// answered with the presence of each of its sessions.
+	sessions int
+	// items, set before the service connects, is what the actual node
+	// holds when the service fetches it.
+	items fakeItems
+	// When (time.Now().UnixNano()) the session list and the actual node's
+	// items were written, and the last probe of an online user answered.
+	listedAt, probedAt, itemsAt atomic.Int64
+	// bigMu keeps injected presence out of a large answer written in
+	// chunks (writeChunked).
+	bigMu sync.Mutex
+	big   []byte // the chunk being written, in the serve loop
 
 	created sync.Map // node → true: created once; a second create is a conflict
 
@@ -125,6 +158,18 @@ type fakeServer struct {
 	lmu        sync.Mutex
 	lastActual []byte
 }
+
+// fakeItems is what the actual node holds.
+type fakeItems uint8
+
+const (
+	itemsNone  fakeItems = iota // nothing
+	itemsWarm                   // the sessions, as the service publishes them: nothing to do
+	itemsStale                  // one item per online user, of resource fakeStaleRes, offline now: retract and publish each
+)
+
+// fakeSince is the since of the items on the actual node.
+var fakeSince = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // newFakeServer listens on 127.0.0.1 and serves the component's
 // connections until the test ends.
@@ -175,7 +220,7 @@ func (f *fakeServer) handle(c *xmpptest.Conn, e *xmpptest.Element) bool {
 	if f.grant != "" && e.Is("iq") && bytes.Contains(e.Inner, []byte("urn:xmpp:ping")) && f.granted.Swap(c) != c {
 		c.Out = append(c.Out, "<message to='"+fakeComponent+"' from='"+fakeDomain+"'>"+f.grant+"</message>"...)
 	}
-	c.Out, counted = f.answer(c.Out, e)
+	c.Out, counted = f.answer(c, c.Out, e)
 	f.counted = f.counted || counted
 	return true
 }
@@ -217,12 +262,16 @@ func upTo(b []byte, c byte) []byte {
 
 // answer appends the answer to e to out. counted says whether a publish
 // or retract was counted.
-func (f *fakeServer) answer(out []byte, e *xmpptest.Element) ([]byte, bool) {
+func (f *fakeServer) answer(c *xmpptest.Conn, out []byte, e *xmpptest.Element) ([]byte, bool) {
 	if !e.Is("iq") {
 		if e.Is("presence") {
 			f.presences.Add(1)
+			if string(e.RawAttr("type")) == "probe" {
+				f.probes.Add(1)
+				return f.probeAnswer(out, e.RawAttr("to")), false
+			}
 		}
-		return out, false // presence from the component: nothing to answer
+		return out, false // presence from the component: nothing else to answer
 	}
 	typ := e.RawAttr("type")
 	if string(typ) != "get" && string(typ) != "set" {
@@ -291,7 +340,18 @@ func (f *fakeServer) answer(out []byte, e *xmpptest.Element) ([]byte, bool) {
 		return f.userStatsAnswer(out, id, to, bare), false
 	case bytes.Contains(in, []byte(fakeAdminNS+"#get-online-users-list'")):
 		f.lists.Add(1)
-		return fakeResult(out, id, to, fakeListAnswer, nil), false
+		if f.sessions == 0 {
+			return fakeResult(out, id, to, fakeListAnswer, nil), false
+		}
+		out = f.writeChunked(c, fakeResultOpen(out, id, to), f.sessions, f.listEntry, fakeListOpen+">", fakeListClose+"</iq>")
+		f.listedAt.Store(time.Now().UnixNano())
+		return out, false
+	case bytes.HasPrefix(in, []byte(fakeItemsPrefix)) && string(upTo(in[len(fakeItemsPrefix):], '\'')) == f.nodes.Actual &&
+		f.items != itemsNone:
+		open := fakeItemsPrefix + f.nodes.Actual + "'>"
+		out = f.writeChunked(c, fakeResultOpen(out, id, to), f.sessions, f.item, open, "</items></pubsub></iq>")
+		f.itemsAt.Store(time.Now().UnixNano())
+		return out, false
 	case string(typ) == "get" && bytes.HasPrefix(in, []byte(fakeFormOpen)):
 		node := upTo(in[len(fakeFormOpen):], '\'')
 		out = fakeResultOpen(out, id, to)
@@ -326,6 +386,110 @@ func (f *fakeServer) userStatsAnswer(out, id, to, bare []byte) []byte {
 	}
 	out = append(out, fakeStatsClose...)
 	return append(out, "</iq>"...)
+}
+
+// writeChunked writes out (what the serve loop has not written yet), then
+// open, the entries 0…n-1 made by entry, and end, straight to c in chunks
+// of about fakeChunk, and returns out emptied.
+func (f *fakeServer) writeChunked(c *xmpptest.Conn, out []byte, n int, entry func([]byte, int) []byte, open, end string) []byte {
+	f.bigMu.Lock()
+	defer f.bigMu.Unlock()
+	b := append(f.big[:0], out...)
+	b = append(b, open...)
+	for i := range n {
+		b = entry(b, i)
+		if len(b) >= fakeChunk {
+			if c.WriteBytes(b) != nil {
+				return out[:0] // the connection ended: its reader sees it
+			}
+			b = b[:0]
+		}
+	}
+	b = append(b, end...)
+	_ = c.WriteBytes(b)
+	f.big = b[:0]
+	return out[:0]
+}
+
+// listEntry appends user u's lines of the session list, as Prosody's
+// details give them: the bare JID, then " - <resource>: away(0), IP: [<ip>]"
+// for each session.
+func (f *fakeServer) listEntry(b []byte, u int) []byte {
+	b = append(b, "<value>"...)
+	b = fakeUser(b, u)
+	b = append(b, "</value>"...)
+	for _, r := range f.resources {
+		b = append(b, "<value> - "...)
+		b = append(b, r...)
+		b = append(b, ": "+fakeOnlineShow+"(0), IP: ["...)
+		b = appendIP(b, uint32(u)&0x00ffffff)
+		b = append(b, "]</value>"...)
+	}
+	return b
+}
+
+// onlineConn is the state of user u's session on resource res, as the
+// service tracks and publishes it.
+func onlineConn(u int, res string) presence.Conn {
+	jid := string(fakeUser(nil, u)) + "/" + res
+	return presence.Conn{JID: jid, Show: presence.Away, Text: string(fakeText(nil, u)),
+		IP: string(appendIP(nil, uint32(u)&0x00ffffff)), Since: fakeSince}
+}
+
+// item appends user u's items of the actual node: its sessions (warm), or
+// one of a resource no longer online (stale).
+func (f *fakeServer) item(b []byte, u int) []byte {
+	one := func(b []byte, c presence.Conn) []byte {
+		b = append(b, "<item id='"...)
+		b = append(b, c.JID...)
+		b = append(b, "'>"...)
+		b = nodes.AppendUser(b, c, f.nodes.PublishIP)
+		return append(b, "</item>"...)
+	}
+	if f.items == itemsStale {
+		return one(b, onlineConn(u, fakeStaleRes))
+	}
+	for _, r := range f.resources {
+		b = one(b, onlineConn(u, r))
+	}
+	return b
+}
+
+// probeAnswer appends the answer to a probe of the bare JID to: the
+// presence of each of the user's sessions when the user is online
+// (sessions), else nothing.
+func (f *fakeServer) probeAnswer(out, to []byte) []byte {
+	u, ok := fakeUserNumber(to)
+	if !ok || u >= f.sessions {
+		return out
+	}
+	for _, r := range f.resources {
+		out = appendPresence(out, u, r, fakeOnlineShow, u, 0)
+	}
+	if f.probes.Load() == int64(f.sessions) {
+		f.probedAt.Store(time.Now().UnixNano())
+	}
+	return out
+}
+
+// fakeUserNumber returns NNNNNN of uNNNNNN@localhost.
+func fakeUserNumber(bare []byte) (int, bool) {
+	rest, ok := bytes.CutPrefix(bare, []byte("u"))
+	if !ok {
+		return 0, false
+	}
+	digits, ok := bytes.CutSuffix(rest, []byte("@"+fakeDomain))
+	if !ok || len(digits) == 0 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // fakeUserIP is the address of user uNNNNNN@…: 10.0.0.0 plus NNNNNN;
@@ -412,7 +576,15 @@ func fakeText(b []byte, seq int) []byte {
 // number textSeq when textSeq ≥ 0, and priority. It is written by flush, or
 // once enough is queued.
 func (f *fakeServer) injectPresence(user int, res, show string, textSeq, prio int) {
-	b := append(f.inj, "<presence to='"+fakeComponent+"' from='"...)
+	f.inj = appendPresence(f.inj, user, res, show, textSeq, prio)
+	if len(f.inj) >= 16<<10 {
+		f.flush()
+	}
+}
+
+// appendPresence appends the presence injectPresence describes.
+func appendPresence(b []byte, user int, res, show string, textSeq, prio int) []byte {
+	b = append(b, "<presence to='"+fakeComponent+"' from='"...)
 	if user < 0 {
 		b = append(b, "sentinel@"+fakeDomain...)
 	} else {
@@ -433,11 +605,7 @@ func (f *fakeServer) injectPresence(user int, res, show string, textSeq, prio in
 	}
 	b = append(b, "<priority>"...)
 	b = strconv.AppendInt(b, int64(prio), 10)
-	b = append(b, "</priority></presence>"...)
-	f.inj = b
-	if len(f.inj) >= 16<<10 {
-		f.flush()
-	}
+	return append(b, "</priority></presence>"...)
 }
 
 // flush writes the injected presence.
@@ -448,7 +616,9 @@ func (f *fakeServer) flush() {
 	if f.conn == nil {
 		f.conn = f.srv.Conn(f.tb)
 	}
+	f.bigMu.Lock()
 	err := f.conn.WriteBytes(f.inj)
+	f.bigMu.Unlock()
 	f.inj = f.inj[:0]
 	if err != nil {
 		f.tb.Fatalf("fake server: inject: %v", err)

@@ -30,11 +30,18 @@ type inbuf struct {
 
 const (
 	inbufSize = 64 << 10 // what bufio gave the reader before
-	inbufMax  = 1 << 20  // larger elements go to encoding/xml
+	// inbufMax bounds the elements the fast path reads; larger ones go to
+	// encoding/xml. The answers that grow with the users (the session
+	// list, the actual node's items) are hundreds of MB at a million
+	// connections, and encoding/xml took three times as long on them.
+	inbufMax = 1 << 30
+	// inbufKeep is the largest buffer kept after an element: a larger one,
+	// grown for one large element, is let go once it has been read.
+	inbufKeep = 1 << 20
 )
 
-// MaxRaw bounds one element that a Reader with Raw set reads with
-// encoding/xml: its whole text must fit in memory at once.
+// MaxRaw bounds one element that a Reader with Raw set reads: its whole
+// text must fit in memory at once (twice, with the fast path's buffer).
 const MaxRaw = 64 << 20
 
 func newInbuf(src io.Reader) *inbuf {
@@ -160,13 +167,27 @@ func (b *inbuf) fill() {
 	b.err = io.ErrNoProgress
 }
 
+// shrink lets go of a buffer that grew past inbufKeep for one large
+// element once that element has been consumed and what is left fits in a
+// buffer of the usual size.
+func (b *inbuf) shrink() {
+	if len(b.buf) <= inbufKeep || b.w-b.r > inbufSize || b.keep >= 0 {
+		return
+	}
+	nb := make([]byte, inbufSize)
+	b.w = copy(nb, b.buf[b.r:b.w])
+	b.off += int64(b.r)
+	b.r = 0
+	b.buf = nb
+}
+
 // release lets go of the kept bytes, and of a buffer that grew past max to
 // hold them. The byte before the unread ones stays: encoding/xml may have
 // read it ahead (the '<' after text), and the next element starts there.
 func (b *inbuf) release() {
 	b.keep = -1
 	lo := max(b.r-1, 0)
-	if len(b.buf) > b.max && b.w-lo <= inbufSize {
+	if len(b.buf) > min(b.max, inbufKeep) && b.w-lo <= inbufSize {
 		nb := make([]byte, inbufSize)
 		b.w = copy(nb, b.buf[lo:b.w])
 		b.off += int64(lo)

@@ -38,7 +38,7 @@ import (
 // instructions, a prefixed or <error/> top-level element, a prefixed id,
 // type, from or to attribute, a carriage return in one of those or in
 // xmlns, non-ASCII names, any syntax error, an element larger than
-// inbufMax) goes to encoding/xml, which still reads every byte the fast
+// inbufMax, 1 GiB) goes to encoding/xml, which still reads every byte the fast
 // path does not take, with the namespace context of the stream header, and
 // has the last word on what is well-formed and on every error.
 // FuzzReaderFastVsSlow checks that both read the same.
@@ -131,6 +131,9 @@ func (r *Reader) Restart() {
 // Header reads up to and including the stream header, the
 // <stream:stream> start tag, and returns it.
 func (r *Reader) Header() (xml.StartElement, error) {
+	if r.Raw {
+		r.in.max = min(r.in.max, r.in.rawMax) // MaxRaw bounds every element kept whole
+	}
 	for {
 		tok, err := r.dec.Token()
 		if err != nil {
@@ -271,6 +274,7 @@ func (r *Reader) tryFast(el *Element) bool {
 			r.build(el, b, n)
 			r.lines += bytes.Count(b[:n], []byte{'\n'})
 			r.discard(n)
+			r.in.shrink()
 			r.st.reset()
 			return true
 		case ScanMore:

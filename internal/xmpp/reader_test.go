@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -173,6 +174,33 @@ func TestReaderRawLimit(t *testing.T) {
 	}
 	if err := r.Next(&el); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("Next = %v, want an element too large", err)
+	}
+}
+
+// TestReaderLargeFast: an element of several MiB (an items answer with
+// thousands of items) is read by the fast path, which encoding/xml never
+// sees, and the buffer grown for it is let go once it has been read.
+func TestReaderLargeFast(t *testing.T) {
+	var inner strings.Builder
+	inner.WriteString("<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='presence/actual'>")
+	for i := 0; inner.Len() < 3*inbufKeep; i++ {
+		fmt.Fprintf(&inner, "<item id='u%06d@localhost/r'><user xmlns='urn:x' status='away'><text>busy &amp; %d</text></user></item>", i, i)
+	}
+	inner.WriteString("</items></pubsub>")
+	big := "<iq type='result' id='7' from='pubsub.localhost' to='pubpresence.localhost'>" + inner.String() + "</iq>"
+	r := newTestReader(t, strings.NewReader(fuzzHeaders[0]+big+"<presence from='a@localhost/r'/>"), true)
+	var el Element
+	if err := r.Next(&el); err != nil || string(el.Inner) != inner.String() || el.ID != "7" {
+		t.Fatalf("Next = %q… (%d bytes), %v", el.Inner[:min(len(el.Inner), 80)], len(el.Inner), err)
+	}
+	if r.in.skipped < int64(len(big)) {
+		t.Errorf("the fast path consumed %d bytes of %d", r.in.skipped, len(big))
+	}
+	if len(r.in.buf) > inbufKeep {
+		t.Errorf("buffer of %d bytes kept after the large element", len(r.in.buf))
+	}
+	if err := r.Next(&el); err != nil || el.From != "a@localhost/r" {
+		t.Fatalf("after the large element: %+v, %v", el, err)
 	}
 }
 
