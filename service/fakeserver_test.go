@@ -152,7 +152,10 @@ type fakeServer struct {
 	bigMu sync.Mutex
 	big   []byte // the chunk being written, in the serve loop
 
-	created sync.Map // node → true: created once; a second create is a conflict
+	// created: node → true, created once; a second create is a conflict.
+	// Two fakes that stand for the nodes of one cluster share it, as they
+	// would share pubsub.
+	created *sync.Map
 
 	keepLast   atomic.Bool // keep a copy of the last actual publish (tests)
 	lmu        sync.Mutex
@@ -176,7 +179,7 @@ var fakeSince = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 func newFakeServer(tb testing.TB) *fakeServer {
 	tb.Helper()
 	n := config.Default().Nodes
-	f := &fakeServer{
+	f := &fakeServer{created: new(sync.Map),
 		tb: tb, nodes: n, resources: []string{"r"},
 		titles: map[string]string{
 			n.Status: "pubpresence: service status",
