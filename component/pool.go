@@ -294,17 +294,18 @@ func (p *Pool) Healthy() []int {
 }
 
 // healthy returns the Conns of the streams that are up, in the order of
-// the addresses.
-func (p *Pool) healthy() []*Conn {
+// the addresses: the first n of conns. An array, not a slice: every
+// request goes through it, and it allocates nothing.
+func (p *Pool) healthy() (conns [MaxPoolStreams]*Conn, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	conns := make([]*Conn, 0, len(p.conns))
 	for _, c := range p.conns {
 		if c != nil && c.Err() == nil {
-			conns = append(conns, c)
+			conns[n] = c
+			n++
 		}
 	}
-	return conns
+	return conns, n
 }
 
 // onAny runs f on the first healthy stream, in the order of the
@@ -312,7 +313,8 @@ func (p *Pool) healthy() []*Conn {
 // ended meanwhile). Always the first one that is up: requests started one
 // after another go out in that order, on one stream, as long as it lives.
 func (p *Pool) onAny(f func(c *Conn) error) error {
-	for _, c := range p.healthy() {
+	conns, n := p.healthy()
+	for _, c := range conns[:n] {
 		err := f(c)
 		if err == nil || !errors.Is(err, ErrClosed) {
 			return err
@@ -384,7 +386,8 @@ func (p *Pool) SendOn(ctx context.Context, i int, raw []byte) error {
 // its writer has room, and reports whether it did (see Conn.TrySend). It
 // never waits.
 func (p *Pool) TrySend(raw []byte) bool {
-	for _, c := range p.healthy() {
+	conns, n := p.healthy()
+	for _, c := range conns[:n] {
 		if c.TrySend(raw) {
 			return true
 		}

@@ -129,6 +129,16 @@ func (j JID) Full() string {
 	return j.Local + "@" + j.Domain + "/" + j.Resource
 }
 
+// FullIn returns j.Full(): s itself when s spells it, as the string j was
+// parsed from does when it was normal already (what servers send), so
+// that it allocates nothing.
+func (j JID) FullIn(s string) string {
+	if j.spells(s) {
+		return s
+	}
+	return j.Full()
+}
+
 // String returns the full JID.
 func (j JID) String() string { return j.Full() }
 
