@@ -493,13 +493,55 @@ func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call
 	}
 	// A stream that ends from now on fails call (FailBy, Close); one that
 	// ended since the check above makes send fail, and call is abandoned.
+	if err := c.sendIQ(ctx, typ, to, call.Seq(), payload); err != nil {
+		call.Abandon()
+		return nil, err
+	}
+	return call, nil
+}
 
+// Notify is told the outcome of a request started with StartNotify (see
+// xmpp.Notify): the inner XML of its result, or a *StanzaError for an
+// error answer, or an error wrapping ErrClosed when the stream ends first.
+type Notify = xmpp.Notify[[]byte]
+
+// StartNotify is Start for a caller that waits for many requests at once,
+// without a Call, a channel or a goroutine per request: it returns the
+// request's sequence number, and its outcome goes to n.Answered, exactly
+// once (perhaps before StartNotify returns), unless Abandon(seq) reports
+// true first. When it returns an error, n is never told.
+func (c *Conn) StartNotify(ctx context.Context, typ, to string, payload []byte, n Notify) (uint64, error) {
+	select {
+	case <-c.done:
+		return 0, fmt.Errorf("%w: %v", ErrClosed, c.err)
+	default:
+	}
+	seq, err := c.calls.StartNotifyBy(c, to, n)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrClosed, c.err)
+	}
+	if err := c.sendIQ(ctx, typ, to, seq, payload); err != nil {
+		if c.calls.Abandon(seq) {
+			return 0, err
+		}
+		// The stream's end took it first (FailBy, Close): n is told.
+	}
+	return seq, nil
+}
+
+// Abandon gives up the request seq of StartNotify (see xmpp.Calls.Abandon):
+// it reports whether the request was still waiting, and then its Notify is
+// never told.
+func (c *Conn) Abandon(seq uint64) bool { return c.calls.Abandon(seq) }
+
+// sendIQ queues the IQ request seq of c.calls.
+func (c *Conn) sendIQ(ctx context.Context, typ, to string, seq uint64, payload []byte) error {
 	w := wbufs.Get().(*wbuf)
 	b := slices.Grow(w.b[:0], len(payload)+128)
 	b = append(b, "<iq type='"...)
 	b = append(b, typ...)
 	b = append(b, "' id='"...)
-	b = call.AppendID(b)
+	b = c.calls.AppendID(b, seq)
 	b = append(b, "' from='"...)
 	b = xmltext.Append(b, c.cfg.Name)
 	b = append(b, "' to='"...)
@@ -511,10 +553,9 @@ func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call
 
 	if err := c.send(ctx, outMsg{b: b, buf: w}); err != nil {
 		recycle(outMsg{buf: w}) // never queued: still ours
-		call.Abandon()
-		return nil, err
+		return err
 	}
-	return call, nil
+	return nil
 }
 
 func (c *Conn) writeLoop() {

@@ -350,6 +350,21 @@ func (p *Pool) Start(ctx context.Context, typ, to string, payload []byte) (*Call
 	return call, err
 }
 
+// StartNotify is Start with the outcome told to n (see Conn.StartNotify);
+// Abandon gives the request up.
+func (p *Pool) StartNotify(ctx context.Context, typ, to string, payload []byte, n Notify) (uint64, error) {
+	var seq uint64
+	err := p.onAny(func(c *Conn) (err error) {
+		seq, err = c.StartNotify(ctx, typ, to, payload, n)
+		return err
+	})
+	return seq, err
+}
+
+// Abandon gives up the request seq of StartNotify, on whichever stream it
+// went out (see Conn.Abandon).
+func (p *Pool) Abandon(seq uint64) bool { return p.group.calls.Abandon(seq) }
+
 // StartOn is Start on stream i only: while it is down, the error wraps
 // ErrNoStream (and ErrClosed), and the caller may Start on any.
 func (p *Pool) StartOn(ctx context.Context, i int, typ, to string, payload []byte) (*Call, error) {

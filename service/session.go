@@ -119,7 +119,7 @@ func newSession(s *Service, l *component.Pool) *session {
 		return nil // no stream up for now: this answer is lost with the stream
 	}, s.metrics.RepliesDropped.Inc)
 	n := s.cfg().Nodes
-	ss.queue = nodes.NewQueue(nodes.ConnStarter{Conn: ss.srv}, nodes.QueueConfig{
+	ss.queue = nodes.NewQueue(ss.srv, nodes.QueueConfig{
 		Service: s.cfg().XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
 		Timeout: ss.quiet(), LiveShare: -1, // held until online
 		Last: ss.lastAnswer, MaxWait: patienceFactor * s.cfg().XMPP.RequestTimeout.Duration,
