@@ -258,6 +258,7 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 	clock := &readClock{r: nc}
 	rd := xmpp.NewReader(clock)
 	rd.Self = cfg.Name
+	rd.TransientAnswers = true // deliver copies what it keeps
 	hdr, err := rd.Header()
 	if err != nil {
 		return nil, fmt.Errorf("open stream: %w", err)
@@ -707,7 +708,9 @@ func (c *Conn) dispatch(s Stanza) bool {
 	}
 }
 
-// deliver hands an IQ result to its waiter without ever blocking.
+// deliver hands an IQ result to its waiter without ever blocking. The
+// answer's ID and From are the Reader's (TransientAnswers): valid until
+// the next element is read, and copied if kept.
 func (c *Conn) deliver(s Stanza) {
 	inner, err := s.Inner, error(nil)
 	if s.Type == "error" {
@@ -734,12 +737,12 @@ func (c *Conn) foreignID(id string) (Foreign, bool) {
 	if ok && inst == c.cfg.Instance {
 		return Foreign{}, false
 	}
-	f := Foreign{ID: id}
+	f := Foreign{ID: strings.Clone(id)} // id is the Reader's (deliver)
 	stamp, _, ok2 := strings.Cut(rest, "-")
 	if !ok || !ok2 || inst == "" {
 		return f, true // not a pubpresence id: some other client of this name
 	}
-	f.Instance = inst
+	f.Instance = f.ID[:len(inst)]
 	if ns, err := strconv.ParseInt(stamp, 36, 64); err == nil {
 		mine := c.stamp
 		f.Older = ns < mine || ns == mine && inst < c.cfg.Instance
