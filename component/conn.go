@@ -146,10 +146,10 @@ type Conn struct {
 	// The one writer's queue: the stanzas waiting, one after another, in
 	// the order queued. The writer takes them all at each turn and writes
 	// them with one system call (writeLoop).
-	wmu   sync.Mutex
-	wq    []byte
-	wroom chan struct{} // closed at the writer's next turn; made by a sender waiting for room
-	wake  chan struct{} // cap 1: wq has something
+	wmu     sync.Mutex
+	wq      []byte
+	wroom   chan struct{} // closed at the writer's next turn; made by a sender waiting for room
+	wake    chan struct{} // cap 1: wq has something
 	inbound chan Stanza
 
 	// calls holds the IQ requests in flight; their ids are the instance,
