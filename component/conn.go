@@ -76,6 +76,12 @@ type Config struct {
 	// an answer is matched on whichever of them it arrives (see Group).
 	// Name must be the Group's, and Instance "" or the Group's.
 	Group *Group
+
+	// events, set by a Pool, takes the stream's stanzas as the Pool's
+	// Events of stream number stream, from the reader itself: no goroutine
+	// in between. The reader waits for the Pool's EventUp first (Conn.up).
+	events chan<- Event
+	stream int
 }
 
 // Foreign describes an IQ answer meant for another connection that uses the
@@ -151,6 +157,10 @@ type Conn struct {
 	wroom   chan struct{} // closed at the writer's next turn; made by a sender waiting for room
 	wake    chan struct{} // cap 1: wq has something
 	inbound chan Stanza
+	// up is closed by the Pool once it has handed on EventUp (cfg.events);
+	// upSeen is the reader's note that it was.
+	up     chan struct{}
+	upSeen bool
 
 	// calls holds the IQ requests in flight; their ids are the instance,
 	// stamp in base 36 and "-", then a sequence number (see foreignID).
@@ -290,6 +300,7 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 		start:    start,
 		wake:     make(chan struct{}, 1),
 		inbound:  make(chan Stanza, cfg.InboundQueue),
+		up:       make(chan struct{}),
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
 	}, nil
@@ -304,7 +315,8 @@ func (c *Conn) Name() string { return c.cfg.Name }
 func (c *Conn) Started() time.Time { return c.start }
 
 // Inbound delivers presences and messages, in stream order. When nobody reads it and its buffer is full, the reader waits: read
-// it from a loop that never waits on this Conn's requests.
+// it from a loop that never waits on this Conn's requests. The Conns of a
+// Pool hand them to the Pool's Events instead, and Inbound stays empty.
 func (c *Conn) Inbound() <-chan Stanza { return c.inbound }
 
 // Done is closed when the stream has ended; Err then says why.
@@ -708,6 +720,9 @@ func (c *Conn) dispatch(s Stanza) bool {
 			return true // not an IQ: ignore
 		}
 	}
+	if c.cfg.events != nil {
+		return c.toPool(s)
+	}
 	select {
 	case c.inbound <- s:
 		return true
@@ -717,6 +732,36 @@ func (c *Conn) dispatch(s Stanza) bool {
 	defer c.blocked.Store(false)
 	select {
 	case c.inbound <- s:
+		return true
+	case <-c.done:
+		return false
+	}
+}
+
+// toPool hands a stanza to the Pool's Events, once the Pool has handed on
+// the stream's EventUp; it returns false when the stream ended while
+// waiting.
+func (c *Conn) toPool(s Stanza) bool {
+	ev := Event{Stream: c.cfg.stream, Kind: EventStanza, Stanza: s}
+	if c.upSeen {
+		select {
+		case c.cfg.events <- ev:
+			return true
+		default:
+		}
+	}
+	c.blocked.Store(true)
+	defer c.blocked.Store(false)
+	if !c.upSeen {
+		select {
+		case <-c.up:
+			c.upSeen = true
+		case <-c.done:
+			return false
+		}
+	}
+	select {
+	case c.cfg.events <- ev:
 		return true
 	case <-c.done:
 		return false

@@ -173,6 +173,7 @@ func (p *Pool) Run(ctx context.Context) error {
 func (p *Pool) runStream(ctx context.Context, i int) {
 	cfg := p.cfg
 	cfg.Address = p.addrs[i]
+	cfg.events, cfg.stream = p.events, i
 	var cur *Conn // the stream's Conn: set by Connected, read by Disconnected, on this goroutine
 	hooks := Hooks{
 		Connected: func(c *Conn) {
@@ -183,6 +184,9 @@ func (p *Pool) runStream(ctx context.Context, i int) {
 			}
 		},
 		Disconnected: func(err error, up time.Duration) {
+			// The stream is closed: its reader ends at once, and must have
+			// ended before Run closes Events, which it sends to.
+			<-cur.readDone
 			p.clearConn(i, cur)
 			if f := p.hooks.Disconnected; f != nil {
 				f(i, err, up)
@@ -199,41 +203,24 @@ func (p *Pool) runStream(ctx context.Context, i int) {
 	})
 }
 
-// session hands stream i's stanzas on to Events, from EventUp until the
-// stream ends; then it hands on what the stream had read before it ended,
-// so that EventDown comes after all of it. sctx ends with the stream or
-// with ctx, the Pool's.
+// session hands on stream i's EventUp, then lets its reader hand on the
+// stanzas it reads to Events itself (Config.events), until the stream
+// ends; it returns once the reader has ended, so that EventDown comes after
+// all of them. sctx ends with the stream or with ctx, the Pool's.
 func (p *Pool) session(ctx, sctx context.Context, i int, c *Conn) error {
 	if !p.emit(ctx, Event{Stream: i, Kind: EventUp, Conn: c}) {
 		return ctx.Err()
 	}
-	for {
-		select {
-		case s := <-c.Inbound():
-			if !p.emit(ctx, Event{Stream: i, Kind: EventStanza, Stanza: s}) {
-				return ctx.Err()
-			}
-			continue
-		case <-sctx.Done():
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		// The stream ended. Its reader stops at once (the socket is
-		// closed); what it queued before is still to be handed on.
-		p.clearConn(i, c)
-		<-c.readDone
-		for {
-			select {
-			case s := <-c.Inbound():
-				if !p.emit(ctx, Event{Stream: i, Kind: EventStanza, Stanza: s}) {
-					return ctx.Err()
-				}
-			default:
-				return nil
-			}
-		}
+	close(c.up)
+	<-sctx.Done()
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
+	// The stream ended. Its reader stops at once (the socket is closed),
+	// after handing on what it read before.
+	p.clearConn(i, c)
+	<-c.readDone
+	return nil
 }
 
 // emit hands ev on to Events, waiting for room until ctx ends; it reports
