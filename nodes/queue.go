@@ -82,15 +82,35 @@ type pendingActual struct {
 	retract bool
 }
 
-// fifo is a queue that reuses its array once drained.
+// fifo is a queue in a ring: its array is reused as it goes round, and
+// grows only when full, so that a queue that never drains (a steady
+// backlog) allocates nothing. Once drained, an array grown past
+// fifoKeep is let go.
 type fifo[T any] struct {
-	s    []T
-	head int
+	s    []T // the ring
+	head int // the first element's index in s
+	n    int
 }
 
-func (f *fifo[T]) len() int { return len(f.s) - f.head }
+// fifoKeep is the largest ring a drained fifo keeps.
+const fifoKeep = 4096
 
-func (f *fifo[T]) push(v T) { f.s = append(f.s, v) }
+func (f *fifo[T]) len() int { return f.n }
+
+func (f *fifo[T]) push(v T) {
+	if f.n == len(f.s) {
+		grown := make([]T, max(16, 2*len(f.s)))
+		k := copy(grown, f.s[f.head:])
+		copy(grown[k:], f.s[:f.head])
+		f.s, f.head = grown, 0
+	}
+	i := f.head + f.n
+	if i >= len(f.s) {
+		i -= len(f.s)
+	}
+	f.s[i] = v
+	f.n++
+}
 
 // pop takes the first element; f must not be empty.
 func (f *fifo[T]) pop() T {
@@ -99,9 +119,14 @@ func (f *fifo[T]) pop() T {
 	f.s[f.head] = zero // let the GC have what it held
 	f.head++
 	if f.head == len(f.s) {
-		f.s, f.head = f.s[:0], 0
-	} else if f.head > 1024 && f.head*2 > len(f.s) {
-		f.s, f.head = append(f.s[:0:0], f.s[f.head:]...), 0
+		f.head = 0
+	}
+	f.n--
+	if f.n == 0 {
+		f.head = 0
+		if len(f.s) > fifoKeep {
+			f.s = nil
+		}
 	}
 	return v
 }

@@ -1055,3 +1055,40 @@ func TestQueuePatience(t *testing.T) {
 		})
 	}
 }
+
+// TestFifo: the ring keeps order as it wraps and grows, and a steady
+// backlog allocates nothing.
+func TestFifo(t *testing.T) {
+	var f fifo[int]
+	next, want := 0, 0
+	for round := range 200 {
+		for range round%37 + 1 {
+			f.push(next)
+			next++
+		}
+		for range round % 23 {
+			if f.len() == 0 {
+				break
+			}
+			if got := f.pop(); got != want {
+				t.Fatalf("pop = %d, want %d", got, want)
+			}
+			want++
+		}
+		if f.len() != next-want {
+			t.Fatalf("len = %d, want %d", f.len(), next-want)
+		}
+	}
+	for f.len() > 0 {
+		if got := f.pop(); got != want {
+			t.Fatalf("pop = %d, want %d", got, want)
+		}
+		want++
+	}
+	for range 1000 {
+		f.push(1)
+	}
+	if n := testing.AllocsPerRun(1000, func() { f.push(1); f.pop() }); n != 0 {
+		t.Errorf("%v allocations per push and pop with a backlog, want 0", n)
+	}
+}
