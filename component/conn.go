@@ -23,7 +23,6 @@
 package component
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
@@ -33,7 +32,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,6 +76,12 @@ type Config struct {
 	// an answer is matched on whichever of them it arrives (see Group).
 	// Name must be the Group's, and Instance "" or the Group's.
 	Group *Group
+
+	// events, set by a Pool, takes the stream's stanzas as the Pool's
+	// Events of stream number stream, from the reader itself: no goroutine
+	// in between. The reader waits for the Pool's EventUp first (Conn.up).
+	events chan<- Event
+	stream int
 }
 
 // Foreign describes an IQ answer meant for another connection that uses the
@@ -145,8 +149,18 @@ type Conn struct {
 	rd    *xmpp.Reader // owned by readLoop
 	start time.Time
 
-	out     chan outMsg // the one writer's queue
+	// The one writer's queue: the stanzas waiting, one after another, in
+	// the order queued. The writer takes them all at each turn and writes
+	// them with one system call (writeLoop).
+	wmu     sync.Mutex
+	wq      []byte
+	wroom   chan struct{} // closed at the writer's next turn; made by a sender waiting for room
+	wake    chan struct{} // cap 1: wq has something
 	inbound chan Stanza
+	// up is closed by the Pool once it has handed on EventUp (cfg.events);
+	// upSeen is the reader's note that it was.
+	up     chan struct{}
+	upSeen bool
 
 	// calls holds the IQ requests in flight; their ids are the instance,
 	// stamp in base 36 and "-", then a sequence number (see foreignID).
@@ -173,33 +187,14 @@ type Conn struct {
 	blocked atomic.Bool
 }
 
-// outMsg is one serialised stanza for the writer. When buf is set, b is
-// buf.b, and the writer puts buf back in wbufs once it has written b.
-type outMsg struct {
-	b   []byte
-	buf *wbuf
-}
+// maxQueued is how many bytes of stanzas wait for the writer at most: a
+// sender waits for room beyond it (TrySend and the answers to pings fail).
+// A stanza is always taken into an empty queue, however large.
+const maxQueued = 256 << 10
 
-// wbuf is a reusable buffer for the requests Start serialises. It has one
-// owner at a time: wbufs, then Start, then (through out) the writer, which
-// gives it back once bufio.Writer.Write has returned, when neither the
-// writer nor the socket holds on to b any more.
-type wbuf struct{ b []byte }
-
-var wbufs = sync.Pool{New: func() any { return new(wbuf) }}
-
-// maxPooledBuf is the largest buffer given back to wbufs: a rare large
-// request does not stay in memory.
-const maxPooledBuf = 16 << 10
-
-// recycle gives m's buffer back to wbufs, if it has one; m.b must not be
-// used afterwards.
-func recycle(m outMsg) {
-	if m.buf != nil && cap(m.buf.b) <= maxPooledBuf {
-		m.buf.b = m.buf.b[:0]
-		wbufs.Put(m.buf)
-	}
-}
+// maxKeptBuf is the largest buffer the writer keeps for its next turn: a
+// rare burst does not stay in memory.
+const maxKeptBuf = 1 << 20
 
 // Dial connects, opens the stream and authenticates, all within
 // cfg.DialTimeout (or ctx, whichever ends first). A rejected handshake
@@ -258,6 +253,7 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 	clock := &readClock{r: nc}
 	rd := xmpp.NewReader(clock)
 	rd.Self = cfg.Name
+	rd.TransientAnswers = true // deliver copies what it keeps
 	hdr, err := rd.Header()
 	if err != nil {
 		return nil, fmt.Errorf("open stream: %w", err)
@@ -302,8 +298,9 @@ func handshake(nc net.Conn, cfg Config) (*Conn, error) {
 		shared:   shared,
 		stamp:    stamp,
 		start:    start,
-		out:      make(chan outMsg, 1024),
+		wake:     make(chan struct{}, 1),
 		inbound:  make(chan Stanza, cfg.InboundQueue),
+		up:       make(chan struct{}),
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
 	}, nil
@@ -318,7 +315,8 @@ func (c *Conn) Name() string { return c.cfg.Name }
 func (c *Conn) Started() time.Time { return c.start }
 
 // Inbound delivers presences and messages, in stream order. When nobody reads it and its buffer is full, the reader waits: read
-// it from a loop that never waits on this Conn's requests.
+// it from a loop that never waits on this Conn's requests. The Conns of a
+// Pool hand them to the Pool's Events instead, and Inbound stays empty.
 func (c *Conn) Inbound() <-chan Stanza { return c.inbound }
 
 // Done is closed when the stream has ended; Err then says why.
@@ -344,10 +342,7 @@ func (c *Conn) Stats() Stats {
 // the server's own close, and closes the socket.
 func (c *Conn) Close() error {
 	c.closing.Store(true)
-	select {
-	case c.out <- outMsg{b: []byte(stanza.StreamClose)}:
-	default:
-	}
+	c.tryQueue(func(b []byte) []byte { return append(b, stanza.StreamClose...) })
 	select {
 	case <-c.readDone:
 	case <-time.After(time.Second):
@@ -374,27 +369,65 @@ func (c *Conn) fail(err error) {
 // Send queues one stanza, already serialised, for the writer. It waits while
 // the writer's queue is full, until ctx ends or the stream does.
 func (c *Conn) Send(ctx context.Context, raw []byte) error {
-	return c.send(ctx, outMsg{b: raw})
+	return c.queue(ctx, len(raw), func(b []byte) []byte { return append(b, raw...) })
 }
 
-func (c *Conn) send(ctx context.Context, m outMsg) error {
-	select { // an ended stream wins over a queue with room in it
-	case <-c.done:
-		return fmt.Errorf("%w: %v", ErrClosed, c.err)
-	default:
+// queue appends a stanza to the writer's queue with add, under its lock,
+// once the queue has room for about size bytes; it waits for room until
+// ctx ends or the stream does. Stanzas queued one after another go out in
+// that order.
+func (c *Conn) queue(ctx context.Context, size int, add func([]byte) []byte) error {
+	for {
+		select { // an ended stream wins over a queue with room in it
+		case <-c.done:
+			return fmt.Errorf("%w: %v", ErrClosed, c.err)
+		default:
+		}
+		c.wmu.Lock()
+		if len(c.wq) == 0 || len(c.wq)+size <= maxQueued {
+			c.wq = add(c.wq)
+			c.wmu.Unlock()
+			c.wakeWriter()
+			return nil
+		}
+		if c.wroom == nil {
+			c.wroom = make(chan struct{})
+		}
+		room := c.wroom
+		c.wmu.Unlock()
+		select {
+		case <-room:
+		case <-c.done:
+			return fmt.Errorf("%w: %v", ErrClosed, c.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	select { // without ctx.Done, which may allocate, while there is room
-	case c.out <- m:
-		return nil
-	default:
-	}
+}
+
+// tryQueue appends a stanza to the writer's queue with add if it has room
+// (maxQueued) and the stream is up, and reports whether it did.
+func (c *Conn) tryQueue(add func([]byte) []byte) bool {
 	select {
-	case c.out <- m:
-		return nil
 	case <-c.done:
-		return fmt.Errorf("%w: %v", ErrClosed, c.err)
-	case <-ctx.Done():
-		return ctx.Err()
+		return false
+	default:
+	}
+	c.wmu.Lock()
+	if len(c.wq) >= maxQueued {
+		c.wmu.Unlock()
+		return false
+	}
+	c.wq = add(c.wq)
+	c.wmu.Unlock()
+	c.wakeWriter()
+	return true
+}
+
+func (c *Conn) wakeWriter() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -402,18 +435,15 @@ func (c *Conn) send(ctx context.Context, m outMsg) error {
 // reports whether it did. It never waits: use it where waiting could stall
 // the reader of this stream (a loop that reads Inbound).
 func (c *Conn) TrySend(raw []byte) bool {
+	if c.tryQueue(func(b []byte) []byte { return append(b, raw...) }) {
+		return true
+	}
 	select {
 	case <-c.done:
-		return false
-	default:
-	}
-	select {
-	case c.out <- outMsg{b: raw}:
-		return true
 	default:
 		c.dropped.Add(1)
-		return false
 	}
+	return false
 }
 
 // SendPresence sends a presence from the component to to. typ is "" for
@@ -493,53 +523,92 @@ func (c *Conn) Start(ctx context.Context, typ, to string, payload []byte) (*Call
 	}
 	// A stream that ends from now on fails call (FailBy, Close); one that
 	// ended since the check above makes send fail, and call is abandoned.
-
-	w := wbufs.Get().(*wbuf)
-	b := slices.Grow(w.b[:0], len(payload)+128)
-	b = append(b, "<iq type='"...)
-	b = append(b, typ...)
-	b = append(b, "' id='"...)
-	b = call.AppendID(b)
-	b = append(b, "' from='"...)
-	b = xmltext.Append(b, c.cfg.Name)
-	b = append(b, "' to='"...)
-	b = xmltext.Append(b, to)
-	b = append(b, "'>"...)
-	b = append(b, payload...)
-	b = append(b, "</iq>"...)
-	w.b = b
-
-	if err := c.send(ctx, outMsg{b: b, buf: w}); err != nil {
-		recycle(outMsg{buf: w}) // never queued: still ours
+	if err := c.sendIQ(ctx, typ, to, call.Seq(), payload); err != nil {
 		call.Abandon()
 		return nil, err
 	}
 	return call, nil
 }
 
+// Notify is told the outcome of a request started with StartNotify (see
+// xmpp.Notify): the inner XML of its result, or a *StanzaError for an
+// error answer, or an error wrapping ErrClosed when the stream ends first.
+type Notify = xmpp.Notify[[]byte]
+
+// StartNotify is Start for a caller that waits for many requests at once,
+// without a Call, a channel or a goroutine per request: it returns the
+// request's sequence number, and its outcome goes to n.Answered, exactly
+// once (perhaps before StartNotify returns), unless Abandon(seq) reports
+// true first. When it returns an error, n is never told.
+func (c *Conn) StartNotify(ctx context.Context, typ, to string, payload []byte, n Notify) (uint64, error) {
+	select {
+	case <-c.done:
+		return 0, fmt.Errorf("%w: %v", ErrClosed, c.err)
+	default:
+	}
+	seq, err := c.calls.StartNotifyBy(c, to, n)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrClosed, c.err)
+	}
+	if err := c.sendIQ(ctx, typ, to, seq, payload); err != nil {
+		if c.calls.Abandon(seq) {
+			return 0, err
+		}
+		// The stream's end took it first (FailBy, Close): n is told.
+	}
+	return seq, nil
+}
+
+// Abandon gives up the request seq of StartNotify (see xmpp.Calls.Abandon):
+// it reports whether the request was still waiting, and then its Notify is
+// never told.
+func (c *Conn) Abandon(seq uint64) bool { return c.calls.Abandon(seq) }
+
+// sendIQ queues the IQ request seq of c.calls, written straight into the
+// writer's queue.
+func (c *Conn) sendIQ(ctx context.Context, typ, to string, seq uint64, payload []byte) error {
+	return c.queue(ctx, len(payload)+len(to)+128, func(b []byte) []byte {
+		b = append(b, "<iq type='"...)
+		b = append(b, typ...)
+		b = append(b, "' id='"...)
+		b = c.calls.AppendID(b, seq)
+		b = append(b, "' from='"...)
+		b = xmltext.Append(b, c.cfg.Name)
+		b = append(b, "' to='"...)
+		b = xmltext.Append(b, to)
+		b = append(b, "'>"...)
+		b = append(b, payload...)
+		return append(b, "</iq>"...)
+	})
+}
+
+// writeLoop writes what is queued: at each turn it takes all of it, and
+// writes it with one system call, while senders go on filling the other
+// buffer.
 func (c *Conn) writeLoop() {
-	w := bufio.NewWriterSize(patientWriter{c}, 64<<10)
+	var buf []byte
 	for {
-		var m outMsg
 		select {
-		case m = <-c.out:
+		case <-c.wake:
 		case <-c.done:
 			return
 		}
-		_, err := w.Write(m.b)
-		recycle(m) // w copied it, or wrote it to the socket
-		// Write what is queued behind it in the same flush.
-		for err == nil && len(c.out) > 0 && w.Buffered() < 32<<10 {
-			m = <-c.out
-			_, err = w.Write(m.b)
-			recycle(m)
+		c.wmu.Lock()
+		buf, c.wq = c.wq, buf[:0]
+		if c.wroom != nil {
+			close(c.wroom)
+			c.wroom = nil
 		}
-		if err == nil {
-			err = w.Flush()
+		c.wmu.Unlock()
+		if len(buf) == 0 {
+			continue
 		}
-		if err != nil {
+		if _, err := (patientWriter{c}).Write(buf); err != nil {
 			c.fail(fmt.Errorf("write: %w", err))
 			return
+		}
+		if cap(buf) > maxKeptBuf {
+			buf = nil
 		}
 	}
 }
@@ -651,6 +720,9 @@ func (c *Conn) dispatch(s Stanza) bool {
 			return true // not an IQ: ignore
 		}
 	}
+	if c.cfg.events != nil {
+		return c.toPool(s)
+	}
 	select {
 	case c.inbound <- s:
 		return true
@@ -666,7 +738,39 @@ func (c *Conn) dispatch(s Stanza) bool {
 	}
 }
 
-// deliver hands an IQ result to its waiter without ever blocking.
+// toPool hands a stanza to the Pool's Events, once the Pool has handed on
+// the stream's EventUp; it returns false when the stream ended while
+// waiting.
+func (c *Conn) toPool(s Stanza) bool {
+	ev := Event{Stream: c.cfg.stream, Kind: EventStanza, Stanza: s}
+	if c.upSeen {
+		select {
+		case c.cfg.events <- ev:
+			return true
+		default:
+		}
+	}
+	c.blocked.Store(true)
+	defer c.blocked.Store(false)
+	if !c.upSeen {
+		select {
+		case <-c.up:
+			c.upSeen = true
+		case <-c.done:
+			return false
+		}
+	}
+	select {
+	case c.cfg.events <- ev:
+		return true
+	case <-c.done:
+		return false
+	}
+}
+
+// deliver hands an IQ result to its waiter without ever blocking. The
+// answer's ID and From are the Reader's (TransientAnswers): valid until
+// the next element is read, and copied if kept.
 func (c *Conn) deliver(s Stanza) {
 	inner, err := s.Inner, error(nil)
 	if s.Type == "error" {
@@ -693,12 +797,12 @@ func (c *Conn) foreignID(id string) (Foreign, bool) {
 	if ok && inst == c.cfg.Instance {
 		return Foreign{}, false
 	}
-	f := Foreign{ID: id}
+	f := Foreign{ID: strings.Clone(id)} // id is the Reader's (deliver)
 	stamp, _, ok2 := strings.Cut(rest, "-")
 	if !ok || !ok2 || inst == "" {
 		return f, true // not a pubpresence id: some other client of this name
 	}
-	f.Instance = inst
+	f.Instance = f.ID[:len(inst)]
 	if ns, err := strconv.ParseInt(stamp, 36, 64); err == nil {
 		mine := c.stamp
 		f.Older = ns < mine || ns == mine && inst < c.cfg.Instance
@@ -721,11 +825,7 @@ func (c *Conn) answer(s Stanza) bool {
 	default:
 		reply = c.reply(s, "error", string(unavailable.AppendXML(nil)))
 	}
-	select {
-	case c.out <- outMsg{b: reply}:
-	default:
-		c.dropped.Add(1)
-	}
+	c.TrySend(reply)
 	return true
 }
 

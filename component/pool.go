@@ -173,6 +173,7 @@ func (p *Pool) Run(ctx context.Context) error {
 func (p *Pool) runStream(ctx context.Context, i int) {
 	cfg := p.cfg
 	cfg.Address = p.addrs[i]
+	cfg.events, cfg.stream = p.events, i
 	var cur *Conn // the stream's Conn: set by Connected, read by Disconnected, on this goroutine
 	hooks := Hooks{
 		Connected: func(c *Conn) {
@@ -183,6 +184,9 @@ func (p *Pool) runStream(ctx context.Context, i int) {
 			}
 		},
 		Disconnected: func(err error, up time.Duration) {
+			// The stream is closed: its reader ends at once, and must have
+			// ended before Run closes Events, which it sends to.
+			<-cur.readDone
 			p.clearConn(i, cur)
 			if f := p.hooks.Disconnected; f != nil {
 				f(i, err, up)
@@ -199,41 +203,24 @@ func (p *Pool) runStream(ctx context.Context, i int) {
 	})
 }
 
-// session hands stream i's stanzas on to Events, from EventUp until the
-// stream ends; then it hands on what the stream had read before it ended,
-// so that EventDown comes after all of it. sctx ends with the stream or
-// with ctx, the Pool's.
+// session hands on stream i's EventUp, then lets its reader hand on the
+// stanzas it reads to Events itself (Config.events), until the stream
+// ends; it returns once the reader has ended, so that EventDown comes after
+// all of them. sctx ends with the stream or with ctx, the Pool's.
 func (p *Pool) session(ctx, sctx context.Context, i int, c *Conn) error {
 	if !p.emit(ctx, Event{Stream: i, Kind: EventUp, Conn: c}) {
 		return ctx.Err()
 	}
-	for {
-		select {
-		case s := <-c.Inbound():
-			if !p.emit(ctx, Event{Stream: i, Kind: EventStanza, Stanza: s}) {
-				return ctx.Err()
-			}
-			continue
-		case <-sctx.Done():
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		// The stream ended. Its reader stops at once (the socket is
-		// closed); what it queued before is still to be handed on.
-		p.clearConn(i, c)
-		<-c.readDone
-		for {
-			select {
-			case s := <-c.Inbound():
-				if !p.emit(ctx, Event{Stream: i, Kind: EventStanza, Stanza: s}) {
-					return ctx.Err()
-				}
-			default:
-				return nil
-			}
-		}
+	close(c.up)
+	<-sctx.Done()
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
+	// The stream ended. Its reader stops at once (the socket is closed),
+	// after handing on what it read before.
+	p.clearConn(i, c)
+	<-c.readDone
+	return nil
 }
 
 // emit hands ev on to Events, waiting for room until ctx ends; it reports
@@ -294,17 +281,18 @@ func (p *Pool) Healthy() []int {
 }
 
 // healthy returns the Conns of the streams that are up, in the order of
-// the addresses.
-func (p *Pool) healthy() []*Conn {
+// the addresses: the first n of conns. An array, not a slice: every
+// request goes through it, and it allocates nothing.
+func (p *Pool) healthy() (conns [MaxPoolStreams]*Conn, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	conns := make([]*Conn, 0, len(p.conns))
 	for _, c := range p.conns {
 		if c != nil && c.Err() == nil {
-			conns = append(conns, c)
+			conns[n] = c
+			n++
 		}
 	}
-	return conns
+	return conns, n
 }
 
 // onAny runs f on the first healthy stream, in the order of the
@@ -312,7 +300,8 @@ func (p *Pool) healthy() []*Conn {
 // ended meanwhile). Always the first one that is up: requests started one
 // after another go out in that order, on one stream, as long as it lives.
 func (p *Pool) onAny(f func(c *Conn) error) error {
-	for _, c := range p.healthy() {
+	conns, n := p.healthy()
+	for _, c := range conns[:n] {
 		err := f(c)
 		if err == nil || !errors.Is(err, ErrClosed) {
 			return err
@@ -347,6 +336,21 @@ func (p *Pool) Start(ctx context.Context, typ, to string, payload []byte) (*Call
 	})
 	return call, err
 }
+
+// StartNotify is Start with the outcome told to n (see Conn.StartNotify);
+// Abandon gives the request up.
+func (p *Pool) StartNotify(ctx context.Context, typ, to string, payload []byte, n Notify) (uint64, error) {
+	var seq uint64
+	err := p.onAny(func(c *Conn) (err error) {
+		seq, err = c.StartNotify(ctx, typ, to, payload, n)
+		return err
+	})
+	return seq, err
+}
+
+// Abandon gives up the request seq of StartNotify, on whichever stream it
+// went out (see Conn.Abandon).
+func (p *Pool) Abandon(seq uint64) bool { return p.group.calls.Abandon(seq) }
 
 // StartOn is Start on stream i only: while it is down, the error wraps
 // ErrNoStream (and ErrClosed), and the caller may Start on any.
@@ -384,7 +388,8 @@ func (p *Pool) SendOn(ctx context.Context, i int, raw []byte) error {
 // its writer has room, and reports whether it did (see Conn.TrySend). It
 // never waits.
 func (p *Pool) TrySend(raw []byte) bool {
-	for _, c := range p.healthy() {
+	conns, n := p.healthy()
+	for _, c := range conns[:n] {
 		if c.TrySend(raw) {
 			return true
 		}

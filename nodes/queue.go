@@ -13,38 +13,15 @@ import (
 	"github.com/pubpresence/pubpresence/pubsub"
 )
 
-// Call is an IQ request on its way (a *component.Call). Done is closed
-// once it has an outcome; Result then returns the inner XML of the result
-// or the error (a *component.StanzaError for an error answer). Abandon
-// gives up on it: Done closes if it had no outcome yet.
-type Call interface {
-	Done() <-chan struct{}
-	Result() ([]byte, error)
-	Abandon()
-}
-
-// Starter starts an IQ request without waiting for its answer; requests go
-// out in the order they were started, and the payload is copied before
-// Start returns. A *component.Conn is one through ConnStarter.
+// Starter starts IQ requests without waiting for their answers; requests
+// go out in the order they were started, and the payload is copied before
+// StartNotify returns. The outcome of a request goes to n.Answered, exactly
+// once, on any goroutine (perhaps before StartNotify returns), unless
+// Abandon(seq) reports true first; when StartNotify fails, n is never
+// told. A *component.Pool and a *component.Conn are Starters.
 type Starter interface {
-	Start(ctx context.Context, typ, to string, payload []byte) (Call, error)
-}
-
-// ConnStarter makes a Starter of a *component.Conn, whose Start returns the
-// concrete *component.Call: NewQueue(ConnStarter{Conn: c}, …).
-type ConnStarter struct {
-	Conn interface {
-		Start(ctx context.Context, typ, to string, payload []byte) (*component.Call, error)
-	}
-}
-
-// Start starts the request on s.Conn.
-func (s ConnStarter) Start(ctx context.Context, typ, to string, payload []byte) (Call, error) {
-	call, err := s.Conn.Start(ctx, typ, to, payload)
-	if err != nil {
-		return nil, err // not a nil *component.Call in a non-nil Call
-	}
-	return call, nil
+	StartNotify(ctx context.Context, typ, to string, payload []byte, n component.Notify) (seq uint64, err error)
+	Abandon(seq uint64) bool
 }
 
 // QueueConfig says where a Queue publishes.
@@ -105,15 +82,35 @@ type pendingActual struct {
 	retract bool
 }
 
-// fifo is a queue that reuses its array once drained.
+// fifo is a queue in a ring: its array is reused as it goes round, and
+// grows only when full, so that a queue that never drains (a steady
+// backlog) allocates nothing. Once drained, an array grown past
+// fifoKeep is let go.
 type fifo[T any] struct {
-	s    []T
-	head int
+	s    []T // the ring
+	head int // the first element's index in s
+	n    int
 }
 
-func (f *fifo[T]) len() int { return len(f.s) - f.head }
+// fifoKeep is the largest ring a drained fifo keeps.
+const fifoKeep = 4096
 
-func (f *fifo[T]) push(v T) { f.s = append(f.s, v) }
+func (f *fifo[T]) len() int { return f.n }
+
+func (f *fifo[T]) push(v T) {
+	if f.n == len(f.s) {
+		grown := make([]T, max(16, 2*len(f.s)))
+		k := copy(grown, f.s[f.head:])
+		copy(grown[k:], f.s[:f.head])
+		f.s, f.head = grown, 0
+	}
+	i := f.head + f.n
+	if i >= len(f.s) {
+		i -= len(f.s)
+	}
+	f.s[i] = v
+	f.n++
+}
 
 // pop takes the first element; f must not be empty.
 func (f *fifo[T]) pop() T {
@@ -122,9 +119,14 @@ func (f *fifo[T]) pop() T {
 	f.s[f.head] = zero // let the GC have what it held
 	f.head++
 	if f.head == len(f.s) {
-		f.s, f.head = f.s[:0], 0
-	} else if f.head > 1024 && f.head*2 > len(f.s) {
-		f.s, f.head = append(f.s[:0:0], f.s[f.head:]...), 0
+		f.head = 0
+	}
+	f.n--
+	if f.n == 0 {
+		f.head = 0
+		if len(f.s) > fifoKeep {
+			f.s = nil
+		}
 	}
 	return v
 }
@@ -165,6 +167,7 @@ type Queue struct {
 	drainers  []chan struct{}
 	dropped   uint64
 	wake      chan struct{}
+	answers   fifo[*slot] // answered, for Run to report
 
 	// busy counts requests taken from a lane and not answered yet (or
 	// failed to start). It grows under mu, with the lane shrinking, so
@@ -328,50 +331,44 @@ func (q *Queue) Dropped() uint64 {
 	return q.dropped
 }
 
-// take waits for the next op, from the lanes in turn. A live event comes
-// back as kind opLive with its conn; an actual item with its latest wanted
-// state. A request taken counts as busy until done is called for it.
-func (q *Queue) take(ctx context.Context) (o op, c presence.Conn, retract, ok bool) {
-	for {
-		q.mu.Lock()
-		nl, ns := q.live.len(), q.state.len()
-		if q.held {
-			nl = 0
-		}
-		if nl > 0 || ns > 0 {
-			if nl > 0 && (ns == 0 || q.liveRun < q.share) {
-				c = q.live.pop()
-				o.kind = opLive
-				q.liveRun = min(q.liveRun+1, q.share)
-			} else {
-				o = q.state.pop()
-				q.liveRun = 0
-			}
-			switch o.kind {
-			case opActual:
-				p := q.actual[o.key]
-				delete(q.actual, o.key)
-				if len(q.actual) == 0 && q.actualMax > actualKeep {
-					q.actual, q.actualMax = make(map[string]pendingActual), 0
-				}
-				c, retract = p.conn, p.retract
-			case opBarrier:
-				q.barriers--
-				q.settle()
-			}
-			if o.kind != opBarrier {
-				q.busy.Add(1)
-			}
-			q.mu.Unlock()
-			return o, c, retract, true
-		}
-		q.mu.Unlock()
-		select {
-		case <-q.wake:
-		case <-ctx.Done():
-			return op{}, presence.Conn{}, false, false
-		}
+// take returns the next op, from the lanes in turn, if there is one. A
+// live event comes back as kind opLive with its conn; an actual item with
+// its latest wanted state. A request taken counts as busy until done is
+// called for it.
+func (q *Queue) take() (o op, c presence.Conn, retract, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	nl, ns := q.live.len(), q.state.len()
+	if q.held {
+		nl = 0
 	}
+	if nl == 0 && ns == 0 {
+		return op{}, presence.Conn{}, false, false
+	}
+	if nl > 0 && (ns == 0 || q.liveRun < q.share) {
+		c = q.live.pop()
+		o.kind = opLive
+		q.liveRun = min(q.liveRun+1, q.share)
+	} else {
+		o = q.state.pop()
+		q.liveRun = 0
+	}
+	switch o.kind {
+	case opActual:
+		p := q.actual[o.key]
+		delete(q.actual, o.key)
+		if len(q.actual) == 0 && q.actualMax > actualKeep {
+			q.actual, q.actualMax = make(map[string]pendingActual), 0
+		}
+		c, retract = p.conn, p.retract
+	case opBarrier:
+		q.barriers--
+		q.settle()
+	}
+	if o.kind != opBarrier {
+		q.busy.Add(1)
+	}
+	return o, c, retract, true
 }
 
 // done ends a request taken by take, after its result is reported.
@@ -383,125 +380,167 @@ func (q *Queue) done() {
 	}
 }
 
-// flight is a request sent and not answered yet.
-type flight struct {
-	call           Call
+// slot is one request in flight: Run has Window of them. Run owns every
+// field but err, which Answered sets under q.mu before handing the slot
+// back through q.answers.
+type slot struct {
+	q              *Queue
 	node, id, what string
 	start          time.Time
+	seq            uint64 // the Starter's
+	busy           bool   // in flight
+	err            error
+}
+
+// Answered takes the outcome of the slot's request (component.Notify), on
+// whichever goroutine ends it, and hands it to Run, which reports it.
+func (s *slot) Answered(_ []byte, err error) {
+	q := s.q
+	q.mu.Lock()
+	s.err = err
+	q.answers.push(s)
+	q.signal()
+	q.mu.Unlock()
+}
+
+// sweepPeriod is how often Run looks for requests that have waited too
+// long (xmpp.Patience with Timeout as its quiet): a request is given up
+// at most this late.
+func sweepPeriod(timeout time.Duration) time.Duration {
+	return min(max(timeout/8, time.Millisecond), time.Second)
 }
 
 // Run sends queued requests until ctx ends, with at most Window in flight,
-// and returns once the requests it started have ended (they share ctx).
-// What is still queued stays queued.
+// and returns once the requests it started have ended: those still
+// waiting when ctx ends are abandoned and reported with ctx's error. What
+// is still queued stays queued.
 //
-// Window goroutines wait for the answers, each with one timer for
-// Timeout: no goroutine, context or timer is made per request.
+// Run alone sends and reports, on its own goroutine: the Starter hands it
+// each answer (slot.Answered), and it takes all that came at each wake-up.
+// Requests that have waited too long (Timeout with no answer from the
+// server, or MaxWait in all: xmpp.Patience) are found by one ticker
+// (sweepPeriod): no
+// goroutine, channel, context or timer is made per request.
 func (q *Queue) Run(ctx context.Context) {
-	sem := make(chan struct{}, q.cfg.Window)
-	flights := make(chan flight, q.cfg.Window)
-	var inflight, waiters sync.WaitGroup
-	for range q.cfg.Window {
-		waiters.Add(1)
-		go func() {
-			defer waiters.Done()
-			q.await(ctx, flights, sem, &inflight)
-		}()
+	slots := make([]slot, q.cfg.Window)
+	free := make([]*slot, 0, len(slots))
+	for i := range slots {
+		slots[i].q = q
+		free = append(free, &slots[i])
 	}
+	inflight := 0
+	finish := func(s *slot, err error) {
+		s.busy = false
+		inflight--
+		free = append(free, s)
+		if err != nil && s.what == "retract" && errors.Is(err, xmpp.ErrItemNotFound) {
+			err = nil
+		}
+		q.report(Result{Node: s.node, Op: s.what, ID: s.id, Err: err, Duration: time.Since(s.start)})
+		q.done()
+	}
+	var answered []*slot // taken from q.answers, reused
+	collect := func() {
+		q.mu.Lock()
+		for q.answers.len() > 0 {
+			answered = append(answered, q.answers.pop())
+		}
+		q.mu.Unlock()
+		for i, s := range answered {
+			finish(s, s.err)
+			answered[i] = nil
+		}
+		answered = answered[:0]
+	}
+	// barrier, once Run has reached one, is closed when nothing is in
+	// flight; nothing is sent meanwhile.
+	var barrier chan struct{}
 	defer func() {
-		close(flights)
-		waiters.Wait()
+		for i := range slots {
+			if s := &slots[i]; s.busy && q.conn.Abandon(s.seq) {
+				finish(s, ctx.Err())
+			}
+		}
+		for { // the others are being answered
+			collect()
+			if inflight == 0 {
+				break
+			}
+			<-q.wake
+		}
+		if barrier != nil {
+			close(barrier)
+		}
 	}()
+	patience := xmpp.Patience{Quiet: q.cfg.Timeout, Max: q.cfg.MaxWait, Last: q.cfg.Last}
+	sweep := time.NewTicker(sweepPeriod(q.cfg.Timeout))
+	defer sweep.Stop()
 	buf := make([]byte, 0, 1024)
 	for {
+		collect()
+		if barrier != nil && inflight == 0 {
+			close(barrier)
+			barrier = nil
+		}
 		if ctx.Err() != nil {
-			return // select would pick at random between a slot and ctx
+			return
 		}
 		// A slot first, then the op: what waits for the window stays
 		// queued, where later changes to an actual item merge into it.
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		o, c, retract, ok := q.take(ctx)
-		if !ok {
-			return
-		}
-		if o.kind == opBarrier {
-			<-sem
-			inflight.Wait()
-			close(o.done)
-			continue
-		}
-		f := flight{what: "publish"}
-		buf = buf[:0]
-		switch {
-		case o.kind == opLive:
-			f.node, f.id = q.cfg.Live, c.JID
-			buf = PublishUserRequest(buf, f.node, c, q.cfg.WithIP)
-		case o.kind == opActual && retract:
-			f.node, f.id, f.what = q.cfg.Actual, o.key, "retract"
-			buf = pubsub.RetractRequest(buf, f.node, f.id)
-		case o.kind == opActual:
-			f.node, f.id = q.cfg.Actual, o.key
-			buf = PublishUserRequest(buf, f.node, c, q.cfg.WithIP)
-		default:
-			f.node, f.id = o.node, o.key
-			buf = pubsub.PublishRequest(buf, f.node, f.id, o.payload)
-		}
-		f.start = time.Now()
-		// Start copies buf into its stanza: buf is reused for the next one.
-		call, err := q.conn.Start(ctx, "set", q.cfg.Service, buf)
-		if err != nil {
-			<-sem
-			q.report(Result{Node: f.node, Op: f.what, ID: f.id, Err: err, Duration: time.Since(f.start)})
-			q.done()
-			continue
-		}
-		f.call = call
-		inflight.Add(1)
-		flights <- f // room: at most Window are in flight, one per slot
-	}
-}
-
-// await waits for the answers of the requests on flights, one at a time,
-// as long as the queue's Patience allows each, and reports them.
-func (q *Queue) await(ctx context.Context, flights <-chan flight, sem chan struct{}, inflight *sync.WaitGroup) {
-	patience := xmpp.Patience{Quiet: q.cfg.Timeout, Max: q.cfg.MaxWait, Last: q.cfg.Last}
-	timer := time.NewTimer(q.cfg.Timeout)
-	timer.Stop()
-	for f := range flights {
-		// A request that waited for its slot was sent later than its
-		// start: the wait begins when await takes it.
-		timer.Reset(q.cfg.Timeout - time.Since(f.start))
-		var err error
-	wait:
-		for {
-			select {
-			case <-f.call.Done():
-				_, err = f.call.Result()
-			case now := <-timer.C:
-				expired, again := patience.Check(f.start, now)
-				if !expired {
-					timer.Reset(again)
+		if barrier == nil && len(free) > 0 {
+			if o, c, retract, ok := q.take(); ok {
+				if o.kind == opBarrier {
+					barrier = o.done
 					continue
 				}
-				f.call.Abandon()
-				err = context.DeadlineExceeded
-			case <-ctx.Done():
-				f.call.Abandon()
-				err = ctx.Err()
+				s := free[len(free)-1]
+				free = free[:len(free)-1]
+				s.what, s.err = "publish", nil
+				buf = buf[:0]
+				switch {
+				case o.kind == opLive:
+					s.node, s.id = q.cfg.Live, c.JID
+					buf = PublishUserRequest(buf, s.node, c, q.cfg.WithIP)
+				case o.kind == opActual && retract:
+					s.node, s.id, s.what = q.cfg.Actual, o.key, "retract"
+					buf = pubsub.RetractRequest(buf, s.node, s.id)
+				case o.kind == opActual:
+					s.node, s.id = q.cfg.Actual, o.key
+					buf = PublishUserRequest(buf, s.node, c, q.cfg.WithIP)
+				default:
+					s.node, s.id = o.node, o.key
+					buf = pubsub.PublishRequest(buf, s.node, s.id, o.payload)
+				}
+				s.start = time.Now()
+				// StartNotify copies buf into its stanza: buf is reused
+				// for the next one. The answer may come before it returns:
+				// Run takes it in a later round, once s is busy.
+				seq, err := q.conn.StartNotify(ctx, "set", q.cfg.Service, buf, s)
+				if err != nil {
+					free = append(free, s)
+					q.report(Result{Node: s.node, Op: s.what, ID: s.id, Err: err, Duration: time.Since(s.start)})
+					q.done()
+					continue
+				}
+				s.seq, s.busy = seq, true
+				inflight++
+				continue
 			}
-			break wait
 		}
-		timer.Stop()
-		<-sem
-		if err != nil && f.what == "retract" && errors.Is(err, xmpp.ErrItemNotFound) {
-			err = nil
+		select {
+		case <-q.wake:
+		case now := <-sweep.C:
+			for i := range slots {
+				s := &slots[i]
+				if !s.busy {
+					continue
+				}
+				if expired, _ := patience.Check(s.start, now); expired && q.conn.Abandon(s.seq) {
+					finish(s, context.DeadlineExceeded)
+				}
+			}
+		case <-ctx.Done():
 		}
-		q.report(Result{Node: f.node, Op: f.what, ID: f.id, Err: err, Duration: time.Since(f.start)})
-		q.done()
-		inflight.Done()
 	}
 }
 

@@ -65,19 +65,32 @@ func parseReq(t testing.TB, payload []byte) fakeReq {
 // fakeCall is answered by the test through its fakeStarter.
 type fakeCall struct {
 	req  fakeReq
+	n    component.Notify
 	once sync.Once
 	done chan struct{}
 	err  error
 }
 
-func newFakeCall(r fakeReq) *fakeCall { return &fakeCall{req: r, done: make(chan struct{})} }
-
-// answer gives the call its outcome, unless it has one (abandoned).
-func (c *fakeCall) answer(err error) {
-	c.once.Do(func() { c.err = err; close(c.done) })
+func newFakeCall(r fakeReq, n component.Notify) *fakeCall {
+	return &fakeCall{req: r, n: n, done: make(chan struct{})}
 }
 
-func (c *fakeCall) Done() <-chan struct{} { return c.done }
+// answer gives the call its outcome and tells the queue, unless it has
+// one (abandoned).
+func (c *fakeCall) answer(err error) {
+	told := false
+	c.once.Do(func() { c.err = err; close(c.done); told = true })
+	if told {
+		c.n.Answered(nil, err)
+	}
+}
+
+// abandon gives the call up, and reports whether it had no outcome yet.
+func (c *fakeCall) abandon() bool {
+	gave := false
+	c.once.Do(func() { c.err = component.ErrAbandoned; close(c.done); gave = true })
+	return gave
+}
 
 func (c *fakeCall) Result() ([]byte, error) {
 	select {
@@ -87,8 +100,6 @@ func (c *fakeCall) Result() ([]byte, error) {
 		return nil, component.ErrPending
 	}
 }
-
-func (c *fakeCall) Abandon() { c.answer(component.ErrAbandoned) }
 
 // fakeStarter records the requests in the order started. With auto it
 // answers each at once with answer's error (nil: success); otherwise the
@@ -102,30 +113,36 @@ type fakeStarter struct {
 
 	mu          sync.Mutex
 	reqs        []fakeReq
-	open        []*fakeCall // not answered, oldest first
+	calls       map[uint64]*fakeCall // by seq
+	open        []*fakeCall          // not answered, oldest first
 	unanswered  int
 	maxInFlight int
 }
 
-func (f *fakeStarter) Start(ctx context.Context, typ, to string, payload []byte) (Call, error) {
+func (f *fakeStarter) StartNotify(ctx context.Context, typ, to string, payload []byte, n component.Notify) (uint64, error) {
 	if typ != "set" || to != "pubsub.example" {
 		f.t.Errorf("Start(%q, %q): want a set to the pubsub service", typ, to)
 	}
 	r := parseReq(f.t, payload)
 	if err := ctx.Err(); err != nil {
-		return nil, err // as a stream that refuses to send
+		return 0, err // as a stream that refuses to send
 	}
 	if f.fail != nil {
 		if err := f.fail(r); err != nil {
 			f.mu.Lock()
 			f.reqs = append(f.reqs, r)
 			f.mu.Unlock()
-			return nil, err
+			return 0, err
 		}
 	}
-	c := newFakeCall(r)
+	c := newFakeCall(r, n)
 	f.mu.Lock()
 	f.reqs = append(f.reqs, r)
+	seq := uint64(len(f.reqs))
+	if f.calls == nil {
+		f.calls = make(map[uint64]*fakeCall)
+	}
+	f.calls[seq] = c
 	f.unanswered++
 	f.maxInFlight = max(f.maxInFlight, f.unanswered)
 	if f.auto {
@@ -142,7 +159,15 @@ func (f *fakeStarter) Start(ctx context.Context, typ, to string, payload []byte)
 	if f.onStart != nil {
 		f.onStart(r)
 	}
-	return c, nil
+	return seq, nil
+}
+
+// Abandon gives up the call seq, as a stream's table does.
+func (f *fakeStarter) Abandon(seq uint64) bool {
+	f.mu.Lock()
+	c := f.calls[seq]
+	f.mu.Unlock()
+	return c != nil && c.abandon()
 }
 
 // reply answers the oldest unanswered request with err and returns it.
@@ -821,33 +846,22 @@ func TestQueueResults(t *testing.T) {
 	}
 }
 
-func TestConnStarterNilCall(t *testing.T) {
-	s := ConnStarter{Conn: failConn{}}
-	call, err := s.Start(context.Background(), "set", testService, nil)
-	if err == nil || call != nil {
-		t.Errorf("Start = %v, %v; want a nil Call and the error", call, err)
-	}
-}
-
-type failConn struct{}
-
-func (failConn) Start(context.Context, string, string, []byte) (*component.Call, error) {
-	return nil, component.ErrClosed
-}
+// The component's Conn and Pool are what the service's queue starts its
+// requests on.
+var (
+	_ Starter = (*component.Conn)(nil)
+	_ Starter = (*component.Pool)(nil)
+)
 
 // nopStarter answers every request at once, without looking at it.
 type nopStarter struct{}
 
-type nopCall struct{}
+func (nopStarter) StartNotify(_ context.Context, _, _ string, _ []byte, n component.Notify) (uint64, error) {
+	n.Answered(nil, nil)
+	return 1, nil
+}
 
-func (nopStarter) Start(context.Context, string, string, []byte) (Call, error) { return nopCall{}, nil }
-
-// answered is the Done channel of calls answered at once.
-var answered = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-func (nopCall) Done() <-chan struct{}   { return answered }
-func (nopCall) Result() ([]byte, error) { return nil, nil }
-func (nopCall) Abandon()                {}
+func (nopStarter) Abandon(uint64) bool { return false }
 
 // BenchmarkQueueLive queues live events and sends them through a stream
 // that answers at once: the queue's own cost per event.
@@ -1039,5 +1053,42 @@ func TestQueuePatience(t *testing.T) {
 			cancel()
 			<-ran
 		})
+	}
+}
+
+// TestFifo: the ring keeps order as it wraps and grows, and a steady
+// backlog allocates nothing.
+func TestFifo(t *testing.T) {
+	var f fifo[int]
+	next, want := 0, 0
+	for round := range 200 {
+		for range round%37 + 1 {
+			f.push(next)
+			next++
+		}
+		for range round % 23 {
+			if f.len() == 0 {
+				break
+			}
+			if got := f.pop(); got != want {
+				t.Fatalf("pop = %d, want %d", got, want)
+			}
+			want++
+		}
+		if f.len() != next-want {
+			t.Fatalf("len = %d, want %d", f.len(), next-want)
+		}
+	}
+	for f.len() > 0 {
+		if got := f.pop(); got != want {
+			t.Fatalf("pop = %d, want %d", got, want)
+		}
+		want++
+	}
+	for range 1000 {
+		f.push(1)
+	}
+	if n := testing.AllocsPerRun(1000, func() { f.push(1); f.pop() }); n != 0 {
+		t.Errorf("%v allocations per push and pop with a backlog, want 0", n)
 	}
 }

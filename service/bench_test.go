@@ -48,24 +48,20 @@ type startCounter struct {
 	kept [][]byte // with keep
 }
 
-type doneCall struct{}
-
-// answered is the Done channel of a call answered at once.
-var answered = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-func (doneCall) Done() <-chan struct{}   { return answered }
-func (doneCall) Result() ([]byte, error) { return nil, nil }
-func (doneCall) Abandon()                {}
-
-func (s *startCounter) Start(_ context.Context, _, _ string, payload []byte) (nodes.Call, error) {
+// StartNotify answers the request at once, before it returns.
+func (s *startCounter) StartNotify(_ context.Context, _, _ string, payload []byte, n component.Notify) (uint64, error) {
 	s.mu.Lock()
 	if s.keep {
 		s.kept = append(s.kept, bytes.Clone(payload))
 	}
 	s.mu.Unlock()
+	n.Answered(nil, nil)
 	s.started <- struct{}{}
-	return doneCall{}, nil
+	return 1, nil
 }
+
+// Abandon finds nothing to give up: every request was answered.
+func (s *startCounter) Abandon(uint64) bool { return false }
 
 // hotJID is the full JID of tracked connection i.
 func hotJID(i int) string { return string(fakeUser(nil, i)) + "/r" }

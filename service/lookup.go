@@ -140,7 +140,7 @@ func (ss *session) release(jid string) {
 		a.ips[jid] = "" // known to have none
 	}
 	for _, u := range q {
-		ss.event(u)
+		ss.event(u, jid)
 	}
 }
 

@@ -52,7 +52,10 @@ func (ss *session) handleOn(i int, st component.Stanza) {
 	}
 	s.metrics.Event(u.Kind.String())
 	s.log.Debug().Str("from", st.From).Stringer("type", u.Kind).Msg("presence")
-	bare := u.From.Bare()
+	// The connection's JID and its bare part are st.From's own bytes when
+	// the server sent it normalised, as servers do: no copy per event.
+	full := u.From.FullIn(st.From)
+	bare := xmpp.BareOf(full)
 	if !s.domains[u.From.Domain] || u.From.Local == "" {
 		s.metrics.Malformed.WithLabelValues("foreign").Inc()
 		if u.Kind == presence.Subscribe {
@@ -86,7 +89,7 @@ func (ss *session) handleOn(i int, st component.Stanza) {
 		}
 	case presence.Probe:
 		s.subscribers[bare] = true
-		ss.own(u.From.Full())
+		ss.own(full)
 	case presence.Available, presence.Unavailable:
 		if u.From.Resource == "" {
 			// A bare-JID unavailable answers a probe of a user with no
@@ -97,7 +100,7 @@ func (ss *session) handleOn(i int, st component.Stanza) {
 		if ss.subscriber(i, u.Kind) {
 			s.subscribers[bare] = true
 		}
-		ss.event(u)
+		ss.event(u, full)
 	case presence.Error:
 		s.log.Debug().Str("from", st.From).Msg("error presence")
 	}
@@ -130,9 +133,9 @@ func (ss *session) announce() {
 }
 
 // event applies an available or unavailable presence of one connection,
-// after looking up its IP when it is a new connection (lookup.go).
-func (ss *session) event(u presence.Update) {
-	jid := u.From.Full()
+// jid (u.From.Full()), after looking up its IP when it is a new connection
+// (lookup.go).
+func (ss *session) event(u presence.Update, jid string) {
 	if q, ok := ss.addrs.parked[jid]; ok {
 		ss.addrs.parked[jid] = append(q, u)
 		return
@@ -151,7 +154,7 @@ func (ss *session) event(u presence.Update) {
 	}
 	if !known && ss.svc.cfg().Nodes.PublishIP {
 		ss.addrs.parked[jid] = []presence.Update{u}
-		ss.lookup(u.From.Bare())
+		ss.lookup(xmpp.BareOf(jid))
 		return
 	}
 	since := ss.svc.now()

@@ -119,7 +119,7 @@ func newSession(s *Service, l *component.Pool) *session {
 		return nil // no stream up for now: this answer is lost with the stream
 	}, s.metrics.RepliesDropped.Inc)
 	n := s.cfg().Nodes
-	ss.queue = nodes.NewQueue(nodes.ConnStarter{Conn: ss.srv}, nodes.QueueConfig{
+	ss.queue = nodes.NewQueue(ss.srv, nodes.QueueConfig{
 		Service: s.cfg().XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
 		Timeout: ss.quiet(), LiveShare: -1, // held until online
 		Last: ss.lastAnswer, MaxWait: patienceFactor * s.cfg().XMPP.RequestTimeout.Duration,
@@ -204,44 +204,64 @@ func (ss *session) run(ctx context.Context, first component.Event) error {
 
 	check := time.NewTicker(5 * time.Second)
 	defer check.Stop()
+	burst := 0 // stream events taken in a row without the select below
 	for {
-		select {
-		case <-ctx.Done():
-			if ss.srv.up() > 0 {
-				ss.stop()
+		// While the streams have events waiting, take them one after
+		// another without the select over every source (its locks cost
+		// more than the event itself), but never more than maxBurst in a
+		// row: the other sources, ctx first, still have their turn.
+		var ev component.Event
+		taken := false
+		if burst < maxBurst {
+			select {
+			case ev = <-ss.srv.events:
+				taken = true
+			default:
 			}
-			return ctx.Err()
-		case ev := <-ss.srv.events:
+		}
+		if taken {
+			burst++
 			ss.streamEvent(ev)
-		case ev := <-ss.crew.events:
-			ss.dispatch(ev)
-		case <-ss.clock.reconcile:
-			ss.dispatch(evReconcile{})
-		case <-ss.track.pollC:
-			ss.dispatch(evPoll{})
-		case <-ss.svc.reload:
-			ss.reloaded()
-		case <-ss.svc.stepBack:
-			// An older connection holds the name: give way without
-			// publishing anything, the nodes are its.
-			return ss.svc.standby()
-		case <-check.C:
-			if ss.svc.intruders.gone(ss.svc.log, ss.life.phase == status.Online && ss.life.running == noResync) {
-				if ss.privileged() {
-					// ejabberd dropped our grant when the other
-					// connection closed: only a new authentication gets
-					// it back, and the new stream resyncs every user.
-					ss.track.end = errRegrant{why: "another connection with this component name closed"}
-				} else {
-					ss.dispatch(evIntruderGone{})
+		} else {
+			burst = 0
+			select {
+			case <-ctx.Done():
+				if ss.srv.up() > 0 {
+					ss.stop()
 				}
-			}
-			ss.svc.metrics.QueueDepth.Set(float64(ss.queue.Len()))
-			ss.logs.summarize(ss.svc.log)
-			ss.retryLookups()
-			if ss.life.dirty && time.Now().After(ss.clock.nextRepair) && ss.life.phase == status.Online && ss.life.running == noResync {
-				ss.clock.nextRepair = time.Now().Add(ss.clock.repair.Next())
-				ss.dispatch(evRepair{})
+				return ctx.Err()
+			case ev := <-ss.srv.events:
+				ss.streamEvent(ev)
+			case ev := <-ss.crew.events:
+				ss.dispatch(ev)
+			case <-ss.clock.reconcile:
+				ss.dispatch(evReconcile{})
+			case <-ss.track.pollC:
+				ss.dispatch(evPoll{})
+			case <-ss.svc.reload:
+				ss.reloaded()
+			case <-ss.svc.stepBack:
+				// An older connection holds the name: give way without
+				// publishing anything, the nodes are its.
+				return ss.svc.standby()
+			case <-check.C:
+				if ss.svc.intruders.gone(ss.svc.log, ss.life.phase == status.Online && ss.life.running == noResync) {
+					if ss.privileged() {
+						// ejabberd dropped our grant when the other
+						// connection closed: only a new authentication gets
+						// it back, and the new stream resyncs every user.
+						ss.track.end = errRegrant{why: "another connection with this component name closed"}
+					} else {
+						ss.dispatch(evIntruderGone{})
+					}
+				}
+				ss.svc.metrics.QueueDepth.Set(float64(ss.queue.Len()))
+				ss.logs.summarize(ss.svc.log)
+				ss.retryLookups()
+				if ss.life.dirty && time.Now().After(ss.clock.nextRepair) && ss.life.phase == status.Online && ss.life.running == noResync {
+					ss.clock.nextRepair = time.Now().Add(ss.clock.repair.Next())
+					ss.dispatch(evRepair{})
+				}
 			}
 		}
 		if ss.life.phase == status.Connecting {
@@ -255,6 +275,10 @@ func (ss *session) run(ctx context.Context, first component.Event) error {
 		}
 	}
 }
+
+// maxBurst is how many stream events the loop takes in a row before it
+// looks at its other sources.
+const maxBurst = 64
 
 // dispatch handles one event: the life-cycle ones go through the state
 // machine, and the work it returns is carried out in order; the others

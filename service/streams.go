@@ -30,6 +30,8 @@ import (
 // as one component. A *component.Pool is one.
 type link interface {
 	Start(ctx context.Context, typ, to string, payload []byte) (*component.Call, error)
+	StartNotify(ctx context.Context, typ, to string, payload []byte, n component.Notify) (uint64, error)
+	Abandon(seq uint64) bool
 	IQ(ctx context.Context, typ, to string, payload []byte) ([]byte, error)
 	Send(ctx context.Context, raw []byte) error
 	SendPresence(ctx context.Context, to, typ, show, status string) error

@@ -36,18 +36,47 @@ type Calls[T any] struct {
 	match  func(to, from string) bool
 
 	mu      sync.Mutex
-	pending map[uint64]*Call[T] // by sequence number, the last part of the id
+	pending map[uint64]entry[T] // by sequence number, the last part of the id
 	seq     uint64
 	err     error // set by Close
 
 	last atomic.Int64 // UnixNano of the last answer delivered or Heard, 0 before
 }
 
+// entry is one request in flight: a Call, or a Notify to tell.
+type entry[T any] struct {
+	to     string
+	owner  any
+	call   *Call[T]  // Start, StartBy
+	notify Notify[T] // StartNotifyBy
+}
+
+// end gives e its outcome; whoever took e out of the table, and nobody
+// else, calls it, without holding the table's lock.
+func (e *entry[T]) end(v T, err error) {
+	if e.call != nil {
+		e.call.v, e.call.err = v, err
+		close(e.call.done)
+		return
+	}
+	e.notify.Answered(v, err)
+}
+
+// Notify is told the outcome of a request started with StartNotifyBy: the
+// inner XML of its result, or its error.
+type Notify[T any] interface {
+	// Answered is called once per request, on the goroutine that ends
+	// it: the reader that hands its answer to Deliver, or whoever calls
+	// Close or FailBy. It must not block, and it may be called before
+	// StartNotifyBy has returned.
+	Answered(v T, err error)
+}
+
 // NewCalls returns an empty table whose ids start with prefix. match
 // reports whether an answer from from may answer a request sent to to
 // (for instance "" for one's own server).
 func NewCalls[T any](prefix string, match func(to, from string) bool) *Calls[T] {
-	return &Calls[T]{prefix: prefix, match: match, pending: make(map[uint64]*Call[T])}
+	return &Calls[T]{prefix: prefix, match: match, pending: make(map[uint64]entry[T])}
 }
 
 // Call is an IQ request on its way. Wait collects the answer; Done, Result
@@ -80,16 +109,56 @@ func (t *Calls[T]) Start(to string) (*Call[T], error) {
 // Its answer is delivered whoever hands it to Deliver.
 func (t *Calls[T]) StartBy(owner any, to string) (*Call[T], error) {
 	call := &Call[T]{t: t, to: to, owner: owner, done: make(chan struct{})}
-	t.mu.Lock()
-	if err := t.err; err != nil {
-		t.mu.Unlock()
+	seq, err := t.register(entry[T]{to: to, owner: owner, call: call})
+	if err != nil {
 		return nil, err
 	}
-	t.seq++
-	call.seq = t.seq
-	t.pending[call.seq] = call
-	t.mu.Unlock()
+	call.seq = seq
 	return call, nil
+}
+
+// StartNotifyBy is StartBy for a caller that waits for many requests at
+// once without a Call, a channel or a goroutine per request: the request's
+// outcome goes to n.Answered, exactly once, unless Abandon(seq) reports
+// true first. It allocates nothing (but the table's map as it grows).
+// seq names the request: AppendID writes its id.
+func (t *Calls[T]) StartNotifyBy(owner any, to string, n Notify[T]) (seq uint64, err error) {
+	return t.register(entry[T]{to: to, owner: owner, notify: n})
+}
+
+// register puts e in the table under the next sequence number.
+func (t *Calls[T]) register(e entry[T]) (uint64, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.err; err != nil {
+		return 0, err
+	}
+	t.seq++
+	t.pending[t.seq] = e
+	return t.seq, nil
+}
+
+// Abandon gives up the request seq of StartNotifyBy: it leaves the table,
+// and an answer that comes later finds nothing. It reports whether the
+// request was still waiting: then its Notify is never told; otherwise it
+// has been told, or is being told, its outcome. It does nothing to the
+// requests of Start, which Call.Abandon gives up.
+func (t *Calls[T]) Abandon(seq uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.pending[seq]
+	if !ok || e.call != nil {
+		return false
+	}
+	delete(t.pending, seq)
+	return true
+}
+
+// AppendID appends the id of the request seq to b: the request must carry
+// it.
+func (t *Calls[T]) AppendID(b []byte, seq uint64) []byte {
+	b = append(b, t.prefix...)
+	return strconv.AppendUint(b, seq, 36)
 }
 
 // Deliver hands an answer, of the request with the given id and from
@@ -102,16 +171,15 @@ func (t *Calls[T]) Deliver(id, from string, v T, err error) bool {
 		return false
 	}
 	t.mu.Lock()
-	call := t.pending[seq]
-	if call == nil || !t.match(call.to, from) {
+	e, ok := t.pending[seq]
+	if !ok || !t.match(e.to, from) {
 		t.mu.Unlock()
 		return false
 	}
 	delete(t.pending, seq)
 	t.mu.Unlock()
 	t.last.Store(time.Now().UnixNano())
-	call.v, call.err = v, err
-	close(call.done)
+	e.end(v, err)
 	return true
 }
 
@@ -140,15 +208,35 @@ func (t *Calls[T]) LastAnswer() time.Time {
 // from now on. Only the first Close counts.
 func (t *Calls[T]) Close(err error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.err != nil {
+		t.mu.Unlock()
 		return
 	}
 	t.err = err
-	for seq, call := range t.pending {
-		delete(t.pending, seq)
-		call.err = err
-		close(call.done)
+	ended := t.takeAll(func(entry[T]) bool { return true })
+	t.mu.Unlock()
+	endAll(ended, err)
+}
+
+// takeAll removes the entries in flight for which which holds, and returns
+// them. Called with mu held.
+func (t *Calls[T]) takeAll(which func(entry[T]) bool) []entry[T] {
+	var ended []entry[T]
+	for seq, e := range t.pending {
+		if which(e) {
+			delete(t.pending, seq)
+			ended = append(ended, e)
+		}
+	}
+	return ended
+}
+
+// endAll ends the entries with err, outside the lock: a Notify may call
+// back into the table.
+func endAll[T any](ended []entry[T], err error) {
+	var zero T
+	for i := range ended {
+		ended[i].end(zero, err)
 	}
 }
 
@@ -158,18 +246,10 @@ func (t *Calls[T]) Close(err error) {
 // them finds no Call. A nil owner ends the calls of Start.
 func (t *Calls[T]) FailBy(owner any, err error) int {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	n := 0
-	for seq, call := range t.pending {
-		if call.owner != owner {
-			continue
-		}
-		delete(t.pending, seq)
-		call.err = err
-		close(call.done)
-		n++
-	}
-	return n
+	ended := t.takeAll(func(e entry[T]) bool { return e.owner == owner })
+	t.mu.Unlock()
+	endAll(ended, err)
+	return len(ended)
 }
 
 // Pending returns how many calls are in flight.
@@ -210,7 +290,8 @@ func (t *Calls[T]) seqOf(id string) (uint64, bool) {
 // there: then the caller, and nobody else, must close call.done.
 func (t *Calls[T]) take(call *Call[T]) bool {
 	t.mu.Lock()
-	ok := t.pending[call.seq] == call
+	e, ok := t.pending[call.seq]
+	ok = ok && e.call == call
 	if ok {
 		delete(t.pending, call.seq)
 	}
@@ -219,10 +300,11 @@ func (t *Calls[T]) take(call *Call[T]) bool {
 }
 
 // AppendID appends the call's id to b: the request must carry it.
-func (call *Call[T]) AppendID(b []byte) []byte {
-	b = append(b, call.t.prefix...)
-	return strconv.AppendUint(b, call.seq, 36)
-}
+func (call *Call[T]) AppendID(b []byte) []byte { return call.t.AppendID(b, call.seq) }
+
+// Seq returns the call's sequence number in its table (see
+// Calls.AppendID).
+func (call *Call[T]) Seq() uint64 { return call.seq }
 
 // ID returns the call's id.
 func (call *Call[T]) ID() string { return string(call.AppendID(nil)) }

@@ -197,3 +197,87 @@ func TestCallsAllocs(t *testing.T) {
 		t.Errorf("%v allocations per call, want 2", allocs)
 	}
 }
+
+// told records what a Notify was told.
+type told struct {
+	mu   sync.Mutex
+	outs []string
+}
+
+func (n *told) Answered(v string, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err != nil {
+		v = "error: " + err.Error()
+	}
+	n.outs = append(n.outs, v)
+}
+
+func (n *told) get() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.outs...)
+}
+
+// TestCallsNotify: a request of StartNotifyBy is told its outcome once, by
+// Deliver, FailBy or Close, and never after Abandon reported true.
+func TestCallsNotify(t *testing.T) {
+	calls := newTestCalls()
+	var a, b, c, d told
+	sa, _ := calls.StartNotifyBy("s1", "pubsub.localhost", &a)
+	sb, _ := calls.StartNotifyBy("s1", "pubsub.localhost", &b)
+	_, _ = calls.StartNotifyBy("s2", "pubsub.localhost", &c)
+	_, _ = calls.StartNotifyBy("s2", "pubsub.localhost", &d)
+	if id := string(calls.AppendID(nil, sa)); id != "inst.lx1-1" {
+		t.Fatalf("id %q", id)
+	}
+	call, _ := calls.Start("pubsub.localhost") // a Call among them
+	if calls.Abandon(call.Seq()) {
+		t.Error("Abandon gave up a Call of Start")
+	}
+	if calls.Deliver("inst.lx1-1", "evil.localhost", "wrong", nil) || len(a.get()) != 0 {
+		t.Fatal("an answer from elsewhere reached a")
+	}
+	if !calls.Deliver("inst.lx1-1", "pubsub.localhost", "answer", nil) {
+		t.Fatal("the answer to a found nothing")
+	}
+	if !calls.Abandon(sb) || calls.Abandon(sb) || calls.Abandon(sa) {
+		t.Error("Abandon: want true once for b, false for a (answered)")
+	}
+	if calls.Deliver(string(calls.AppendID(nil, sb)), "pubsub.localhost", "late", nil) {
+		t.Error("an answer after Abandon found b")
+	}
+	if n := calls.FailBy("s2", errors.New("stream s2 ended")); n != 2 {
+		t.Errorf("FailBy ended %d, want c and d", n)
+	}
+	calls.Close(errors.New("closed"))
+	if _, err := call.Result(); err == nil || err.Error() != "closed" {
+		t.Errorf("the Call after Close: %v", err)
+	}
+	for _, tc := range []struct {
+		n    *told
+		want string
+	}{{&a, "answer"}, {&b, ""}, {&c, "error: stream s2 ended"}, {&d, "error: stream s2 ended"}} {
+		got := strings.Join(tc.n.get(), "|")
+		if got != tc.want {
+			t.Errorf("told %q, want %q", got, tc.want)
+		}
+	}
+	if _, err := calls.StartNotifyBy("s1", "x", &a); err == nil {
+		t.Error("StartNotifyBy after Close succeeded")
+	}
+	// In the steady state it allocates nothing.
+	calls = newTestCalls()
+	var nop nopNotify
+	if n := testing.AllocsPerRun(1000, func() {
+		seq, _ := calls.StartNotifyBy("s1", "pubsub.localhost", &nop)
+		var id [32]byte
+		calls.Deliver(string(calls.AppendID(id[:0], seq)), "pubsub.localhost", "", nil)
+	}); n != 0 {
+		t.Errorf("%v allocations per request, want 0", n)
+	}
+}
+
+type nopNotify struct{ n int }
+
+func (n *nopNotify) Answered(string, error) { n.n++ }

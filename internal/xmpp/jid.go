@@ -54,10 +54,10 @@ func ParseJID(s string) (JID, error) {
 	if len(j.Local) > maxJIDPart || len(j.Domain) > maxJIDPart || len(j.Resource) > maxJIDPart {
 		return JID{}, jidError(s, "part longer than 1023 bytes")
 	}
-	if !jidPartOK(j.Local, "\"&'/:<>@") {
+	if !jidPartOK(j.Local, &localBad) {
 		return JID{}, jidError(s, "forbidden character in local part")
 	}
-	if !jidPartOK(j.Domain, "@/") {
+	if !jidPartOK(j.Domain, &domainBad) {
 		return JID{}, jidError(s, "forbidden character in domain")
 	}
 	for _, r := range j.Resource {
@@ -68,15 +68,38 @@ func ParseJID(s string) (JID, error) {
 	return j, nil
 }
 
+// asciiBad marks the ASCII bytes a JID part may not hold: whitespace,
+// control characters, and those of forbidden.
+type asciiBad [utf8.RuneSelf]bool
+
+func newASCIIBad(forbidden string) (t asciiBad) {
+	for c := 0; c <= ' '; c++ {
+		t[c] = true
+	}
+	t[0x7f] = true
+	for i := 0; i < len(forbidden); i++ {
+		t[forbidden[i]] = true
+	}
+	return t
+}
+
+// What a localpart and a domainpart may not hold, besides non-ASCII
+// whitespace and control characters.
+var (
+	localBad  = newASCIIBad("\"&'/:<>@")
+	domainBad = newASCIIBad("@/")
+)
+
 // jidPartOK reports whether part has no whitespace, no control character and
-// none of the bytes in forbidden.
-func jidPartOK(part, forbidden string) bool {
+// none of the bytes bad marks: a table lookup per byte, every JID of every
+// presence goes through it.
+func jidPartOK(part string, bad *asciiBad) bool {
 	for i := 0; i < len(part); i++ {
 		c := part[i]
 		if c >= utf8.RuneSelf {
-			return jidPartOKUnicode(part, forbidden)
+			return jidPartOKUnicode(part, bad)
 		}
-		if c <= ' ' || c == 0x7f || strings.IndexByte(forbidden, c) >= 0 {
+		if bad[c] {
 			return false
 		}
 	}
@@ -84,9 +107,9 @@ func jidPartOK(part, forbidden string) bool {
 }
 
 // jidPartOKUnicode is jidPartOK for parts that are not pure ASCII.
-func jidPartOKUnicode(part, forbidden string) bool {
+func jidPartOKUnicode(part string, bad *asciiBad) bool {
 	for _, r := range part {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || !xmltext.IsChar(r) || r < utf8.RuneSelf && strings.ContainsRune(forbidden, r) {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || !xmltext.IsChar(r) || r < utf8.RuneSelf && bad[r] {
 			return false
 		}
 	}
@@ -127,6 +150,16 @@ func (j JID) Full() string {
 		return j.Domain + "/" + j.Resource
 	}
 	return j.Local + "@" + j.Domain + "/" + j.Resource
+}
+
+// FullIn returns j.Full(): s itself when s spells it, as the string j was
+// parsed from does when it was normal already (what servers send), so
+// that it allocates nothing.
+func (j JID) FullIn(s string) string {
+	if j.spells(s) {
+		return s
+	}
+	return j.Full()
 }
 
 // String returns the full JID.

@@ -135,3 +135,22 @@ func TestNormalFullBare(t *testing.T) {
 		t.Errorf("%v allocations for normal JIDs, want 0", n)
 	}
 }
+
+func TestFullIn(t *testing.T) {
+	for _, in := range []string{"alice@example.org/r", "Alice@Example.org/R", "example.org", "example.org./r", "a@b/c/d", "a@b"} {
+		j, err := ParseJID(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := j.FullIn(in); got != j.Full() {
+			t.Errorf("FullIn(%q) = %q, want %q", in, got, j.Full())
+		}
+		if got := j.FullIn("other@example.org/x"); got != j.Full() {
+			t.Errorf("FullIn(another JID) = %q, want %q", got, j.Full())
+		}
+	}
+	j, _ := ParseJID("alice@example.org/laptop")
+	if n := testing.AllocsPerRun(100, func() { _ = j.FullIn("alice@example.org/laptop") }); n != 0 {
+		t.Errorf("%v allocations for a normal JID, want 0", n)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"unsafe"
 )
 
 // The Reader.
@@ -86,6 +87,13 @@ type Reader struct {
 	// NoFast reads every element with encoding/xml, the fast path's
 	// reference: for tests and benchmarks.
 	NoFast bool
+	// TransientAnswers lets the fast path leave the ID, From and To of an
+	// <iq/> of type result or error in a buffer of the Reader, which the
+	// next call of Next overwrites: the caller must copy what it keeps of
+	// them. An IQ table reads them once (Calls.Deliver), and a stream of
+	// requests gets one answer per request: this saves an allocation per
+	// answer. Inner is the caller's, as always.
+	TransientAnswers bool
 
 	in    *inbuf
 	dec   *xml.Decoder // positioned inside the stream element
@@ -336,7 +344,12 @@ func (r *Reader) build(el *Element, b []byte, n int) {
 	if inScratch != 0 {
 		// The values are in scratch in the order of k: each ends where
 		// the next one starts.
-		all := string(r.scratch)
+		var all string
+		if r.TransientAnswers && el.Name.Local == "iq" && (vals[attrType] == "result" || vals[attrType] == "error") {
+			all = unsafe.String(unsafe.SliceData(r.scratch), len(r.scratch))
+		} else {
+			all = string(r.scratch)
+		}
 		end := len(all)
 		for m := inScratch; m != 0; m &^= 1 << uint(7-bits.LeadingZeros8(m)) {
 			k := 7 - bits.LeadingZeros8(m)

@@ -141,6 +141,9 @@ func readAll(r *Reader) readResult {
 			res.err = err.Error()
 			return res
 		}
+		if r.TransientAnswers { // valid until the next Next: keep copies
+			el.ID, el.Type, el.From, el.To = strings.Clone(el.ID), strings.Clone(el.Type), strings.Clone(el.From), strings.Clone(el.To)
+		}
 		res.els = append(res.els, el)
 		if el.IsStreamError() {
 			return res
@@ -165,7 +168,9 @@ func newTestReader(tb testing.TB, src io.Reader, fast bool) *Reader {
 // encoding/xml alone reads — the same elements, Inner nil or empty alike,
 // and the same error — whatever the bytes, the stream header, how they
 // arrive and how small the input buffer is. With header's top bit set,
-// both keep the elements' text (Reader.Raw), which must be the same too.
+// both keep the elements' text (Reader.Raw), which must be the same too;
+// with its bit 0x40, the fast path reads IQ answers in place
+// (Reader.TransientAnswers), copied as soon as read.
 func FuzzReaderFastVsSlow(f *testing.F) {
 	for i, s := range fuzzSeeds {
 		f.Add(uint8(i%len(fuzzHeaders)), []byte(nil), uint8(0), []byte(s))
@@ -178,8 +183,11 @@ func FuzzReaderFastVsSlow(f *testing.F) {
 		f.Add(uint8(0x80|(5+i%2)), []byte{3, 40}, uint8(9), []byte(s))
 	}
 	f.Add(uint8(0x85), []byte{2, 90}, uint8(7), all)
+	f.Add(uint8(0x40), []byte{5, 17}, uint8(0), all)
+	_, stream := benchStream(40)
+	f.Add(uint8(0x40), []byte(nil), uint8(0), stream)
 	f.Fuzz(func(t *testing.T, header uint8, chunks []byte, bufSize uint8, body []byte) {
-		hdr := fuzzHeaders[int(header&0x7f)%len(fuzzHeaders)]
+		hdr := fuzzHeaders[int(header&0x3f)%len(fuzzHeaders)]
 		raw := header&0x80 != 0
 		data := append([]byte(hdr), body...)
 		sr := newTestReader(t, bytes.NewReader(data), false)
@@ -190,6 +198,7 @@ func FuzzReaderFastVsSlow(f *testing.F) {
 		// 0, a small buffer that must grow or hand over to encoding/xml.
 		fr := newTestReader(t, &chunkReader{data: data, sizes: chunks}, true)
 		fr.Raw = raw
+		fr.TransientAnswers = header&0x40 != 0
 		if bufSize > 0 {
 			n := int(bufSize)
 			in := fr.in

@@ -220,6 +220,46 @@ func TestReaderIntern(t *testing.T) {
 	}
 }
 
+// TestReaderTransientAnswers: with TransientAnswers, an IQ answer's
+// attributes are read in place, with no allocation, and are right until
+// the next element; other elements' are the caller's, as always.
+func TestReaderTransientAnswers(t *testing.T) {
+	const answer = "<iq type='result' id='inst.x-1' from='pubsub.localhost' to='pubpresence.localhost'/>"
+	const presence = "<presence from='u@localhost/r' id='p1'><show>away</show></presence>"
+	var in strings.Builder
+	in.WriteString(fuzzHeaders[0])
+	for range 200 {
+		in.WriteString(answer + presence)
+	}
+	r := newTestReader(t, strings.NewReader(in.String()), true)
+	r.TransientAnswers = true
+	var el Element
+	if err := r.Next(&el); err != nil {
+		t.Fatal(err)
+	}
+	if el.ID != "inst.x-1" || el.From != "pubsub.localhost" || el.Type != "result" || el.Inner != nil {
+		t.Fatalf("answer = %+v", el)
+	}
+	if err := r.Next(&el); err != nil {
+		t.Fatal(err)
+	}
+	kept := el // a presence: its strings stay
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := r.Next(&el); err != nil || el.ID != "inst.x-1" || el.From != "pubsub.localhost" {
+			t.Fatalf("answer = %+v, %v", el, err)
+		}
+		if err := r.Next(&el); err != nil || el.From != "u@localhost/r" { // two allocations: attributes, Inner
+			t.Fatalf("presence = %+v, %v", el, err)
+		}
+	})
+	if allocs != 2 {
+		t.Errorf("%v allocations per answer and presence, want 2 (the presence's)", allocs)
+	}
+	if kept.From != "u@localhost/r" || kept.ID != "p1" || string(kept.Inner) != "<show>away</show>" {
+		t.Errorf("a presence read before changed: %+v", kept)
+	}
+}
+
 func TestFirstChild(t *testing.T) {
 	se, ok := FirstChild([]byte(" text <ping xmlns='urn:xmpp:ping' a='1'/><x/>"))
 	if !ok || se.Name.Space != NSPing || se.Name.Local != "ping" || attr(se, "a") != "1" {
