@@ -36,6 +36,9 @@ func (s *Server) command() (*exec.Cmd, error) {
 	if s.dist != nil && s.dist.join != "" {
 		args = append(args, "-eval", joinEval(s.dist.join))
 	}
+	if probe := s.probeEval(); probe != "" {
+		args = append(args, "-eval", probe)
+	}
 	cmd := exec.Command("erl", args...)
 	cmd.Dir = spool
 	cmd.Env = append(os.Environ(),
