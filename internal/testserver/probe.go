@@ -21,12 +21,15 @@ import (
 //	routes      the component's routes: [{pid, message queue, current function}];
 //	            more than one is a second connection (or one ejabberd has not
 //	            noticed is closed)
+//	roster_cache the size of mod_roster's roster_cache (ets_cache)
+//	top         the five longest message queues: {length, pid, initial call, current function}
 //	roster      the roster items (Mnesia) whose contact is the component,
 //	            counted by {subscription, ask}
-//	roster_cache the size of mod_roster's roster_cache (ets_cache)
 //	mnesia      committed transactions so far, and the lock queue's length
 //	dets        the disc-only (dets) tables and their sizes
-//	top         the five longest message queues: {length, pid, initial call, current function}
+//
+// The last three ask Mnesia and dets: when they take over 3 s the line
+// ends in "slow=timeout" instead.
 const ProbeEnv = "PUBPRESENCE_EJABBERD_PROBE"
 
 // probeEval returns erl's -eval that starts the probe, "" when ProbeEnv
@@ -37,11 +40,23 @@ func (s *Server) probeEval() string {
 		return ""
 	}
 	path := filepath.Join(s.Dir, "logs", "probe.log")
+	// The cheap numbers are read first and always written; the ones that
+	// ask other processes (Mnesia, dets) are read by a helper given at
+	// most 3 s, so that a clogged table shows as "timeout" and does not
+	// stop the probe.
 	code := `spawn(fun() ->
   Path = "@PATH@", Comp = <<"@COMP@">>, Every = @EVERY@ * 1000,
   Safe = fun(F) -> try F() catch C:E -> {C, E} end end,
   Info = fun(P) -> case erlang:process_info(P, [message_queue_len, current_function]) of
       undefined -> dead; L -> {P, [V || {_, V} <- L]} end end,
+  Slow = fun() ->
+    Roster = Safe(fun() -> mnesia:async_dirty(fun() -> mnesia:foldl(fun(R, A) ->
+        case element(2, element(4, R)) of
+          Comp -> maps:update_with({element(6, R), element(7, R)}, fun(X) -> X + 1 end, 1, A);
+          _ -> A end end, #{}, roster) end) end),
+    Mn = Safe(fun() -> {mnesia:system_info(transaction_commits), length(mnesia:system_info(lock_queue))} end),
+    Dets = Safe(fun() -> [{T, dets:info(T, size)} || T <- dets:all()] end),
+    io_lib:format("roster=~0p mnesia=~0p dets=~0p", [Roster, Mn, Dets]) end,
   Loop = fun Loop() ->
     {_, Cpu} = erlang:statistics(runtime),
     Ps = erlang:processes(),
@@ -50,18 +65,14 @@ func (s *Server) probeEval() string {
             Safe(fun() -> element(2, erlang:process_info(P, current_function)) end)}
            || {M, P} <- lists:sublist(lists:reverse(lists:sort(Q)), 5)],
     Routes = Safe(fun() -> [Info(element(4, R)) || R <- mnesia:dirty_read(route, Comp)] end),
-    Roster = Safe(fun() -> mnesia:async_dirty(fun() -> mnesia:foldl(fun(R, A) ->
-        case element(2, element(4, R)) of
-          Comp -> maps:update_with({element(6, R), element(7, R)}, fun(X) -> X + 1 end, 1, A);
-          _ -> A end end, #{}, roster) end) end),
-    Dets = Safe(fun() -> [{T, dets:info(T, size)} || T <- dets:all()] end),
-    Line = io_lib:format("~s cpu_ms=~p runq=~p procs=~p queued=~p sessions=~p routes=~0p roster=~0p roster_cache=~p mnesia=~0p dets=~0p top=~0p~n",
+    Self = self(),
+    W = spawn(fun() -> Self ! {slow, self(), Slow()} end),
+    S = receive {slow, W, Txt} -> Txt after 3000 -> exit(W, kill), "slow=timeout" end,
+    Line = io_lib:format("~s cpu_ms=~p runq=~p procs=~p queued=~p sessions=~p routes=~0p roster_cache=~p top=~0p ~s~n",
       [calendar:system_time_to_rfc3339(erlang:system_time(millisecond), [{unit, millisecond}]),
        Cpu, erlang:statistics(run_queue), length(Ps), lists:sum([M || {M, _} <- Q]),
-       Safe(fun() -> ejabberd_sm:connected_users_number() end), Routes, Roster,
-       Safe(fun() -> ets:info(roster_cache, size) end),
-       Safe(fun() -> {mnesia:system_info(transaction_commits), length(mnesia:system_info(lock_queue))} end),
-       Dets, Top]),
+       Safe(fun() -> ejabberd_sm:connected_users_number() end), Routes,
+       Safe(fun() -> ets:info(roster_cache, size) end), Top, S]),
     file:write_file(Path, Line, [append]),
     timer:sleep(Every),
     Loop() end,
