@@ -18,7 +18,7 @@ import (
 //	runq        processes ready to run, waiting for a scheduler
 //	procs       processes; queued: messages waiting in all their queues
 //	sessions    ejabberd_sm:connected_users_number()
-//	routes      the component's routes: [{pid, message queue, current function}];
+//	routes      the component's routes: [{pid, message queue, top of its stack}];
 //	            more than one is a second connection (or one ejabberd has not
 //	            noticed is closed)
 //	roster_cache the size of mod_roster's roster_cache (ets_cache)
@@ -47,8 +47,9 @@ func (s *Server) probeEval() string {
 	code := `spawn(fun() ->
   Path = "@PATH@", Comp = <<"@COMP@">>, Every = @EVERY@ * 1000,
   Safe = fun(F) -> try F() catch C:E -> {C, E} end end,
-  Info = fun(P) -> case erlang:process_info(P, [message_queue_len, current_function]) of
-      undefined -> dead; L -> {P, [V || {_, V} <- L]} end end,
+  Info = fun(P) -> case erlang:process_info(P, [message_queue_len, current_stacktrace]) of
+      undefined -> dead;
+      [{_, M}, {_, St}] -> {P, M, [{Mo, F} || {Mo, F, _, _} <- lists:sublist(St, 6)]} end end,
   Slow = fun() ->
     Roster = Safe(fun() -> mnesia:async_dirty(fun() -> mnesia:foldl(fun(R, A) ->
         case element(2, element(4, R)) of

@@ -459,6 +459,16 @@ func (s *Server) writeConfig() error {
 	if err := os.WriteFile(s.ConfigPath, []byte(cfg), 0o600); err != nil {
 		return fmt.Errorf("write %s config: %w", s.Kind, err)
 	}
+	if s.Kind == Ejabberd {
+		path := filepath.Join(s.Dir, "spool", mnesiaSchemaFile)
+		if s.opts.rosterOnDisc {
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove %s: %w", mnesiaSchemaFile, err)
+			}
+		} else if err := os.WriteFile(path, []byte(mnesiaSchema), 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", mnesiaSchemaFile, err)
+		}
+	}
 	return nil
 }
 
