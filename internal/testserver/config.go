@@ -154,15 +154,20 @@ func WithPorts(c2s, component int) Option {
 // writes the user's roster item for every subscription stanza the
 // component sends, waited in it for minutes (docs/ejabberd.md, "10 000
 // users in roster mode"). disc_copies keeps the table in RAM and logs
-// every write to disc: same durability, reads from memory.
+// every write to disc: same durability, reads from memory. The index must
+// be named: without it ejabberd drops the table's index on the user when
+// it changes the type.
 const (
 	mnesiaSchemaFile = "ejabberd.schema"
-	mnesiaSchema     = `# Written by the pubpresence integration harness (internal/testserver).
-# ejabberd_mnesia reads it from the Mnesia directory; see docs/ejabberd.md.
-roster:
+	mnesiaSchema     = `roster:
   storage_type: disc_copies
+  index: [us]
 `
 )
+
+// DocMnesiaSchema returns the ejabberd.schema the harness writes for
+// ejabberd (unless WithRosterOnDisc), for docs/ejabberd.md.
+func DocMnesiaSchema() string { return mnesiaSchema }
 
 // WithRosterOnDisc (ejabberd) leaves ejabberd's roster table in its default
 // storage, dets (disc only), instead of the RAM copy with a disc log the

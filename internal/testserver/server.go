@@ -465,7 +465,8 @@ func (s *Server) writeConfig() error {
 			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("remove %s: %w", mnesiaSchemaFile, err)
 			}
-		} else if err := os.WriteFile(path, []byte(mnesiaSchema), 0o600); err != nil {
+		} else if err := os.WriteFile(path, []byte("# Written by the pubpresence integration harness (internal/testserver);\n"+
+			"# ejabberd reads it from its Mnesia directory: docs/ejabberd.md.\n"+mnesiaSchema), 0o600); err != nil {
 			return fmt.Errorf("write %s: %w", mnesiaSchemaFile, err)
 		}
 	}
