@@ -31,7 +31,10 @@ import (
 // Timeouts of the process life cycle.
 const (
 	startTimeout = 20 * time.Second
-	stopTimeout  = 10 * time.Second
+	// stopTimeout: an ejabberd with 10 000 sessions just dropped, on a
+	// machine loaded with other runs, took more than 10 s to stop (it
+	// closes every session and writes Mnesia's log).
+	stopTimeout = 30 * time.Second
 	// startAttempts bounds the retries with fresh ports when a port picked as
 	// free was taken by someone else before Prosody could bind it.
 	startAttempts = 5
