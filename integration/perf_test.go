@@ -253,6 +253,15 @@ func drainedActual(t *testing.T, srv *testserver.Server, f *load.Fleet, cl *c2s.
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Errorf("actual holds %d items, want %d", len(items), f.Len())
+	ended := f.Ended()
+	t.Errorf("%d of the fleet's %d sessions have ended", len(ended), f.Len())
+	n := 0
+	for jid, err := range ended {
+		if n++; n > 10 {
+			break
+		}
+		t.Logf("session %s ended: %v", jid, err)
+	}
 }
 
 func perfFloodRestart(t *testing.T, srv *testserver.Server, svc *service, f *load.Fleet) {
