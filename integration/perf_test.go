@@ -28,6 +28,10 @@ import (
 //	PUBPRESENCE_PERF=1                    throughput, latency, flood restart
 //	PUBPRESENCE_PERF_SIZES=1000,10000     resync sizes (default 1000)
 //	PUBPRESENCE_PERF_CHANGES=20000        changes of the throughput run
+//	PUBPRESENCE_PERF_KEEPALIVE=20s        the service's xmpp.keepalive_timeout
+//	PUBPRESENCE_PERF_ROSTER_ON_DISC=1     ejabberd: keep its default roster storage
+//	                                      (dets) instead of the harness's RAM copy
+//	                                      (testserver.WithRosterOnDisc; docs/ejabberd.md)
 func TestIntegrationPerformance(t *testing.T) {
 	if os.Getenv("PUBPRESENCE_PERF") == "" {
 		t.Skip("set PUBPRESENCE_PERF=1 (scripts/perf.sh) to measure")
@@ -50,7 +54,14 @@ func TestIntegrationPerformance(t *testing.T) {
 	eachServer(t, func(t *testing.T, start startFunc) {
 		t.Run("flow", func(t *testing.T) { perfFlow(t, start, changes) })
 		for _, n := range sizes {
-			t.Run(fmt.Sprint("resync", n), func(t *testing.T) { perfResync(t, start, n) })
+			// Both tracking modes (docs/tracking.md): in "roster" every
+			// user subscribes to the component at login, which costs the
+			// server a roster write per user and direction; in
+			// "privileged" the rosters stay empty.
+			t.Run(fmt.Sprint("resync", n), func(t *testing.T) {
+				t.Run("roster", func(t *testing.T) { perfResync(t, start, n, "roster") })
+				t.Run("privileged", func(t *testing.T) { perfResync(t, privileged(start), n, "privileged") })
+			})
 		}
 	})
 }
@@ -76,8 +87,15 @@ func perfRow(t *testing.T, srv *testserver.Server, measure, value, versus, ratio
 // perfService starts pubpresence as an operator would run it: info logs,
 // no periodic reconciliation, patient timeouts for large resyncs.
 func perfService(t *testing.T, srv *testserver.Server) *service {
+	keepalive := "20s"
+	if k := os.Getenv("PUBPRESENCE_PERF_KEEPALIVE"); k != "" {
+		if _, err := time.ParseDuration(k); err != nil {
+			t.Fatalf("PUBPRESENCE_PERF_KEEPALIVE: %v", err)
+		}
+		keepalive = k
+	}
 	svc := startService(t, srv, func(o *svcOptions) {
-		o.logLevel, o.initLimit, o.keepalive = "info", "300s", "20s"
+		o.logLevel, o.initLimit, o.keepalive = "info", "300s", keepalive
 	})
 	waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
 	return svc
@@ -235,6 +253,15 @@ func drainedActual(t *testing.T, srv *testserver.Server, f *load.Fleet, cl *c2s.
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Errorf("actual holds %d items, want %d", len(items), f.Len())
+	ended := f.Ended()
+	t.Errorf("%d of the fleet's %d sessions have ended", len(ended), f.Len())
+	n := 0
+	for jid, err := range ended {
+		if n++; n > 10 {
+			break
+		}
+		t.Logf("session %s ended: %v", jid, err)
+	}
 }
 
 func perfFloodRestart(t *testing.T, srv *testserver.Server, svc *service, f *load.Fleet) {
@@ -307,16 +334,30 @@ func perfFloodRestart(t *testing.T, srv *testserver.Server, svc *service, f *loa
 }
 
 // perfResync measures start → online with n users connected, warm and
-// cold, against a raw publisher making the cold start's requests.
-func perfResync(t *testing.T, start startFunc, n int) {
-	srv := start(t, testserver.WithMaxItems(max(10000, 2*n)))
+// cold, against a raw publisher making the cold start's requests. mode is
+// the tracking mode start's server leads to: "roster" (the users subscribe
+// to the component) or "privileged" (start grants privileged presence;
+// the users subscribe to nothing).
+func perfResync(t *testing.T, start startFunc, n int, mode string) {
+	opts := []testserver.Option{testserver.WithMaxItems(max(10000, 2*n))}
+	if os.Getenv("PUBPRESENCE_PERF_ROSTER_ON_DISC") == "1" {
+		opts = append(opts, testserver.WithRosterOnDisc())
+	}
+	srv := start(t, opts...)
+	if got := map[bool]string{true: "privileged", false: "roster"}[srv.Privileged()]; got != mode {
+		t.Fatalf("mode %s on a server that leads to %s", mode, got)
+	}
 	names := users("r", n)
 	createUsers(t, srv, names...)
 	svc := perfService(t, srv)
 	ctx := context.Background()
+	var subscribeTo []string
+	if mode == "roster" {
+		subscribeTo = []string{srv.Component}
+	}
 	t0 := time.Now()
 	f, err := load.Login(ctx, load.FleetConfig{Addr: srv.C2SAddr, Domain: srv.Domain, Password: password,
-		Users: names, Subscribe: []string{srv.Component}, Logins: 64, Timeout: 2 * time.Minute})
+		Users: names, Subscribe: subscribeTo, Logins: 64, Timeout: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,6 +367,9 @@ func perfResync(t *testing.T, start startFunc, n int) {
 	}
 	waitLong(t, "all tracked", func() bool { return svc.Metric(t, "pubpresence_tracked_connections") == float64(n) })
 	logins := time.Since(t0)
+	if way := svc.Metric(t, `pubpresence_tracking{way="`+mode+`"}`); way != 1 {
+		t.Fatalf("pubpresence_tracking{way=%q} is %v: the service does not track in the mode of this row", mode, way)
+	}
 	st := dial(t, srv, reader, "status")
 	drainedActual(t, srv, f, st)
 	evs := events(t, st)
@@ -381,11 +425,12 @@ func perfResync(t *testing.T, start startFunc, n int) {
 			t.Logf("service: %v publish=%v retract=%v took_ms=%v", l["message"], l["publish"], l["retract"], l["took_ms"])
 		}
 	}
-	t.Logf("%s, %d users: logged in and tracked in %v; warm %v, raw %v, cold %v", srv.Kind, n,
+	t.Logf("%s, %d users, %s: logged in and tracked in %v; warm %v, raw %v, cold %v", srv.Kind, n, mode,
 		logins.Round(time.Millisecond), warm.Round(time.Millisecond), raw.Took.Round(time.Millisecond), cold.Round(time.Millisecond))
-	perfRow(t, srv, fmt.Sprintf("resync %d users, warm: start→online", n), fmt.Sprintf("%.2f s", warm.Seconds()),
+	perfRow(t, srv, fmt.Sprintf("resync %d users, %s, logins: first login→all tracked", n, mode), fmt.Sprintf("%.1f s", logins.Seconds()), "", "", "")
+	perfRow(t, srv, fmt.Sprintf("resync %d users, %s, warm: start→online", n, mode), fmt.Sprintf("%.2f s", warm.Seconds()),
 		fmt.Sprintf("actual held %d of %d at online", atOnline, n), "", "≤ 3 s")
-	perfRow(t, srv, fmt.Sprintf("resync %d users, cold: start→online", n), fmt.Sprintf("%.2f s", cold.Seconds()),
+	perfRow(t, srv, fmt.Sprintf("resync %d users, %s, cold: start→online", n, mode), fmt.Sprintf("%.2f s", cold.Seconds()),
 		fmt.Sprintf("raw %.2f s; actual held %d of %d at online", raw.Took.Seconds(), coldAtOnline, n),
 		fmt.Sprintf("%.2f", cold.Seconds()/raw.Took.Seconds()), "≤ 1.2")
 }

@@ -58,6 +58,7 @@ const (
 // must not block.
 func (s *Service) foreign(f component.Foreign) {
 	s.metrics.Foreign.Inc()
+	s.foreignSeen.Add(1)
 	if f.Older {
 		select {
 		case s.stepBack <- struct{}{}:
@@ -78,6 +79,7 @@ func (s *Service) alone(ctx context.Context, c *component.Conn) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg().XMPP.RequestTimeout.Duration)
 	defer cancel()
 	start := time.Now()
+	foreignBefore := s.foreignSeen.Load()
 	answers := make(chan error, checkPings)
 	for range checkPings {
 		call, err := c.Start(ctx, "get", s.cfg().XMPP.Domains[0], []byte("<ping xmlns='"+xmpp.NSPing+"'/>"))
@@ -108,6 +110,13 @@ func (s *Service) alone(ctx context.Context, c *component.Conn) error {
 		case <-rest:
 			cancel()
 			s.log.Debug().Int("answered", got).Int("sent", checkPings).Msg("ping answers went elsewhere")
+			if ago, ok := s.ownStreamStale(foreignBefore); ok {
+				s.log.Warn().Int("answered", got).Int("sent", checkPings).Dur("own_stream_lost_ms", ago).
+					Msg("some ping answers went to another connection with this name, but no answer carried another instance's id, and this process lost its own stream moments ago: " +
+						"most likely the server still routes to that stream, not having noticed it closed (a busy ejabberd). Staying: standing by would leave every stanza to it; " +
+						"those it gets until it notices are lost")
+				return nil
+			}
 			return s.standby()
 		case <-s.stepBack:
 			return s.standby()
@@ -120,6 +129,33 @@ func (s *Service) alone(ctx context.Context, c *component.Conn) error {
 		}
 	}
 	return nil
+}
+
+// ownStaleWindow is how long after this process lost a stream of its own
+// a connection that takes some of a new stream's ping answers is taken for
+// that lost stream rather than for another instance (ownStreamStale).
+// ejabberd keeps routing to a connection until the process that serves it
+// reads the socket's close: a process busy with its queue read it 2.5
+// minutes after pubpresence had closed it, with 10 000 users logging in
+// (docs/ejabberd.md, "10 000 users in roster mode").
+const ownStaleWindow = 5 * time.Minute
+
+// lostOwnStream records that a stream of this process ended without the
+// service or the pool closing it on purpose.
+func (s *Service) lostOwnStream() { s.ownLost.Store(time.Now().UnixNano()) }
+
+// ownStreamStale reports whether the connection that took some of alone's
+// ping answers is most likely this process's own lost stream, which the
+// server has not yet closed: one was lost within ownStaleWindow, and no
+// answer meant for another instance has arrived since foreignBefore. It
+// returns how long ago the stream was lost.
+func (s *Service) ownStreamStale(foreignBefore uint64) (time.Duration, bool) {
+	lost := s.ownLost.Load()
+	if lost == 0 || s.foreignSeen.Load() != foreignBefore {
+		return 0, false
+	}
+	ago := time.Since(time.Unix(0, lost))
+	return ago, ago < ownStaleWindow
 }
 
 // intruders records the answers meant for a newer connection: the stream's

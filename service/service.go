@@ -62,6 +62,11 @@ type Service struct {
 	instance  string
 	stepBack  chan struct{} // cap 1: a connection older than ours holds the name
 	intruders intruders     // answers meant for a newer connection
+	// foreignSeen counts the answers meant for another instance; ownLost
+	// is when this process last lost a stream of its own (UnixNano, 0:
+	// never). alone reads both (ownStreamStale).
+	foreignSeen atomic.Uint64
+	ownLost     atomic.Int64
 }
 
 // New returns a service for cfg. m and st may be nil.

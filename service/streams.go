@@ -151,6 +151,7 @@ func (s *Service) poolHooks(ctx, pctx context.Context, addrs []string, live *ato
 			if err == component.ErrClosed {
 				return // closed by the service, which said why
 			}
+			s.lostOwnStream()
 			s.log.Warn().Err(err).Int("stream", i).Str("address", addrs[i]).Dur("up_ms", up).Msg("disconnected; reconnecting")
 		},
 		DialFailed: func(i int, err error, wait time.Duration) {

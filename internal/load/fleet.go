@@ -173,6 +173,23 @@ func discard(cl *c2s.Client) {
 	}
 }
 
+// Ended returns the sessions that have ended, by full JID, with why (nil
+// when closed by Close or Abort). It is for telling why a run lost some.
+func (f *Fleet) Ended() map[string]error {
+	ended := make(map[string]error)
+	for _, cl := range f.clients {
+		if cl == nil {
+			continue
+		}
+		select {
+		case <-cl.Done():
+			ended[cl.JID()] = cl.Err()
+		default:
+		}
+	}
+	return ended
+}
+
 // Len returns the number of sessions.
 func (f *Fleet) Len() int { return len(f.clients) }
 

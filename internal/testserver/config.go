@@ -44,6 +44,7 @@ type options struct {
 	privilege       privilege // WithPrivilege, WithPrivilegeMisconfigured
 	tls             bool      // WithTLS
 	c2sPort         int       // fixed ports (WithPorts); 0: pick free ones
+	rosterOnDisc    bool      // WithRosterOnDisc
 	componentPort   int
 }
 
@@ -142,6 +143,37 @@ func WithHost(domain string) Option {
 func WithPorts(c2s, component int) Option {
 	return func(o *options) { o.c2sPort, o.componentPort = c2s, component }
 }
+
+// mnesiaSchemaFile is the file in ejabberd's Mnesia directory (the spool)
+// where ejabberd_mnesia reads the storage type of its tables when it
+// creates or opens them; mnesiaSchema is what the harness writes there.
+// ejabberd 23.01 keeps the roster (and its index on the user) in dets, on
+// disc only: every roster read and write is a call to one dets process per
+// table. With 10 000 users subscribing at once that process's queue held
+// thousands of requests, and the component's own connection process, which
+// writes the user's roster item for every subscription stanza the
+// component sends, waited in it for minutes (docs/ejabberd.md, "10 000
+// users in roster mode"). disc_copies keeps the table in RAM and logs
+// every write to disc: same durability, reads from memory. The index must
+// be named: without it ejabberd drops the table's index on the user when
+// it changes the type.
+const (
+	mnesiaSchemaFile = "ejabberd.schema"
+	mnesiaSchema     = `roster:
+  storage_type: disc_copies
+  index: [us]
+`
+)
+
+// DocMnesiaSchema returns the ejabberd.schema the harness writes for
+// ejabberd (unless WithRosterOnDisc), for docs/ejabberd.md.
+func DocMnesiaSchema() string { return mnesiaSchema }
+
+// WithRosterOnDisc (ejabberd) leaves ejabberd's roster table in its default
+// storage, dets (disc only), instead of the RAM copy with a disc log the
+// harness asks for in ejabberd.schema (mnesiaSchema). It is for measuring
+// the difference. Prosody ignores it.
+func WithRosterOnDisc() Option { return func(o *options) { o.rosterOnDisc = true } }
 
 func (o options) validate(kind Kind) error {
 	if err := o.checkKind(kind); err != nil {

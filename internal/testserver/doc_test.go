@@ -29,6 +29,7 @@ func TestDocsSnippets(t *testing.T) {
 				"max_items_node: 10000", "- allow: pubpresence", "mod_configure: {}", `ip: "::1"`}},
 			{"privilege", DocPrivilegeSnippet(Ejabberd), []string{"pubpresence_privileged:\n    - allow: pubpresence",
 				"get: pubpresence_privileged", "managed_entity: pubpresence_privileged"}},
+			{"ejabberd.schema", DocMnesiaSchema(), []string{"roster:\n  storage_type: disc_copies\n  index: [us]\n"}},
 			{"HTTP API", DocAPISnippet(), []string{"module: ejabberd_http", "/api: mod_http_api", "ip: \"127.0.0.1\"",
 				"ip: 127.0.0.1/8", "- connected_users_info", "mod_admin_extra: {}", "http://127.0.0.1:5280/api"}},
 		},

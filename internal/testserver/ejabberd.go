@@ -36,6 +36,12 @@ func (s *Server) command() (*exec.Cmd, error) {
 	if s.dist != nil && s.dist.join != "" {
 		args = append(args, "-eval", joinEval(s.dist.join))
 	}
+	if !s.opts.rosterOnDisc {
+		args = append(args, "-eval", rosterInRAMEval)
+	}
+	if probe := s.probeEval(); probe != "" {
+		args = append(args, "-eval", probe)
+	}
 	cmd := exec.Command("erl", args...)
 	cmd.Dir = spool
 	cmd.Env = append(os.Environ(),
@@ -50,6 +56,22 @@ func (s *Server) command() (*exec.Cmd, error) {
 	}
 	return cmd, nil
 }
+
+// rosterInRAMEval is erl's -eval that makes the roster table a RAM copy
+// with a disc log (disc_copies) once ejabberd has created it. ejabberd
+// reads ejabberd.schema (mnesiaSchema) only for tables that exist already:
+// it creates a new table with its built-in type (dets for the roster) and
+// changes it to the schema's at the next start. On a fresh spool this
+// does now what that restart would do; the schema file keeps it so at
+// every later start.
+// The change leaves the table's index (on the user) in dets until the
+// next start loads the table; dropping and adding it builds it in RAM, as
+// that start would.
+const rosterInRAMEval = `try mnesia:table_info(roster, storage_type) of ` +
+	`disc_copies -> ok; ` +
+	`_ -> io:format("roster to disc_copies: ~p, index: ~p ~p~n", [mnesia:change_table_copy_type(roster, node(), disc_copies), ` +
+	`mnesia:del_table_index(roster, us), mnesia:add_table_index(roster, us)]) ` +
+	`catch C:E -> io:format("roster to disc_copies: ~p:~p~n", [C, E]) end.`
 
 // ejabberdLibs returns the directory that holds Debian's ejabberd-<version>
 // Erlang application (ERL_LIBS), e.g. /usr/lib/x86_64-linux-gnu.
