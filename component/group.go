@@ -72,6 +72,10 @@ func (g *Group) Pending() int { return g.calls.Pending() }
 // still answers is busy, not gone (xmpp.Patience).
 func (g *Group) LastAnswer() time.Time { return g.calls.LastAnswer() }
 
+// Overtaken returns when the latest-sent of the group's requests that has
+// been answered was sent (xmpp.Calls.Overtaken).
+func (g *Group) Overtaken() time.Time { return g.calls.Overtaken() }
+
 // check reports a Config that cannot join g.
 func (g *Group) check(cfg *Config) error {
 	if cfg.Name != g.name {

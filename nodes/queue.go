@@ -38,7 +38,10 @@ type QueueConfig struct {
 	// (xmpp.Patience). Without it a request fails after Timeout.
 	Last    func() time.Time
 	MaxWait time.Duration
-	MaxLive int // live events waiting at most; more are dropped and counted; default 100000
+	// Overtaken, when set, makes a request that waited Timeout fail once
+	// a request sent after it has been answered (xmpp.Patience).
+	Overtaken func() time.Time
+	MaxLive   int // live events waiting at most; more are dropped and counted; default 100000
 	// LiveShare is how many live events go out for each request of the
 	// state lane while both lanes have work; 0 serves the state lane
 	// first; negative holds the live lane. SetLiveShare changes it.
@@ -472,7 +475,7 @@ func (q *Queue) Run(ctx context.Context) {
 			close(barrier)
 		}
 	}()
-	patience := xmpp.Patience{Quiet: q.cfg.Timeout, Max: q.cfg.MaxWait, Last: q.cfg.Last}
+	patience := xmpp.Patience{Quiet: q.cfg.Timeout, Max: q.cfg.MaxWait, Last: q.cfg.Last, Overtaken: q.cfg.Overtaken}
 	sweep := time.NewTicker(sweepPeriod(q.cfg.Timeout))
 	defer sweep.Stop()
 	buf := make([]byte, 0, 1024)

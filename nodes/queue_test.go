@@ -1002,13 +1002,15 @@ func TestQueuePatience(t *testing.T) {
 	// which rule ended the wait, not how fast.
 	const timeout, maxWait = 50 * time.Millisecond, 2 * time.Second
 	for _, tc := range []struct {
-		name     string
-		answers  time.Duration // how long the server answers other requests
-		min, max time.Duration // when the request may fail
+		name      string
+		answers   time.Duration // how long the server answers other requests
+		overtaken bool          // requests sent after this one are answered
+		min, max  time.Duration // when the request may fail
 	}{
-		{"silent server", 0, timeout, time.Second},
-		{"busy server", 500 * time.Millisecond, 480 * time.Millisecond, 1500 * time.Millisecond},
-		{"answers never stop", time.Hour, maxWait, maxWait + time.Second},
+		{"silent server", 0, false, timeout, time.Second},
+		{"busy server", 500 * time.Millisecond, false, 480 * time.Millisecond, 1500 * time.Millisecond},
+		{"answers never stop", time.Hour, false, maxWait, maxWait + time.Second},
+		{"later requests answered: lost", time.Hour, true, timeout, maxWait - 500*time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var last atomic.Int64
@@ -1038,6 +1040,12 @@ func TestQueuePatience(t *testing.T) {
 						return time.Unix(0, n)
 					}
 					return time.Time{}
+				},
+				Overtaken: func() time.Time {
+					if tc.overtaken {
+						return time.Now() // the latest answered was sent just now
+					}
+					return begin.Add(-time.Second)
 				}}, rs.add)
 			q.Live(user("l@example.org/r", presence.Chat, "x"))
 			ran := make(chan struct{})

@@ -35,6 +35,7 @@ type session struct {
 	// lastAnswer returns when the server last answered a request (the
 	// pool's), nil in tests that do no I/O: see patient.
 	lastAnswer func() time.Time
+	overtaken  func() time.Time // the pool's Group.Overtaken, nil with lastAnswer
 
 	life     lifecycle
 	resync   *resync // facts of the resync running, nil when none
@@ -108,7 +109,7 @@ func newSession(s *Service, l *component.Pool) *session {
 	}
 	if l != nil {
 		ss.srv.link, ss.srv.events = l, l.Events()
-		ss.lastAnswer = l.Group().LastAnswer
+		ss.lastAnswer, ss.overtaken = l.Group().LastAnswer, l.Group().Overtaken
 	}
 	ss.crew.events = make(chan any, 256)
 	ss.clock.repair = component.Backoff{Min: 5 * time.Second, Max: max(s.cfg().Sync.ReconcileInterval.Duration, time.Minute)}
@@ -122,7 +123,7 @@ func newSession(s *Service, l *component.Pool) *session {
 	ss.queue = nodes.NewQueue(ss.srv, nodes.QueueConfig{
 		Service: s.cfg().XMPP.Pubsub, Live: n.Live, Actual: n.Actual, WithIP: n.PublishIP,
 		Timeout: ss.quiet(), LiveShare: -1, // held until online
-		Last: ss.lastAnswer, MaxWait: patienceFactor * s.cfg().XMPP.RequestTimeout.Duration,
+		Last: ss.lastAnswer, Overtaken: ss.overtaken, MaxWait: patienceFactor * s.cfg().XMPP.RequestTimeout.Duration,
 	}, ss.published)
 	return ss
 }
@@ -153,7 +154,7 @@ func (ss *session) quiet() time.Duration {
 // wait.
 func (ss *session) patient(ctx context.Context) (context.Context, context.CancelFunc) {
 	t := ss.svc.cfg().XMPP.RequestTimeout.Duration
-	return xmpp.Patience{Quiet: ss.quiet(), Max: patienceFactor * t, Last: ss.lastAnswer}.Context(ctx)
+	return xmpp.Patience{Quiet: ss.quiet(), Max: patienceFactor * t, Last: ss.lastAnswer, Overtaken: ss.overtaken}.Context(ctx)
 }
 
 // admin returns the client of the server's admin commands.

@@ -41,10 +41,14 @@ type Calls[T any] struct {
 	err     error // set by Close
 
 	last atomic.Int64 // UnixNano of the last answer delivered or Heard, 0 before
+	// overtaken is the UnixNano at which the latest-sent request that has
+	// been answered was sent (Overtaken).
+	overtaken atomic.Int64
 }
 
 // entry is one request in flight: a Call, or a Notify to tell.
 type entry[T any] struct {
+	sent   int64 // UnixNano when it was registered
 	to     string
 	owner  any
 	call   *Call[T]  // Start, StartBy
@@ -128,6 +132,7 @@ func (t *Calls[T]) StartNotifyBy(owner any, to string, n Notify[T]) (seq uint64,
 
 // register puts e in the table under the next sequence number.
 func (t *Calls[T]) register(e entry[T]) (uint64, error) {
+	e.sent = time.Now().UnixNano()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.err; err != nil {
@@ -179,8 +184,26 @@ func (t *Calls[T]) Deliver(id, from string, v T, err error) bool {
 	delete(t.pending, seq)
 	t.mu.Unlock()
 	t.last.Store(time.Now().UnixNano())
+	for {
+		o := t.overtaken.Load()
+		if o >= e.sent || t.overtaken.CompareAndSwap(o, e.sent) {
+			break
+		}
+	}
 	e.end(v, err)
 	return true
+}
+
+// Overtaken returns when the latest-sent request that has been answered
+// was sent, the zero time before the first answer. A request sent before
+// that and still waiting was passed over: its answer was most likely lost
+// (or went to another connection with the same name), whereas a busy
+// server answers in order (Patience).
+func (t *Calls[T]) Overtaken() time.Time {
+	if n := t.overtaken.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // Heard records that the peer sent something at now (UnixNano): a stanza

@@ -7,18 +7,22 @@ import (
 )
 
 // Patience decides how long a request waits for its answer. A busy server
-// answers late, but it answers: while it answers other requests, a request
-// waits on; it fails once the server has answered nothing for Quiet (since
-// the request was sent, or since the last answer, whichever is later), or
-// once it has waited Max in all, which bounds an answer lost while others
-// come. With Last nil, or Max at most Quiet, it is a fixed timeout of
-// Quiet.
+// answers late, but it answers, and in order: while it sends, a request
+// waits on. It fails once the server has sent nothing for Quiet (since the
+// request was sent, or since the last stanza, whichever is later); once it
+// has waited Quiet and a request sent after it has been answered (its own
+// answer was lost, or went to another connection); or once it has waited
+// Max in all. With Last nil, or Max at most Quiet, it is a fixed timeout
+// of Quiet.
 type Patience struct {
 	Quiet time.Duration
 	Max   time.Duration
-	// Last returns when the server last answered a request (any), the
-	// zero time before the first answer.
+	// Last returns when the server last sent anything, the zero time
+	// before.
 	Last func() time.Time
+	// Overtaken, if set, returns when the latest-sent request that has
+	// been answered was sent (Calls.Overtaken).
+	Overtaken func() time.Time
 }
 
 // Check reports whether a request sent at start has waited too long at
@@ -42,7 +46,17 @@ func (p Patience) Check(start, now time.Time) (expired bool, again time.Duration
 	if quiet >= p.Quiet {
 		return true, 0
 	}
-	return false, min(p.Quiet-quiet, limit-age)
+	again = min(p.Quiet-quiet, limit-age)
+	if p.Overtaken != nil {
+		if age >= p.Quiet {
+			if p.Overtaken().After(start) {
+				return true, 0
+			}
+		} else {
+			again = min(again, p.Quiet-age)
+		}
+	}
+	return false, again
 }
 
 // Context returns a context that ends as ctx does, or with

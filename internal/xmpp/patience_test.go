@@ -30,6 +30,10 @@ func TestPatienceCheck(t *testing.T) {
 		{"busy until the cap", Patience{Quiet: 10 * s, Max: 100 * s, Last: last(99 * s)}, 100 * s, true, 0},
 		{"the cap comes before the quiet", Patience{Quiet: 10 * s, Max: 100 * s, Last: last(95 * s)}, 97 * s, false, 3 * s},
 		{"Max below Quiet is Quiet", Patience{Quiet: 10 * s, Max: s, Last: last(4 * s)}, 5 * s, false, 5 * s},
+		{"overtaken, waited Quiet: lost", Patience{Quiet: 10 * s, Max: 100 * s, Last: last(29 * s), Overtaken: last(s)}, 10 * s, true, 0},
+		{"overtaken, not waited Quiet: wait until then", Patience{Quiet: 10 * s, Max: 100 * s, Last: last(4 * s), Overtaken: last(s)}, 5 * s, false, 5 * s},
+		{"only earlier requests answered: busy", Patience{Quiet: 10 * s, Max: 100 * s, Last: last(39 * s), Overtaken: last(-s)}, 40 * s, false, 9 * s},
+		{"answered at the same instant is not after", Patience{Quiet: 10 * s, Max: 100 * s, Last: last(19 * s), Overtaken: last(0)}, 20 * s, false, 9 * s},
 	} {
 		expired, again := tc.p.Check(t0, at(tc.now))
 		if expired != tc.expired || again != tc.again {
@@ -101,6 +105,9 @@ func TestCallsLastAnswer(t *testing.T) {
 	}
 	if got := c.LastAnswer(); got.Before(before) || got.After(time.Now()) {
 		t.Errorf("LastAnswer = %v, want about %v", got, before)
+	}
+	if got := c.Overtaken(); got.IsZero() || got.After(before) {
+		t.Errorf("Overtaken = %v, want when the answered request was sent, before %v", got, before)
 	}
 	// Another stanza heard counts; an older time does not go back.
 	later := time.Now().Add(time.Hour)
