@@ -674,8 +674,13 @@ func (s *Server) Stop() error {
 	return fmt.Errorf("stop %s (pid %d): still running %v after SIGTERM, killed", s.Kind, p.cmd.Process.Pid, stopTimeout)
 }
 
-// shutdownBug is what Prosody 0.12.3 logs when its shutdown hangs.
-const shutdownBug = "mod_c2s.lua:469: attempt to call a nil value (method 'close')"
+// shutdownBug is in what Prosody 0.12.3 logs when its shutdown hangs: an
+// error raised in mod_c2s's shutdown handler, line 469, either there
+// ("mod_c2s.lua:469: attempt to call a nil value (method 'close')") or
+// deeper, with that line in its traceback ("sessionmanager.lua:114:
+// attempt to index a nil value (field '?')" … "mod_c2s.lua:469: in field
+// '?'", seen 2026-12-03).
+const shutdownBug = "mod_c2s.lua:469:"
 
 // Kill sends SIGKILL and waits for the server to exit. Killing a stopped
 // server does nothing.
