@@ -14,7 +14,6 @@ import (
 
 	"github.com/pubpresence/pubpresence/internal/load"
 	"github.com/pubpresence/pubpresence/internal/testserver"
-	"github.com/pubpresence/pubpresence/presence"
 )
 
 // The sizing of one pubpresence for an ejabberd cluster
@@ -27,12 +26,7 @@ import (
 //	PUBPRESENCE_PERF_CLUSTER_SIZE=1000    users of the resync rows (default 1000)
 //	PUBPRESENCE_PERF_CHANGES=20000        changes of the throughput run
 func TestIntegrationClusterPerformance(t *testing.T) {
-	if os.Getenv("PUBPRESENCE_PERF") == "" {
-		t.Skip("set PUBPRESENCE_PERF=1 (scripts/perf.sh) to measure")
-	}
-	if raceEnabled {
-		t.Skip("measured without -race")
-	}
+	perfOnly(t)
 	changes := envInt(t, "PUBPRESENCE_PERF_CHANGES", 20000)
 	size := envInt(t, "PUBPRESENCE_PERF_CLUSTER_SIZE", 1000)
 	for _, way := range []string{"privileged", "roster"} {
@@ -130,13 +124,7 @@ func clusterPerf(t *testing.T, privileged bool, changes, size int) {
 	// 1. The raw ceiling through node 1, pubpresence stopped: a live event
 	// and the actual item per change.
 	svc.Stop()
-	ops := make([]load.RawOp, 0, 2*changes)
-	for i := range changes {
-		c := presence.Conn{JID: fmt.Sprintf("%s@%s/load", names[i%nUsers], n1.Domain), Show: presence.Away,
-			Text: fmt.Sprintf("ldraw#%d", i), IP: "127.0.0.1", Since: time.Now().UTC()}
-		ops = append(ops, load.RawOp{Node: testNodes.Live, Conn: c}, load.RawOp{Node: testNodes.Actual, Conn: c})
-	}
-	raw, err := load.Raw(ctx, rawConfig(n1), ops)
+	raw, err := load.Raw(ctx, rawConfig(n1), changeOps(names, n1.Domain, changes))
 	if err != nil || raw.Errors > 0 {
 		t.Fatalf("raw publisher: %v; %d of %d failed, first %v", err, raw.Errors, raw.Requests, raw.FirstErr)
 	}
@@ -193,17 +181,8 @@ func clusterPerf(t *testing.T, privileged bool, changes, size int) {
 		}
 		return rep
 	}
-	for try := 1; ; try++ { // until one change of every user reaches both
-		rep := run(load.RunConfig{Rate: 200, Changes: nUsers, Drain: 10 * time.Second})
-		lv, _ := rep.Stream("live")
-		ct, _ := rep.Stream("contact")
-		if lv.Lost == 0 && ct.Lost == 0 {
-			break
-		}
-		if try == 10 {
-			t.Fatalf("warm-up: after %d tries, still lost %d live and %d contact changes", try, lv.Lost, ct.Lost)
-		}
-	}
+	warmUp(t, run, nUsers)
+
 	meter := cpuMeter{svc: svc, cl: cl}
 	svc0, nodes0 := meter.sample(t)
 	began := time.Now()
@@ -283,15 +262,7 @@ func clusterPerf(t *testing.T, privileged bool, changes, size int) {
 	ready()
 	drainedActual(t, n1, rf, st)
 	svc.Stop()
-	ops = ops[:0]
-	for _, n := range rnames {
-		ops = append(ops, load.RawOp{Node: testNodes.Actual, Retract: true, ID: fmt.Sprintf("%s@%s/load", n, n1.Domain)})
-	}
-	for _, n := range rnames {
-		ops = append(ops, load.RawOp{Node: testNodes.Actual, Conn: presence.Conn{JID: fmt.Sprintf("%s@%s/stale", n, n1.Domain),
-			Text: "resync", IP: "127.0.0.1", Since: time.Now().UTC()}})
-	}
-	raw, err = load.Raw(ctx, rawConfig(n1), ops)
+	raw, err = load.Raw(ctx, rawConfig(n1), coldOps(rnames, n1.Domain))
 	if err != nil || raw.Errors > 0 {
 		t.Fatalf("raw publisher: %v; %d of %d failed, first %v", err, raw.Errors, raw.Requests, raw.FirstErr)
 	}

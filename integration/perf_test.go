@@ -33,12 +33,7 @@ import (
 //	                                      (dets) instead of the harness's RAM copy
 //	                                      (testserver.WithRosterOnDisc; docs/ejabberd.md)
 func TestIntegrationPerformance(t *testing.T) {
-	if os.Getenv("PUBPRESENCE_PERF") == "" {
-		t.Skip("set PUBPRESENCE_PERF=1 (scripts/perf.sh) to measure")
-	}
-	if raceEnabled {
-		t.Skip("measured without -race")
-	}
+	perfOnly(t)
 	sizes := []int{1000}
 	if s := os.Getenv("PUBPRESENCE_PERF_SIZES"); s != "" {
 		sizes = nil
@@ -117,12 +112,7 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	// change (a live event and the actual item), with nothing else in
 	// the way, on the component stream while pubpresence is stopped.
 	svc.Stop()
-	ops := make([]load.RawOp, 0, 2*changes)
-	for i := range changes {
-		c := presence.Conn{JID: fmt.Sprintf("%s@%s/load", names[i%nUsers], srv.Domain), Show: presence.Away,
-			Text: fmt.Sprintf("ldraw#%d", i), IP: "127.0.0.1", Since: time.Now().UTC()}
-		ops = append(ops, load.RawOp{Node: testNodes.Live, Conn: c}, load.RawOp{Node: testNodes.Actual, Conn: c})
-	}
+	ops := changeOps(names, srv.Domain, changes)
 	raw, err := load.Raw(ctx, rawConfig(srv), ops)
 	if err != nil {
 		t.Fatal(err)
@@ -200,17 +190,7 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	// Warm up until one change of every user reaches both observers: the
 	// contact's subscriptions settle a while after the logins (ejabberd
 	// delivered a quarter of the first changes late or not at all).
-	for try := 1; ; try++ {
-		rep := run(load.RunConfig{Rate: 200, Changes: nUsers, Drain: 10 * time.Second})
-		lv, _ := rep.Stream("live")
-		ct, _ := rep.Stream("contact")
-		if lv.Lost == 0 && ct.Lost == 0 {
-			break
-		}
-		if try == 10 {
-			t.Fatalf("warm-up: after %d tries, still lost %d live and %d contact changes", try, lv.Lost, ct.Lost)
-		}
-	}
+	warmUp(t, run, nUsers)
 	lat := drive(load.RunConfig{Rate: 200, Duration: 10 * time.Second, Drain: 20 * time.Second})
 	lv, _ := lat.Stream("live")
 	ct, _ := lat.Stream("contact")
@@ -402,15 +382,7 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 	// The raw publisher does what a cold start must: retract every item
 	// and publish one per connection (retracts first, as the service).
 	svc.Stop()
-	ops := make([]load.RawOp, 0, 2*n)
-	for i := range n {
-		ops = append(ops, load.RawOp{Node: testNodes.Actual, Retract: true, ID: fmt.Sprintf("%s@%s/load", names[i], srv.Domain)})
-	}
-	for i := range n {
-		ops = append(ops, load.RawOp{Node: testNodes.Actual, Conn: presence.Conn{JID: fmt.Sprintf("%s@%s/stale", names[i], srv.Domain),
-			Text: "resync", IP: "127.0.0.1", Since: time.Now().UTC()}})
-	}
-	raw, err := load.Raw(ctx, rawConfig(srv), ops)
+	raw, err := load.Raw(ctx, rawConfig(srv), coldOps(names, srv.Domain))
 	if err != nil || raw.Errors > 0 {
 		t.Fatalf("raw publisher: %v; %d of %d failed, first %v", err, raw.Errors, raw.Requests, raw.FirstErr)
 	}
@@ -459,4 +431,63 @@ func ratio(a, b time.Duration) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f", float64(a)/float64(b))
+}
+
+// perfOnly skips t unless PUBPRESENCE_PERF is set (scripts/perf.sh) and
+// the race detector is off.
+func perfOnly(t *testing.T) {
+	t.Helper()
+	if os.Getenv("PUBPRESENCE_PERF") == "" {
+		t.Skip("set PUBPRESENCE_PERF=1 (scripts/perf.sh) to measure")
+	}
+	if raceEnabled {
+		t.Skip("measured without -race")
+	}
+}
+
+// changeOps returns what a publisher that keeps presence/actual sends for
+// changes changes of the users names in turn: a live event and the actual
+// item each.
+func changeOps(names []string, domain string, changes int) []load.RawOp {
+	ops := make([]load.RawOp, 0, 2*changes)
+	for i := range changes {
+		c := presence.Conn{JID: fmt.Sprintf("%s@%s/load", names[i%len(names)], domain), Show: presence.Away,
+			Text: fmt.Sprintf("ldraw#%d", i), IP: "127.0.0.1", Since: time.Now().UTC()}
+		ops = append(ops, load.RawOp{Node: testNodes.Live, Conn: c}, load.RawOp{Node: testNodes.Actual, Conn: c})
+	}
+	return ops
+}
+
+// coldOps returns what a cold start of the users names must send: every
+// item retracted, and one stale item per user published (retracts first,
+// as the service does).
+func coldOps(names []string, domain string) []load.RawOp {
+	ops := make([]load.RawOp, 0, 2*len(names))
+	for _, n := range names {
+		ops = append(ops, load.RawOp{Node: testNodes.Actual, Retract: true, ID: fmt.Sprintf("%s@%s/load", n, domain)})
+	}
+	for _, n := range names {
+		ops = append(ops, load.RawOp{Node: testNodes.Actual, Conn: presence.Conn{JID: fmt.Sprintf("%s@%s/stale", n, domain),
+			Text: "resync", IP: "127.0.0.1", Since: time.Now().UTC()}})
+	}
+	return ops
+}
+
+// warmUp sends one change of each of n users, again, until every one
+// reaches both observers of run: the contact's subscriptions settle a
+// while after the logins (ejabberd delivered a quarter of the first
+// changes late or not at all).
+func warmUp(t *testing.T, run func(load.RunConfig) load.Report, n int) {
+	t.Helper()
+	for try := 1; ; try++ {
+		rep := run(load.RunConfig{Rate: 200, Changes: n, Drain: 10 * time.Second})
+		lv, _ := rep.Stream("live")
+		ct, _ := rep.Stream("contact")
+		if lv.Lost == 0 && ct.Lost == 0 {
+			return
+		}
+		if try == 10 {
+			t.Fatalf("warm-up: after %d tries, still lost %d live and %d contact changes", try, lv.Lost, ct.Lost)
+		}
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"context"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,12 +28,7 @@ import (
 //	PUBPRESENCE_STORM_USERS=10000   users (default 10000)
 //	PUBPRESENCE_STORM_LOGINS=128    logins at once (default 128)
 func TestIntegrationLoginStorm(t *testing.T) {
-	if os.Getenv("PUBPRESENCE_PERF") == "" {
-		t.Skip("set PUBPRESENCE_PERF=1 (scripts/perf.sh) to measure")
-	}
-	if raceEnabled {
-		t.Skip("measured without -race")
-	}
+	perfOnly(t)
 	n := envInt(t, "PUBPRESENCE_STORM_USERS", 10000)
 	logins := envInt(t, "PUBPRESENCE_STORM_LOGINS", 128)
 	eachWay(t, func(t *testing.T, start startFunc) { loginStorm(t, start, n, logins) })
