@@ -9,7 +9,10 @@
 #      by the test, 127.0.0.1 only), each a ratio taken in one run:
 #      throughput vs a raw publisher, latency vs the server's own presence
 #      delivery to a contact, resync warm and cold (vs a raw publisher making
-#      the same requests), a restart during a flood;
+#      the same requests), a restart during a flood; the same against a
+#      two-node ejabberd cluster with the CPU of each process
+#      (TestIntegrationClusterPerformance); and a storm of 10 000 logins on
+#      each server, where no request may time out (TestIntegrationLoginStorm);
 #   3. the HTTP face: 1000 event streams at 1000 changes a second (CPU per
 #      change per stream, heap per stream, delivery delay p50/p99), and the
 #      whole process per event with 0, 100 and 1000 streams following it;
@@ -65,7 +68,7 @@ go run ./scripts/scaleplot -svg "$out/scale.svg" "$out/scale.txt" >"$out/scale.m
 
 echo "==> against Prosody and ejabberd (sizes $SIZES, $CHANGES changes)" >&2
 PUBPRESENCE_REQUIRE_SERVERS=1 PUBPRESENCE_PERF=1 PUBPRESENCE_PERF_SIZES="$SIZES" PUBPRESENCE_PERF_CHANGES="$CHANGES" \
-	go test -count=1 -tags integration -run 'TestIntegrationPerformance' -v -timeout 90m ./integration/ >"$out/perf.txt" 2>&1
+	go test -count=1 -tags integration -run 'TestIntegrationPerformance|TestIntegrationClusterPerformance|TestIntegrationLoginStorm' -v -timeout 150m ./integration/ >"$out/perf.txt" 2>&1
 rc=$?
 
 # median UNIT: the median of the values preceding UNIT on each benchmark
