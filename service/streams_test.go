@@ -31,9 +31,9 @@ func twoNodes(f0, f1 *fakeServer, edit func(*config.Config)) func(*config.Config
 // streams are up all along.
 func TestStreamsOneComponent(t *testing.T) {
 	f0, f1 := newFakeServer(t), newFakeServer(t)
-	rs := trackedService(t, f0, twoNodes(f0, f1, func(c *config.Config) {
+	rs := trackedServiceOf(t, f0, twoNodes(f0, f1, func(c *config.Config) {
 		c.Tracking.Mode = config.TrackRoster // no wait for a grant
-	}))
+	}), f0, f1)
 	up := func(i string) float64 { return rs.metric(t, "pubpresence_stream_up", "stream", i) }
 	f0.waitFor("both streams up", func() bool { return up("0") == 1 && up("1") == 1 })
 	// Either stream may have come up first and served the initial sync;

@@ -29,6 +29,13 @@ const (
 // waits until it is online.
 func trackedService(t *testing.T, f *fakeServer, edit func(*config.Config)) *runningService {
 	t.Helper()
+	return trackedServiceOf(t, f, edit, f)
+}
+
+// trackedServiceOf is trackedService for a service of several fakes (the
+// nodes of a cluster): online may be published through any of them.
+func trackedServiceOf(t *testing.T, f *fakeServer, edit func(*config.Config), fakes ...*fakeServer) *runningService {
+	t.Helper()
 	rs := &runningService{m: metrics.New("test"), st: &status.Tracker{}, done: make(chan error, 1)}
 	cfg := f.config()
 	edit(cfg)
@@ -36,7 +43,13 @@ func trackedService(t *testing.T, f *fakeServer, edit func(*config.Config)) *run
 	ctx, cancel := context.WithCancel(context.Background())
 	rs.cancel = cancel
 	go func() { rs.done <- rs.svc.Run(ctx) }()
-	f.waitFor("online", func() bool { return f.online.Load() > 0 && rs.st.Phase() == status.Online })
+	f.waitFor("online", func() bool {
+		var online int64
+		for _, g := range fakes {
+			online += g.online.Load()
+		}
+		return online > 0 && rs.st.Phase() == status.Online
+	})
 	t.Cleanup(func() { rs.stop(t) })
 	return rs
 }
