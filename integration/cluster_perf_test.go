@@ -167,20 +167,7 @@ func clusterPerf(t *testing.T, privileged bool, changes, size int) {
 		t.Fatal(err)
 	}
 	waitUntil(t, "all tracked", func() bool { return svc.Metric(t, "pubpresence_tracked_connections") == nUsers })
-	run := func(cfg load.RunConfig) load.Report {
-		t.Helper()
-		r, err := load.NewRun(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Observe(liveObs)
-		r.Observe(buddyObs)
-		rep, err := r.Drive(ctx, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rep
-	}
+	run := observedRun(t, ctx, f, liveObs, buddyObs)
 	warmUp(t, run, nUsers)
 
 	meter := cpuMeter{svc: svc, cl: cl}

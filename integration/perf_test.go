@@ -162,20 +162,7 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 
 	// run sends the changes of cfg, timed by both observers; drive also
 	// requires every change to have arrived, in order.
-	run := func(cfg load.RunConfig) load.Report {
-		t.Helper()
-		r, err := load.NewRun(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Observe(liveObs)
-		r.Observe(buddyObs)
-		rep, err := r.Drive(ctx, f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return rep
-	}
+	run := observedRun(t, ctx, f, liveObs, buddyObs)
 	drive := func(cfg load.RunConfig) load.Report {
 		t.Helper()
 		rep := run(cfg)
@@ -489,5 +476,25 @@ func warmUp(t *testing.T, run func(load.RunConfig) load.Report, n int) {
 		if try == 10 {
 			t.Fatalf("warm-up: after %d tries, still lost %d live and %d contact changes", try, lv.Lost, ct.Lost)
 		}
+	}
+}
+
+// observedRun returns a function that drives f with a run of cfg's
+// changes, timed by the observers, and returns its report.
+func observedRun(t *testing.T, ctx context.Context, f *load.Fleet, observers ...*load.Observer) func(load.RunConfig) load.Report {
+	return func(cfg load.RunConfig) load.Report {
+		t.Helper()
+		r, err := load.NewRun(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range observers {
+			r.Observe(o)
+		}
+		rep, err := r.Drive(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
 	}
 }
