@@ -141,6 +141,9 @@ type fakeServer struct {
 	// gives them with Prosody's details, and a probe of one of them is
 	// answered with the presence of each of its sessions.
 	sessions int
+	// silent, when above 0, is 1 + the number of an online user whose
+	// probes go unanswered (its presence then comes only when injected).
+	silent atomic.Int64
 	// items, set before the service connects, is what the actual node
 	// holds when the service fetches it.
 	items fakeItems
@@ -463,7 +466,7 @@ func (f *fakeServer) item(b []byte, u int) []byte {
 // (sessions), else nothing.
 func (f *fakeServer) probeAnswer(out, to []byte) []byte {
 	u, ok := fakeUserNumber(to)
-	if !ok || u >= f.sessions {
+	if !ok || u >= f.sessions || int64(u) == f.silent.Load()-1 {
 		return out
 	}
 	for _, r := range f.resources {

@@ -51,6 +51,11 @@ type resync struct {
 	// untracked are the listed connections the state did not have when
 	// the list came (a reconciliation counts those found by then as missing).
 	untracked []string
+	// listed and settled are when the session list came and when the
+	// probes were over, from start (the resync log line has them).
+	listed, settled time.Duration
+	pre             *prefetch // initial: the actual node, fetched while listing (prefetch.go)
+	earlyDone       bool      // the early converge has run
 }
 
 func (rs *resync) stopTimers() {
@@ -83,6 +88,7 @@ func (ss *session) beginResync(gen uint64, kind resyncKind) {
 		ss.resync.stopTimers()
 	}
 	ss.resync = &resync{gen: gen, kind: kind, start: time.Now(), seq: ss.svc.state.Seq()}
+	ss.early = nil // the last initial resync's requests are answered, or it failed
 	publishInit := kind == initial
 	ss.crew.spawn(func(ctx context.Context) {
 		created, err := ss.ensureNodes(ctx, publishInit)
@@ -98,6 +104,7 @@ func (ss *session) beginResync(gen uint64, kind resyncKind) {
 // connected_users_info (one call, every session's presence with it), else,
 // or when that fails, the admin commands.
 func (ss *session) listSessions(gen uint64) {
+	ss.startPrefetch(gen)
 	cfg := ss.svc.cfg()
 	api := ss.svc.api
 	if !ss.privileged() {
@@ -297,6 +304,7 @@ func (ss *session) ensureNode(ctx context.Context, nc pubsub.NodeConfig, initial
 func (ss *session) discover(ev evSessions) {
 	sessions, partial := ev.sessions, ev.partial
 	rs := ss.resync
+	rs.listed = time.Since(rs.start)
 	if ev.apiErr != nil {
 		e := ss.svc.log.Debug()
 		if ss.logs.api.add() {
@@ -368,6 +376,9 @@ func (ss *session) discover(ev evSessions) {
 			}
 		}
 	}
+	if pre := rs.pre; pre != nil && pre.in && pre.err == nil {
+		ss.earlyConverge()
+	}
 	ss.dropLookups()
 	ss.svc.metrics.SyncSessions.Set(float64(len(rs.online)))
 	if len(rs.awaiting) == 0 {
@@ -431,6 +442,7 @@ func (ss *session) answered(bare string) {
 func (ss *session) settle() {
 	rs := ss.resync
 	rs.stopTimers()
+	rs.settled = time.Since(rs.start)
 	if rs.kind != initial {
 		found := 0
 		for _, jid := range rs.untracked {
@@ -446,17 +458,7 @@ func (ss *session) settle() {
 	if rs.kind == poll {
 		return // the actual node follows the changes made
 	}
-	cfg := ss.svc.cfg()
-	gen := rs.gen
-	ss.crew.spawn(func(ctx context.Context) {
-		ctx, cancel := ss.patient(ctx)
-		items, err := pubsub.Items(ctx, ss.srv, cfg.XMPP.Pubsub, cfg.Nodes.Actual)
-		cancel()
-		if err != nil {
-			err = errorf("fetch "+cfg.Nodes.Actual, err)
-		}
-		ss.crew.post(evItems{gen: gen, items: items, err: err, missing: errors.Is(err, xmpp.ErrItemNotFound)})
-	})
+	ss.settleItems()
 }
 
 // countUnknown counts, with privileged presence, the sessions the server
@@ -485,16 +487,7 @@ func (ss *session) countUnknown() {
 func (ss *session) converge(items []pubsub.Item) {
 	rs := ss.resync
 	state := ss.svc.state
-	have := make([]presence.Conn, 0, len(items))
-	var bad []string
-	for _, it := range items {
-		c, err := nodes.ParseUser(it.Payload)
-		if err != nil || c.JID != it.ID {
-			bad = append(bad, it.ID)
-			continue
-		}
-		have = append(have, c)
-	}
+	have, bad := ss.nodeView(items)
 	plan := presence.Diff(have, state.Snapshot())
 	for _, c := range plan.Unchanged {
 		state.SetSince(c.JID, c.Since)
@@ -524,7 +517,8 @@ func (ss *session) converge(items []pubsub.Item) {
 	}
 	ev.Str("kind", rs.kind.String()).Int("connections", state.Len()).Int("users", state.Users()).
 		Int("items", len(items)).Int("publish", len(plan.Publish)).Int("retract", len(plan.Retract)+len(bad)).
-		Int("ghosts", rs.ghosts).Dur("took_ms", time.Since(rs.start)).Msg("resync")
+		Int("ghosts", rs.ghosts).Dur("listed_ms", rs.listed).Dur("settled_ms", rs.settled).
+		Dur("took_ms", time.Since(rs.start)).Msg("resync")
 }
 
 // finishResync records the end of a resync, done or failed.

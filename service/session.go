@@ -40,6 +40,9 @@ type session struct {
 	life     lifecycle
 	resync   *resync // facts of the resync running, nil when none
 	actualOn bool    // changes go to the actual node (after the first diff)
+	// early is what the initial resync queued on the actual node before
+	// its diff, by item id (nil: retracted); see prefetch.go.
+	early map[string]*presence.Conn
 	clock    clock
 	addrs    addrs
 	track    tracking // the way presence reaches the stream (tracking.go)
@@ -294,6 +297,9 @@ func (ss *session) dispatch(ev any) {
 		return
 	case evProbesSent:
 		ss.armGrace(ev.gen)
+		return
+	case evPrefetched:
+		ss.prefetched(ev)
 		return
 	case evGrantWait:
 		if st := &ss.srv.streams[ev.stream]; st.conn == ev.conn {

@@ -1,0 +1,183 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/pubpresence/pubpresence/internal/xmpp"
+	"github.com/pubpresence/pubpresence/nodes"
+	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
+)
+
+// The initial resync overlaps its work on the actual node with the wait
+// for the server (docs/architecture.md, "The initial sync"):
+//
+//   - the actual node is fetched while the sessions are listed (the
+//     prefetch), not after the probes;
+//   - once both are in, the items of connections the server does not list
+//     are retracted, and the connections the state already holds (with
+//     privileged presence, all of them: Prosody's push, ejabberd's API)
+//     are published where the node differs: the early converge;
+//   - after the probes, converge compares the prefetched items, with what
+//     the early converge queued laid over them (session.early), to the
+//     state, and queues only what is still different.
+//
+// Nothing else writes the actual node during init (changes reach it only
+// once actualOn), and the queue sends one item's requests in order, so the
+// node ends as the overlay says, whichever of its requests the server has
+// answered when a fetch reads it. The overlay is kept across a relist of
+// the same initial resync and dropped when a resync begins.
+
+// evPrefetched: the actual node fetched at the start of an initial
+// resync's discovery.
+type evPrefetched struct {
+	gen   uint64
+	items []pubsub.Item
+	err   error
+}
+
+// prefetch is the actual node as an initial resync's discovery read it.
+type prefetch struct {
+	in    bool // the answer came
+	items []pubsub.Item
+	err   error
+	// wanted: the probes are over (settle) and wait for the items.
+	wanted bool
+}
+
+// startPrefetch fetches the actual node for the initial resync gen while
+// its sessions are listed.
+func (ss *session) startPrefetch(gen uint64) {
+	rs := ss.resync
+	if rs == nil || rs.gen != gen || rs.kind != initial || rs.pre != nil {
+		return
+	}
+	rs.pre = &prefetch{}
+	cfg := ss.svc.cfg()
+	ss.crew.spawn(func(ctx context.Context) {
+		ctx, cancel := ss.patient(ctx)
+		items, err := pubsub.Items(ctx, ss.srv, cfg.XMPP.Pubsub, cfg.Nodes.Actual)
+		cancel()
+		ss.crew.post(evPrefetched{gen: gen, items: items, err: err})
+	})
+}
+
+// prefetched takes the prefetch's answer: the early converge once the
+// sessions are listed too, the converge once the probes are over.
+func (ss *session) prefetched(ev evPrefetched) {
+	rs := ss.resync
+	if rs == nil || rs.gen != ev.gen || rs.pre == nil || !ss.life.current(ev.gen) {
+		return
+	}
+	pre := rs.pre
+	pre.in, pre.items, pre.err = true, ev.items, ev.err
+	if ev.err != nil {
+		ss.svc.log.Debug().Err(ev.err).Msg("prefetch of the actual node failed; fetching it after the probes")
+		if pre.wanted {
+			ss.fetchActual(rs.gen)
+		}
+		return
+	}
+	if rs.online != nil {
+		ss.earlyConverge()
+	}
+	if pre.wanted {
+		ss.dispatch(evItems{gen: rs.gen, items: pre.items})
+	}
+}
+
+// settleItems is settle's fetch of the actual node: the prefetch's items
+// when they came, or when they come; a fetch of its own otherwise.
+func (ss *session) settleItems() {
+	rs := ss.resync
+	pre := rs.pre
+	switch {
+	case pre == nil || (pre.in && pre.err != nil):
+		ss.fetchActual(rs.gen)
+	case !pre.in:
+		pre.wanted = true
+	default:
+		gen, items := rs.gen, pre.items
+		ss.crew.post(evItems{gen: gen, items: items})
+	}
+}
+
+// fetchActual fetches the actual node for resync gen (evItems).
+func (ss *session) fetchActual(gen uint64) {
+	cfg := ss.svc.cfg()
+	ss.crew.spawn(func(ctx context.Context) {
+		ctx, cancel := ss.patient(ctx)
+		items, err := pubsub.Items(ctx, ss.srv, cfg.XMPP.Pubsub, cfg.Nodes.Actual)
+		cancel()
+		if err != nil {
+			err = errorf("fetch "+cfg.Nodes.Actual, err)
+		}
+		ss.crew.post(evItems{gen: gen, items: items, err: err, missing: errors.Is(err, xmpp.ErrItemNotFound)})
+	})
+}
+
+// earlyConverge queues, once the prefetch and the session list are both
+// in, what is already known to be wrong on the actual node: the items of
+// connections the server does not list, and the connections the state
+// holds that the node lacks or holds otherwise.
+func (ss *session) earlyConverge() {
+	rs := ss.resync
+	if rs.earlyDone || rs.partial {
+		return // a partial list may lack connections that are there
+	}
+	rs.earlyDone = true
+	have, bad := ss.nodeView(rs.pre.items)
+	plan := presence.Diff(have, ss.svc.state.Snapshot())
+	if ss.early == nil {
+		ss.early = make(map[string]*presence.Conn)
+	}
+	retract := 0
+	for _, id := range append(plan.Retract, bad...) {
+		if rs.online[id] {
+			continue // listed, its presence still to come
+		}
+		ss.queue.Retract(id)
+		ss.early[id] = nil
+		retract++
+	}
+	for _, c := range plan.Publish {
+		ss.queue.Actual(c)
+		ss.early[c.JID] = &c
+	}
+	ss.checkLimit()
+	ss.svc.log.Debug().Int("publish", len(plan.Publish)).Int("retract", retract).
+		Dur("took_ms", time.Since(rs.start)).Msg("initial sync: early changes queued")
+}
+
+// nodeView parses items and lays over them what the early converge
+// queued: the connections the node holds once those requests are
+// answered, and the ids of the items that are not a connection's.
+func (ss *session) nodeView(items []pubsub.Item) (have []presence.Conn, bad []string) {
+	have = make([]presence.Conn, 0, len(items))
+	for _, it := range items {
+		if e, ok := ss.early[it.ID]; ok {
+			if e != nil {
+				have = append(have, *e)
+			}
+			continue
+		}
+		c, err := nodes.ParseUser(it.Payload)
+		if err != nil || c.JID != it.ID {
+			bad = append(bad, it.ID)
+			continue
+		}
+		have = append(have, c)
+	}
+	seen := make(map[string]bool, len(items))
+	for _, it := range items {
+		seen[it.ID] = true
+	}
+	for id, e := range ss.early {
+		if e != nil && !seen[id] {
+			have = append(have, *e)
+		}
+	}
+	return have, bad
+}

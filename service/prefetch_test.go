@@ -1,0 +1,95 @@
+package service
+
+import (
+	"context"
+	"io"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pubpresence/pubpresence/metrics"
+	"github.com/pubpresence/pubpresence/nodes"
+	"github.com/pubpresence/pubpresence/presence"
+	"github.com/pubpresence/pubpresence/pubsub"
+	"github.com/pubpresence/pubpresence/status"
+)
+
+// TestInitialSyncEarlyRetracts: a cold start retracts the items of
+// connections the server does not list while it still waits for probe
+// answers, and ends with each stale item retracted once and each
+// connection published once (those whose answer came before the items
+// were published early, and not again by the diff).
+func TestInitialSyncEarlyRetracts(t *testing.T) {
+	const n = 200
+	f := newFakeServer(t)
+	f.sessions, f.items = n, itemsStale
+	f.silent.Store(n) // user n-1 answers only when the test says
+	rs := &runningService{m: metrics.New("test"), st: &status.Tracker{}, done: make(chan error, 1)}
+	cfg := f.config()
+	cfg.Sync.ProbeGrace.Duration = fakeWait
+	rs.svc = New(cfg, zerolog.New(io.Discard), rs.m, rs.st)
+	ctx, cancel := context.WithCancel(context.Background())
+	rs.cancel = cancel
+	go func() { rs.done <- rs.svc.Run(ctx) }()
+	t.Cleanup(func() { rs.stop(t) })
+
+	f.waitFor("the stale items retracted", func() bool { return f.retracts.Load() == n })
+	if p := rs.st.Phase(); p == status.Online || f.online.Load() > 0 {
+		t.Fatalf("phase %v, %d online published: the retracts came only after the probes", p, f.online.Load())
+	}
+	// The last user answers: the probes are over, and the start converges.
+	f.injectPresence(n-1, "r", fakeOnlineShow, n-1, 0)
+	f.waitFor("online", func() bool { return f.online.Load() > 0 && rs.st.Phase() == status.Online })
+	if got := f.retracts.Load(); got != n {
+		t.Errorf("%d retracts, want %d: each stale item once", got, n)
+	}
+	if got := f.actual.Load(); got != n {
+		t.Errorf("%d publishes on actual, want %d: each connection once", got, n)
+	}
+	if got := rs.svc.state.Len(); got != n {
+		t.Errorf("state holds %d connections, want %d", got, n)
+	}
+}
+
+// TestNodeViewOverlay: converge compares the state with the fetched items
+// as the early converge's requests leave them.
+func TestNodeViewOverlay(t *testing.T) {
+	conn := func(jid, text string) presence.Conn {
+		return presence.Conn{JID: jid, Show: presence.Away, Text: text, Since: fakeSince}
+	}
+	item := func(c presence.Conn) pubsub.Item {
+		return pubsub.Item{ID: c.JID, Payload: nodes.AppendUser(nil, c, false)}
+	}
+	republished := conn("b@x/r", "new")
+	added := conn("d@x/r", "added")
+	ss := &session{early: map[string]*presence.Conn{
+		"a@x/r":   nil, // retracted
+		"b@x/r":   &republished,
+		"bad@x/r": nil, // a bad item, retracted
+		"d@x/r":   &added,
+	}}
+	items := []pubsub.Item{
+		item(conn("a@x/r", "old")),
+		item(conn("b@x/r", "old")),
+		item(conn("c@x/r", "kept")),
+		{ID: "bad@x/r", Payload: []byte("<junk/>")},
+		{ID: "worse@x/r", Payload: []byte("<junk/>")},
+	}
+	have, bad := ss.nodeView(items)
+	got := map[string]string{}
+	for _, c := range have {
+		got[c.JID] = c.Text
+	}
+	want := map[string]string{"b@x/r": "new", "c@x/r": "kept", "d@x/r": "added"}
+	if len(got) != len(want) {
+		t.Fatalf("have %v, want %v", got, want)
+	}
+	for j, tx := range want {
+		if got[j] != tx {
+			t.Errorf("have[%s] = %q, want %q", j, got[j], tx)
+		}
+	}
+	if len(bad) != 1 || bad[0] != "worse@x/r" {
+		t.Errorf("bad = %v, want [worse@x/r]", bad)
+	}
+}
