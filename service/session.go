@@ -43,11 +43,11 @@ type session struct {
 	// early is what the initial resync queued on the actual node before
 	// its diff, by item id (nil: retracted); see prefetch.go.
 	early map[string]*presence.Conn
-	clock    clock
-	addrs    addrs
-	track    tracking // the way presence reaches the stream (tracking.go)
-	logs     failureLogs
-	limit    itemLimit
+	clock clock
+	addrs addrs
+	track tracking // the way presence reaches the stream (tracking.go)
+	logs  failureLogs
+	limit itemLimit
 }
 
 // crew runs the session's goroutines: each is started by spawn, ends soon
