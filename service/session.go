@@ -40,14 +40,15 @@ type session struct {
 	life     lifecycle
 	resync   *resync // facts of the resync running, nil when none
 	actualOn bool    // changes go to the actual node (after the first diff)
+	clock    clock
+	addrs    addrs
+	track    tracking // the way presence reaches the stream (tracking.go)
+	logs     failureLogs
+	limit    itemLimit
+
 	// early is what the initial resync queued on the actual node before
 	// its diff, by item id (nil: retracted); see prefetch.go.
 	early map[string]*presence.Conn
-	clock clock
-	addrs addrs
-	track tracking // the way presence reaches the stream (tracking.go)
-	logs  failureLogs
-	limit itemLimit
 }
 
 // crew runs the session's goroutines: each is started by spawn, ends soon
