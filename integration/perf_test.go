@@ -28,6 +28,9 @@ import (
 //	PUBPRESENCE_PERF=1                    throughput, latency, flood restart
 //	PUBPRESENCE_PERF_SIZES=1000,10000     resync sizes (default 1000)
 //	PUBPRESENCE_PERF_CHANGES=20000        changes of the throughput run
+//	PUBPRESENCE_PERF_LOG=1                the service logs at debug; the resync rows print its lines
+//	PUBPRESENCE_PERF_FLOW_SIZES=10000     throughput rows with that many users, both modes
+//	PUBPRESENCE_PERF_NO_FLOW=1            leave out the 200-user flow row
 //	PUBPRESENCE_PERF_KEEPALIVE=20s        the service's xmpp.keepalive_timeout
 //	PUBPRESENCE_PERF_ROSTER_ON_DISC=1     ejabberd: keep its default roster storage
 //	                                      (dets) instead of the harness's RAM copy
@@ -46,8 +49,27 @@ func TestIntegrationPerformance(t *testing.T) {
 		}
 	}
 	changes := envInt(t, "PUBPRESENCE_PERF_CHANGES", 20000)
+	var flows []int
+	if s := os.Getenv("PUBPRESENCE_PERF_FLOW_SIZES"); s != "" {
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > load.MaxUsers {
+				t.Fatalf("PUBPRESENCE_PERF_FLOW_SIZES: bad size %q", f)
+			}
+			flows = append(flows, n)
+		}
+	}
 	eachServer(t, func(t *testing.T, start startFunc) {
-		t.Run("flow", func(t *testing.T) { perfFlow(t, start, changes) })
+		if os.Getenv("PUBPRESENCE_PERF_NO_FLOW") == "" {
+			t.Run("flow", func(t *testing.T) { perfFlow(t, start, changes, flowUsers, "roster") })
+		}
+		for _, n := range flows {
+			// The throughput row with n users online, in both modes.
+			t.Run(fmt.Sprint("flow", n), func(t *testing.T) {
+				t.Run("roster", func(t *testing.T) { perfFlow(t, start, changes, n, "roster") })
+				t.Run("privileged", func(t *testing.T) { perfFlow(t, privileged(start), changes, n, "privileged") })
+			})
+		}
 		for _, n := range sizes {
 			// Both tracking modes (docs/tracking.md): in "roster" every
 			// user subscribes to the component at login, which costs the
@@ -89,18 +111,28 @@ func perfService(t *testing.T, srv *testserver.Server) *service {
 		}
 		keepalive = k
 	}
+	level := "info"
+	if os.Getenv("PUBPRESENCE_PERF_LOG") != "" {
+		level = "debug"
+	}
 	svc := startService(t, srv, func(o *svcOptions) {
-		o.logLevel, o.initLimit, o.keepalive = "info", "300s", keepalive
+		o.logLevel, o.initLimit, o.keepalive = level, "300s", keepalive
 	})
 	waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
 	return svc
 }
 
-// perfFlow measures throughput, latency and the restart under a flood
-// with a few hundred users.
-func perfFlow(t *testing.T, start startFunc, changes int) {
-	const nUsers = 200
-	srv := start(t)
+// flowUsers is the users of the flow row: throughput, latency and the
+// restart under a flood.
+const flowUsers = 200
+
+// perfFlow measures throughput with nUsers users online; with flowUsers,
+// also latency and the restart under a flood. mode is as perfResync's.
+func perfFlow(t *testing.T, start startFunc, changes, nUsers int, mode string) {
+	srv := start(t, testserver.WithMaxItems(max(10000, 2*nUsers)))
+	if got := map[bool]string{true: "privileged", false: "roster"}[srv.Privileged()]; got != mode {
+		t.Fatalf("mode %s on a server that leads to %s", mode, got)
+	}
 	names := users("p", nUsers)
 	createUsers(t, srv, names...)
 	const contact = "buddy"
@@ -149,8 +181,13 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	subscribe(t, live, srv, testNodes.Live)
 	// The observers read their sessions' stanzas from now on, for every run.
 	buddyObs, liveObs := load.NewObserver("contact", buddy), load.NewObserver("live", live)
+	subscribeTo := []string{buddy.Bare()}
+	if mode == "roster" {
+		subscribeTo = append(subscribeTo, srv.Component)
+	}
+	t0 := time.Now()
 	f, err := load.Login(ctx, load.FleetConfig{Addr: srv.C2SAddr, Domain: srv.Domain, Password: password,
-		Users: names, Subscribe: []string{srv.Component, buddy.Bare()}})
+		Users: names, Subscribe: subscribeTo, Logins: 64, Timeout: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +195,11 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	if err := f.Available("load start"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "all tracked", func() bool { return svc.Metric(t, "pubpresence_tracked_connections") == nUsers })
+	waitLong(t, "all tracked", func() bool { return svc.Metric(t, "pubpresence_tracked_connections") == float64(nUsers) })
+	t.Logf("%s, %d users, %s: logged in and tracked in %v", srv.Kind, nUsers, mode, time.Since(t0).Round(time.Millisecond))
+	if way := svc.Metric(t, `pubpresence_tracking{way="`+mode+`"}`); way != 1 {
+		t.Fatalf("pubpresence_tracking{way=%q} is %v: the service does not track in the mode of this row", mode, way)
+	}
 
 	// run sends the changes of cfg, timed by both observers; drive also
 	// requires every change to have arrived, in order.
@@ -178,6 +219,20 @@ func perfFlow(t *testing.T, start startFunc, changes int) {
 	// contact's subscriptions settle a while after the logins (ejabberd
 	// delivered a quarter of the first changes late or not at all).
 	warmUp(t, run, nUsers)
+	if nUsers != flowUsers {
+		thr := drive(load.RunConfig{Changes: changes, Drain: 120 * time.Second})
+		lv, _ := thr.Stream("live")
+		ct, _ := thr.Stream("contact")
+		what := fmt.Sprintf("throughput, %d users, %s, %d changes as fast as sent", nUsers, mode, changes)
+		perfRow(t, srv, what, fmt.Sprintf("%.0f/s", lv.Rate()),
+			fmt.Sprintf("raw live+actual %.0f/s", rawRate), fmt.Sprintf("%.2f", lv.Rate()/rawRate), "≥ 0.9")
+		perfRow(t, srv, "  same run, versus the live node alone", fmt.Sprintf("%.0f/s", lv.Rate()),
+			fmt.Sprintf("raw live %.0f/s", rawLive.Rate()), fmt.Sprintf("%.2f", lv.Rate()/rawLive.Rate()), "")
+		perfRow(t, srv, "  same run: the server's own delivery to the contact", fmt.Sprintf("%.0f/s", ct.Rate()), "",
+			fmt.Sprintf("%.2f", lv.Rate()/ct.Rate()), "")
+		drainedActual(t, srv, f, live)
+		return
+	}
 	lat := drive(load.RunConfig{Rate: 200, Duration: 10 * time.Second, Drain: 20 * time.Second})
 	lv, _ := lat.Stream("live")
 	ct, _ := lat.Stream("contact")
@@ -402,6 +457,9 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 	coldAtOnline := len(actualItems(t, st, srv))
 	drainedActual(t, srv, f, st)
 	for _, l := range svc.LogLines() {
+		if os.Getenv("PUBPRESENCE_PERF_LOG") != "" {
+			t.Logf("service log: %v %v %v", l["time"], l["level"], l["message"])
+		}
 		if l["message"] == "resync" || l["message"] == "online" {
 			t.Logf("service: %v publish=%v retract=%v listed_ms=%v settled_ms=%v took_ms=%v", l["message"], l["publish"], l["retract"],
 				l["listed_ms"], l["settled_ms"], l["took_ms"])
@@ -484,14 +542,15 @@ func coldOps(names []string, domain string) []load.RawOp {
 	return ops
 }
 
-// warmUp sends one change of each of n users, again, until every one
+// warmUp sends one change of each of n users (200 a second, or n/10 when
+// more: 10 s), again, until every one
 // reaches both observers of run: the contact's subscriptions settle a
 // while after the logins (ejabberd delivered a quarter of the first
 // changes late or not at all).
 func warmUp(t *testing.T, run func(load.RunConfig) load.Report, n int) {
 	t.Helper()
 	for try := 1; ; try++ {
-		rep := run(load.RunConfig{Rate: 200, Changes: n, Drain: 10 * time.Second})
+		rep := run(load.RunConfig{Rate: max(200, float64(n)/10), Changes: n, Drain: 10 * time.Second})
 		lv, _ := rep.Stream("live")
 		ct, _ := rep.Stream("contact")
 		if lv.Lost == 0 && ct.Lost == 0 {

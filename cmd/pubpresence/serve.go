@@ -27,12 +27,17 @@ import (
 // (zerolog.SetGlobalLevel), which setLevel sets, so that SIGHUP can change
 // it while every copy of the logger is in use.
 func newLogger(cfg config.Log, w io.Writer) zerolog.Logger {
+	// Milliseconds: a start's steps take a few each.
+	zerolog.TimeFieldFormat = logTime
 	if cfg.Format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: logTime}
 	}
 	setLevel(cfg.Level)
 	return zerolog.New(w).Level(zerolog.TraceLevel).With().Timestamp().Logger()
 }
+
+// logTime is RFC 3339 with milliseconds.
+const logTime = "2006-01-02T15:04:05.000Z07:00"
 
 // setLevel sets the level of every logger; config validation has checked
 // the name.
