@@ -122,6 +122,9 @@ func perfService(t *testing.T, srv *testserver.Server) *service {
 	return svc
 }
 
+// perfGrace is the service's sync.probe_grace in these tests (svcOptions).
+const perfGrace = 500 * time.Millisecond
+
 // flowUsers is the users of the flow row: throughput, latency and the
 // restart under a flood.
 const flowUsers = 200
@@ -437,12 +440,19 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 		bares[i] = u + "@" + srv.Domain
 	}
 	learn, err := load.Learn(ctx, load.LearnConfig{Addr: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret,
-		Domain: srv.Domain, Way: way, APIURL: srv.APIURL, Want: n, Users: bares})
+		Domain: srv.Domain, Way: way, APIURL: srv.APIURL, Want: n, Users: bares, Grace: perfGrace})
 	if err != nil {
 		t.Fatalf("raw learner (%v): %v", way, err)
 	}
-	t.Logf("raw learner, %v: listed %d sessions in %v, probed %d users, learned %d in %v", way,
-		learn.Listed, learn.Listing.Round(time.Millisecond), learn.Probed, learn.Learned, learn.Took.Round(time.Millisecond))
+	t.Logf("raw learner, %v: listed %d sessions in %v, probed %d users, learned %d in %v, settled (grace %v) in %v", way,
+		learn.Listed, learn.Listing.Round(time.Millisecond), learn.Probed, learn.Learned, learn.Took.Round(time.Millisecond),
+		perfGrace, learn.Settled.Round(time.Millisecond))
+	// The comparison: when the raw learner is done by the service's own
+	// rule (all answered, or a grace of quiet), else when all is learned.
+	learnt := learn.Took
+	if learn.Settled > 0 {
+		learnt = learn.Settled
+	}
 
 	// The raw publisher does what a cold start must: retract every item
 	// and publish one per connection (retracts first, as the service).
@@ -469,8 +479,9 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 		logins.Round(time.Millisecond), warm.Round(time.Millisecond), raw.Took.Round(time.Millisecond), cold.Round(time.Millisecond))
 	perfRow(t, srv, fmt.Sprintf("resync %d users, %s, logins: first login→all tracked", n, mode), fmt.Sprintf("%.1f s", logins.Seconds()), "", "", "")
 	perfRow(t, srv, fmt.Sprintf("resync %d users, %s, warm: start→online", n, mode), fmt.Sprintf("%.2f s", warm.Seconds()),
-		fmt.Sprintf("raw learner (%v) %.2f s; actual held %d of %d at online", way, learn.Took.Seconds(), atOnline, n),
-		fmt.Sprintf("%.2f", warm.Seconds()/learn.Took.Seconds()), "≤ 1.2, ≤ 3 s")
+		fmt.Sprintf("raw learner (%v) %.2f s (all learned %.2f s); actual held %d of %d at online", way, learnt.Seconds(),
+			learn.Took.Seconds(), atOnline, n),
+		fmt.Sprintf("%.2f", warm.Seconds()/learnt.Seconds()), "≤ 1.2, ≤ 3 s")
 	perfRow(t, srv, fmt.Sprintf("resync %d users, %s, cold: start→online", n, mode), fmt.Sprintf("%.2f s", cold.Seconds()),
 		fmt.Sprintf("raw %.2f s; actual held %d of %d at online", raw.Took.Seconds(), coldAtOnline, n),
 		fmt.Sprintf("%.2f", cold.Seconds()/raw.Took.Seconds()), "≤ 1.2")

@@ -60,7 +60,12 @@ type LearnConfig struct {
 	// Concurrency is the user-stats in flight (LearnProbe on ejabberd);
 	// default 32, as the service's sync.admin_concurrency.
 	Concurrency int
-	Timeout     time.Duration // the whole run; default 5 minutes
+	// Grace is LearnProbe's wait for answers as the service waits
+	// (sync.probe_grace): a listed user who has not answered when none
+	// came for Grace is taken as one who never will (no subscription).
+	// LearnReport.Settled is when that rule ends the wait.
+	Grace   time.Duration
+	Timeout time.Duration // the whole run; default 5 minutes
 }
 
 // LearnReport is how a raw learner's run went.
@@ -70,6 +75,10 @@ type LearnReport struct {
 	Learned int           // sessions whose available presence came
 	Listing time.Duration // dial → session list in (LearnProbe, LearnAPI)
 	Took    time.Duration // dial → the Want-th presence learned
+	// Settled (LearnProbe with Grace) is dial → every probed user
+	// answered, or Grace passed with no answer: when a component that
+	// does not know Want is done.
+	Settled time.Duration
 }
 
 // Learn is the server's own time for what a warm start of the service
@@ -110,6 +119,8 @@ func Learn(ctx context.Context, cfg LearnConfig) (LearnReport, error) {
 		mu      sync.Mutex
 		probed  map[string]bool
 		learned = make(map[string]bool)
+		answers = make(map[string]bool) // probed users who answered
+		last    time.Time               // the last answer
 		done    = make(chan struct{})
 		doneAt  time.Time
 		closed  bool
@@ -124,6 +135,9 @@ func Learn(ctx context.Context, cfg LearnConfig) (LearnReport, error) {
 				continue
 			}
 			mu.Lock()
+			if probed[j.Bare()] {
+				answers[j.Bare()], last = true, time.Now()
+			}
 			if (probed == nil || probed[j.Bare()]) && !learned[st.From] {
 				learned[st.From] = true
 				if len(learned) == cfg.Want && cfg.Way != LearnAPI && !closed {
@@ -176,6 +190,26 @@ func Learn(ctx context.Context, cfg LearnConfig) (LearnReport, error) {
 		for u := range users {
 			if err := conn.SendPresence(ctx, u, "probe", "", ""); err != nil {
 				return rep, fmt.Errorf("raw learner: probe %s: %w", u, err)
+			}
+		}
+		if cfg.Grace > 0 {
+			sent := time.Now()
+			for {
+				mu.Lock()
+				answered, quiet := len(answers) == rep.Probed, last
+				mu.Unlock()
+				if quiet.Before(sent) {
+					quiet = sent
+				}
+				if answered || time.Since(quiet) >= cfg.Grace {
+					rep.Settled = time.Since(start)
+					break
+				}
+				select {
+				case <-time.After(time.Millisecond):
+				case <-ctx.Done():
+					return rep, fmt.Errorf("raw learner: %w", ctx.Err())
+				}
 			}
 		}
 	case LearnPush:
