@@ -440,13 +440,15 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 		bares[i] = u + "@" + srv.Domain
 	}
 	learn, err := load.Learn(ctx, load.LearnConfig{Addr: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret,
-		Domain: srv.Domain, Way: way, APIURL: srv.APIURL, Want: n, Users: bares, Grace: perfGrace})
+		Domain: srv.Domain, Way: way, APIURL: srv.APIURL, Want: n, Users: bares, Grace: perfGrace,
+		Service: srv.Pubsub, Node: testNodes.Actual})
 	if err != nil {
 		t.Fatalf("raw learner (%v): %v", way, err)
 	}
 	t.Logf("raw learner, %v: listed %d sessions in %v, probed %d users, learned %d in %v, settled (grace %v) in %v", way,
 		learn.Listed, learn.Listing.Round(time.Millisecond), learn.Probed, learn.Learned, learn.Took.Round(time.Millisecond),
 		perfGrace, learn.Settled.Round(time.Millisecond))
+	t.Logf("raw learner: then fetched the %d items of the actual node in %v", learn.Items, learn.Fetch.Round(time.Millisecond))
 	// The comparison: when the raw learner is done by the service's own
 	// rule (all answered, or a grace of quiet), else when all is learned.
 	learnt := learn.Took

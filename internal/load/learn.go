@@ -10,6 +10,7 @@ import (
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/ejabberdapi"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
+	"github.com/pubpresence/pubpresence/pubsub"
 )
 
 // LearnWay is how a raw learner has the server tell it the presence of
@@ -66,6 +67,9 @@ type LearnConfig struct {
 	// LearnReport.Settled is when that rule ends the wait.
 	Grace   time.Duration
 	Timeout time.Duration // the whole run; default 5 minutes
+	// Service and Node, when set: once learned, fetch every item of that
+	// node (what a start must read besides the presence) and time it.
+	Service, Node string
 }
 
 // LearnReport is how a raw learner's run went.
@@ -79,6 +83,8 @@ type LearnReport struct {
 	// answered, or Grace passed with no answer: when a component that
 	// does not know Want is done.
 	Settled time.Duration
+	Items   int           // items of Node
+	Fetch   time.Duration // the fetch of Node alone
 }
 
 // Learn is the server's own time for what a warm start of the service
@@ -166,7 +172,7 @@ func Learn(ctx context.Context, cfg LearnConfig) (LearnReport, error) {
 		if rep.Learned < cfg.Want {
 			return rep, fmt.Errorf("raw learner: the API told %d sessions' presence, want %d", rep.Learned, cfg.Want)
 		}
-		return rep, nil
+		return rep, fetchNode(ctx, conn, cfg, &rep)
 	case LearnProbe:
 		sessions, _, err := (&admin.Client{IQ: conn, Concurrency: cfg.Concurrency}).OnlineSessions(ctx, cfg.Domain)
 		if err != nil {
@@ -221,11 +227,25 @@ func Learn(ctx context.Context, cfg LearnConfig) (LearnReport, error) {
 		mu.Lock()
 		rep.Took, rep.Learned = doneAt.Sub(start), len(learned)
 		mu.Unlock()
-		return rep, nil
+		return rep, fetchNode(ctx, conn, cfg, &rep)
 	case <-ctx.Done():
 		mu.Lock()
 		rep.Learned = len(learned)
 		mu.Unlock()
 		return rep, fmt.Errorf("raw learner: learned %d of %d sessions: %w", rep.Learned, cfg.Want, ctx.Err())
 	}
+}
+
+// fetchNode fetches cfg.Node's items, when set, into rep.
+func fetchNode(ctx context.Context, conn *component.Conn, cfg LearnConfig, rep *LearnReport) error {
+	if cfg.Node == "" {
+		return nil
+	}
+	start := time.Now()
+	items, err := pubsub.Items(ctx, conn, cfg.Service, cfg.Node)
+	rep.Fetch, rep.Items = time.Since(start), len(items)
+	if err != nil {
+		return fmt.Errorf("raw learner: fetch %s: %w", cfg.Node, err)
+	}
+	return nil
 }
