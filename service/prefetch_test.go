@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -91,5 +92,24 @@ func TestNodeViewOverlay(t *testing.T) {
 	}
 	if len(bad) != 1 || bad[0] != "worse@x/r" {
 		t.Errorf("bad = %v, want [worse@x/r]", bad)
+	}
+}
+
+// TestProbeDeadline: init_timeout, unless the users probed need longer.
+func TestProbeDeadline(t *testing.T) {
+	for _, c := range []struct {
+		init   time.Duration
+		probed int
+		want   time.Duration
+	}{
+		{30 * time.Second, 0, 30 * time.Second},
+		{30 * time.Second, 10000, 30 * time.Second},
+		{30 * time.Second, 300000, 30 * time.Second},
+		{30 * time.Second, 1000000, 100 * time.Second},
+		{5 * time.Minute, 1000000, 5 * time.Minute},
+	} {
+		if got := probeDeadline(c.init, c.probed); got != c.want {
+			t.Errorf("probeDeadline(%v, %d) = %v, want %v", c.init, c.probed, got, c.want)
+		}
 	}
 }

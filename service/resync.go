@@ -401,6 +401,19 @@ func (ss *session) discover(ev evSessions) {
 	ss.svc.log.Debug().Int("sessions", len(rs.online)).Int("probed", len(users)).Msg("probing")
 }
 
+// probePerUser is how much longer than sync.init_timeout a resync may
+// wait for probe answers, per user probed: a server answers 1 000 000
+// probes in 25 to 76 s on 2 cores (docs/performance.md, "Scale"), and a
+// fixed 30 s cut such a start short with 6 % of its users still to come.
+const probePerUser = 100 * time.Microsecond
+
+// probeDeadline is how long after its start a resync waits for the
+// answers of probed users at most: init_timeout, or 0.1 ms per user
+// probed when that is longer (100 s for a million).
+func probeDeadline(initTimeout time.Duration, probed int) time.Duration {
+	return max(initTimeout, time.Duration(probed)*probePerUser)
+}
+
 // armGrace starts, once the probes are sent, the wait for their answers:
 // the grace period, renewed by each answer, and the deadline.
 func (ss *session) armGrace(gen uint64) {
@@ -415,7 +428,7 @@ func (ss *session) armGrace(gen uint64) {
 	}
 	// The deadline counts from the start of the resync, but the users get
 	// at least the grace period to answer.
-	left := ss.svc.cfg().Sync.InitTimeout.Duration - time.Since(rs.start)
+	left := probeDeadline(ss.svc.cfg().Sync.InitTimeout.Duration, len(rs.awaiting)) - time.Since(rs.start)
 	settled := func() { ss.crew.post(evSettled{gen}) }
 	rs.deadline = time.AfterFunc(max(left, grace), settled)
 	rs.grace = time.AfterFunc(grace, settled)
