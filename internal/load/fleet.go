@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -58,7 +59,12 @@ type FleetConfig struct {
 	// contact does. A contact must do the same towards the users
 	// (Observer.Befriend) for presence to flow to it.
 	Subscribe []string
-	Logins    int           // logins at once; default 32
+	// Contacts, when set, spreads the users over contacts: user i also
+	// pre-approves and subscribes to Contacts[i % len(Contacts)] (see
+	// BefriendEvery). One contact of 10 000 users costs Prosody more per
+	// login than the logins themselves.
+	Contacts []string
+	Logins   int           // logins at once; default 32
 	Timeout   time.Duration // bound on one login; default 30s
 }
 
@@ -120,7 +126,11 @@ func Login(ctx context.Context, cfg FleetConfig) (*Fleet, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			cl, err := login(ctx, cfg, u)
+			to := cfg.Subscribe
+			if len(cfg.Contacts) > 0 {
+				to = append(slices.Clip(to), cfg.Contacts[i%len(cfg.Contacts)])
+			}
+			cl, err := login(ctx, cfg, u, to)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -150,7 +160,7 @@ func Login(ctx context.Context, cfg FleetConfig) (*Fleet, error) {
 	return f, nil
 }
 
-func login(ctx context.Context, cfg FleetConfig, local string) (*c2s.Client, error) {
+func login(ctx context.Context, cfg FleetConfig, local string, subscribe []string) (*c2s.Client, error) {
 	lctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	cl, err := c2s.Dial(lctx, c2s.Config{Addr: cfg.Addr, JID: local + "@" + cfg.Domain,
@@ -158,7 +168,7 @@ func login(ctx context.Context, cfg FleetConfig, local string) (*c2s.Client, err
 	if err != nil {
 		return nil, fmt.Errorf("login %s@%s: %w", local, cfg.Domain, err)
 	}
-	for _, to := range cfg.Subscribe {
+	for _, to := range subscribe {
 		if err := cl.ApproveAndSubscribe(to); err != nil {
 			_ = cl.Abort()
 			return nil, fmt.Errorf("%s@%s subscribe to %s: %w", local, cfg.Domain, to, err)
@@ -249,6 +259,21 @@ func Befriend(cl *c2s.Client, users []string) error {
 	for _, u := range users {
 		if err := cl.ApproveAndSubscribe(u); err != nil {
 			return fmt.Errorf("%s befriends %s: %w", cl.Bare(), u, err)
+		}
+	}
+	return nil
+}
+
+// BefriendEvery has contact j of contacts befriend the users i with
+// i % len(contacts) == j (FleetConfig.Contacts).
+func BefriendEvery(contacts []*c2s.Client, users []string) error {
+	for j, cl := range contacts {
+		var mine []string
+		for i := j; i < len(users); i += len(contacts) {
+			mine = append(mine, users[i])
+		}
+		if err := Befriend(cl, mine); err != nil {
+			return err
 		}
 	}
 	return nil

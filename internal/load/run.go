@@ -97,10 +97,14 @@ type Observer struct {
 	cur  atomic.Pointer[observer]
 }
 
-// NewObserver starts reading cl's stanzas, under name.
-func NewObserver(name string, cl *c2s.Client) *Observer {
+// NewObserver starts reading the stanzas of cl and more, under name: a
+// change counts once it reached any of them (each user's changes should
+// reach one of them only, as with contacts of FleetConfig.Contacts).
+func NewObserver(name string, cl *c2s.Client, more ...*c2s.Client) *Observer {
 	o := &Observer{name: name}
-	go o.read(cl.Stanzas())
+	for _, c := range append([]*c2s.Client{cl}, more...) {
+		go o.read(c.Stanzas())
+	}
 	return o
 }
 
