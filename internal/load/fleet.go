@@ -65,7 +65,7 @@ type FleetConfig struct {
 	// login than the logins themselves.
 	Contacts []string
 	Logins   int           // logins at once; default 32
-	Timeout   time.Duration // bound on one login; default 30s
+	Timeout  time.Duration // bound on one login; default 30s
 }
 
 // Fleet is a set of logged-in users. Every session's inbound stanzas are

@@ -137,14 +137,14 @@ func Learn(ctx context.Context, cfg LearnConfig) (LearnReport, error) {
 				continue
 			}
 			j, err := xmpp.ParseJID(st.From)
-			if err != nil || j.Domain != cfg.Domain || j.Resource == "" || (only != nil && !only[j.Bare()]) {
+			if err != nil || j.Domain != cfg.Domain || j.Resource == "" {
 				continue
 			}
 			mu.Lock()
-			if probed[j.Bare()] {
+			if probed[j.Bare()] { // any user asked, counted or not
 				answers[j.Bare()], last = true, time.Now()
 			}
-			if (probed == nil || probed[j.Bare()]) && !learned[st.From] {
+			if (probed == nil || probed[j.Bare()]) && (only == nil || only[j.Bare()]) && !learned[st.From] {
 				learned[st.From] = true
 				if len(learned) == cfg.Want && cfg.Way != LearnAPI && !closed {
 					doneAt, closed = time.Now(), true
