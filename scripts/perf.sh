@@ -22,6 +22,8 @@
 #      plot (scale.svg in LOGDIR) of docs/performance.md, "Scale".
 #
 #   SIZES=1000,10000 scripts/perf.sh     resync sizes (default 1000,10000)
+#   FLOW_SIZES=10000                     throughput rows with that many users online, both
+#                                        tracking modes (default 10000; "" for none)
 #   CHANGES=20000                        changes of the throughput run
 #   COUNT=5                              runs of each Go benchmark
 #   LOGDIR=/tmp/perf                     where the raw outputs stay (default a new temp dir)
@@ -34,6 +36,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 SIZES=${SIZES:-1000,10000}
+FLOW_SIZES=${FLOW_SIZES-10000}
 CHANGES=${CHANGES:-20000}
 COUNT=${COUNT:-5}
 SCALE_SIZES=${SCALE_SIZES:-1000,10000,100000}
@@ -68,7 +71,8 @@ go run ./scripts/scaleplot -svg "$out/scale.svg" "$out/scale.txt" >"$out/scale.m
 
 echo "==> against Prosody and ejabberd (sizes $SIZES, $CHANGES changes)" >&2
 PUBPRESENCE_REQUIRE_SERVERS=1 PUBPRESENCE_PERF=1 PUBPRESENCE_PERF_SIZES="$SIZES" PUBPRESENCE_PERF_CHANGES="$CHANGES" \
-	go test -count=1 -tags integration -run 'TestIntegrationPerformance|TestIntegrationClusterPerformance|TestIntegrationLoginStorm' -v -timeout 150m ./integration/ >"$out/perf.txt" 2>&1
+	PUBPRESENCE_PERF_FLOW_SIZES="$FLOW_SIZES" \
+	go test -count=1 -tags integration -run 'TestIntegrationPerformance|TestIntegrationClusterPerformance|TestIntegrationLoginStorm' -v -timeout 240m ./integration/ >"$out/perf.txt" 2>&1
 rc=$?
 
 # median UNIT: the median of the values preceding UNIT on each benchmark
