@@ -28,7 +28,7 @@ import (
 //	PUBPRESENCE_PERF=1                    throughput, latency, flood restart
 //	PUBPRESENCE_PERF_SIZES=1000,10000     resync sizes (default 1000)
 //	PUBPRESENCE_PERF_CHANGES=20000        changes of the throughput run
-//	PUBPRESENCE_PERF_LOG=1                the service logs at debug; the resync rows print its lines
+//	PUBPRESENCE_PERF_LOG=1                the resync rows print the service's log lines (=debug: at debug)
 //	PUBPRESENCE_PERF_FLOW_SIZES=10000     throughput rows with that many users, both modes
 //	PUBPRESENCE_PERF_NO_FLOW=1            leave out the 200-user flow row
 //	PUBPRESENCE_PERF_KEEPALIVE=20s        the service's xmpp.keepalive_timeout
@@ -114,7 +114,7 @@ func perfService(t *testing.T, srv *testserver.Server, exclude ...string) *servi
 		keepalive = k
 	}
 	level := "info"
-	if os.Getenv("PUBPRESENCE_PERF_LOG") != "" {
+	if os.Getenv("PUBPRESENCE_PERF_LOG") == "debug" {
 		level = "debug"
 	}
 	svc := startService(t, srv, func(o *svcOptions) {
@@ -191,7 +191,9 @@ func perfFlow(t *testing.T, start startFunc, changes, nUsers int, mode string) {
 	for i, n := range names {
 		jids[i] = n + "@" + srv.Domain
 	}
-	if err := load.BefriendEvery(buddies, jids); err != nil {
+	bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	if err := load.BefriendEvery(bctx, buddies, jids); err != nil {
 		t.Fatal(err)
 	}
 	live := dial(t, srv, reader, "observer")

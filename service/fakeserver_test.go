@@ -130,6 +130,10 @@ type fakeServer struct {
 	// first ping.
 	grant   string
 	granted atomic.Pointer[xmpptest.Conn] // the last connection sent the grant
+	// burst, with grant, is how many users' presence (u000000 …, resource
+	// "r", show away) is sent with the grant, before the first ping's
+	// answer: Prosody's presence of every session after the handshake.
+	burst int
 	// presences counts the presence stanzas the component sent; probes
 	// those of type probe.
 	presences, probes atomic.Int64
@@ -225,6 +229,9 @@ func (f *fakeServer) handle(c *xmpptest.Conn, e *xmpptest.Element) bool {
 	var counted bool
 	if f.grant != "" && e.Is("iq") && bytes.Contains(e.Inner, []byte("urn:xmpp:ping")) && f.granted.Swap(c) != c {
 		c.Out = append(c.Out, "<message to='"+fakeComponent+"' from='"+fakeDomain+"'>"+f.grant+"</message>"...)
+		for u := range f.burst {
+			c.Out = appendPresence(c.Out, u, "r", fakeOnlineShow, u, 0)
+		}
 	}
 	c.Out, counted = f.answer(c, c.Out, e)
 	f.counted = f.counted || counted

@@ -1,13 +1,18 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
+	"github.com/pubpresence/pubpresence/config"
 	"github.com/pubpresence/pubpresence/metrics"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
@@ -47,8 +52,8 @@ func TestInitialSyncEarlyRetracts(t *testing.T) {
 	if got := f.actual.Load(); got != n {
 		t.Errorf("%d publishes on actual, want %d: each connection once", got, n)
 	}
-	if got := rs.svc.state.Len(); got != n {
-		t.Errorf("state holds %d connections, want %d", got, n)
+	if got := testutil.ToFloat64(rs.m.Connections); got != n {
+		t.Errorf("%v connections tracked, want %d", got, n)
 	}
 }
 
@@ -112,4 +117,47 @@ func TestProbeDeadline(t *testing.T) {
 			t.Errorf("probeDeadline(%v, %d) = %v, want %v", c.init, c.probed, got, c.want)
 		}
 	}
+}
+
+// TestBurstBeforePings: a server that sends more presence than the
+// pool's buffer right after the handshake (Prosody with privileged
+// presence and many users online) does not hold up the check for another
+// instance: its ping answers are read, and every connection is tracked.
+func TestBurstBeforePings(t *testing.T) {
+	const n = 10000 // above the pool's buffer of 4096
+	f := newFakeServer(t)
+	f.grant, f.burst = prosodyGrant, n
+	var logs syncBuffer
+	rs := &runningService{m: metrics.New("test"), st: &status.Tracker{}, done: make(chan error, 1)}
+	cfg := f.config()
+	cfg.Tracking.Mode = config.TrackPrivileged
+	rs.svc = New(cfg, zerolog.New(&logs), rs.m, rs.st)
+	ctx, cancel := context.WithCancel(context.Background())
+	rs.cancel = cancel
+	go func() { rs.done <- rs.svc.Run(ctx) }()
+	t.Cleanup(func() { rs.stop(t) })
+	f.waitFor("online with every connection", func() bool {
+		return rs.st.Phase() == status.Online && testutil.ToFloat64(rs.m.Connections) == n
+	})
+	if strings.Contains(logs.String(), "no ping answered") {
+		t.Errorf("the check for another instance got no ping answer: its answers waited behind the burst\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

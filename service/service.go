@@ -152,7 +152,10 @@ func (s *Service) session(ctx context.Context, pool *component.Pool, first compo
 	case <-s.stepBack: // from an earlier stream
 	default:
 	}
-	if err := s.alone(ctx, first.Conn); err != nil {
+	held := holdEvents(pool.Events())
+	err := s.alone(ctx, first.Conn)
+	early := held()
+	if err != nil {
 		if !errors.Is(err, errStandby) && ctx.Err() == nil {
 			// The check could not finish: start again on a new stream.
 			s.log.Warn().Err(err).Int("stream", first.Stream).Str("address", pool.Address(first.Stream)).Msg("disconnected; reconnecting")
@@ -164,7 +167,34 @@ func (s *Service) session(ctx context.Context, pool *component.Pool, first compo
 		s.log.Warn().Msg("no other instance holds the component name any more: taking over")
 	}
 	s.intruders.reset()
-	return newSession(s, pool).run(ctx, first)
+	return newSession(s, pool).run(ctx, first, early)
+}
+
+// holdEvents reads events into a slice until the returned function is
+// called, which returns them. alone's ping answers come after whatever
+// the server sent first, and Prosody with privileged presence sends every
+// online session's presence right after the handshake: more than the
+// pool's buffer (4096) left unread blocked the stream's reader, and with
+// it the answers, for request_timeout (10 s at 10 000 users).
+func holdEvents(events <-chan component.Event) func() []component.Event {
+	var got []component.Event
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case ev := <-events:
+				got = append(got, ev)
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return func() []component.Event {
+		close(quit)
+		<-done
+		return got
+	}
 }
 
 // setPhase makes p the phase that others see: status, metrics and the HTTP

@@ -167,8 +167,9 @@ func (ss *session) admin() *admin.Client {
 }
 
 // run is the loop, from the first stream up until the last ends (or ctx,
-// or a standby).
-func (ss *session) run(ctx context.Context, first component.Event) error {
+// or a standby). early are the streams' events read before it ran (see
+// holdEvents), taken first.
+func (ss *session) run(ctx context.Context, first component.Event, early []component.Event) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ss.crew.ctx = ctx
@@ -206,6 +207,9 @@ func (ss *session) run(ctx context.Context, first component.Event) error {
 	ss.enter(status.Nodes)
 	ss.streamUp(first.Stream, first.Conn)
 	ss.dispatch(evStart{})
+	for _, ev := range early {
+		ss.streamEvent(ev)
+	}
 
 	check := time.NewTicker(5 * time.Second)
 	defer check.Stop()

@@ -17,10 +17,12 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 )
 
 // Bounds on what one run may ask for.
@@ -265,8 +267,11 @@ func Befriend(cl *c2s.Client, users []string) error {
 }
 
 // BefriendEvery has contact j of contacts befriend the users i with
-// i % len(contacts) == j (FleetConfig.Contacts).
-func BefriendEvery(contacts []*c2s.Client, users []string) error {
+// i % len(contacts) == j (FleetConfig.Contacts), and returns once the
+// server has worked through it: each contact's ping is answered after its
+// subscriptions (10 000 of them kept Prosody from reading a new client's
+// stream header for over 10 s).
+func BefriendEvery(ctx context.Context, contacts []*c2s.Client, users []string) error {
 	for j, cl := range contacts {
 		var mine []string
 		for i := j; i < len(users); i += len(contacts) {
@@ -274,6 +279,14 @@ func BefriendEvery(contacts []*c2s.Client, users []string) error {
 		}
 		if err := Befriend(cl, mine); err != nil {
 			return err
+		}
+	}
+	for _, cl := range contacts {
+		_, domain, _ := strings.Cut(cl.Bare(), "@")
+		_, err := cl.IQ(ctx, "get", domain, []byte("<ping xmlns='urn:xmpp:ping'/>"))
+		var se *xmpp.StanzaError
+		if err != nil && !errors.As(err, &se) { // an error answer is an answer too
+			return fmt.Errorf("%s: ping after the subscriptions: %w", cl.Bare(), err)
 		}
 	}
 	return nil
