@@ -177,7 +177,9 @@ func perfFlow(t *testing.T, start startFunc, changes, nUsers int, mode string) {
 	}
 	t.Logf("%s raw live only: %d events in %v: %.0f/s", srv.Kind, changes, rawLive.Took, rawLive.Rate())
 	svc.Start()
-	waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
+	// It retracts the raw publisher's items first (one per user: 10 000
+	// took ejabberd over 30 s).
+	waitLong(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
 
 	// 2. The fleet, contacts subscribed to every user (user i to contact
 	// i mod len), and a watcher of the live node.
