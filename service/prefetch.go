@@ -20,6 +20,8 @@ import (
 //     are retracted, and the connections the state already holds (with
 //     privileged presence, all of them: Prosody's push, ejabberd's API)
 //     are published where the node differs: the early converge;
+//   - the probes' grace of quiet starts once those requests are answered
+//     (evEarlyAnswered): a busy server answers probes late;
 //   - after the probes, converge compares the prefetched items, with what
 //     the early converge queued laid over them (session.early), to the
 //     state, and queues only what is still different.
@@ -36,6 +38,22 @@ type evPrefetched struct {
 	gen   uint64
 	items []pubsub.Item
 	err   error
+}
+
+// evEarlyAnswered: the early converge's requests are answered.
+type evEarlyAnswered struct{ gen uint64 }
+
+// earlyAnswered starts the probes' grace, held while the early changes
+// were in the server's hands.
+func (ss *session) earlyAnswered(gen uint64) {
+	rs := ss.resync
+	if rs == nil || rs.gen != gen || !rs.earlyBusy {
+		return
+	}
+	rs.earlyBusy = false
+	if rs.probesSent && !ss.life.settled {
+		ss.armGrace(gen)
+	}
 }
 
 // prefetch is the actual node as an initial resync's discovery read it.
@@ -147,6 +165,22 @@ func (ss *session) earlyConverge() {
 		ss.early[c.JID] = &c
 	}
 	ss.checkLimit()
+	if retract+len(plan.Publish) > 0 {
+		// While the server works through these, the answers to the probes
+		// may wait behind them (ejabberd answered 10 000 probes slower than
+		// the grace while it retracted 10 000 items, and went online with
+		// half the connections): the grace of quiet starts once they are
+		// answered; all answers, or the deadline, still end the wait.
+		rs.earlyBusy = true
+		b, gen := ss.queue.Barrier(), rs.gen
+		ss.crew.spawn(func(ctx context.Context) {
+			select {
+			case <-b:
+				ss.crew.post(evEarlyAnswered{gen})
+			case <-ctx.Done():
+			}
+		})
+	}
 	ss.svc.log.Debug().Int("publish", len(plan.Publish)).Int("retract", retract).
 		Dur("took_ms", time.Since(rs.start)).Msg("initial sync: early changes queued")
 }

@@ -56,6 +56,8 @@ type resync struct {
 	listed, settled time.Duration
 	pre             *prefetch // initial: the actual node, fetched while listing (prefetch.go)
 	earlyDone       bool      // the early converge has run
+	earlyBusy       bool      // its requests are not all answered: no grace yet
+	probesSent      bool      // armGrace ran
 }
 
 func (rs *resync) stopTimers() {
@@ -421,16 +423,22 @@ func (ss *session) armGrace(gen uint64) {
 	if rs == nil || rs.gen != gen || rs.awaiting == nil || ss.life.settled {
 		return
 	}
+	rs.probesSent = true
 	grace := ss.svc.cfg().Sync.ProbeGrace.Duration
+	settled := func() { ss.crew.post(evSettled{gen}) }
+	if rs.deadline == nil {
+		// The deadline counts from the start of the resync, but the users
+		// get at least the grace period to answer.
+		left := probeDeadline(ss.svc.cfg().Sync.InitTimeout.Duration, len(rs.awaiting)) - time.Since(rs.start)
+		rs.deadline = time.AfterFunc(max(left, grace), settled)
+	}
+	if rs.earlyBusy {
+		return // the grace starts once the early changes are answered (earlyAnswered)
+	}
 	if rs.grace != nil {
 		rs.grace.Reset(grace)
 		return
 	}
-	// The deadline counts from the start of the resync, but the users get
-	// at least the grace period to answer.
-	left := probeDeadline(ss.svc.cfg().Sync.InitTimeout.Duration, len(rs.awaiting)) - time.Since(rs.start)
-	settled := func() { ss.crew.post(evSettled{gen}) }
-	rs.deadline = time.AfterFunc(max(left, grace), settled)
 	rs.grace = time.AfterFunc(grace, settled)
 }
 

@@ -306,6 +306,9 @@ func (ss *session) dispatch(ev any) {
 	case evPrefetched:
 		ss.prefetched(ev)
 		return
+	case evEarlyAnswered:
+		ss.earlyAnswered(ev.gen)
+		return
 	case evGrantWait:
 		if st := &ss.srv.streams[ev.stream]; st.conn == ev.conn {
 			ss.decide(ev.stream, false)
