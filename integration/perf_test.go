@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/pubpresence/pubpresence/internal/c2s"
+	"github.com/pubpresence/pubpresence/internal/ejabberdapi"
 	"github.com/pubpresence/pubpresence/internal/load"
 	"github.com/pubpresence/pubpresence/internal/testserver"
+	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/presence"
 )
 
@@ -458,7 +460,7 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 		bares[i] = u + "@" + srv.Domain
 	}
 	learn, err := load.Learn(ctx, load.LearnConfig{Addr: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret,
-		Domain: srv.Domain, Way: way, APIURL: srv.APIURL, Want: n, Users: bares, Grace: perfGrace,
+		Domain: srv.Domain, Way: way, API: apiSessions(srv.APIURL), Want: n, Users: bares, Grace: perfGrace,
 		Service: srv.Pubsub, Node: testNodes.Actual})
 	if err != nil {
 		t.Fatalf("raw learner (%v): %v", way, err)
@@ -505,6 +507,20 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 	perfRow(t, srv, fmt.Sprintf("resync %d users, %s, cold: start→online", n, mode), fmt.Sprintf("%.2f s", cold.Seconds()),
 		fmt.Sprintf("raw %.2f s; actual held %d of %d at online", raw.Took.Seconds(), coldAtOnline, n),
 		fmt.Sprintf("%.2f", cold.Seconds()/raw.Took.Seconds()), "≤ 1.2")
+}
+
+// apiSessions is load.LearnConfig.API for ejabberd's HTTP API at url.
+func apiSessions(url string) func(context.Context) ([]string, int, error) {
+	return func(ctx context.Context) ([]string, int, error) {
+		sessions, err := (&ejabberdapi.Client{URL: url}).ConnectedUsersInfo(ctx)
+		var present []string
+		for _, s := range sessions {
+			if s.Show != "" {
+				present = append(present, xmpp.BareOf(s.JID))
+			}
+		}
+		return present, len(sessions), err
+	}
 }
 
 // waitLong is waitUntil with a bound for thousands of logins.

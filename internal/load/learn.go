@@ -2,13 +2,13 @@ package load
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/pubpresence/pubpresence/admin"
 	"github.com/pubpresence/pubpresence/component"
-	"github.com/pubpresence/pubpresence/internal/ejabberdapi"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
@@ -51,7 +51,12 @@ type LearnConfig struct {
 	Secret string
 	Domain string // the users' domain
 	Way    LearnWay
-	APIURL string // LearnAPI: ejabberd's mod_http_api base URL
+	// API (LearnAPI) reads every session from ejabberd's HTTP API and
+	// returns the bare JID of each session that has available presence
+	// (the caller's ejabberdapi.Client.ConnectedUsersInfo: this package
+	// does not import it, whose own tests import this one), and how many
+	// sessions were listed.
+	API func(ctx context.Context) (present []string, listed int, err error)
 	// Want is how many sessions it must learn the presence of; it ends
 	// when it has (LearnAPI: when the one answer is in).
 	Want int
@@ -157,15 +162,18 @@ func Learn(ctx context.Context, cfg LearnConfig) (LearnReport, error) {
 
 	switch cfg.Way {
 	case LearnAPI:
-		sessions, err := (&ejabberdapi.Client{URL: cfg.APIURL}).ConnectedUsersInfo(ctx)
+		if cfg.API == nil {
+			return rep, errors.New("raw learner: LearnAPI without API")
+		}
+		present, listed, err := cfg.API(ctx)
 		if err != nil {
 			return rep, fmt.Errorf("raw learner: %w", err)
 		}
 		rep.Took = time.Since(start)
 		rep.Listing = rep.Took
-		rep.Listed = len(sessions)
-		for _, s := range sessions {
-			if s.Show != "" && (only == nil || only[xmpp.BareOf(s.JID)]) {
+		rep.Listed = listed
+		for _, bare := range present {
+			if only == nil || only[bare] {
 				rep.Learned++
 			}
 		}
