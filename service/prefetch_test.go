@@ -136,8 +136,11 @@ func TestBurstBeforePings(t *testing.T) {
 	rs.cancel = cancel
 	go func() { rs.done <- rs.svc.Run(ctx) }()
 	t.Cleanup(func() { rs.stop(t) })
-	f.waitFor("online with every connection", func() bool {
-		return rs.st.Phase() == status.Online && testutil.ToFloat64(rs.m.Connections) == n
+	// online published, and every connection published on actual (the
+	// connections gauge was once short of n after 120 s in a loaded -race
+	// run while all n had been published: not this test's point).
+	f.waitFor("online and every connection on actual", func() bool {
+		return f.online.Load() > 0 && f.actual.Load() >= n
 	})
 	if strings.Contains(logs.String(), "no ping answered") {
 		t.Errorf("the check for another instance got no ping answer: its answers waited behind the burst\n%s", logs.String())

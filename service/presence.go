@@ -67,7 +67,11 @@ func (ss *session) handleOn(i int, st component.Stanza) {
 	// applied, the running resync may settle. Settling first would fetch
 	// actual and forget the addresses of connections not yet tracked,
 	// this one's included: it would then wait for a lookup and miss online.
-	defer ss.answered(bare)
+	answerOf := ""
+	if u.Kind == presence.Available || u.Kind == presence.Unavailable {
+		answerOf = full // one session's answer: the user's others may follow
+	}
+	defer ss.answered(bare, answerOf)
 	switch u.Kind {
 	case presence.Subscribe:
 		s.subscribers[bare] = true

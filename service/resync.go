@@ -43,11 +43,16 @@ type resync struct {
 	seq      uint64          // state.Seq() before the sessions were asked for
 	online   map[string]bool // full JIDs the server listed
 	awaiting map[string]bool // users probed that have not answered
-	grace    *time.Timer
-	deadline *time.Timer
-	partial  bool // the server's answer missed some users: drop no ghosts
-	ghosts   int
-	gone     map[string]bool // connections removed since the resync began
+	// sessionsLeft counts, per user awaited, the listed sessions whose
+	// answer has not come: a user is answered once all have (or by a
+	// stanza that is no session's). heard are the sessions that answered.
+	sessionsLeft map[string]int
+	heard        map[string]bool
+	grace        *time.Timer
+	deadline     *time.Timer
+	partial      bool // the server's answer missed some users: drop no ghosts
+	ghosts       int
+	gone         map[string]bool // connections removed since the resync began
 	// untracked are the listed connections the state did not have when
 	// the list came (a reconciliation counts those found by then as missing).
 	untracked []string
@@ -331,6 +336,7 @@ func (ss *session) discover(ev evSessions) {
 	publishIP := ss.svc.cfg().Nodes.PublishIP
 	rs.online = make(map[string]bool, len(sessions))
 	rs.awaiting = make(map[string]bool)
+	rs.sessionsLeft, rs.heard = make(map[string]int), make(map[string]bool)
 	for _, se := range sessions {
 		j, err := presence.ParseJID(se.JID)
 		if err != nil || j.Resource == "" || !ss.svc.domains[j.Domain] {
@@ -368,6 +374,7 @@ func (ss *session) discover(ev evSessions) {
 		case rs.kind == poll:
 		case !tracked, rs.kind != reconcile && !ss.privileged():
 			rs.awaiting[j.Bare()] = true
+			rs.sessionsLeft[j.Bare()]++
 		}
 	}
 	if !rs.partial {
@@ -442,13 +449,23 @@ func (ss *session) armGrace(gen uint64) {
 	rs.grace = time.AfterFunc(grace, settled)
 }
 
-// answered notes that bare answered a probe (or sent anything).
-func (ss *session) answered(bare string) {
+// answered notes that bare answered a probe (or sent anything); full is
+// the session that answered, when the stanza was one session's presence:
+// the user counts as answered once every listed session has (the early
+// converge's prefetch made converge follow settle at once, and a user's
+// second session's answer, a moment behind the first, was missed).
+func (ss *session) answered(bare, full string) {
 	rs := ss.resync
 	if rs == nil || ss.life.settled || !rs.awaiting[bare] {
 		return
 	}
-	delete(rs.awaiting, bare)
+	if full != "" && rs.online[full] && !rs.heard[full] {
+		rs.heard[full] = true
+		rs.sessionsLeft[bare]--
+	}
+	if full == "" || rs.sessionsLeft[bare] <= 0 {
+		delete(rs.awaiting, bare)
+	}
 	if len(rs.awaiting) == 0 {
 		ss.dispatch(evSettled{rs.gen})
 		return
