@@ -117,8 +117,9 @@ func (ss *session) settleItems() {
 	case !pre.in:
 		pre.wanted = true
 	default:
-		gen, items := rs.gen, pre.items
-		ss.crew.post(evItems{gen: gen, items: items})
+		// Handed on here, not posted: the loop posting to its own events
+		// would block it for good were they full.
+		ss.dispatch(evItems{gen: rs.gen, items: pre.items})
 	}
 }
 
