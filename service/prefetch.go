@@ -73,11 +73,8 @@ func (ss *session) startPrefetch(gen uint64) {
 		return
 	}
 	rs.pre = &prefetch{}
-	cfg := ss.svc.cfg()
 	ss.crew.spawn(func(ctx context.Context) {
-		ctx, cancel := ss.patient(ctx)
-		items, err := pubsub.Items(ctx, ss.srv, cfg.XMPP.Pubsub, cfg.Nodes.Actual)
-		cancel()
+		items, err := ss.readActual(ctx)
 		ss.crew.post(evPrefetched{gen: gen, items: items, err: err})
 	})
 }
@@ -125,16 +122,21 @@ func (ss *session) settleItems() {
 
 // fetchActual fetches the actual node for resync gen (evItems).
 func (ss *session) fetchActual(gen uint64) {
-	cfg := ss.svc.cfg()
 	ss.crew.spawn(func(ctx context.Context) {
-		ctx, cancel := ss.patient(ctx)
-		items, err := pubsub.Items(ctx, ss.srv, cfg.XMPP.Pubsub, cfg.Nodes.Actual)
-		cancel()
+		items, err := ss.readActual(ctx)
 		if err != nil {
-			err = errorf("fetch "+cfg.Nodes.Actual, err)
+			err = errorf("fetch "+ss.svc.cfg().Nodes.Actual, err)
 		}
 		ss.crew.post(evItems{gen: gen, items: items, err: err, missing: errors.Is(err, xmpp.ErrItemNotFound)})
 	})
+}
+
+// readActual fetches every item of the actual node, patiently.
+func (ss *session) readActual(ctx context.Context) ([]pubsub.Item, error) {
+	cfg := ss.svc.cfg()
+	ctx, cancel := ss.patient(ctx)
+	defer cancel()
+	return pubsub.Items(ctx, ss.srv, cfg.XMPP.Pubsub, cfg.Nodes.Actual)
 }
 
 // earlyConverge queues, once the prefetch and the session list are both
