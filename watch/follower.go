@@ -29,12 +29,35 @@ func DefaultNodes() Nodes {
 // its own (which cannot happen before its ctx ends).
 var ErrStopped = errors.New("watch: follower stopped")
 
-// Retry bounds for subscribing to a node that does not exist yet.
+// Retry bounds for a subscription to a node that does not exist yet, and
+// for a request the server asked to try again later.
 const (
 	subscribeRetryMin = 100 * time.Millisecond
 	subscribeRetryMax = 2 * time.Second
 	unsubscribeWait   = 2 * time.Second
 )
+
+// busy reports whether err is the server asking to try again later: an
+// error of type wait (RFC 6120, 8.3.2). ejabberd answers so, with
+// internal-server-error "Database failure", when a request meets a node
+// being deleted.
+func busy(err error) bool {
+	var se *xmpp.StanzaError
+	return errors.As(err, &se) && se.Type == "wait"
+}
+
+// backoff sleeps d, or until ctx ends (false), and returns the next wait.
+func backoff(ctx context.Context, d *time.Duration) bool {
+	t := time.NewTimer(*d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	*d = min(2**d, subscribeRetryMax)
+	return true
+}
 
 // session is what the Follower needs of a c2s client.
 type session interface {
@@ -294,23 +317,33 @@ func parseUser(it pubsub.Item) (Event, bool) {
 	return Event{ID: id, Conn: c}, true
 }
 
-// fetch reads the actual node.
+// fetch reads the actual node, again while the server is busy.
 func (f *Follower) fetch(ctx context.Context) ([]Event, error) {
-	items, err := f.sess.Items(ctx, f.service, f.nodes.Actual)
-	if err != nil {
-		return nil, fmt.Errorf("watch: fetch state: %w", err)
-	}
-	snap := make([]Event, 0, len(items))
-	for _, it := range items {
-		if e, ok := parseUser(it); ok {
-			snap = append(snap, e)
+	wait := subscribeRetryMin
+	for {
+		items, err := f.sess.Items(ctx, f.service, f.nodes.Actual)
+		if busy(err) && ctx.Err() == nil {
+			if !backoff(ctx, &wait) {
+				return nil, ctx.Err()
+			}
+			continue
 		}
+		if err != nil {
+			return nil, fmt.Errorf("watch: fetch state: %w", err)
+		}
+		snap := make([]Event, 0, len(items))
+		for _, it := range items {
+			if e, ok := parseUser(it); ok {
+				snap = append(snap, e)
+			}
+		}
+		return snap, nil
 	}
-	return snap, nil
 }
 
 // subscribe subscribes to live, actual and then status. A node that does
-// not exist yet (the service has not created it) is retried until ctx ends.
+// not exist yet (the service has not created it, or an admin deleted it)
+// and a busy server are tried again until ctx ends.
 func (f *Follower) subscribe(ctx context.Context) error {
 	for _, node := range []string{f.nodes.Live, f.nodes.Actual, f.nodes.Status} {
 		wait := subscribeRetryMin
@@ -319,17 +352,12 @@ func (f *Follower) subscribe(ctx context.Context) error {
 			if err == nil {
 				break
 			}
-			if !errors.Is(err, xmpp.ErrItemNotFound) || ctx.Err() != nil {
+			if !(errors.Is(err, xmpp.ErrItemNotFound) || busy(err)) || ctx.Err() != nil {
 				return fmt.Errorf("watch: %w", err)
 			}
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !backoff(ctx, &wait) {
 				return ctx.Err()
-			case <-t.C:
 			}
-			wait = min(2*wait, subscribeRetryMax)
 		}
 	}
 	return nil

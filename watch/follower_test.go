@@ -478,3 +478,40 @@ func TestFollowerFetchOfDeletedNode(t *testing.T) {
 	h.send(live("b@l/1", presence.Chat))
 	h.want(StatusOnline, "b@l/1=chat")
 }
+
+// A server that answers "try again later" (ejabberd's wait/internal-server-
+// error "Database failure" while a node is being deleted) is asked again:
+// the subscription and the fetch both go through on the next try, and Run
+// goes on.
+func TestFollowerRetriesBusyServer(t *testing.T) {
+	dbFailure := &xmpp.StanzaError{Type: "wait", Condition: xmpp.ErrInternalServerError, Text: "Database failure"}
+	h := startFollower(t, func(s *fakeSession) { s.subErrs[names.Actual] = []error{dbFailure} })
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if subs, _ := h.sess.recorded(); len(subs) == 4 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if subs, _ := h.sess.recorded(); !reflect.DeepEqual(subs, []string{names.Live, names.Actual, names.Actual, names.Status}) {
+		t.Fatalf("subscriptions = %v, want actual asked again", subs)
+	}
+	h.send(statusNote(StatusOnline))
+	h.fetch(nil, dbFailure)
+	h.fetch(actualItems("a@l/1=online"), nil)
+	h.want(StatusOnline, "a@l/1=online")
+}
+
+// WaitFor says why Run ended even when its own ctx has ended too.
+func TestWaitForPrefersRunsError(t *testing.T) {
+	forbidden := &xmpp.StanzaError{Type: "auth", Condition: xmpp.ErrForbidden}
+	h := startFollower(t, func(s *fakeSession) { s.subErrs[names.Live] = []error{forbidden} })
+	if _, _, err := h.f.WaitFor(context.Background(), func(string, []presence.Conn) bool { return false }); !errors.Is(err, xmpp.ErrForbidden) {
+		t.Fatalf("WaitFor = %v, want forbidden", err)
+	}
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := 0; i < 50; i++ { // the select would pick either at random
+		if _, _, err := h.f.WaitFor(done, func(string, []presence.Conn) bool { return false }); !errors.Is(err, xmpp.ErrForbidden) {
+			t.Fatalf("WaitFor with an ended ctx = %v, want Run's error", err)
+		}
+	}
+}

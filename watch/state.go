@@ -78,7 +78,8 @@ func (s *state) Changes() <-chan struct{} { return s.changes }
 
 // WaitFor blocks until cond(status, conns) holds, ctx ends or Run ends,
 // and returns the last snapshot with nil, ctx.Err(), or Run's error
-// (ErrStopped when it had none).
+// (ErrStopped when it had none). When both ctx and Run have ended, Run's
+// error wins: it says why the view stopped.
 func (s *state) WaitFor(ctx context.Context, cond func(status string, conns []presence.Conn) bool) (string, []presence.Conn, error) {
 	for {
 		s.mu.Lock()
@@ -91,21 +92,31 @@ func (s *state) WaitFor(ctx context.Context, cond func(status string, conns []pr
 		select {
 		case <-changed:
 		case <-ctx.Done():
+			select {
+			case <-s.ended: // Run's error says more
+				return s.endedWith(cond)
+			default:
+			}
 			return status, conns, ctx.Err()
 		case <-s.ended:
-			status, conns = s.Snapshot()
-			if cond(status, conns) {
-				return status, conns, nil
-			}
-			s.mu.Lock()
-			err := s.runErr
-			s.mu.Unlock()
-			if err == nil {
-				err = ErrStopped
-			}
-			return status, conns, err
+			return s.endedWith(cond)
 		}
 	}
+}
+
+// endedWith is WaitFor's answer once Run has ended.
+func (s *state) endedWith(cond func(status string, conns []presence.Conn) bool) (string, []presence.Conn, error) {
+	status, conns := s.Snapshot()
+	if cond(status, conns) {
+		return status, conns, nil
+	}
+	s.mu.Lock()
+	err := s.runErr
+	s.mu.Unlock()
+	if err == nil {
+		err = ErrStopped
+	}
+	return status, conns, err
 }
 
 // update runs fn on the view under the lock and signals a change when it
