@@ -54,7 +54,7 @@ func TestIntegrationEjabberdHarness(t *testing.T) {
 	}
 	h.close()
 
-	locals := make([]string, 100)
+	locals := make([]string, 2*commandWindow+88) // more than one window of commands in flight
 	for i := range locals {
 		locals[i] = fmt.Sprintf("user%03d", i)
 	}

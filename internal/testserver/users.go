@@ -136,15 +136,38 @@ func (r *commandReply) problem() string {
 	return ""
 }
 
+// commandWindow bounds the admin commands in flight on one connection: all
+// 10 001 at once lost ejabberd some of their answers.
+const commandWindow = 256
+
 // adminCommands runs the one-shot admin command node for every local part,
-// all pipelined on c, and waits for every answer. For admin#add-user it
-// returns the local parts that already existed instead of failing on them.
+// pipelined on c (commandWindow at a time), and waits for every answer.
+// For admin#add-user it returns the local parts that already existed
+// instead of failing on them.
 func (c *componentConn) adminCommands(domain, node string, locals []string, password string) (exist []string, err error) {
 	writeErr := make(chan error, 1)
+	slots := make(chan struct{}, commandWindow) // one per command in flight
+	stop := make(chan struct{})                 // the reader is done
 	go func() {
 		w := bufio.NewWriterSize(c.conn, 64<<10)
 		var b []byte
 		for i, l := range locals {
+			select {
+			case slots <- struct{}{}:
+			default:
+				// The window is full: what is buffered must reach the
+				// server before its answers can free a slot.
+				if err := w.Flush(); err != nil {
+					writeErr <- err
+					return
+				}
+				select {
+				case slots <- struct{}{}:
+				case <-stop:
+					writeErr <- nil
+					return
+				}
+			}
 			b = fmt.Appendf(b[:0], "<iq type='set' id='h%d' from='%s' to='%s'><command xmlns='%s' node='%s' action='execute'>",
 				i, xmlEscape(c.name), xmlEscape(domain), xmpp.NSCommands, node)
 			b = xmpp.AppendForm(b, "submit", xmpp.NSAdmin,
@@ -156,8 +179,9 @@ func (c *componentConn) adminCommands(domain, node string, locals []string, pass
 		writeErr <- w.Flush()
 	}()
 	defer func() {
+		close(stop) // unblocks a writer waiting for a slot
 		if err != nil {
-			c.conn.Close() // unblocks the writer
+			c.conn.Close() // unblocks a writer in Write
 		}
 		if werr := <-writeErr; werr != nil && err == nil {
 			err = fmt.Errorf("%s: send: %w", node, werr)
@@ -183,6 +207,7 @@ func (c *componentConn) adminCommands(domain, node string, locals []string, pass
 			continue
 		}
 		pending--
+		<-slots
 		switch p := r.problem(); {
 		case p == "":
 		case node == nodeAddUser && (p == msgAccountExists || errors.Is(r.stanzaError(), xmpp.ErrConflict)):
