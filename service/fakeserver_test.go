@@ -145,6 +145,9 @@ type fakeServer struct {
 	// gives them with Prosody's details, and a probe of one of them is
 	// answered with the presence of each of its sessions.
 	sessions int
+	// listDelay, set before the service connects, holds the serve loop
+	// that long before each session list is answered: a busy server.
+	listDelay time.Duration
 	// silent, when above 0, is 1 + the number of an online user whose
 	// probes go unanswered (its presence then comes only when injected).
 	silent atomic.Int64
@@ -353,6 +356,7 @@ func (f *fakeServer) answer(c *xmpptest.Conn, out []byte, e *xmpptest.Element) (
 		return f.userStatsAnswer(out, id, to, bare), false
 	case bytes.Contains(in, []byte(fakeAdminNS+"#get-online-users-list'")):
 		f.lists.Add(1)
+		time.Sleep(f.listDelay)
 		if f.sessions == 0 {
 			return fakeResult(out, id, to, fakeListAnswer, nil), false
 		}

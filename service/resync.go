@@ -568,6 +568,9 @@ func (ss *session) finishResync(w doFinish) {
 	rs.stopTimers()
 	ss.resync = nil
 	kind := w.kind.String()
+	if w.kind == poll {
+		ss.pollDone(time.Since(rs.start), time.Now())
+	}
 	if w.err == nil {
 		ss.svc.metrics.Syncs.WithLabelValues(kind, "ok").Inc()
 		ss.svc.metrics.SyncSeconds.WithLabelValues(kind).Observe(time.Since(rs.start).Seconds())

@@ -245,8 +245,10 @@ func (ss *session) run(ctx context.Context, first component.Event, early []compo
 				ss.dispatch(ev)
 			case <-ss.clock.reconcile:
 				ss.dispatch(evReconcile{})
-			case <-ss.track.pollC:
-				ss.dispatch(evPoll{})
+			case now := <-ss.track.pollC:
+				if ss.pollDue(now) {
+					ss.dispatch(evPoll{})
+				}
 			case <-ss.svc.reload:
 				ss.reloaded()
 			case <-ss.svc.stepBack:

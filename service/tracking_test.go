@@ -301,3 +301,45 @@ func TestExcludeReload(t *testing.T) {
 	f.injectPresence(1, "r", "xa", 3, 0)
 	f.waitFor("the user tracked again", func() bool { return f.live.Load() == 4 && f.actual.Load() == 4 })
 }
+
+// TestPollDue: after a poll that took T, the next waits (1/pollShare-1)×T.
+func TestPollDue(t *testing.T) {
+	var ss session
+	now := time.Unix(1000, 0)
+	if !ss.pollDue(now) {
+		t.Fatal("the first poll is not due")
+	}
+	ss.pollDone(time.Second, now)
+	for _, c := range []struct {
+		after time.Duration
+		due   bool
+	}{{time.Second, false}, {8 * time.Second, false}, {9 * time.Second, true}, {time.Minute, true}} {
+		if got := ss.pollDue(now.Add(c.after)); got != c.due {
+			t.Errorf("%v after a poll of 1s: due %v, want %v", c.after, got, c.due)
+		}
+	}
+	ss.pollDone(time.Millisecond, now)
+	if !ss.pollDue(now.Add(10 * time.Millisecond)) {
+		t.Error("a quick poll holds back the next tick")
+	}
+}
+
+// TestSlowListSpacesPolls: a session list that takes the server 400 ms
+// spaces the polls of a 1 s sessions_poll to one every 4 s or more, so
+// that the list takes at most a tenth of the server's time.
+func TestSlowListSpacesPolls(t *testing.T) {
+	f := newFakeServer(t)
+	f.grant = prosodyGrant
+	f.listDelay = 400 * time.Millisecond
+	rs := trackedService(t, f, func(c *config.Config) {
+		c.Tracking.Mode = config.TrackPrivileged
+		c.Tracking.SessionsPoll = config.Duration{Duration: time.Second}
+	})
+	f.waitFor("a poll", func() bool { return rs.metric(t, "pubpresence_syncs_total", "kind", "poll", "result", "ok") >= 1 })
+	first := f.lists.Load()
+	time.Sleep(6 * time.Second)
+	// Polled at every tick, 6 s would hold about 4 more lists (1.4 s each).
+	if n := f.lists.Load() - first; n < 1 || n > 2 {
+		t.Errorf("%d session lists in 6 s after a poll that took 400 ms, want 1 or 2", n)
+	}
+}
