@@ -22,15 +22,28 @@ import (
 //     are published where the node differs: the early converge;
 //   - the probes' grace of quiet starts once those requests are answered
 //     (evEarlyAnswered): a busy server answers probes late;
+//   - from then on, each change the probes bring (an answer, a session
+//     that ends) is queued at once and laid over the items too (earlyOn);
 //   - after the probes, converge compares the prefetched items, with what
-//     the early converge queued laid over them (session.early), to the
-//     state, and queues only what is still different.
+//     was queued laid over them (session.early), to the state, and queues
+//     only what is still different.
 //
 // Nothing else writes the actual node during init (changes reach it only
 // once actualOn), and the queue sends one item's requests in order, so the
 // node ends as the overlay says, whichever of its requests the server has
 // answered when a fetch reads it. The overlay is kept across a relist of
 // the same initial resync and dropped when a resync begins.
+
+// earlyOn reports whether a change during the initial resync goes to the
+// actual node at once: after the early converge, each probe answer (and
+// each connection that ends) is queued as it comes and laid over the
+// prefetched items like the early converge's own requests, so that the
+// probes' wait and the publishes overlap and converge finds nothing left
+// for them.
+func (ss *session) earlyOn() bool {
+	rs := ss.resync
+	return !ss.actualOn && ss.early != nil && rs != nil && rs.kind == initial && rs.earlyDone
+}
 
 // evPrefetched: the actual node fetched at the start of an initial
 // resync's discovery.

@@ -22,9 +22,9 @@ import (
 
 // TestInitialSyncEarlyRetracts: a cold start retracts the items of
 // connections the server does not list while it still waits for probe
-// answers, and ends with each stale item retracted once and each
-// connection published once (those whose answer came before the items
-// were published early, and not again by the diff).
+// answers, publishes each answer as it comes, and ends with each stale
+// item retracted once and each connection published once (not again by
+// the diff).
 func TestInitialSyncEarlyRetracts(t *testing.T) {
 	const n = 200
 	f := newFakeServer(t)
@@ -42,6 +42,12 @@ func TestInitialSyncEarlyRetracts(t *testing.T) {
 	f.waitFor("the stale items retracted", func() bool { return f.retracts.Load() == n })
 	if p := rs.st.Phase(); p == status.Online || f.online.Load() > 0 {
 		t.Fatalf("phase %v, %d online published: the retracts came only after the probes", p, f.online.Load())
+	}
+	// Each answer is published as it comes, while the probes still wait
+	// for the last user.
+	f.waitFor("the answered connections published", func() bool { return f.actual.Load() == n-1 })
+	if p := rs.st.Phase(); p == status.Online || f.online.Load() > 0 {
+		t.Fatalf("phase %v, %d online published: the publishes came only after the probes", p, f.online.Load())
 	}
 	// The last user answers: the probes are over, and the start converges.
 	f.injectPresence(n-1, "r", fakeOnlineShow, n-1, 0)

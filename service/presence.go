@@ -186,8 +186,13 @@ func (ss *session) apply(c presence.Conn) {
 		f.Set(c)
 	}
 	ss.publishLive(c)
-	if ss.actualOn {
+	switch {
+	case ss.actualOn:
 		ss.queue.Actual(c)
+		ss.checkLimit()
+	case ss.earlyOn():
+		ss.queue.Actual(c)
+		ss.early[c.JID] = &c
 		ss.checkLimit()
 	}
 }
@@ -208,8 +213,12 @@ func (ss *session) removed(c presence.Conn) {
 		f.Gone(c)
 	}
 	ss.publishLive(c)
-	if ss.actualOn {
+	switch {
+	case ss.actualOn:
 		ss.queue.Retract(c.JID)
+	case ss.earlyOn():
+		ss.queue.Retract(c.JID)
+		ss.early[c.JID] = nil
 	}
 }
 
