@@ -45,6 +45,28 @@ func (ss *session) earlyOn() bool {
 	return !ss.actualOn && ss.early != nil && rs != nil && rs.kind == initial && rs.earlyDone
 }
 
+// earlyHolds reports whether the actual node, with what was queued laid
+// over the prefetched items, already holds c as it is: a warm start's
+// answers (the state is empty after a restart, the node true) need no
+// request.
+func (ss *session) earlyHolds(c presence.Conn) bool {
+	if e, ok := ss.early[c.JID]; ok {
+		return e != nil && e.SameState(c)
+	}
+	h, ok := ss.resync.nodeHas[c.JID]
+	return ok && h.SameState(c)
+}
+
+// earlyHas reports whether the actual node, as earlyHolds sees it, holds
+// an item with id.
+func (ss *session) earlyHas(id string) bool {
+	if e, ok := ss.early[id]; ok {
+		return e != nil
+	}
+	_, ok := ss.resync.nodeHas[id]
+	return ok
+}
+
 // evPrefetched: the actual node fetched at the start of an initial
 // resync's discovery.
 type evPrefetched struct {
@@ -163,6 +185,10 @@ func (ss *session) earlyConverge() {
 	}
 	rs.earlyDone = true
 	have, bad := ss.nodeView(rs.pre.items)
+	rs.nodeHas = make(map[string]presence.Conn, len(have))
+	for _, c := range have {
+		rs.nodeHas[c.JID] = c
+	}
 	plan := presence.Diff(have, ss.svc.state.Snapshot())
 	if ss.early == nil {
 		ss.early = make(map[string]*presence.Conn)

@@ -170,3 +170,15 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestInitialSyncWarmAndCold: a start with the actual node already true
+// sends nothing to it (the answers publish nothing the node holds, though
+// the state is empty after a restart); a cold one retracts and publishes
+// each item once. Both go online with every connection.
+func TestInitialSyncWarmAndCold(t *testing.T) {
+	for _, items := range []fakeItems{itemsWarm, itemsStale} {
+		fx := scaleStart(t, 300, items)
+		fx.check(t, items)
+		fx.stop(t)
+	}
+}

@@ -190,7 +190,7 @@ func (ss *session) apply(c presence.Conn) {
 	case ss.actualOn:
 		ss.queue.Actual(c)
 		ss.checkLimit()
-	case ss.earlyOn():
+	case ss.earlyOn() && !ss.earlyHolds(c):
 		ss.queue.Actual(c)
 		ss.early[c.JID] = &c
 		ss.checkLimit()
@@ -216,7 +216,7 @@ func (ss *session) removed(c presence.Conn) {
 	switch {
 	case ss.actualOn:
 		ss.queue.Retract(c.JID)
-	case ss.earlyOn():
+	case ss.earlyOn() && ss.earlyHas(c.JID):
 		ss.queue.Retract(c.JID)
 		ss.early[c.JID] = nil
 	}

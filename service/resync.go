@@ -61,8 +61,11 @@ type resync struct {
 	listed, settled time.Duration
 	pre             *prefetch // initial: the actual node, fetched while listing (prefetch.go)
 	earlyDone       bool      // the early converge has run
-	earlyBusy       bool      // its requests are not all answered: no grace yet
-	probesSent      bool      // armGrace ran
+	// nodeHas is the actual node as the early converge saw it: the
+	// prefetched items, with the overlay of a relist laid over them.
+	nodeHas    map[string]presence.Conn
+	earlyBusy  bool // its requests are not all answered: no grace yet
+	probesSent bool // armGrace ran
 }
 
 func (rs *resync) stopTimers() {
