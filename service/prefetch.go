@@ -45,26 +45,18 @@ func (ss *session) earlyOn() bool {
 	return !ss.actualOn && ss.early != nil && rs != nil && rs.kind == initial && rs.earlyDone
 }
 
-// earlyHolds reports whether the actual node, with what was queued laid
-// over the prefetched items, already holds c as it is: a warm start's
-// answers (the state is empty after a restart, the node true) need no
-// request.
-func (ss *session) earlyHolds(c presence.Conn) bool {
-	if e, ok := ss.early[c.JID]; ok {
-		return e != nil && e.SameState(c)
+// earlyItem is the item id of the actual node, as the requests queued so
+// far leave it: the overlay (session.early) laid over the prefetched
+// items. ok is false when the node will not hold it.
+func (ss *session) earlyItem(id string) (c presence.Conn, ok bool) {
+	if e, queued := ss.early[id]; queued {
+		if e == nil {
+			return presence.Conn{}, false
+		}
+		return *e, true
 	}
-	h, ok := ss.resync.nodeHas[c.JID]
-	return ok && h.SameState(c)
-}
-
-// earlyHas reports whether the actual node, as earlyHolds sees it, holds
-// an item with id.
-func (ss *session) earlyHas(id string) bool {
-	if e, ok := ss.early[id]; ok {
-		return e != nil
-	}
-	_, ok := ss.resync.nodeHas[id]
-	return ok
+	c, ok = ss.resync.nodeHas[id]
+	return c, ok
 }
 
 // evPrefetched: the actual node fetched at the start of an initial

@@ -190,7 +190,12 @@ func (ss *session) apply(c presence.Conn) {
 	case ss.actualOn:
 		ss.queue.Actual(c)
 		ss.checkLimit()
-	case ss.earlyOn() && !ss.earlyHolds(c):
+	case ss.earlyOn():
+		// A warm start's answers (the state is empty after a restart,
+		// the node true) need no request.
+		if held, ok := ss.earlyItem(c.JID); ok && held.SameState(c) {
+			return
+		}
 		ss.queue.Actual(c)
 		ss.early[c.JID] = &c
 		ss.checkLimit()
@@ -216,9 +221,11 @@ func (ss *session) removed(c presence.Conn) {
 	switch {
 	case ss.actualOn:
 		ss.queue.Retract(c.JID)
-	case ss.earlyOn() && ss.earlyHas(c.JID):
-		ss.queue.Retract(c.JID)
-		ss.early[c.JID] = nil
+	case ss.earlyOn():
+		if _, ok := ss.earlyItem(c.JID); ok {
+			ss.queue.Retract(c.JID)
+			ss.early[c.JID] = nil
+		}
 	}
 }
 
