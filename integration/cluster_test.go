@@ -205,6 +205,11 @@ func clusterFaults(t *testing.T, privileged bool) {
 	ch.resume()
 	const sighting = "took some of this instance's stanzas"
 	sightings := strings.Count(readLog(svc), sighting)
+	// What the first instance has done so far, counted before the second
+	// starts: it acts once the second has been quiet for intruderQuiet
+	// (2 s), which can fall before or during the check below.
+	regrants := strings.Count(readLog(svc), `another connection with this component name closed`)
+	resyncs := svc.Metric(t, `pubpresence_syncs_total{kind="reconcile",result="ok"}`)
 	b := startService(t, n1, withAddresses(n1.ComponentAddr, n2.ComponentAddr))
 	startedB := time.Now()
 	waitUntil(t, "the second instance to stand by", func() bool {
@@ -225,8 +230,6 @@ func clusterFaults(t *testing.T, privileged bool) {
 	// user; with privileged presence it is first granted again on every
 	// node (the second's connections dropped the grants). Wait for that,
 	// so that the next fault does not fall into it.
-	regrants := strings.Count(readLog(svc), `another connection with this component name closed`)
-	resyncs := svc.Metric(t, `pubpresence_syncs_total{kind="reconcile",result="ok"}`)
 	b.Stop()
 	waitUntil(t, "the first instance to act on the second's leaving", func() bool {
 		if strings.Count(readLog(svc), sighting) == sightings {
