@@ -124,6 +124,11 @@ type fakeServer struct {
 	// failStats is how many user-stats requests, from now, are answered
 	// with internal-server-error.
 	failStats atomic.Int64
+	// failConfigure is how many node configurations (owner configure
+	// set), from now, are answered with ejabberd's wait/internal-server-
+	// error ("Database failure" while a cluster node dies); configured
+	// counts those answered with success.
+	failConfigure, configured atomic.Int64
 
 	// grant, when set before the service connects, is the inner XML of a
 	// <privilege/> message sent on each connection with the answer to its
@@ -333,6 +338,13 @@ func (f *fakeServer) answer(c *xmpptest.Conn, out []byte, e *xmpptest.Element) (
 		}
 		f.others.Add(1)
 		return fakeResult(out, id, to, "", nil), false
+	case string(typ) == "set" && bytes.HasPrefix(in, []byte(fakeFormOpen)):
+		if f.failConfigure.Add(-1) >= 0 {
+			return fakeWaitError(out, id, to), false
+		}
+		f.failConfigure.Store(0)
+		f.configured.Add(1)
+		return fakeResult(out, id, to, "", nil), false
 	case bytes.HasPrefix(in, []byte(fakeRetractPrefix)):
 		f.retracts.Add(1)
 		return fakeResult(out, id, to, "", nil), true
@@ -342,11 +354,7 @@ func (f *fakeServer) answer(c *xmpptest.Conn, out []byte, e *xmpptest.Element) (
 	case bytes.Contains(in, []byte(fakeAdminNS+"#user-stats'")):
 		f.userStats.Add(1)
 		if f.failStats.Add(-1) >= 0 {
-			out = append(out, "<iq type='error' id='"...)
-			out = append(out, id...)
-			out = append(out, "' from='"...)
-			out = append(out, to...)
-			return append(out, "' to='"+fakeComponent+"'><error type='wait'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"...), false
+			return fakeWaitError(out, id, to), false
 		}
 		f.failStats.Store(0)
 		var bare []byte
@@ -382,6 +390,16 @@ func (f *fakeServer) answer(c *xmpptest.Conn, out []byte, e *xmpptest.Element) (
 		f.others.Add(1)
 		return fakeResult(out, id, to, "", nil), false
 	}
+}
+
+// fakeWaitError appends an error answer of type wait
+// (internal-server-error) to the request id from to.
+func fakeWaitError(out, id, to []byte) []byte {
+	out = append(out, "<iq type='error' id='"...)
+	out = append(out, id...)
+	out = append(out, "' from='"...)
+	out = append(out, to...)
+	return append(out, "' to='"+fakeComponent+"'><error type='wait'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"...)
 }
 
 // userStatsAnswer appends the user-stats answer for bare: one session per

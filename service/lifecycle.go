@@ -77,7 +77,8 @@ const (
 type (
 	// evStart: the stream is up and no other instance holds the name.
 	evStart struct{}
-	// evNodesReady: the nodes are set up (created: one had to be made).
+	// evNodesReady: the nodes are set up (created: one had to be made;
+	// with err, one may have been).
 	evNodesReady struct {
 		gen     uint64
 		created bool
@@ -248,11 +249,14 @@ func (l *lifecycle) apply(ev any) []any {
 			return nil
 		}
 		if ev.err != nil {
-			if l.running != initial {
-				// A set-up that failed may still have created a node (its
-				// answer lost or late): the repair then finds our title on
-				// it and could not tell. Readers subscribed to the deleted
-				// node must start over, so the repair goes through init.
+			if l.running != initial && ev.created {
+				// A set-up that failed may still have created a node (a
+				// create's answer lost or late): the repair then finds our
+				// title on it and could not tell. Readers subscribed to the
+				// deleted node must start over, so the repair goes through
+				// init. A set-up the server answered with errors created
+				// nothing (ejabberd's "Database failure" while a cluster
+				// node dies): the repair stays online.
 				l.nodeMissing = true
 			}
 			return l.fail(ev.err)

@@ -112,16 +112,22 @@ func TestLifecycle(t *testing.T) {
 			{evRetry{2}, status.Online, nil}, // no retry while online
 			{evRepair{}, status.Online, []any{doEnsureNodes{3, reconcile}}},
 		})},
-		{"a failed set-up while online: the repair goes through init", cat([]step{start}, toOnline(1), []step{
+		{"a set-up that may have made a node fails while online: the repair goes through init", cat([]step{start}, toOnline(1), []step{
 			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
-			{evNodesReady{gen: 2, err: errBoom}, status.Online, []any{doFinish{gen: 2, kind: reconcile, err: errBoom}}},
+			{evNodesReady{gen: 2, created: true, err: errBoom}, status.Online, []any{doFinish{gen: 2, kind: reconcile, err: errBoom}}},
 			{evRepair{}, status.Nodes, []any{doEnter{status.Nodes}, doEnsureNodes{3, initial}}},
 		}, toOnline(3))},
-		{"a failed set-up while online: the next reconcile goes through init", cat([]step{start}, toOnline(1), []step{
+		{"a set-up that may have made a node fails while online: the next reconcile goes through init", cat([]step{start}, toOnline(1), []step{
 			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
-			{evNodesReady{gen: 2, err: errBoom}, status.Online, []any{doFinish{gen: 2, kind: reconcile, err: errBoom}}},
+			{evNodesReady{gen: 2, created: true, err: errBoom}, status.Online, []any{doFinish{gen: 2, kind: reconcile, err: errBoom}}},
 			{evReconcile{}, status.Nodes, []any{doEnter{status.Nodes}, doEnsureNodes{3, initial}}},
 		}, toOnline(3))},
+		{"a set-up the server refused while online: the repair stays online", cat([]step{start}, toOnline(1), []step{
+			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
+			{evNodesReady{gen: 2, err: errBoom}, status.Online, []any{doFinish{gen: 2, kind: reconcile, err: errBoom}}},
+			{evRepair{}, status.Online, []any{doEnsureNodes{3, reconcile}}},
+			{evNodesReady{gen: 3}, status.Online, []any{doStartQueue{}, doListSessions{3, reconcile}}},
+		})},
 		{"a node found replaced goes back to init", cat([]step{start}, toOnline(1), []step{
 			{evReconcile{}, status.Online, []any{doEnsureNodes{2, reconcile}}},
 			{evNodesReady{gen: 2, created: true}, status.Nodes, []any{doStartQueue{}, doEnter{status.Nodes}, doEnsureNodes{3, initial}}},

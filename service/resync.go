@@ -103,10 +103,31 @@ func (ss *session) beginResync(gen uint64, kind resyncKind) {
 	ss.crew.spawn(func(ctx context.Context) {
 		created, err := ss.ensureNodes(ctx, publishInit)
 		if err != nil {
+			// A request whose answer did not come may have made a node.
+			created = created || !answered(err)
 			err = errorf("set up nodes", err)
 		}
 		ss.crew.post(evNodesReady{gen: gen, created: created, err: err})
 	})
+}
+
+// answered reports whether err is only the server's answers of type
+// error (every one of errors joined): the requests took no effect.
+func answered(err error) bool {
+	switch e := err.(type) {
+	case *xmpp.StanzaError:
+		return true
+	case interface{ Unwrap() []error }:
+		for _, inner := range e.Unwrap() {
+			if !answered(inner) {
+				return false
+			}
+		}
+		return true
+	case interface{ Unwrap() error }:
+		return answered(e.Unwrap())
+	}
+	return false
 }
 
 // listSessions asks the server for the online sessions of every domain:
