@@ -25,6 +25,8 @@
 #   FLOW_SIZES=10000                     throughput rows with that many users online, both
 #                                        tracking modes (default 10000; "" for none)
 #   CHANGES=20000                        changes of the throughput run
+#   ROUNDS=3                             rounds of warm and cold starts per resync row, the
+#                                        medians printed (default 3 up to 1000 users, 1 above)
 #   COUNT=5                              runs of each Go benchmark
 #   LOGDIR=/tmp/perf                     where the raw outputs stay (default a new temp dir)
 #   SCALE_SIZES=1000,10000,100000        connections of the scale rows; add 1000000 for
@@ -71,7 +73,7 @@ go run ./scripts/scaleplot -svg "$out/scale.svg" "$out/scale.txt" >"$out/scale.m
 
 echo "==> against Prosody and ejabberd (sizes $SIZES, $CHANGES changes)" >&2
 PUBPRESENCE_REQUIRE_SERVERS=1 PUBPRESENCE_PERF=1 PUBPRESENCE_PERF_SIZES="$SIZES" PUBPRESENCE_PERF_CHANGES="$CHANGES" \
-	PUBPRESENCE_PERF_FLOW_SIZES="$FLOW_SIZES" \
+	PUBPRESENCE_PERF_FLOW_SIZES="$FLOW_SIZES" PUBPRESENCE_PERF_ROUNDS="${ROUNDS:-}" \
 	go test -count=1 -tags integration -run 'TestIntegrationPerformance|TestIntegrationClusterPerformance|TestIntegrationLoginStorm' -v -timeout 240m ./integration/ >"$out/perf.txt" 2>&1
 rc=$?
 
