@@ -95,15 +95,18 @@ func componentStanza(h *hotStanza) component.Stanza {
 	return component.Stanza{Name: h.name, From: h.from, To: fakeComponent, Inner: h.inner}
 }
 
-// BenchmarkHotPath measures one presence change of a tracked connection,
-// from the stanza as the component's reader delivers it to both publish
-// requests encoded and started: session.handle (parse, state, metrics),
-// then the publish queue's Run encodes the live and the actual publish and
-// starts them on a Starter that answers at once. 1000 connections are
-// tracked, their IPs known, so no lookup is made. Each op waits for its two
-// Starts.
-func BenchmarkHotPath(b *testing.B) {
-	f := newFakeServer(b) // for its configuration only; nothing connects
+// hotPath is a session online with hotConns connections tracked, their
+// IPs known, its publish queue started on a Starter that answers at once
+// (no server).
+type hotPath struct {
+	s       *Service
+	ss      *session
+	st      *startCounter
+	stanzas [][2]hotStanza
+}
+
+func newHotPath(tb testing.TB) *hotPath {
+	f := newFakeServer(tb) // for its configuration only; nothing connects
 	cfg := f.config()
 	s := New(cfg, zerolog.New(io.Discard).Level(zerolog.InfoLevel), nil, nil)
 	ss := newSession(s, nil) // the conn is used by lookups and admin commands only: none here
@@ -122,24 +125,50 @@ func BenchmarkHotPath(b *testing.B) {
 		defer close(queueDone)
 		ss.queue.Run(ctx)
 	}()
-	defer func() {
+	tb.Cleanup(func() {
 		cancel()
 		<-queueDone
-	}()
-
+	})
 	for i := range hotConns {
 		ip := string(appendIP(nil, uint32(i)))
 		ss.apply(presence.Conn{JID: hotJID(i), Show: presence.Online, IP: ip, Since: s.now()})
 		<-st.started
 		<-st.started
 	}
-	stanzas := hotStanzas(hotConns)
-	op := func(i int) {
-		h := &stanzas[i%hotConns][(i/hotConns)%2]
-		ss.handle(componentStanza(h))
-		<-st.started
-		<-st.started
+	return &hotPath{s: s, ss: ss, st: st, stanzas: hotStanzas(hotConns)}
+}
+
+// op hands the session change i (of connection i mod hotConns, the two
+// variants in turn) and waits for its two publishes to start.
+func (hp *hotPath) op(i int) {
+	h := &hp.stanzas[i%hotConns][(i/hotConns)%2]
+	hp.ss.handle(componentStanza(h))
+	<-hp.st.started
+	<-hp.st.started
+}
+
+// TestHotPathAllocations: a presence change of a tracked connection, from
+// the stanza to both publishes started, allocates once: its status text,
+// the string the state keeps. (An earlier change took the address of
+// session.apply's argument, which moved every call's Conn to the heap.)
+func TestHotPathAllocations(t *testing.T) {
+	hp := newHotPath(t)
+	i := hotConns // the other variant for the first round: always a change
+	if n := testing.AllocsPerRun(1000, func() { hp.op(i); i++ }); n > 1 {
+		t.Errorf("%v allocations per change, want at most 1", n)
 	}
+}
+
+// BenchmarkHotPath measures one presence change of a tracked connection,
+// from the stanza as the component's reader delivers it to both publish
+// requests encoded and started: session.handle (parse, state, metrics),
+// then the publish queue's Run encodes the live and the actual publish and
+// starts them on a Starter that answers at once. 1000 connections are
+// tracked, their IPs known, so no lookup is made. Each op waits for its two
+// Starts.
+func BenchmarkHotPath(b *testing.B) {
+	hp := newHotPath(b)
+	s, st, n, stanzas, op := hp.s, hp.st, hp.s.cfg().Nodes, hp.stanzas, hp.op
 
 	// One op checked before the timer: both publishes carry the change.
 	st.mu.Lock()
@@ -182,7 +211,7 @@ func BenchmarkHotPath(b *testing.B) {
 	if c, ok := s.state.Get(h.from); !ok || c.Show != h.show || c.Text != h.text {
 		b.Fatalf("state of %s = %+v, want show %s text %q", h.from, c, h.show, h.text)
 	}
-	if d := ss.queue.Dropped(); d != 0 {
+	if d := hp.ss.queue.Dropped(); d != 0 {
 		b.Fatalf("%d live events dropped", d)
 	}
 }

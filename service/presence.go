@@ -197,7 +197,10 @@ func (ss *session) apply(c presence.Conn) {
 			return
 		}
 		ss.queue.Actual(c)
-		ss.early[c.JID] = &c
+		// A copy: &c would move every call's c to the heap, the hot
+		// path's included.
+		held := c
+		ss.early[c.JID] = &held
 		ss.checkLimit()
 	}
 }
