@@ -8,7 +8,6 @@ import (
 	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/ejabberdapi"
 	"github.com/pubpresence/pubpresence/nodes"
-	"github.com/pubpresence/pubpresence/pubsub"
 	"github.com/pubpresence/pubpresence/status"
 )
 
@@ -102,7 +101,7 @@ type (
 		gen     uint64
 		err     error
 		missing bool // the actual node is gone (item-not-found)
-		items   []pubsub.Item
+		read    nodeRead
 	}
 	// evQueued: every request queued before a barrier was answered.
 	evQueued struct {

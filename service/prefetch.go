@@ -62,9 +62,9 @@ func (ss *session) earlyItem(id string) (c presence.Conn, ok bool) {
 // evPrefetched: the actual node fetched at the start of an initial
 // resync's discovery.
 type evPrefetched struct {
-	gen   uint64
-	items []pubsub.Item
-	err   error
+	gen  uint64
+	read nodeRead
+	err  error
 }
 
 // evEarlyAnswered: the early converge's requests are answered.
@@ -85,9 +85,9 @@ func (ss *session) earlyAnswered(gen uint64) {
 
 // prefetch is the actual node as an initial resync's discovery read it.
 type prefetch struct {
-	in    bool // the answer came
-	items []pubsub.Item
-	err   error
+	in   bool // the answer came
+	read nodeRead
+	err  error
 	// wanted: the probes are over (settle) and wait for the items.
 	wanted bool
 }
@@ -101,8 +101,8 @@ func (ss *session) startPrefetch(gen uint64) {
 	}
 	rs.pre = &prefetch{}
 	ss.crew.spawn(func(ctx context.Context) {
-		items, err := ss.readActual(ctx)
-		ss.crew.post(evPrefetched{gen: gen, items: items, err: err})
+		read, err := ss.readActual(ctx)
+		ss.crew.post(evPrefetched{gen: gen, read: read, err: err})
 	})
 }
 
@@ -114,7 +114,7 @@ func (ss *session) prefetched(ev evPrefetched) {
 		return
 	}
 	pre := rs.pre
-	pre.in, pre.items, pre.err = true, ev.items, ev.err
+	pre.in, pre.read, pre.err = true, ev.read, ev.err
 	if ev.err != nil {
 		ss.svc.log.Debug().Err(ev.err).Msg("prefetch of the actual node failed; fetching it after the probes")
 		if pre.wanted {
@@ -126,7 +126,7 @@ func (ss *session) prefetched(ev evPrefetched) {
 		ss.earlyConverge()
 	}
 	if pre.wanted {
-		ss.dispatch(evItems{gen: rs.gen, items: pre.items})
+		ss.dispatch(evItems{gen: rs.gen, read: pre.read})
 	}
 }
 
@@ -143,27 +143,54 @@ func (ss *session) settleItems() {
 	default:
 		// Handed on here, not posted: the loop posting to its own events
 		// would block it for good were they full.
-		ss.dispatch(evItems{gen: rs.gen, items: pre.items})
+		ss.dispatch(evItems{gen: rs.gen, read: pre.read})
 	}
 }
 
 // fetchActual fetches the actual node for resync gen (evItems).
 func (ss *session) fetchActual(gen uint64) {
 	ss.crew.spawn(func(ctx context.Context) {
-		items, err := ss.readActual(ctx)
+		read, err := ss.readActual(ctx)
 		if err != nil {
 			err = errorf("fetch "+ss.svc.cfg().Nodes.Actual, err)
 		}
-		ss.crew.post(evItems{gen: gen, items: items, err: err, missing: errors.Is(err, xmpp.ErrItemNotFound)})
+		ss.crew.post(evItems{gen: gen, read: read, err: err, missing: errors.Is(err, xmpp.ErrItemNotFound)})
 	})
 }
 
-// readActual fetches every item of the actual node, patiently.
-func (ss *session) readActual(ctx context.Context) ([]pubsub.Item, error) {
+// readActual fetches every item of the actual node, patiently, and parses
+// them in the caller's goroutine (a crew's, not the session's loop).
+func (ss *session) readActual(ctx context.Context) (nodeRead, error) {
 	cfg := ss.svc.cfg()
 	ctx, cancel := ss.patient(ctx)
 	defer cancel()
-	return pubsub.Items(ctx, ss.srv, cfg.XMPP.Pubsub, cfg.Nodes.Actual)
+	items, err := pubsub.Items(ctx, ss.srv, cfg.XMPP.Pubsub, cfg.Nodes.Actual)
+	if err != nil {
+		return nodeRead{}, err
+	}
+	return parseNode(items), nil
+}
+
+// nodeRead is the actual node as a fetch read it, parsed once: the early
+// converge and the converge both read the prefetch's.
+type nodeRead struct {
+	conns []presence.Conn // the items that are a connection's
+	bad   []string        // the ids of the others
+}
+
+// parseNode parses items: an item is a connection's when its payload
+// parses and names the connection of its id.
+func parseNode(items []pubsub.Item) nodeRead {
+	r := nodeRead{conns: make([]presence.Conn, 0, len(items))}
+	for _, it := range items {
+		c, err := nodes.ParseUser(it.Payload)
+		if err != nil || c.JID != it.ID {
+			r.bad = append(r.bad, it.ID)
+			continue
+		}
+		r.conns = append(r.conns, c)
+	}
+	return r
 }
 
 // earlyConverge queues, once the prefetch and the session list are both
@@ -176,7 +203,7 @@ func (ss *session) earlyConverge() {
 		return // a partial list may lack connections that are there
 	}
 	rs.earlyDone = true
-	have, bad := ss.nodeView(rs.pre.items)
+	have, bad := ss.nodeView(rs.pre.read)
 	rs.nodeHas = make(map[string]presence.Conn, len(have))
 	for _, c := range have {
 		rs.nodeHas[c.JID] = c
@@ -219,28 +246,38 @@ func (ss *session) earlyConverge() {
 		Dur("took_ms", time.Since(rs.start)).Msg("initial sync: early changes queued")
 }
 
-// nodeView parses items and lays over them what the early converge
+// nodeView lays over the node as r read it what the early converge
 // queued: the connections the node holds once those requests are
 // answered, and the ids of the items that are not a connection's.
-func (ss *session) nodeView(items []pubsub.Item) (have []presence.Conn, bad []string) {
-	have = make([]presence.Conn, 0, len(items))
-	for _, it := range items {
-		if e, ok := ss.early[it.ID]; ok {
+func (ss *session) nodeView(r nodeRead) (have []presence.Conn, bad []string) {
+	have = make([]presence.Conn, 0, len(r.conns))
+	for _, c := range r.conns {
+		if e, ok := ss.early[c.JID]; ok {
 			if e != nil {
 				have = append(have, *e)
 			}
 			continue
 		}
-		c, err := nodes.ParseUser(it.Payload)
-		if err != nil || c.JID != it.ID {
-			bad = append(bad, it.ID)
-			continue
-		}
 		have = append(have, c)
 	}
-	seen := make(map[string]bool, len(items))
-	for _, it := range items {
-		seen[it.ID] = true
+	for _, id := range r.bad {
+		if e, ok := ss.early[id]; ok {
+			if e != nil {
+				have = append(have, *e)
+			}
+			continue
+		}
+		bad = append(bad, id)
+	}
+	if len(ss.early) == 0 {
+		return have, bad
+	}
+	seen := make(map[string]bool, len(r.conns)+len(r.bad))
+	for _, c := range r.conns {
+		seen[c.JID] = true
+	}
+	for _, id := range r.bad {
+		seen[id] = true
 	}
 	for id, e := range ss.early {
 		if e != nil && !seen[id] {

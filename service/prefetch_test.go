@@ -74,11 +74,13 @@ func TestNodeViewOverlay(t *testing.T) {
 	}
 	republished := conn("b@x/r", "new")
 	added := conn("d@x/r", "added")
+	fixed := conn("fixed@x/r", "fixed")
 	ss := &session{early: map[string]*presence.Conn{
-		"a@x/r":   nil, // retracted
-		"b@x/r":   &republished,
-		"bad@x/r": nil, // a bad item, retracted
-		"d@x/r":   &added,
+		"a@x/r":     nil, // retracted
+		"b@x/r":     &republished,
+		"bad@x/r":   nil, // a bad item, retracted
+		"d@x/r":     &added,
+		"fixed@x/r": &fixed, // a bad item, published over
 	}}
 	items := []pubsub.Item{
 		item(conn("a@x/r", "old")),
@@ -86,13 +88,14 @@ func TestNodeViewOverlay(t *testing.T) {
 		item(conn("c@x/r", "kept")),
 		{ID: "bad@x/r", Payload: []byte("<junk/>")},
 		{ID: "worse@x/r", Payload: []byte("<junk/>")},
+		{ID: "fixed@x/r", Payload: []byte("<junk/>")},
 	}
-	have, bad := ss.nodeView(items)
+	have, bad := ss.nodeView(parseNode(items))
 	got := map[string]string{}
 	for _, c := range have {
 		got[c.JID] = c.Text
 	}
-	want := map[string]string{"b@x/r": "new", "c@x/r": "kept", "d@x/r": "added"}
+	want := map[string]string{"b@x/r": "new", "c@x/r": "kept", "d@x/r": "added", "fixed@x/r": "fixed"}
 	if len(got) != len(want) {
 		t.Fatalf("have %v, want %v", got, want)
 	}

@@ -546,10 +546,10 @@ func (ss *session) countUnknown() {
 }
 
 // converge queues what makes the actual node equal to the state.
-func (ss *session) converge(items []pubsub.Item) {
+func (ss *session) converge(read nodeRead) {
 	rs := ss.resync
 	state := ss.svc.state
-	have, bad := ss.nodeView(items)
+	have, bad := ss.nodeView(read)
 	plan := presence.Diff(have, state.Snapshot())
 	for _, c := range plan.Unchanged {
 		state.SetSince(c.JID, c.Since)
@@ -578,7 +578,7 @@ func (ss *session) converge(items []pubsub.Item) {
 		ev = ss.svc.log.Debug()
 	}
 	ev.Str("kind", rs.kind.String()).Int("connections", state.Len()).Int("users", state.Users()).
-		Int("items", len(items)).Int("publish", len(plan.Publish)).Int("retract", len(plan.Retract)+len(bad)).
+		Int("items", len(read.conns)+len(read.bad)).Int("publish", len(plan.Publish)).Int("retract", len(plan.Retract)+len(bad)).
 		Int("ghosts", rs.ghosts).Dur("listed_ms", rs.listed).Dur("settled_ms", rs.settled).
 		Dur("took_ms", time.Since(rs.start)).Msg("resync")
 }

@@ -360,7 +360,7 @@ func (ss *session) carry(w any, cause any) {
 	case doSettle:
 		ss.settle()
 	case doConverge:
-		ss.converge(cause.(evItems).items)
+		ss.converge(cause.(evItems).read)
 	case doAwait:
 		b := ss.queue.Barrier()
 		ss.crew.spawn(func(ctx context.Context) {
