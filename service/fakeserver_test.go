@@ -330,11 +330,8 @@ func (f *fakeServer) answer(c *xmpptest.Conn, out []byte, e *xmpptest.Element) (
 		if _, exists := f.created.LoadOrStore(node, true); exists {
 			// As the servers answer: the node is there (the service then
 			// reconfigures it).
-			out = append(out, "<iq type='error' id='"...)
-			out = append(out, id...)
-			out = append(out, "' from='"...)
-			out = append(out, to...)
-			return append(out, "' to='"+fakeComponent+"'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"...), false
+			out = fakeIQOpen(out, "error", id, to)
+			return append(out, "<error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"...), false
 		}
 		f.others.Add(1)
 		return fakeResult(out, id, to, "", nil), false
@@ -393,13 +390,10 @@ func (f *fakeServer) answer(c *xmpptest.Conn, out []byte, e *xmpptest.Element) (
 }
 
 // fakeWaitError appends an error answer of type wait
-// (internal-server-error) to the request id from to.
+// (internal-server-error) to the request id sent to to.
 func fakeWaitError(out, id, to []byte) []byte {
-	out = append(out, "<iq type='error' id='"...)
-	out = append(out, id...)
-	out = append(out, "' from='"...)
-	out = append(out, to...)
-	return append(out, "' to='"+fakeComponent+"'><error type='wait'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"...)
+	out = fakeIQOpen(out, "error", id, to)
+	return append(out, "<error type='wait'><internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"...)
 }
 
 // userStatsAnswer appends the user-stats answer for bare: one session per
@@ -556,9 +550,15 @@ func appendIP(b []byte, n uint32) []byte {
 }
 
 // fakeResultOpen appends the start of a result to the request id sent to
-// to, from to (the component checks that).
-func fakeResultOpen(out, id, to []byte) []byte {
-	out = append(out, "<iq type='result' id='"...)
+// to.
+func fakeResultOpen(out, id, to []byte) []byte { return fakeIQOpen(out, "result", id, to) }
+
+// fakeIQOpen appends the start of an answer of type typ to the request id
+// sent to to, from to (the component checks that).
+func fakeIQOpen(out []byte, typ string, id, to []byte) []byte {
+	out = append(out, "<iq type='"...)
+	out = append(out, typ...)
+	out = append(out, "' id='"...)
 	out = append(out, id...)
 	out = append(out, "' from='"...)
 	out = append(out, to...)
