@@ -251,23 +251,24 @@ func (ss *session) earlyConverge() {
 // answered, and the ids of the items that are not a connection's.
 func (ss *session) nodeView(r nodeRead) (have []presence.Conn, bad []string) {
 	have = make([]presence.Conn, 0, len(r.conns))
-	for _, c := range r.conns {
-		if e, ok := ss.early[c.JID]; ok {
-			if e != nil {
-				have = append(have, *e)
-			}
-			continue
+	// overlaid takes what the early converge queued for item id, if it
+	// queued anything: the published connection, or nothing (retracted).
+	overlaid := func(id string) bool {
+		e, ok := ss.early[id]
+		if ok && e != nil {
+			have = append(have, *e)
 		}
-		have = append(have, c)
+		return ok
+	}
+	for _, c := range r.conns {
+		if !overlaid(c.JID) {
+			have = append(have, c)
+		}
 	}
 	for _, id := range r.bad {
-		if e, ok := ss.early[id]; ok {
-			if e != nil {
-				have = append(have, *e)
-			}
-			continue
+		if !overlaid(id) {
+			bad = append(bad, id)
 		}
-		bad = append(bad, id)
 	}
 	if len(ss.early) == 0 {
 		return have, bad
