@@ -44,15 +44,21 @@ type cpuMeter struct {
 // sample returns the CPU time used so far by pubpresence and by the nodes.
 func (m cpuMeter) sample(t *testing.T) (svc time.Duration, nodes []time.Duration) {
 	t.Helper()
-	m.svc.mu.Lock()
-	pid := m.svc.cmd.Process.Pid
-	m.svc.mu.Unlock()
-	svc = procCPU(t, func(p, _ int) bool { return p == pid })
+	svc = m.svc.cpu(t)
 	for _, n := range m.cl.Nodes {
 		g := n.Pid() // a node runs in its own process group
 		nodes = append(nodes, procCPU(t, func(_, pgrp int) bool { return pgrp == g }))
 	}
 	return svc, nodes
+}
+
+// cpu returns the CPU time the service's running process has used so far.
+func (s *service) cpu(t *testing.T) time.Duration {
+	t.Helper()
+	s.mu.Lock()
+	pid := s.cmd.Process.Pid
+	s.mu.Unlock()
+	return procCPU(t, func(p, _ int) bool { return p == pid })
 }
 
 // procCPU sums utime and stime (/proc/PID/stat) of the processes that

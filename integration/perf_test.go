@@ -440,16 +440,10 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 		}
 	}
 	// serverCPU is the CPU time the server has used so far (its process
-	// group), svcCPU pubpresence's.
+	// group).
 	serverCPU := func() time.Duration {
 		g := srv.Pid()
 		return procCPU(t, func(_, pgrp int) bool { return pgrp == g })
-	}
-	svcCPU := func() time.Duration {
-		svc.mu.Lock()
-		pid := svc.cmd.Process.Pid
-		svc.mu.Unlock()
-		return procCPU(t, func(p, _ int) bool { return p == pid })
 	}
 	way := load.LearnProbe
 	switch {
@@ -534,7 +528,7 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 		lines0 := len(svc.LogLines())
 		c := timeOnline()
 		coldSrv = append(coldSrv, serverCPU()-c0)
-		coldSvc = append(coldSvc, svcCPU()) // a new process: all of its CPU so far
+		coldSvc = append(coldSvc, svc.cpu(t)) // a new process: all of its CPU so far
 		cold = append(cold, c)
 		coldAtOnline = min(coldAtOnline, len(actualItems(t, st, srv)))
 		drainedActual(t, srv, f, st)
