@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -93,6 +95,7 @@ type scaleFixture struct {
 	start   time.Time
 	cpu     time.Duration // the process's CPU time meanwhile
 	heap0   uint64        // live heap before the start (the fake's only)
+	peak    peakMemory    // the high-water marks of the start
 	stopped bool
 }
 
@@ -128,12 +131,76 @@ func scaleStart(tb testing.TB, n int, items fakeItems) *scaleFixture {
 	tb.Cleanup(func() { fx.stop(tb) })
 	fx.heap0 = liveHeap()
 
+	watch := watchPeak(tb)
 	cpu0 := cpuTime(tb)
 	fx.start = time.Now()
 	go func() { rs.done <- rs.svc.Run(ctx) }()
 	fx.wait(tb, "online", func() bool { return f.online.Load() > 0 && rs.st.Phase() == status.Online })
 	fx.took, fx.cpu = time.Since(fx.start), cpuTime(tb)-cpu0
+	fx.peak = watch()
 	return fx
+}
+
+// peakMemory is how far the process's memory rose above where it was
+// when the watch began: the heap's objects (live, or dead and not yet
+// swept: what the GC lets the heap reach), sampled every 2 ms, and the
+// resident set's high-water mark (VmHWM, reset through
+// /proc/self/clear_refs; 0 where that is refused). Both hold the fake's
+// share: its answers, built and written during the start.
+type peakMemory struct {
+	heap, rss float64 // bytes
+}
+
+// watchPeak starts sampling the heap and resets the resident set's
+// high-water mark. The function it returns stops the sampling (its
+// goroutine ends before it returns) and gives the peaks.
+func watchPeak(tb testing.TB) func() peakMemory {
+	tb.Helper()
+	sample := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	heapNow := func() uint64 {
+		rtmetrics.Read(sample)
+		return sample[0].Value.Uint64()
+	}
+	rssNow := func(field string) uint64 {
+		b, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			return 0
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, field+":"); ok {
+				kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+				return kb << 10
+			}
+		}
+		return 0
+	}
+	debug.FreeOSMemory() // what earlier runs left is given back: rss0 is what is live
+	rss0 := rssNow("VmRSS")
+	resetHWM := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+	heap0 := heapNow()
+	stop, done := make(chan struct{}), make(chan uint64)
+	go func() {
+		top := heap0
+		t := time.NewTicker(2 * time.Millisecond)
+		defer t.Stop()
+		for {
+			top = max(top, heapNow())
+			select {
+			case <-stop:
+				done <- top
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() peakMemory {
+		close(stop)
+		p := peakMemory{heap: float64(<-done) - float64(heap0)}
+		if hwm := rssNow("VmHWM"); resetHWM && hwm > rss0 {
+			p.rss = float64(hwm - rss0)
+		}
+		return p
+	}
 }
 
 // wait waits until cond holds, waking on every batch of answers the fake
@@ -196,16 +263,20 @@ func (fx *scaleFixture) check(tb testing.TB, items fakeItems) {
 
 // phases returns how long each step of the start took, as the fake saw
 // it: up to the session list written (the nodes set up, the list asked
-// and made), to the last probe answered (the list read, the users
-// probed), to the actual node's items written (the fetch), and to online
-// (the items read, the diff, its changes and online answered).
+// and made), from there to the last probe answered (the list read, the
+// users probed), from the start to the actual node's items written (the
+// fetch, which runs alongside the list and the probes: prefetch.go), and
+// from the later of those two to online (the items read, the diff, its
+// changes and online answered).
 func (fx *scaleFixture) phases() [4]time.Duration {
-	at := []int64{fx.start.UnixNano(), fx.f.listedAt.Load(), fx.f.probedAt.Load(), fx.f.itemsAt.Load(), fx.start.Add(fx.took).UnixNano()}
-	var out [4]time.Duration
-	for i := range out {
-		out[i] = time.Duration(at[i+1] - at[i])
+	start, listed, probed, items := fx.start.UnixNano(), fx.f.listedAt.Load(), fx.f.probedAt.Load(), fx.f.itemsAt.Load()
+	online := fx.start.Add(fx.took).UnixNano()
+	return [4]time.Duration{
+		time.Duration(listed - start),
+		time.Duration(probed - listed),
+		time.Duration(items - start),
+		time.Duration(online - max(probed, items)),
 	}
-	return out
 }
 
 // stop stops the service and the fake.
@@ -224,6 +295,9 @@ func (fx *scaleFixture) stop(tb testing.TB) {
 // with -benchtime=1x: each op is one start. heap-B/conn is the live heap
 // once online and the held live events are out, less the heap before the
 // start, over N (an upper bound: the service's fixed share is in it).
+// peak-heap-B/conn and peak-rss-B/conn are the start's high-water marks
+// over N (peakMemory): what the host needs for a start, the fake's
+// answers included.
 func BenchmarkScaleResync(b *testing.B) {
 	b.Run("conns=0", func(b *testing.B) {
 		var took time.Duration
@@ -242,7 +316,7 @@ func BenchmarkScaleResync(b *testing.B) {
 			}
 			b.Run(name, func(b *testing.B) {
 				var took, cpu time.Duration
-				var heap, dropped float64
+				var heap, dropped, peakHeap, peakRSS float64
 				var phases [4]time.Duration
 				b.StopTimer()
 				for range b.N {
@@ -251,6 +325,8 @@ func BenchmarkScaleResync(b *testing.B) {
 					b.StopTimer()
 					took += fx.took
 					cpu += fx.cpu
+					peakHeap += fx.peak.heap / float64(n)
+					peakRSS += fx.peak.rss / float64(n)
 					for i, d := range fx.phases() {
 						phases[i] += d
 					}
@@ -267,6 +343,8 @@ func BenchmarkScaleResync(b *testing.B) {
 				b.ReportMetric(float64(cpu.Nanoseconds())/per, "cpu-ns/conn")
 				b.ReportMetric(heap/float64(b.N), "heap-B/conn")
 				b.ReportMetric(dropped/float64(b.N), "live-dropped")
+				b.ReportMetric(peakHeap/float64(b.N), "peak-heap-B/conn")
+				b.ReportMetric(peakRSS/float64(b.N), "peak-rss-B/conn")
 				for i, unit := range []string{"list-ns/conn", "probe-ns/conn", "fetch-ns/conn", "diff-ns/conn"} {
 					b.ReportMetric(float64(phases[i].Nanoseconds())/per, unit)
 				}

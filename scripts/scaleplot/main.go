@@ -162,18 +162,23 @@ type column struct {
 }
 
 // steps are the columns of the second table: each step of a start, per
-// connection, as the fake saw it, and the heap once online.
+// connection, as the fake saw it (the fetch runs from the start, alongside
+// the list and the probes), the heap once online, and the start's peaks.
 var steps = func() []column {
 	var out []column
 	for _, kind := range []string{"warm", "cold"} {
 		for _, st := range []struct{ head, unit string }{
-			{"list", "list-ns/conn"}, {"probes", "probe-ns/conn"}, {"fetch", "fetch-ns/conn"}, {"diff → online", "diff-ns/conn"},
+			{"list", "list-ns/conn"}, {"probes", "probe-ns/conn"}, {"fetch (alongside)", "fetch-ns/conn"}, {"diff → online", "diff-ns/conn"},
 		} {
 			out = append(out, column{kind + ": " + st.head, series{"BenchmarkScaleResync/" + kind, st.unit}, 1000, "µs/conn"})
 		}
 	}
 	for _, kind := range []string{"warm", "cold"} {
 		out = append(out, column{"heap after a " + kind + " start", series{"BenchmarkScaleResync/" + kind, "heap-B/conn"}, 1, "B/conn"})
+	}
+	for _, kind := range []string{"warm", "cold"} {
+		out = append(out, column{"peak heap, " + kind, series{"BenchmarkScaleResync/" + kind, "peak-heap-B/conn"}, 1, "B/conn"},
+			column{"peak RSS, " + kind, series{"BenchmarkScaleResync/" + kind, "peak-rss-B/conn"}, 1, "B/conn"})
 	}
 	return out
 }()
