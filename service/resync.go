@@ -49,6 +49,7 @@ type resync struct {
 	sessionsLeft map[string]int
 	heard        map[string]bool
 	grace        *time.Timer
+	heardAt      time.Time // the last answer taken, or the grace armed
 	deadline     *time.Timer
 	partial      bool // the server's answer missed some users: drop no ghosts
 	ghosts       int
@@ -456,21 +457,48 @@ func (ss *session) armGrace(gen uint64) {
 	}
 	rs.probesSent = true
 	grace := ss.svc.cfg().Sync.ProbeGrace.Duration
-	settled := func() { ss.crew.post(evSettled{gen}) }
 	if rs.deadline == nil {
 		// The deadline counts from the start of the resync, but the users
 		// get at least the grace period to answer.
 		left := probeDeadline(ss.svc.cfg().Sync.InitTimeout.Duration, len(rs.awaiting)) - time.Since(rs.start)
-		rs.deadline = time.AfterFunc(max(left, grace), settled)
+		rs.deadline = time.AfterFunc(max(left, grace), func() { ss.crew.post(evSettled{gen}) })
 	}
 	if rs.earlyBusy {
 		return // the grace starts once the early changes are answered (earlyAnswered)
 	}
+	rs.heardAt = time.Now()
 	if rs.grace != nil {
 		rs.grace.Reset(grace)
 		return
 	}
-	rs.grace = time.AfterFunc(grace, settled)
+	rs.grace = time.AfterFunc(grace, func() { ss.crew.post(evGraceOver{gen}) })
+}
+
+// evGraceOver: the grace timer of resync gen fired.
+type evGraceOver struct{ gen uint64 }
+
+// graceOver ends the wait for the probes' answers once no answer has come
+// for the grace period: the server's silence, not the loop's. An answer
+// taken after the timer fired, or stream events waiting for the loop (it
+// was busy: a GC, a large answer, the early converge), renew the wait.
+func (ss *session) graceOver(gen uint64) {
+	rs := ss.resync
+	if rs == nil || rs.gen != gen || ss.life.settled || rs.grace == nil {
+		return
+	}
+	grace := ss.svc.cfg().Sync.ProbeGrace.Duration
+	since := time.Since(rs.heardAt)
+	if grace > 0 {
+		if len(ss.srv.events) > 0 {
+			rs.grace.Reset(grace)
+			return
+		}
+		if since < grace {
+			rs.grace.Reset(grace - since)
+			return
+		}
+	}
+	ss.dispatch(evSettled{gen})
 }
 
 // answered notes that bare answered a probe (or sent anything); full is
@@ -494,9 +522,7 @@ func (ss *session) answered(bare, full string) {
 		ss.dispatch(evSettled{rs.gen})
 		return
 	}
-	if rs.grace != nil {
-		rs.grace.Reset(ss.svc.cfg().Sync.ProbeGrace.Duration)
-	}
+	rs.heardAt = time.Now()
 }
 
 // settle counts what the resync found and fetches the actual node to

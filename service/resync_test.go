@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/config"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
+	"github.com/pubpresence/pubpresence/metrics"
 	"github.com/pubpresence/pubpresence/status"
 )
 
@@ -62,5 +67,68 @@ func TestRefusedSetUpStaysOnline(t *testing.T) {
 	}
 	if f.failConfigure.Load() != 0 {
 		t.Errorf("the fake still has %d configurations to refuse", f.failConfigure.Load())
+	}
+}
+
+// TestGraceOutlastsBusyLoop: the wait for the probes' answers ends after
+// probe_grace without an answer from the server, not without one taken by
+// the loop. At a million users the loop was once busy for 8 s (the early
+// converge) with answers waiting for it: the grace timer fired, the
+// resync settled with 82 759 users unanswered, and a warm start retracted
+// their true items (docs/performance.md, "Scale").
+func TestGraceOutlastsBusyLoop(t *testing.T) {
+	const grace = 5 * time.Millisecond
+	cfg := newFakeServer(t).config() // the configuration only: nothing connects
+	cfg.Sync.ProbeGrace.Duration = grace
+	s := New(cfg, zerolog.New(io.Discard), metrics.New("test"), &status.Tracker{})
+	ss := newSession(s, nil)
+	events := make(chan component.Event, 1)
+	ss.srv.events = events
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ss.crew.ctx = ctx
+	ss.life.gen, ss.life.running, ss.life.phase = 1, initial, status.Discovering
+	ss.resync = &resync{gen: 1, kind: initial, start: time.Now(),
+		pre:      &prefetch{}, // settling waits for these items: nothing to fetch
+		awaiting: map[string]bool{"a@x": true, "b@x": true}, sessionsLeft: map[string]int{},
+		heard: map[string]bool{}, online: map[string]bool{}}
+	ss.armGrace(1)
+	timer := func() any { // what the grace timer posted, once fired
+		t.Helper()
+		select {
+		case ev := <-ss.crew.events:
+			return ev
+		case <-time.After(10 * time.Second):
+			t.Fatal("the grace timer posted nothing")
+			return nil
+		}
+	}
+
+	// The loop is busy past the grace, an answer waiting in the streams'
+	// queue: the timer's event, taken first, does not settle.
+	events <- component.Event{Kind: component.EventStanza}
+	ss.dispatch(timer())
+	if ss.life.settled {
+		t.Fatal("settled with an answer waiting for the loop")
+	}
+	<-events
+
+	// The timer fires again while the loop is busy; the loop then takes
+	// an answer, and only then the timer's event: the grace counts from
+	// that answer.
+	time.Sleep(2 * grace)
+	ss.answered("b@x", "")
+	ss.dispatch(timer())
+	if ss.life.settled {
+		t.Fatal("settled by a timer that fired before the last answer was taken")
+	}
+
+	// The server quiet for the grace: the wait ends, a@x unanswered.
+	ss.dispatch(timer())
+	if !ss.life.settled || ss.life.phase != status.Converging {
+		t.Fatalf("not settled after the grace without answers (phase %v)", ss.life.phase)
+	}
+	if !ss.resync.awaiting["a@x"] || ss.resync.awaiting["b@x"] {
+		t.Errorf("awaiting %v, want a@x only", ss.resync.awaiting)
 	}
 }

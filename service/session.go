@@ -305,6 +305,9 @@ func (ss *session) dispatch(ev any) {
 	case evProbesSent:
 		ss.armGrace(ev.gen)
 		return
+	case evGraceOver:
+		ss.graceOver(ev.gen)
+		return
 	case evPrefetched:
 		ss.prefetched(ev)
 		return
