@@ -6,7 +6,7 @@ import "slices"
 type Plan struct {
 	Publish   []Conn   // new or changed, sorted by JID
 	Retract   []string // item ids in have but not in want, sorted
-	Unchanged []Conn   // in both with SameState: the have version (its Since is the published one)
+	Unchanged []Conn   // in both with SameState: the have version (its Since is the published one), in no order
 }
 
 // Diff compares what a node holds (have, whose JIDs are the item ids,
@@ -21,16 +21,29 @@ func Diff(have, want []Conn) Plan {
 	for i, w := range want {
 		wanted[w.JID] = i
 	}
-	var p Plan
+	// Each wanted connection is unchanged or published: one array holds
+	// both, the unchanged from the front and the published from the back
+	// (a million connections grown by append cost a tenth of a start).
+	both := make([]Conn, len(want))
+	u, pub := 0, len(both)
 	for i, w := range want {
 		if wanted[w.JID] != i {
 			continue // a later duplicate wins
 		}
 		if j, ok := held[w.JID]; ok && have[j].SameState(w) {
-			p.Unchanged = append(p.Unchanged, have[j])
+			both[u] = have[j]
+			u++
 		} else {
-			p.Publish = append(p.Publish, w)
+			pub--
+			both[pub] = w
 		}
+	}
+	var p Plan
+	if u > 0 {
+		p.Unchanged = both[:u:u]
+	}
+	if pub < len(both) {
+		p.Publish = both[pub:]
 	}
 	for id := range held {
 		if _, ok := wanted[id]; !ok {
@@ -38,7 +51,6 @@ func Diff(have, want []Conn) Plan {
 		}
 	}
 	sortConns(p.Publish)
-	sortConns(p.Unchanged)
 	slices.Sort(p.Retract)
 	return p
 }

@@ -1,7 +1,9 @@
 package presence
 
 import (
+	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -63,6 +65,36 @@ func TestDiff(t *testing.T) {
 		got := Diff(tt.have, tt.want)
 		if !reflect.DeepEqual(got, tt.plan) {
 			t.Errorf("%s:\n got %+v\nwant %+v", tt.name, got, tt.plan)
+		}
+	}
+}
+
+// TestDiffAnyOrder: want in any order (State.All gives none) makes the
+// same plan, Publish sorted; Unchanged and Publish share one array, and
+// appending to one leaves the other as it was.
+func TestDiffAnyOrder(t *testing.T) {
+	have := []Conn{{JID: "a@x/1", Show: Online}, {JID: "b@x/1", Show: Online}, {JID: "c@x/1", Show: Away}, {JID: "z@x/1"}}
+	want := []Conn{{JID: "a@x/1", Show: Online}, {JID: "b@x/1", Show: Online}, {JID: "c@x/1", Show: Online}, {JID: "d@x/1", Show: Online}, {JID: "e@x/1", Show: DND}}
+	wantPub := []string{"c@x/1", "d@x/1", "e@x/1"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 50 {
+		w := slices.Clone(want)
+		rng.Shuffle(len(w), func(i, j int) { w[i], w[j] = w[j], w[i] })
+		p := Diff(have, w)
+		var pub, same []string
+		for _, c := range p.Publish {
+			pub = append(pub, c.JID)
+		}
+		for _, c := range p.Unchanged {
+			same = append(same, c.JID)
+		}
+		slices.Sort(same)
+		if !slices.Equal(pub, wantPub) || !slices.Equal(same, []string{"a@x/1", "b@x/1"}) || !slices.Equal(p.Retract, []string{"z@x/1"}) {
+			t.Fatalf("Diff(%v): publish %v, unchanged %v, retract %v", w, pub, same, p.Retract)
+		}
+		_ = append(p.Unchanged, Conn{JID: "new"})
+		if p.Publish[0].JID != "c@x/1" {
+			t.Fatalf("appending to Unchanged overwrote Publish: %v", p.Publish)
 		}
 	}
 }

@@ -576,7 +576,7 @@ func (ss *session) converge(read nodeRead) {
 	rs := ss.resync
 	state := ss.svc.state
 	have, bad := ss.nodeView(read)
-	plan := presence.Diff(have, state.Snapshot())
+	plan := presence.Diff(have, state.All())
 	for _, c := range plan.Unchanged {
 		state.SetSince(c.JID, c.Since)
 		if f := ss.svc.feed; f != nil {
