@@ -63,6 +63,24 @@ func TestInitialSyncEarlyRetracts(t *testing.T) {
 	}
 }
 
+// TestColdStartHeldNothing: once online, a cold start holds no more heap
+// per connection than a warm one. The early changes' overlay (a
+// connection each in a cold start) was kept until the next resync: 190 B
+// per connection more at 100 000.
+func TestColdStartHeldNothing(t *testing.T) {
+	const n = 10000
+	heap := map[fakeItems]float64{}
+	for _, items := range []fakeItems{itemsWarm, itemsStale} {
+		fx := scaleStart(t, n, items)
+		fx.check(t, items)
+		heap[items] = (float64(liveHeap()) - float64(fx.heap0)) / n
+		fx.stop(t)
+	}
+	if heap[itemsStale] > heap[itemsWarm]+64 {
+		t.Errorf("heap once online: %.0f B per connection after a cold start, %.0f after a warm one", heap[itemsStale], heap[itemsWarm])
+	}
+}
+
 // TestNodeViewOverlay: converge compares the state with the fetched items
 // as the early converge's requests leave them.
 func TestNodeViewOverlay(t *testing.T) {
