@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -95,6 +96,40 @@ func TestDiffAnyOrder(t *testing.T) {
 		_ = append(p.Unchanged, Conn{JID: "new"})
 		if p.Publish[0].JID != "c@x/1" {
 			t.Fatalf("appending to Unchanged overwrote Publish: %v", p.Publish)
+		}
+	}
+}
+
+// TestStateDiff: State.Diff makes the plan Diff makes with the state's
+// snapshot.
+func TestStateDiff(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	shows := []Show{Online, Away, DND}
+	for range 20 {
+		s := NewState()
+		var have []Conn
+		for i := range 200 {
+			jid := "u" + strconv.Itoa(i) + "@x/r"
+			c := Conn{JID: jid, Show: shows[rng.IntN(len(shows))]}
+			if rng.IntN(3) > 0 {
+				s.Set(c)
+			}
+			if rng.IntN(3) > 0 {
+				h := c
+				if rng.IntN(4) == 0 {
+					h.Show = Offline // changed since
+				}
+				have = append(have, h)
+			}
+		}
+		got, want := s.Diff(have), Diff(have, s.Snapshot())
+		sortConns(got.Unchanged)
+		sortConns(want.Unchanged)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("State.Diff:\n got %+v\nwant %+v", got, want)
+		}
+		if len(got.Publish)+len(got.Unchanged) != s.Len() {
+			t.Fatalf("%d published + %d unchanged, %d connections", len(got.Publish), len(got.Unchanged), s.Len())
 		}
 	}
 }

@@ -208,7 +208,7 @@ func (ss *session) earlyConverge() {
 	for _, c := range have {
 		rs.nodeHas[c.JID] = c
 	}
-	plan := presence.Diff(have, ss.svc.state.All())
+	plan := ss.svc.state.Diff(have)
 	if ss.early == nil {
 		ss.early = make(map[string]*presence.Conn)
 	}

@@ -580,7 +580,7 @@ func (ss *session) converge(read nodeRead) {
 	// the node is to become. Kept, the overlay held a cold start's every
 	// connection until the next resync (190 B each at 100 000).
 	ss.early = nil
-	plan := presence.Diff(have, state.All())
+	plan := state.Diff(have)
 	for _, c := range plan.Unchanged {
 		state.SetSince(c.JID, c.Since)
 		if f := ss.svc.feed; f != nil {
