@@ -479,8 +479,9 @@ type evGraceOver struct{ gen uint64 }
 
 // graceOver ends the wait for the probes' answers once no answer has come
 // for the grace period: the server's silence, not the loop's. An answer
-// taken after the timer fired, or stream events waiting for the loop (it
-// was busy: a GC, a large answer, the early converge), renew the wait.
+// taken after the timer fired, or stream events waiting for the loop
+// (busy with other work: 8 s at once in a start of a million), renew the
+// wait.
 func (ss *session) graceOver(gen uint64) {
 	rs := ss.resync
 	if rs == nil || rs.gen != gen || ss.life.settled || rs.grace == nil {
