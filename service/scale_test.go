@@ -9,6 +9,7 @@ import (
 	rtmetrics "runtime/metrics"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -153,7 +154,8 @@ type peakMemory struct {
 
 // watchPeak starts sampling the heap and resets the resident set's
 // high-water mark. The function it returns stops the sampling (its
-// goroutine ends before it returns) and gives the peaks.
+// goroutine ends before it returns) and gives the peaks; tb's cleanup
+// stops it when a failure came first.
 func watchPeak(tb testing.TB) func() peakMemory {
 	tb.Helper()
 	sample := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
@@ -178,7 +180,10 @@ func watchPeak(tb testing.TB) func() peakMemory {
 	rss0 := rssNow("VmRSS")
 	resetHWM := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
 	heap0 := heapNow()
-	stop, done := make(chan struct{}), make(chan uint64)
+	stop, done := make(chan struct{}), make(chan uint64, 1)
+	var once sync.Once
+	end := func() { once.Do(func() { close(stop) }) }
+	tb.Cleanup(end)
 	go func() {
 		top := heap0
 		t := time.NewTicker(2 * time.Millisecond)
@@ -194,7 +199,7 @@ func watchPeak(tb testing.TB) func() peakMemory {
 		}
 	}()
 	return func() peakMemory {
-		close(stop)
+		end()
 		p := peakMemory{heap: float64(<-done) - float64(heap0)}
 		if hwm := rssNow("VmHWM"); resetHWM && hwm > rss0 {
 			p.rss = float64(hwm - rss0)
