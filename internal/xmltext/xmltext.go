@@ -9,8 +9,20 @@ import "unicode/utf8"
 // and \t \n \r become references; invalid UTF-8 and characters outside
 // XML's range become U+FFFD.
 func Append(b []byte, s string) []byte {
+	i := 0
+	for i < len(s) && plain[s[i]] {
+		i++
+	}
+	if i == len(s) {
+		return append(b, s...)
+	}
+	return appendEscaped(b, s, i)
+}
+
+// appendEscaped is Append for s whose first i bytes are plain.
+func appendEscaped(b []byte, s string, i int) []byte {
 	last := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		if plain[c] {
 			i++
