@@ -51,7 +51,7 @@ type QueueConfig struct {
 // Result is the outcome of one request the queue sent.
 type Result struct {
 	Node     string
-	Op       string // "publish" or "retract"
+	Op       string // "publish", "retract" or "purge"
 	ID       string
 	Err      error
 	Duration time.Duration
@@ -67,15 +67,17 @@ const (
 	opActual
 	opRaw
 	opBarrier
+	opPurge
 )
 
 // op is one entry of the state lane; the live lane holds bare conns.
 type op struct {
 	kind    opKind
 	key     string        // opActual: the JID; opRaw: the item id
-	node    string        // opRaw
+	node    string        // opRaw, opPurge
 	payload []byte        // opRaw
 	done    chan struct{} // opBarrier
+	epoch   uint64        // opActual: the queue's epoch when queued
 }
 
 // pendingActual is the latest wanted state of one item on the actual node
@@ -83,6 +85,7 @@ type op struct {
 type pendingActual struct {
 	conn    presence.Conn
 	retract bool
+	epoch   uint64 // that of its op
 }
 
 // fifo is a queue in a ring: its array is reused as it goes round, and
@@ -164,13 +167,17 @@ type Queue struct {
 	// largest size, and one that held the whole diff of a cold start (a
 	// million connections: some 400 MB) is made anew once drained.
 	actualMax int
-	share     int  // QueueConfig.LiveShare, as set now
-	liveRun   int  // live requests taken since the last state request, at most share
-	held      bool // the live lane is not served (a negative share)
-	drainers  []chan struct{}
-	dropped   uint64
-	wake      chan struct{}
-	answers   fifo[*slot] // answered, for Run to report
+	// epoch counts the purges queued: a change to an item queued after a
+	// purge is sent after it, never merged into one queued before.
+	epoch    uint64
+	stale    int  // ops of the state lane a purge dropped: they send nothing
+	share    int  // QueueConfig.LiveShare, as set now
+	liveRun  int  // live requests taken since the last state request, at most share
+	held     bool // the live lane is not served (a negative share)
+	drainers []chan struct{}
+	dropped  uint64
+	wake     chan struct{}
+	answers  fifo[*slot] // answered, for Run to report
 
 	// busy counts requests taken from a lane and not answered yet (or
 	// failed to start). It grows under mu, with the lane shrinking, so
@@ -250,13 +257,30 @@ func (q *Queue) Retract(jid string) { q.setActual(jid, pendingActual{retract: tr
 func (q *Queue) setActual(jid string, p pendingActual) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	p.epoch = q.epoch
 	if _, ok := q.actual[jid]; ok {
 		q.actual[jid] = p // merged into the change already waiting
 		return
 	}
 	q.actual[jid] = p
 	q.actualMax = max(q.actualMax, len(q.actual))
-	q.state.push(op{kind: opActual, key: jid})
+	q.state.push(op{kind: opActual, key: jid, epoch: q.epoch})
+	q.signal()
+}
+
+// Purge queues the removal of every item of node (the owner's purge,
+// XEP-0060 §8.5) on the state lane. The changes to the actual node queued
+// before it and not sent yet are dropped: the purge would remove what
+// they write. Changes queued after it are sent after it.
+func (q *Queue) Purge(node string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if node == q.cfg.Actual {
+		q.stale += len(q.actual) // each has its op in the lane
+		clear(q.actual)
+		q.epoch++
+	}
+	q.state.push(op{kind: opPurge, node: node})
 	q.signal()
 }
 
@@ -270,7 +294,7 @@ func (q *Queue) Raw(node, id string, payload []byte) {
 }
 
 // Barrier returns a channel that is closed once every request of the state
-// lane queued before it (Actual, Retract, Raw) has been answered or has
+// lane queued before it (Actual, Retract, Raw, Purge) has been answered or has
 // failed, and so has every request, of either lane, that was in flight when
 // Run reached the barrier. It does not wait for live events that are still
 // queued: they go out on their own lane. If Run ends before reaching the
@@ -316,7 +340,7 @@ func (q *Queue) settle() {
 func (q *Queue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.live.len() + q.state.len() - q.barriers
+	return q.live.len() + q.state.len() - q.barriers - q.stale
 }
 
 // Pending returns the number of requests queued or sent and not yet
@@ -324,7 +348,7 @@ func (q *Queue) Len() int {
 func (q *Queue) Pending() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.live.len() + q.state.len() - q.barriers + int(q.busy.Load())
+	return q.live.len() + q.state.len() - q.barriers - q.stale + int(q.busy.Load())
 }
 
 // Dropped returns how many live events were refused because the queue was full.
@@ -341,11 +365,21 @@ func (q *Queue) Dropped() uint64 {
 func (q *Queue) take() (o op, c presence.Conn, retract, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	for q.stale > 0 && q.state.len() > 0 {
+		// Drop what a purge made moot before it counts as work.
+		f := q.state.s[q.state.head]
+		if p, ok := q.actual[f.key]; f.kind != opActual || ok && p.epoch == f.epoch {
+			break
+		}
+		q.state.pop()
+		q.stale--
+	}
 	nl, ns := q.live.len(), q.state.len()
 	if q.held {
 		nl = 0
 	}
 	if nl == 0 && ns == 0 {
+		q.settle()
 		return op{}, presence.Conn{}, false, false
 	}
 	if nl > 0 && (ns == 0 || q.liveRun < q.share) {
@@ -510,6 +544,9 @@ func (q *Queue) Run(ctx context.Context) {
 				case o.kind == opActual:
 					s.node, s.id = q.cfg.Actual, o.key
 					buf = PublishUserRequest(buf, s.node, c, q.cfg.WithIP)
+				case o.kind == opPurge:
+					s.node, s.id, s.what = o.node, "", "purge"
+					buf = pubsub.PurgeRequest(buf, s.node)
 				default:
 					s.node, s.id = o.node, o.key
 					buf = pubsub.PublishRequest(buf, s.node, s.id, o.payload)

@@ -42,6 +42,9 @@ func parseReq(t testing.TB, payload []byte) fakeReq {
 				ID string `xml:"id,attr"`
 			} `xml:"item"`
 		} `xml:"retract"`
+		Purge *struct {
+			Node string `xml:"node,attr"`
+		} `xml:"http://jabber.org/protocol/pubsub#owner purge"`
 	}
 	r := fakeReq{Payload: string(payload)}
 	if err := xml.Unmarshal(payload, &x); err != nil {
@@ -56,8 +59,10 @@ func parseReq(t testing.TB, payload []byte) fakeReq {
 		}
 	case x.Retract != nil:
 		r.Node, r.Op, r.ID = x.Retract.Node, "retract", x.Retract.Item.ID
+	case x.Purge != nil:
+		r.Node, r.Op = x.Purge.Node, "purge"
 	default:
-		t.Errorf("request %q: neither publish nor retract", payload)
+		t.Errorf("request %q: neither publish, retract nor purge", payload)
 	}
 	return r
 }
@@ -414,6 +419,65 @@ func TestQueueActualMerged(t *testing.T) {
 			t.Errorf("request 2 = %s, want only the retraction of d", r)
 		}
 	})
+}
+
+// TestQueuePurge: a purge of the actual node drops the changes queued
+// before it and not sent (it would remove what they write); a change to
+// one of those items queued after it is sent after it, not merged into the
+// dropped one; Len and Pending count only what will be sent, and Drained
+// closes once it is.
+func TestQueuePurge(t *testing.T) {
+	f := &fakeStarter{}
+	q, start := newTestQueue(t, f, 1, 0, nil)
+	q.Raw("status", "current", []byte("<x xmlns='urn:x'/>"))
+	start()
+	f.waitStarted(1) // the window of 1 is full: the rest waits
+	q.Actual(user("a@example.org/r", presence.Away, "1"))
+	q.Retract("b@example.org/r")
+	q.Actual(user("c@example.org/r", presence.DND, "old"))
+	q.Purge(testActual)
+	q.Actual(user("c@example.org/r", presence.Chat, "new"))
+	q.Actual(user("d@example.org/r", presence.XA, ""))
+	if n, p := q.Len(), q.Pending(); n != 3 || p != 4 {
+		t.Errorf("Len, Pending = %d, %d; want 3 (purge, c, d) and 4 (and the status in flight)", n, p)
+	}
+	for i := 2; i <= 4; i++ {
+		f.reply(nil)
+		f.waitStarted(i)
+	}
+	f.reply(nil)
+	waitClosed(t, q.Drained(), "Drained")
+	got := f.requests()
+	want := []string{"publish status/current", "purge " + testActual + "/", "publish " + testActual + "/c@example.org/r", "publish " + testActual + "/d@example.org/r"}
+	if len(got) != len(want) {
+		t.Fatalf("sent %v, want %v", got, want)
+	}
+	for i, w := range want {
+		if got[i].String() != w {
+			t.Errorf("request %d = %s, want %s", i, got[i], w)
+		}
+	}
+	if c := got[2].User; c.Show != presence.Chat || c.Text != "new" {
+		t.Errorf("c published as %+v, want the change queued after the purge (chat, new)", c)
+	}
+	if n, p := q.Len(), q.Pending(); n != 0 || p != 0 {
+		t.Errorf("after: Len, Pending = %d, %d; want 0, 0", n, p)
+	}
+}
+
+// TestQueuePurgeOnlyStale: with nothing queued after a purge but the
+// dropped changes, the queue sends the purge alone and drains.
+func TestQueuePurgeOnlyStale(t *testing.T) {
+	f := &fakeStarter{auto: true}
+	q, start := newTestQueue(t, f, 4, 0, nil)
+	q.Actual(user("a@example.org/r", presence.Away, ""))
+	q.Retract("b@example.org/r")
+	q.Purge(testActual)
+	start()
+	waitClosed(t, q.Drained(), "Drained")
+	if got := f.requests(); len(got) != 1 || got[0].Op != "purge" || got[0].Node != testActual {
+		t.Errorf("sent %v, want the purge of %s alone", got, testActual)
+	}
 }
 
 func TestQueueBarrierNotBehindLive(t *testing.T) {

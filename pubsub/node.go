@@ -359,6 +359,14 @@ func RetractRequest(b []byte, node, id string) []byte {
 	return append(b, "'/></retract></pubsub>"...)
 }
 
+// PurgeRequest returns the owner's <pubsub/> payload that removes every
+// item of node at once (XEP-0060 §8.5); subscribers get a <purge/> event.
+func PurgeRequest(b []byte, node string) []byte {
+	b = append(b, "<pubsub xmlns='"+NSOwner+"'><purge node='"...)
+	b = xmltext.Append(b, node)
+	return append(b, "'/></pubsub>"...)
+}
+
 // Publish publishes one item.
 func Publish(ctx context.Context, iq IQer, service, node, id string, payload []byte) error {
 	if _, err := iq.IQ(ctx, "set", service, PublishRequest(nil, node, id, payload)); err != nil {

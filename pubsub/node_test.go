@@ -12,6 +12,13 @@ func TestRetractRequest(t *testing.T) {
 	}
 }
 
+func TestPurgeRequest(t *testing.T) {
+	if got, want := string(PurgeRequest(nil, "n'1")),
+		"<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><purge node='n&#39;1'/></pubsub>"; got != want {
+		t.Errorf("purge:\n got %s\nwant %s", got, want)
+	}
+}
+
 func TestTitle(t *testing.T) {
 	for _, tc := range []struct {
 		answer, want string
