@@ -77,7 +77,7 @@ type op struct {
 	node    string        // opRaw, opPurge
 	payload []byte        // opRaw
 	done    chan struct{} // opBarrier
-	epoch   uint64        // opActual: the queue's epoch when queued
+	epoch   uint32        // opActual: the queue's epoch when queued
 }
 
 // pendingActual is the latest wanted state of one item on the actual node
@@ -85,7 +85,9 @@ type op struct {
 type pendingActual struct {
 	conn    presence.Conn
 	retract bool
-	epoch   uint64 // that of its op
+	// epoch is that of its op. 32 bits keep the struct at 128 bytes: a Go
+	// map stores larger values out of line, one allocation per change.
+	epoch uint32
 }
 
 // fifo is a queue in a ring: its array is reused as it goes round, and
@@ -169,7 +171,7 @@ type Queue struct {
 	actualMax int
 	// epoch counts the purges queued: a change to an item queued after a
 	// purge is sent after it, never merged into one queued before.
-	epoch    uint64
+	epoch    uint32
 	stale    int  // ops of the state lane a purge dropped: they send nothing
 	share    int  // QueueConfig.LiveShare, as set now
 	liveRun  int  // live requests taken since the last state request, at most share
