@@ -114,6 +114,10 @@ type Sync struct {
 	AdminConcurrency  int      `toml:"admin_concurrency"`  // default 32; 1..1024
 	InitTimeout       Duration `toml:"init_timeout"`       // default 30s; > 0
 	ProbeGrace        Duration `toml:"probe_grace"`        // default 2s; >= 0; quiet time after the last probe answer
+	// PurgeStale: at a start, purge the actual node in one request when
+	// most of it is to be retracted (docs/operations.md, "A start that
+	// finds the node stale"). Default false.
+	PurgeStale bool `toml:"purge_stale"`
 }
 
 // Tracking modes accepted for tracking.mode.

@@ -83,6 +83,7 @@ type svcOptions struct {
 	// a cluster (docs/ejabberd-cluster.md); address is then not used.
 	addresses []string
 	noIP      bool   // nodes.publish_ip = false
+	purge     bool   // sync.purge_stale
 	logLevel  string // log.level; default debug
 	// mode is tracking.mode: by default "privileged" on a server started
 	// WithPrivilege (a missing grant is then an error, not a quiet
@@ -174,6 +175,7 @@ publish_ip = %v
 reconcile_interval = %q
 init_timeout = %q
 probe_grace = %q
+purge_stale = %v
 
 [tracking]
 mode = %q
@@ -193,7 +195,7 @@ cors_origins = [%s]
 [log]
 level = %q
 `, address, srv.Component, o.secret, srv.Domain, srv.Pubsub, o.keepaliveEvery, o.keepalive, o.requestTimeout,
-		o.accessModel, reader, srv.Domain, !o.noIP, o.reconcile, o.initLimit, o.grace,
+		o.accessModel, reader, srv.Domain, !o.noIP, o.reconcile, o.initLimit, o.grace, o.purge,
 		o.mode, o.poll, quoteList(o.exclude), o.apiURL, s.http, s.tokens, o.maxStreams, o.resumeEvents, quoteList(o.cors), o.logLevel)
 	if err := os.WriteFile(s.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

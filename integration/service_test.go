@@ -61,6 +61,7 @@ type eventItem struct {
 	Node    string
 	ID      string
 	Retract bool
+	Purge   bool // the node was purged (no ID)
 	Payload []byte
 }
 
@@ -83,6 +84,9 @@ func events(t testing.TB, cl *c2s.Client) <-chan eventItem {
 						ID string `xml:"id,attr"`
 					} `xml:"retract"`
 				} `xml:"event>items"`
+				Purges []struct {
+					Node string `xml:"node,attr"`
+				} `xml:"event>purge"`
 			}
 			if err := xml.Unmarshal(append(append([]byte("<m>"), st.Inner...), "</m>"...), &m); err != nil {
 				continue
@@ -94,6 +98,9 @@ func events(t testing.TB, cl *c2s.Client) <-chan eventItem {
 				for _, r := range its.Retracts {
 					ch <- eventItem{Node: its.Node, ID: r.ID, Retract: true}
 				}
+			}
+			for _, p := range m.Purges {
+				ch <- eventItem{Node: p.Node, Purge: true}
 			}
 		}
 		close(ch)

@@ -72,6 +72,7 @@ const (
 	fakePublishPrefix = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='"
 	fakeRetractPrefix = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><retract node='"
 	fakeCreatePrefix  = "<pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='"
+	fakePurgePrefix   = "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><purge node='"
 	fakeCommandsNS    = "http://jabber.org/protocol/commands"
 	fakeAdminNS       = "http://jabber.org/protocol/admin"
 	fakeAccountField  = "<field var='accountjid'><value>"
@@ -129,6 +130,11 @@ type fakeServer struct {
 	// error ("Database failure" while a cluster node dies); configured
 	// counts those answered with success.
 	failConfigure, configured atomic.Int64
+	// purges counts the purges of the actual node answered with success;
+	// purgedAfter is how many actual publishes had been answered before the
+	// last one. failPurge is how many purges, from now, are answered with
+	// feature-not-implemented.
+	purges, purgedAfter, failPurge atomic.Int64
 
 	// grant, when set before the service connects, is the inner XML of a
 	// <privilege/> message sent on each connection with the answer to its
@@ -344,6 +350,15 @@ func (f *fakeServer) answer(c *xmpptest.Conn, out []byte, e *xmpptest.Element) (
 		return fakeResult(out, id, to, "", nil), false
 	case bytes.HasPrefix(in, []byte(fakeRetractPrefix)):
 		f.retracts.Add(1)
+		return fakeResult(out, id, to, "", nil), true
+	case bytes.HasPrefix(in, []byte(fakePurgePrefix)) && string(upTo(in[len(fakePurgePrefix):], '\'')) == f.nodes.Actual:
+		if f.failPurge.Add(-1) >= 0 {
+			out = fakeIQOpen(out, "error", id, to)
+			return append(out, "<error type='cancel'><feature-not-implemented xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"...), true
+		}
+		f.failPurge.Store(0)
+		f.purgedAfter.Store(f.actual.Load())
+		f.purges.Add(1)
 		return fakeResult(out, id, to, "", nil), true
 	case bytes.Contains(in, []byte("urn:xmpp:ping")):
 		f.pings.Add(1)

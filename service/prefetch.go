@@ -214,19 +214,42 @@ func (ss *session) earlyConverge() {
 	}
 	retract := 0
 	for _, id := range append(plan.Retract, bad...) {
-		if rs.online[id] {
-			continue // listed, its presence still to come
+		if !rs.online[id] { // else listed, its presence still to come
+			retract++
 		}
-		ss.queue.Retract(id)
-		ss.early[id] = nil
-		retract++
 	}
-	for _, c := range plan.Publish {
+	publish := plan.Publish
+	purge := ss.purgeWorth(retract, len(have)+len(bad)-retract)
+	if purge {
+		// Every item goes, and every connection the state holds is
+		// published again: the listed ones still to answer are published
+		// as they do (earlyItem finds no item for them).
+		ss.queue.Purge(ss.svc.cfg().Nodes.Actual)
+		rs.purged = true
+		ss.svc.log.Info().Int("stale", retract).Int("items", len(have)+len(bad)).
+			Msg("initial sync: most of the actual node is stale: purging it in one request (sync.purge_stale)")
+		for _, c := range have {
+			ss.early[c.JID] = nil
+		}
+		for _, id := range bad {
+			ss.early[id] = nil
+		}
+		clear(rs.nodeHas)
+		publish = append(publish, plan.Unchanged...)
+	} else {
+		for _, id := range append(plan.Retract, bad...) {
+			if !rs.online[id] {
+				ss.queue.Retract(id)
+				ss.early[id] = nil
+			}
+		}
+	}
+	for _, c := range publish {
 		ss.queue.Actual(c)
 		ss.early[c.JID] = &c
 	}
 	ss.checkLimit()
-	if retract+len(plan.Publish) > 0 {
+	if retract+len(publish) > 0 {
 		// While the server works through these, the answers to the probes
 		// may wait behind them (ejabberd answered 10 000 probes slower than
 		// the grace while it retracted 10 000 items, and went online with
@@ -242,8 +265,24 @@ func (ss *session) earlyConverge() {
 			}
 		})
 	}
-	ss.svc.log.Debug().Int("publish", len(plan.Publish)).Int("retract", retract).
+	ss.svc.log.Debug().Int("publish", len(publish)).Int("retract", retract).Bool("purge", purge).
 		Dur("took_ms", time.Since(rs.start)).Msg("initial sync: early changes queued")
+}
+
+// purgeMin is the fewest stale items a start purges the actual node for
+// (sync.purge_stale): below it the retracts cost little, and subscribers
+// of the node get their retractions rather than a purge.
+const purgeMin = 64
+
+// purgeWorth reports whether the early converge purges the actual node
+// instead of retracting its retract stale items one by one, keep items
+// being those it would leave (listed, or true already): with
+// sync.purge_stale, when there are at least purgeMin to retract and twice
+// as many as to keep, for a purge costs one request and the publishes of
+// the kept items again (on Prosody with SQL storage, one DELETE and a
+// publish costing about a retract).
+func (ss *session) purgeWorth(retract, keep int) bool {
+	return ss.svc.cfg().Sync.PurgeStale && !ss.purgeRefused && retract >= purgeMin && retract >= 2*keep
 }
 
 // nodeView lays over the node as r read it what the early converge

@@ -63,6 +63,68 @@ func TestInitialSyncEarlyRetracts(t *testing.T) {
 	}
 }
 
+// TestInitialSyncPurge: with sync.purge_stale, a start that finds every
+// item of the actual node stale purges the node in one request, before
+// any publish, retracts nothing, and publishes each connection once; a
+// warm start does not purge. When the server refuses the purge, the
+// start is tried again and retracts the stale items one by one: online
+// only once the node is true.
+func TestInitialSyncPurge(t *testing.T) {
+	const n = 200
+	for _, tc := range []struct {
+		name                 string
+		items                fakeItems
+		fail                 int64
+		purges, retracts     int64
+		publishesBeforePurge int64
+	}{
+		{"cold", itemsStale, 0, 1, 0, 0},
+		{"warm", itemsWarm, 0, 0, 0, 0},
+		{"refused", itemsStale, 1, 0, n, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeServer(t)
+			f.sessions, f.items = n, tc.items
+			f.failPurge.Store(tc.fail)
+			rs := &runningService{m: metrics.New("test"), st: &status.Tracker{}, done: make(chan error, 1)}
+			cfg := f.config()
+			cfg.Sync.PurgeStale = true
+			cfg.Tracking.Mode = config.TrackRoster
+			rs.svc = New(cfg, zerolog.New(io.Discard), rs.m, rs.st)
+			ctx, cancel := context.WithCancel(context.Background())
+			rs.cancel = cancel
+			go func() { rs.done <- rs.svc.Run(ctx) }()
+			t.Cleanup(func() { rs.stop(t) })
+
+			f.waitFor("online", func() bool { return f.online.Load() > 0 && rs.st.Phase() == status.Online })
+			if got := f.purges.Load(); got != tc.purges {
+				t.Errorf("%d purges, want %d", got, tc.purges)
+			}
+			if got := f.purgedAfter.Load(); got != tc.publishesBeforePurge {
+				t.Errorf("%d publishes on actual answered before the purge, want %d", got, tc.publishesBeforePurge)
+			}
+			if got := f.retracts.Load(); got != tc.retracts {
+				t.Errorf("%d retracts, want %d", got, tc.retracts)
+			}
+			want := int64(n) // each connection once
+			switch {
+			case tc.items == itemsWarm:
+				want = 0
+			case tc.fail > 0:
+				// Once by the start that failed, once by its retry: the
+				// fake keeps nothing, its node stays stale.
+				want = 2 * n
+			}
+			if got := f.actual.Load(); got != want {
+				t.Errorf("%d publishes on actual, want %d", got, want)
+			}
+			if got := testutil.ToFloat64(rs.m.Connections); got != n {
+				t.Errorf("%v connections tracked, want %d", got, n)
+			}
+		})
+	}
+}
+
 // TestColdStartHeldNothing: once online, a cold start holds no more heap
 // per connection than a warm one. The early changes' overlay (a
 // connection each in a cold start) was kept until the next resync: 190 B

@@ -65,6 +65,7 @@ type resync struct {
 	// nodeHas is the actual node as the early converge saw it: the
 	// prefetched items, with the overlay of a relist laid over them.
 	nodeHas    map[string]presence.Conn
+	purged     bool // the early converge purged the node (sync.purge_stale)
 	earlyBusy  bool // its requests are not all answered: no grace yet
 	probesSent bool // armGrace ran
 }
@@ -610,7 +611,7 @@ func (ss *session) converge(read nodeRead) {
 	}
 	ev.Str("kind", rs.kind.String()).Int("connections", state.Len()).Int("users", state.Users()).
 		Int("items", len(read.conns)+len(read.bad)).Int("publish", len(plan.Publish)).Int("retract", len(plan.Retract)+len(bad)).
-		Int("ghosts", rs.ghosts).Dur("listed_ms", rs.listed).Dur("settled_ms", rs.settled).
+		Int("ghosts", rs.ghosts).Bool("purged", rs.purged).Dur("listed_ms", rs.listed).Dur("settled_ms", rs.settled).
 		Dur("took_ms", time.Since(rs.start)).Msg("resync")
 }
 

@@ -49,6 +49,9 @@ type session struct {
 	// early is what the initial resync queued on the actual node before
 	// its diff, by item id (nil: retracted); see prefetch.go.
 	early map[string]*presence.Conn
+	// purgeRefused: the server answered a purge of the actual node with an
+	// error; this session retracts item by item (sync.purge_stale).
+	purgeRefused bool
 }
 
 // crew runs the session's goroutines: each is started by spawn, ends soon
@@ -514,6 +517,12 @@ func (ss *session) requestFailed(ev evRequestFailed) {
 		return
 	}
 	r := ev.detail
+	if r.Op == "purge" && !ss.purgeRefused {
+		// The initial resync fails (dirty) and is tried again without it.
+		ss.purgeRefused = true
+		ss.svc.log.Warn().Err(r.Err).Str("node", r.Node).Msg("the server refused to purge the node: retracting its stale items one by one instead (sync.purge_stale)")
+		return
+	}
 	e := ss.svc.log.Debug()
 	if ss.logs.requests.add() {
 		e = ss.svc.log.Warn()
