@@ -38,6 +38,9 @@ import (
 //	PUBPRESENCE_PERF_FLOW_SIZES=10000     throughput rows with that many users, both modes
 //	PUBPRESENCE_PERF_NO_FLOW=1            leave out the 200-user flow row
 //	PUBPRESENCE_PERF_KEEPALIVE=20s        the service's xmpp.keepalive_timeout
+//	PUBPRESENCE_PERF_PURGE=0|1            sync.purge_stale off or on for both servers
+//	                                      (default: on for Prosody, off for ejabberd,
+//	                                      as docs/operations.md advises)
 //	PUBPRESENCE_PERF_ROSTER_ON_DISC=1     ejabberd: keep its default roster storage
 //	                                      (dets) instead of the harness's RAM copy
 //	                                      (testserver.WithRosterOnDisc; docs/ejabberd.md)
@@ -123,8 +126,16 @@ func perfService(t *testing.T, srv *testserver.Server, exclude ...string) *servi
 	if os.Getenv("PUBPRESENCE_PERF_LOG") == "debug" {
 		level = "debug"
 	}
+	purge := srv.Kind == testserver.Prosody
+	switch p := os.Getenv("PUBPRESENCE_PERF_PURGE"); p {
+	case "0", "1":
+		purge = p == "1"
+	case "":
+	default:
+		t.Fatalf("PUBPRESENCE_PERF_PURGE=%q: 0 or 1", p)
+	}
 	svc := startService(t, srv, func(o *svcOptions) {
-		o.logLevel, o.initLimit, o.keepalive, o.exclude = level, "300s", keepalive, exclude
+		o.logLevel, o.initLimit, o.keepalive, o.exclude, o.purge = level, "300s", keepalive, exclude, purge
 	})
 	waitUntil(t, "readyz", func() bool { return svc.Ready() == http.StatusOK })
 	return svc
