@@ -548,8 +548,8 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 				t.Logf("service log: %v %v %v", l["time"], l["level"], l["message"])
 			}
 			if l["message"] == "resync" || l["message"] == "online" {
-				t.Logf("round %d: service: %v publish=%v retract=%v listed_ms=%v settled_ms=%v took_ms=%v", r+1, l["message"], l["publish"], l["retract"],
-					l["listed_ms"], l["settled_ms"], l["took_ms"])
+				t.Logf("round %d: service: %v publish=%v retract=%v purged=%v listed_ms=%v settled_ms=%v took_ms=%v", r+1, l["message"], l["publish"], l["retract"],
+					l["purged"], l["listed_ms"], l["settled_ms"], l["took_ms"])
 			}
 		}
 		t.Logf("round %d: warm %v (server CPU %v), learner %v + fetch %v (server CPU %v), raw %v (server CPU %v), cold %v (server CPU %v, pubpresence CPU %v)",
