@@ -345,6 +345,14 @@ func (q *Queue) Len() int {
 	return q.live.len() + q.state.len() - q.barriers - q.stale
 }
 
+// StateQueued returns the number of requests of the state lane queued and
+// not yet sent (changes of the actual node, raw publications, purges).
+func (q *Queue) StateQueued() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.state.len() - q.barriers - q.stale
+}
+
 // Pending returns the number of requests queued or sent and not yet
 // answered: what would be lost if the stream ended now.
 func (q *Queue) Pending() int {

@@ -480,9 +480,10 @@ type evGraceOver struct{ gen uint64 }
 
 // graceOver ends the wait for the probes' answers once no answer has come
 // for the grace period: the server's silence, not the loop's. An answer
-// taken after the timer fired, or stream events waiting for the loop
-// (busy with other work: 8 s at once in a start of a million), renew the
-// wait.
+// taken after the timer fired, stream events waiting for the loop (busy
+// with other work: 8 s at once in a start of a million), or, once the
+// initial resync queues each answer at once (earlyOn), changes of the
+// actual node still queued for the server, renew the wait.
 func (ss *session) graceOver(gen uint64) {
 	rs := ss.resync
 	if rs == nil || rs.gen != gen || ss.life.settled || rs.grace == nil {
@@ -491,7 +492,11 @@ func (ss *session) graceOver(gen uint64) {
 	grace := ss.svc.cfg().Sync.ProbeGrace.Duration
 	since := time.Since(rs.heardAt)
 	if grace > 0 {
-		if len(ss.srv.events) > 0 {
+		if len(ss.srv.events) > 0 || ss.earlyOn() && ss.queue != nil && ss.queue.StateQueued() > 0 {
+			// Answers wait for the loop, or the server has the early
+			// changes still to work through: the answers to the last
+			// probes may wait behind them (after a purge, the answers'
+			// own publishes are all the early changes).
 			rs.grace.Reset(grace)
 			return
 		}

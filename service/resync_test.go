@@ -14,6 +14,8 @@ import (
 	"github.com/pubpresence/pubpresence/config"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
 	"github.com/pubpresence/pubpresence/metrics"
+	"github.com/pubpresence/pubpresence/nodes"
+	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/status"
 )
 
@@ -130,5 +132,54 @@ func TestGraceOutlastsBusyLoop(t *testing.T) {
 	}
 	if !ss.resync.awaiting["a@x"] || ss.resync.awaiting["b@x"] {
 		t.Errorf("awaiting %v, want a@x only", ss.resync.awaiting)
+	}
+}
+
+// TestGraceHeldByEarlyChanges: during the initial resync, once the early
+// changes are queued, the grace does not end while changes of the actual
+// node wait in the queue: the server works through them before it
+// answers the last probes (after a purge, the answers' own publishes are
+// all the early changes: a cold start of 10 000 on ejabberd with a purge
+// went online with 21 users still to publish). Once nothing waits, the
+// server's quiet settles.
+func TestGraceHeldByEarlyChanges(t *testing.T) {
+	const grace = 5 * time.Millisecond
+	cfg := newFakeServer(t).config() // the configuration only: nothing connects
+	cfg.Sync.ProbeGrace.Duration = grace
+	s := New(cfg, zerolog.New(io.Discard), metrics.New("test"), &status.Tracker{})
+	ss := newSession(s, nil)
+	ss.srv.events = make(chan component.Event, 1)
+	// A queue that sends nothing: Run is not started.
+	ss.queue = nodes.NewQueue(nil, nodes.QueueConfig{Service: cfg.XMPP.Pubsub, Live: cfg.Nodes.Live, Actual: cfg.Nodes.Actual}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ss.crew.ctx = ctx
+	ss.life.gen, ss.life.running, ss.life.phase = 1, initial, status.Discovering
+	ss.resync = &resync{gen: 1, kind: initial, start: time.Now(), earlyDone: true,
+		pre:      &prefetch{},
+		awaiting: map[string]bool{"a@x": true}, sessionsLeft: map[string]int{},
+		heard: map[string]bool{}, online: map[string]bool{}}
+	ss.early = map[string]*presence.Conn{}
+	ss.queue.Actual(presence.Conn{JID: "b@x/r", Show: presence.Online})
+	ss.armGrace(1)
+	timer := func() any {
+		t.Helper()
+		select {
+		case ev := <-ss.crew.events:
+			return ev
+		case <-time.After(10 * time.Second):
+			t.Fatal("the grace timer posted nothing")
+			return nil
+		}
+	}
+	ss.dispatch(timer())
+	ss.dispatch(timer()) // twice the grace, quiet, a change still queued
+	if ss.life.settled {
+		t.Fatal("settled while an early change waited in the queue")
+	}
+	ss.queue = nodes.NewQueue(nil, nodes.QueueConfig{Service: cfg.XMPP.Pubsub, Live: cfg.Nodes.Live, Actual: cfg.Nodes.Actual}, nil)
+	ss.dispatch(timer())
+	if !ss.life.settled {
+		t.Fatalf("not settled after the grace with nothing queued (phase %v)", ss.life.phase)
 	}
 }
