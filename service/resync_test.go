@@ -72,30 +72,27 @@ func TestRefusedSetUpStaysOnline(t *testing.T) {
 	}
 }
 
-// TestGraceOutlastsBusyLoop: the wait for the probes' answers ends after
-// probe_grace without an answer from the server, not without one taken by
-// the loop. At a million users the loop was once busy for 8 s (the early
-// converge) with answers waiting for it: the grace timer fired, the
-// resync settled with 82 759 users unanswered, and a warm start retracted
-// their true items (docs/performance.md, "Scale").
-func TestGraceOutlastsBusyLoop(t *testing.T) {
-	const grace = 5 * time.Millisecond
+// graceSession returns a session in the initial resync's discovery,
+// awaiting the users' answers with the grace given, nothing connected, and
+// a function that returns what the grace timer posted once it fired.
+func graceSession(t *testing.T, grace time.Duration, awaiting ...string) (*session, func() any) {
 	cfg := newFakeServer(t).config() // the configuration only: nothing connects
 	cfg.Sync.ProbeGrace.Duration = grace
 	s := New(cfg, zerolog.New(io.Discard), metrics.New("test"), &status.Tracker{})
 	ss := newSession(s, nil)
-	events := make(chan component.Event, 1)
-	ss.srv.events = events
+	ss.srv.events = make(chan component.Event, 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	ss.crew.ctx = ctx
 	ss.life.gen, ss.life.running, ss.life.phase = 1, initial, status.Discovering
 	ss.resync = &resync{gen: 1, kind: initial, start: time.Now(),
 		pre:      &prefetch{}, // settling waits for these items: nothing to fetch
-		awaiting: map[string]bool{"a@x": true, "b@x": true}, sessionsLeft: map[string]int{},
+		awaiting: map[string]bool{}, sessionsLeft: map[string]int{},
 		heard: map[string]bool{}, online: map[string]bool{}}
-	ss.armGrace(1)
-	timer := func() any { // what the grace timer posted, once fired
+	for _, u := range awaiting {
+		ss.resync.awaiting[u] = true
+	}
+	return ss, func() any {
 		t.Helper()
 		select {
 		case ev := <-ss.crew.events:
@@ -105,6 +102,20 @@ func TestGraceOutlastsBusyLoop(t *testing.T) {
 			return nil
 		}
 	}
+}
+
+// TestGraceOutlastsBusyLoop: the wait for the probes' answers ends after
+// probe_grace without an answer from the server, not without one taken by
+// the loop. At a million users the loop was once busy for 8 s (the early
+// converge) with answers waiting for it: the grace timer fired, the
+// resync settled with 82 759 users unanswered, and a warm start retracted
+// their true items (docs/performance.md, "Scale").
+func TestGraceOutlastsBusyLoop(t *testing.T) {
+	const grace = 5 * time.Millisecond
+	ss, timer := graceSession(t, grace, "a@x", "b@x")
+	events := make(chan component.Event, 1)
+	ss.srv.events = events
+	ss.armGrace(1)
 
 	// The loop is busy past the grace, an answer waiting in the streams'
 	// queue: the timer's event, taken first, does not settle.
@@ -144,34 +155,14 @@ func TestGraceOutlastsBusyLoop(t *testing.T) {
 // server's quiet settles.
 func TestGraceHeldByEarlyChanges(t *testing.T) {
 	const grace = 5 * time.Millisecond
-	cfg := newFakeServer(t).config() // the configuration only: nothing connects
-	cfg.Sync.ProbeGrace.Duration = grace
-	s := New(cfg, zerolog.New(io.Discard), metrics.New("test"), &status.Tracker{})
-	ss := newSession(s, nil)
-	ss.srv.events = make(chan component.Event, 1)
+	ss, timer := graceSession(t, grace, "a@x")
+	cfg := ss.svc.cfg()
 	// A queue that sends nothing: Run is not started.
 	ss.queue = nodes.NewQueue(nil, nodes.QueueConfig{Service: cfg.XMPP.Pubsub, Live: cfg.Nodes.Live, Actual: cfg.Nodes.Actual}, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ss.crew.ctx = ctx
-	ss.life.gen, ss.life.running, ss.life.phase = 1, initial, status.Discovering
-	ss.resync = &resync{gen: 1, kind: initial, start: time.Now(), earlyDone: true,
-		pre:      &prefetch{},
-		awaiting: map[string]bool{"a@x": true}, sessionsLeft: map[string]int{},
-		heard: map[string]bool{}, online: map[string]bool{}}
+	ss.resync.earlyDone = true
 	ss.early = map[string]*presence.Conn{}
 	ss.queue.Actual(presence.Conn{JID: "b@x/r", Show: presence.Online})
 	ss.armGrace(1)
-	timer := func() any {
-		t.Helper()
-		select {
-		case ev := <-ss.crew.events:
-			return ev
-		case <-time.After(10 * time.Second):
-			t.Fatal("the grace timer posted nothing")
-			return nil
-		}
-	}
 	ss.dispatch(timer())
 	ss.dispatch(timer()) // twice the grace, quiet, a change still queued
 	if ss.life.settled {
