@@ -150,9 +150,8 @@ func TestGraceOutlastsBusyLoop(t *testing.T) {
 // changes are queued, the grace does not end while changes of the actual
 // node wait in the queue: the server works through them before it
 // answers the last probes (after a purge, the answers' own publishes are
-// all the early changes: a cold start of 10 000 on ejabberd with a purge
-// went online with 21 users still to publish). Once nothing waits, the
-// server's quiet settles.
+// all the early changes: nothing else holds the grace). Once nothing
+// waits, the server's quiet settles.
 func TestGraceHeldByEarlyChanges(t *testing.T) {
 	const grace = 5 * time.Millisecond
 	ss, timer := graceSession(t, grace, "a@x")
