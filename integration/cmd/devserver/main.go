@@ -222,6 +222,9 @@ func serviceConfig(s *testserver.Server, listen, tokens string) ([]byte, error) 
 	cfg.HTTP.Listen = listen
 	cfg.HTTP.TokensFile = tokens
 	cfg.Ejabberd.APIURL = s.APIURL // "" on Prosody
+	// As docs/operations.md advises: Prosody's purge is one SQL DELETE,
+	// ejabberd's holds the server.
+	cfg.Sync.PurgeStale = s.Kind == testserver.Prosody
 	cfg.Log = config.Log{Level: "info", Format: "console"}
 
 	var b bytes.Buffer

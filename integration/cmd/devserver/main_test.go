@@ -86,11 +86,19 @@ func TestServiceConfig(t *testing.T) {
 		{"dial timeout", cfg.XMPP.DialTimeout, want.XMPP.DialTimeout},
 		{"reconcile", cfg.Sync.ReconcileInterval, want.Sync.ReconcileInterval},
 		{"nodes", cfg.Nodes.Actual, want.Nodes.Actual},
+		{"purge_stale with Prosody", cfg.Sync.PurgeStale, true},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
+	}
+	ej := testServer()
+	ej.Kind = testserver.Ejabberd
+	if data, err := serviceConfig(ej, "127.0.0.1:9273", "/tmp/x/.run/tokens"); err != nil {
+		t.Fatal(err)
+	} else if c, err := config.Parse(data, nil); err != nil || c.Sync.PurgeStale {
+		t.Errorf("with ejabberd: purge_stale %v (err %v), want off", c != nil && c.Sync.PurgeStale, err)
 	}
 	// Complete: every section is written out.
 	for _, section := range []string{"[xmpp]", "[nodes]", "[sync]", "[http]", "[log]"} {
