@@ -212,12 +212,15 @@ func (ss *session) earlyConverge() {
 	if ss.early == nil {
 		ss.early = make(map[string]*presence.Conn)
 	}
-	retract := 0
+	// The items to retract: those of connections the server does not
+	// list (a listed one's presence is still to come).
+	var stale []string
 	for _, id := range append(plan.Retract, bad...) {
-		if !rs.online[id] { // else listed, its presence still to come
-			retract++
+		if !rs.online[id] {
+			stale = append(stale, id)
 		}
 	}
+	retract := len(stale)
 	publish := plan.Publish
 	purge := ss.purgeWorth(retract, len(have)+len(bad)-retract)
 	if purge {
@@ -237,11 +240,9 @@ func (ss *session) earlyConverge() {
 		clear(rs.nodeHas)
 		publish = append(publish, plan.Unchanged...)
 	} else {
-		for _, id := range append(plan.Retract, bad...) {
-			if !rs.online[id] {
-				ss.queue.Retract(id)
-				ss.early[id] = nil
-			}
+		for _, id := range stale {
+			ss.queue.Retract(id)
+			ss.early[id] = nil
 		}
 	}
 	for _, c := range publish {
