@@ -44,6 +44,11 @@ import (
 //	PUBPRESENCE_PERF_ROSTER_ON_DISC=1     ejabberd: keep its default roster storage
 //	                                      (dets) instead of the harness's RAM copy
 //	                                      (testserver.WithRosterOnDisc; docs/ejabberd.md)
+//	PUBPRESENCE_PERF_PROSODY_GC=generational  Prosody, resync rows: Lua's generational
+//	                                      garbage collector (testserver.WithGenerationalGC;
+//	                                      docs/prosody.md)
+//	PUBPRESENCE_PERF_ERL_FLAGS="+sbwt none"  ejabberd, resync rows: more flags for the
+//	                                      Erlang VM (testserver.WithErlangFlags)
 func TestIntegrationPerformance(t *testing.T) {
 	perfOnly(t)
 	sizes := []int{1000}
@@ -403,6 +408,16 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 	if os.Getenv("PUBPRESENCE_PERF_ROSTER_ON_DISC") == "1" {
 		opts = append(opts, testserver.WithRosterOnDisc())
 	}
+	switch gc := os.Getenv("PUBPRESENCE_PERF_PROSODY_GC"); gc {
+	case "":
+	case "generational":
+		opts = append(opts, testserver.WithGenerationalGC())
+	default:
+		t.Fatalf("PUBPRESENCE_PERF_PROSODY_GC=%q: want generational or nothing", gc)
+	}
+	if f := strings.Fields(os.Getenv("PUBPRESENCE_PERF_ERL_FLAGS")); len(f) > 0 {
+		opts = append(opts, testserver.WithErlangFlags(f...))
+	}
 	srv := start(t, opts...)
 	if got := map[bool]string{true: "privileged", false: "roster"}[srv.Privileged()]; got != mode {
 		t.Fatalf("mode %s on a server that leads to %s", mode, got)
@@ -473,15 +488,31 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 	// retracts. The rows give the medians; the machine is shared, and the
 	// raw publisher alone moved by ±30 % between runs of one round.
 	rounds := perfRounds(n)
+	// logStart prints what the service logged from its line lines0 on,
+	// during round r's start of kind ("warm", "cold").
+	logStart := func(r int, kind string, lines0 int) {
+		for _, l := range svc.LogLines()[lines0:] {
+			if os.Getenv("PUBPRESENCE_PERF_LOG") != "" {
+				t.Logf("service log: %v %v %v", l["time"], l["level"], l["message"])
+			}
+			if l["message"] == "resync" || l["message"] == "online" {
+				t.Logf("round %d: %s start: %v publish=%v retract=%v purged=%v listed_ms=%v settled_ms=%v took_ms=%v", r+1, kind, l["message"], l["publish"], l["retract"],
+					l["purged"], l["listed_ms"], l["settled_ms"], l["took_ms"])
+			}
+		}
+	}
 	var warm, learnt, fetch, raw, cold, warmSrv, learnSrv, rawSrv, coldSrv, coldSvc []time.Duration
 	atOnline, coldAtOnline := n, n
 	for r := range rounds {
 		// Warm: a quick restart, nothing changed.
 		svc.Stop()
 		c0 := serverCPU()
+		lines0 := len(svc.LogLines())
 		w := timeOnline()
 		warmSrv = append(warmSrv, serverCPU()-c0)
+		warmSvc := svc.cpu(t) // a new process: all of its CPU so far
 		warm = append(warm, w)
+		logStart(r, "warm", lines0)
 		// A user whose probe answer came after the grace is published just
 		// after online (seen once in 10 000 on Prosody): count, then wait.
 		atOnline = min(atOnline, len(actualItems(t, st, srv)))
@@ -536,24 +567,16 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 		// Cold: every item on actual is stale (the raw publisher's), every
 		// connection is missing: the same retracts and publishes.
 		c0 = serverCPU()
-		lines0 := len(svc.LogLines())
+		lines0 = len(svc.LogLines())
 		c := timeOnline()
 		coldSrv = append(coldSrv, serverCPU()-c0)
 		coldSvc = append(coldSvc, svc.cpu(t)) // a new process: all of its CPU so far
 		cold = append(cold, c)
 		coldAtOnline = min(coldAtOnline, len(actualItems(t, st, srv)))
 		drainedActual(t, srv, f, st)
-		for _, l := range svc.LogLines()[lines0:] {
-			if os.Getenv("PUBPRESENCE_PERF_LOG") != "" {
-				t.Logf("service log: %v %v %v", l["time"], l["level"], l["message"])
-			}
-			if l["message"] == "resync" || l["message"] == "online" {
-				t.Logf("round %d: service: %v publish=%v retract=%v purged=%v listed_ms=%v settled_ms=%v took_ms=%v", r+1, l["message"], l["publish"], l["retract"],
-					l["purged"], l["listed_ms"], l["settled_ms"], l["took_ms"])
-			}
-		}
-		t.Logf("round %d: warm %v (server CPU %v), learner %v + fetch %v (server CPU %v), raw %v (server CPU %v), cold %v (server CPU %v, pubpresence CPU %v)",
-			r+1, w.Round(time.Millisecond), warmSrv[r], l.Round(time.Millisecond), learn.Fetch.Round(time.Millisecond), learnSrv[r],
+		logStart(r, "cold", lines0)
+		t.Logf("round %d: warm %v (server CPU %v, pubpresence CPU %v), learner %v + fetch %v (server CPU %v), raw %v (server CPU %v), cold %v (server CPU %v, pubpresence CPU %v)",
+			r+1, w.Round(time.Millisecond), warmSrv[r], warmSvc, l.Round(time.Millisecond), learn.Fetch.Round(time.Millisecond), learnSrv[r],
 			rp.Took.Round(time.Millisecond), rawSrv[r], c.Round(time.Millisecond), coldSrv[r], coldSvc[r])
 	}
 	ratios := func(a, b []time.Duration) string {
@@ -571,8 +594,9 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 		return s
 	}
 	mw, ml, mf, mr, mc := median(warm), median(learnt), median(fetch), median(raw), median(cold)
-	t.Logf("%s, %d users, %s, %d rounds: logged in and tracked in %v; medians: warm %v, learner %v, raw %v, cold %v", srv.Kind, n, mode, rounds,
-		logins.Round(time.Millisecond), mw.Round(time.Millisecond), ml.Round(time.Millisecond), mr.Round(time.Millisecond), mc.Round(time.Millisecond))
+	t.Logf("%s, %d users, %s, %d rounds: logged in and tracked in %v; medians: warm %v, learner %v, raw %v, cold %v; server memory: %s", srv.Kind, n, mode, rounds,
+		logins.Round(time.Millisecond), mw.Round(time.Millisecond), ml.Round(time.Millisecond), mr.Round(time.Millisecond), mc.Round(time.Millisecond),
+		procMemory(srv.Pid()))
 	perfRow(t, srv, fmt.Sprintf("resync %d users, %s, logins: first login→all tracked", n, mode), fmt.Sprintf("%.1f s", logins.Seconds()), "", "", "")
 	perfRow(t, srv, fmt.Sprintf("resync %d users, %s, warm: start→online (median of %d)", n, mode, rounds), fmt.Sprintf("%.2f s", mw.Seconds()),
 		fmt.Sprintf("raw learner (%v) %.2f s, + fetch of actual %.2f s; actual held ≥ %d of %d at online; server CPU %.2f s against the learner's %.2f s",
@@ -583,6 +607,24 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 		fmt.Sprintf("raw %.2f s; actual held ≥ %d of %d at online; server CPU %.2f s against the raw publisher's %.2f s; pubpresence CPU %.2f s",
 			mr.Seconds(), coldAtOnline, n, median(coldSrv).Seconds(), median(rawSrv).Seconds(), median(coldSvc).Seconds()),
 		fmt.Sprintf("%.2f (rounds %s); server CPU %.2f", mc.Seconds()/mr.Seconds(), ratios(cold, raw), median(coldSrv).Seconds()/median(rawSrv).Seconds()), "≤ 1.2")
+}
+
+// procMemory returns the resident set of process pid now and at its peak
+// (VmRSS, VmHWM of /proc/pid/status), or why it cannot.
+func procMemory(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return err.Error()
+	}
+	var rss, hwm string
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			rss = strings.TrimSpace(v)
+		} else if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			hwm = strings.TrimSpace(v)
+		}
+	}
+	return fmt.Sprintf("RSS %s, peak %s (pid %d)", rss, hwm, pid)
 }
 
 // perfRounds is how many rounds of warm and cold starts perfResync runs

@@ -235,6 +235,19 @@ func TestClusterCommand(t *testing.T) {
 	if args := strings.Join(cmd.Args, " "); strings.Contains(args, "-name") || strings.Contains(args, "-setcookie") {
 		t.Errorf("a single server has distribution: %s", args)
 	}
+	o := defaultOptions()
+	WithErlangFlags("+sbwt", "none")(&o)
+	flagged, err := newFiles(Ejabberd, t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd, err = flagged.command(); err != nil {
+		t.Fatal(err)
+	}
+	// The flags go with the emulator's own, before -s ejabberd.
+	if args := strings.Join(cmd.Args, " "); !strings.Contains(args, " +sbwt none -s ejabberd") {
+		t.Errorf("WithErlangFlags: the flags are not before -s ejabberd: %s", args)
+	}
 }
 
 func TestListensOn(t *testing.T) {

@@ -45,6 +45,8 @@ type options struct {
 	tls             bool      // WithTLS
 	c2sPort         int       // fixed ports (WithPorts); 0: pick free ones
 	rosterOnDisc    bool      // WithRosterOnDisc
+	generationalGC  bool      // WithGenerationalGC
+	erlFlags        []string  // WithErlangFlags
 	componentPort   int
 }
 
@@ -175,6 +177,20 @@ func DocMnesiaSchema() string { return mnesiaSchema }
 // the difference. Prosody ignores it.
 func WithRosterOnDisc() Option { return func(o *options) { o.rosterOnDisc = true } }
 
+// WithGenerationalGC (Prosody) sets Lua 5.4's generational garbage
+// collector (gc = { mode = "generational" }) instead of Prosody 0.12's
+// default, an incremental collector that starts a cycle each time the heap
+// grows by 5 %. It is for the 10 000-user rows of the performance test
+// (docs/prosody.md, "Garbage collection"). ejabberd ignores it.
+func WithGenerationalGC() Option { return func(o *options) { o.generationalGC = true } }
+
+// WithErlangFlags (ejabberd) adds flags to the Erlang VM's command line,
+// e.g. "+sbwt", "none" (schedulers that do not spin while idle), for
+// measuring what they change. Prosody ignores them.
+func WithErlangFlags(flags ...string) Option {
+	return func(o *options) { o.erlFlags = append(o.erlFlags, flags...) }
+}
+
 func (o options) validate(kind Kind) error {
 	if err := o.checkKind(kind); err != nil {
 		return err
@@ -235,6 +251,7 @@ type configData struct {
 
 	Storage                string
 	MaxItems, ArchiveLimit int
+	GenerationalGC         bool
 
 	ComponentAdmin bool
 	Admins         []string
@@ -298,6 +315,7 @@ func (s *Server) configData() configData {
 		Storage:         s.opts.storage,
 		MaxItems:        s.opts.maxItems,
 		ArchiveLimit:    max(100000, 10*s.opts.maxItems),
+		GenerationalGC:  s.opts.generationalGC,
 		ComponentAdmin:  s.opts.admin,
 		Admins:          admins,
 		Domain:          s.Domain,

@@ -163,7 +163,7 @@ func TestRenderConfig(t *testing.T) {
 				"Component \"pubpresence.localhost\"\n\tcomponent_secret = \"s3cret\"",
 				`Component "harness.localhost"`,
 			},
-			notWant: []string{"component_conflict_resolve", "http", "*"},
+			notWant: []string{"component_conflict_resolve", "http", "*", "gc ="},
 		},
 		{
 			name:    "without admin",
@@ -175,6 +175,11 @@ func TestRenderConfig(t *testing.T) {
 			name: "extra hosts",
 			opts: []Option{WithHost("other.localhost"), WithHost("third.localhost")},
 			want: []string{"\nVirtualHost \"other.localhost\"\n", "\nVirtualHost \"third.localhost\"\n", "\nVirtualHost \"localhost\"\n"},
+		},
+		{
+			name: "generational gc",
+			opts: []Option{WithGenerationalGC()},
+			want: []string{"\ngc = { mode = \"generational\" }\n\nVirtualHost \"localhost\""},
 		},
 		{
 			name:    "shared roster",

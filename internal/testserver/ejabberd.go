@@ -29,6 +29,7 @@ func (s *Server) command() (*exec.Cmd, error) {
 	// (init:stop) in Erlang/OTP ≥ 20.
 	args := []string{"-noinput", "-noshell", "+K", "true", "+P", "250000",
 		"-mnesia", "dir", `"` + spool + `"`}
+	args = append(args, s.opts.erlFlags...)
 	if s.dist != nil {
 		args = append(args, s.dist.args()...)
 	}
