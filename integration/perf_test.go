@@ -44,10 +44,10 @@ import (
 //	PUBPRESENCE_PERF_ROSTER_ON_DISC=1     ejabberd: keep its default roster storage
 //	                                      (dets) instead of the harness's RAM copy
 //	                                      (testserver.WithRosterOnDisc; docs/ejabberd.md)
-//	PUBPRESENCE_PERF_PROSODY_GC=generational  Prosody, resync rows: Lua's generational
+//	PUBPRESENCE_PERF_PROSODY_GC=generational  Prosody, resync and flow rows: Lua's generational
 //	                                      garbage collector (testserver.WithGenerationalGC;
 //	                                      docs/prosody.md)
-//	PUBPRESENCE_PERF_ERL_FLAGS="+sbwt none"  ejabberd, resync rows: more flags for the
+//	PUBPRESENCE_PERF_ERL_FLAGS="+sbwt none"  ejabberd, resync and flow rows: more flags for the
 //	                                      Erlang VM (testserver.WithErlangFlags)
 func TestIntegrationPerformance(t *testing.T) {
 	perfOnly(t)
@@ -156,7 +156,7 @@ const flowUsers = 200
 // perfFlow measures throughput with nUsers users online; with flowUsers,
 // also latency and the restart under a flood. mode is as perfResync's.
 func perfFlow(t *testing.T, start startFunc, changes, nUsers int, mode string) {
-	srv := start(t, testserver.WithMaxItems(max(10000, 2*nUsers)))
+	srv := start(t, append(perfServerOptions(t), testserver.WithMaxItems(max(10000, 2*nUsers)))...)
 	if got := map[bool]string{true: "privileged", false: "roster"}[srv.Privileged()]; got != mode {
 		t.Fatalf("mode %s on a server that leads to %s", mode, got)
 	}
@@ -404,19 +404,9 @@ func perfFloodRestart(t *testing.T, srv *testserver.Server, svc *service, f *loa
 // to the component) or "privileged" (start grants privileged presence;
 // the users subscribe to nothing).
 func perfResync(t *testing.T, start startFunc, n int, mode string) {
-	opts := []testserver.Option{testserver.WithMaxItems(max(10000, 2*n))}
+	opts := append(perfServerOptions(t), testserver.WithMaxItems(max(10000, 2*n)))
 	if os.Getenv("PUBPRESENCE_PERF_ROSTER_ON_DISC") == "1" {
 		opts = append(opts, testserver.WithRosterOnDisc())
-	}
-	switch gc := os.Getenv("PUBPRESENCE_PERF_PROSODY_GC"); gc {
-	case "":
-	case "generational":
-		opts = append(opts, testserver.WithGenerationalGC())
-	default:
-		t.Fatalf("PUBPRESENCE_PERF_PROSODY_GC=%q: want generational or nothing", gc)
-	}
-	if f := strings.Fields(os.Getenv("PUBPRESENCE_PERF_ERL_FLAGS")); len(f) > 0 {
-		opts = append(opts, testserver.WithErlangFlags(f...))
 	}
 	srv := start(t, opts...)
 	if got := map[bool]string{true: "privileged", false: "roster"}[srv.Privileged()]; got != mode {
@@ -607,6 +597,24 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 		fmt.Sprintf("raw %.2f s; actual held ≥ %d of %d at online; server CPU %.2f s against the raw publisher's %.2f s; pubpresence CPU %.2f s",
 			mr.Seconds(), coldAtOnline, n, median(coldSrv).Seconds(), median(rawSrv).Seconds(), median(coldSvc).Seconds()),
 		fmt.Sprintf("%.2f (rounds %s); server CPU %.2f", mc.Seconds()/mr.Seconds(), ratios(cold, raw), median(coldSrv).Seconds()/median(rawSrv).Seconds()), "≤ 1.2")
+}
+
+// perfServerOptions returns the server options of the resync and
+// throughput rows that the environment sets: PUBPRESENCE_PERF_PROSODY_GC,
+// PUBPRESENCE_PERF_ERL_FLAGS.
+func perfServerOptions(t *testing.T) []testserver.Option {
+	var opts []testserver.Option
+	switch gc := os.Getenv("PUBPRESENCE_PERF_PROSODY_GC"); gc {
+	case "":
+	case "generational":
+		opts = append(opts, testserver.WithGenerationalGC())
+	default:
+		t.Fatalf("PUBPRESENCE_PERF_PROSODY_GC=%q: want generational or nothing", gc)
+	}
+	if f := strings.Fields(os.Getenv("PUBPRESENCE_PERF_ERL_FLAGS")); len(f) > 0 {
+		opts = append(opts, testserver.WithErlangFlags(f...))
+	}
+	return opts
 }
 
 // procMemory returns the resident set of process pid now and at its peak

@@ -13,6 +13,8 @@
 #      two-node ejabberd cluster with the CPU of each process
 #      (TestIntegrationClusterPerformance); and a storm of 10 000 logins on
 #      each server, where no request may time out (TestIntegrationLoginStorm);
+#      and the server's cost of reading a node of 1000 and 10 000 items, on
+#      Prosody with each garbage collector (TestIntegrationFetchCost);
 #   3. the HTTP face: 1000 event streams at 1000 changes a second (CPU per
 #      change per stream, heap per stream, delivery delay p50/p99), and the
 #      whole process per event with 0, 100 and 1000 streams following it;
@@ -32,6 +34,8 @@
 #   SCALE_SIZES=1000,10000,100000        connections of the scale rows; add 1000000 for
 #                                        the last point of the curve (about 40 min more, 6 GiB)
 #   SCALE_COUNT=3                        runs of each scale benchmark
+#   PROSODY_GC=generational              the resync and throughput rows' Prosody with Lua's
+#                                        generational garbage collector (docs/prosody.md)
 #
 # Nothing here asserts speed; the tests assert that nothing is lost.
 set -uo pipefail
@@ -73,8 +77,8 @@ go run ./scripts/scaleplot -svg "$out/scale.svg" "$out/scale.txt" >"$out/scale.m
 
 echo "==> against Prosody and ejabberd (sizes $SIZES, $CHANGES changes)" >&2
 PUBPRESENCE_REQUIRE_SERVERS=1 PUBPRESENCE_PERF=1 PUBPRESENCE_PERF_SIZES="$SIZES" PUBPRESENCE_PERF_CHANGES="$CHANGES" \
-	PUBPRESENCE_PERF_FLOW_SIZES="$FLOW_SIZES" PUBPRESENCE_PERF_ROUNDS="${ROUNDS:-}" \
-	go test -count=1 -tags integration -run 'TestIntegrationPerformance|TestIntegrationClusterPerformance|TestIntegrationLoginStorm' -v -timeout 240m ./integration/ >"$out/perf.txt" 2>&1
+	PUBPRESENCE_PERF_FLOW_SIZES="$FLOW_SIZES" PUBPRESENCE_PERF_ROUNDS="${ROUNDS:-}" PUBPRESENCE_PERF_PROSODY_GC="${PROSODY_GC:-}" \
+	go test -count=1 -tags integration -run 'TestIntegrationPerformance|TestIntegrationClusterPerformance|TestIntegrationLoginStorm|TestIntegrationFetchCost' -v -timeout 240m ./integration/ >"$out/perf.txt" 2>&1
 rc=$?
 
 # median UNIT: the median of the values preceding UNIT on each benchmark
