@@ -519,8 +519,7 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 			learn, err = load.Learn(ctx, load.LearnConfig{Addr: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret,
 				Domain: srv.Domain, Way: way, API: apiSessions(srv.APIURL), Want: n, Users: bares, Grace: perfGrace,
 				Service: srv.Pubsub, Node: testNodes.Actual})
-			var se *xmpp.StreamError
-			if !errors.As(err, &se) || se.Condition != xmpp.ErrStreamConflict || try == 30 {
+			if !nameHeld(err) || try == 30 {
 				break
 			}
 			// A busy Prosody has not yet read the stopped service's close
@@ -597,6 +596,14 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 		fmt.Sprintf("raw %.2f s; actual held ≥ %d of %d at online; server CPU %.2f s against the raw publisher's %.2f s; pubpresence CPU %.2f s",
 			mr.Seconds(), coldAtOnline, n, median(coldSrv).Seconds(), median(rawSrv).Seconds(), median(coldSvc).Seconds()),
 		fmt.Sprintf("%.2f (rounds %s); server CPU %.2f", mc.Seconds()/mr.Seconds(), ratios(cold, raw), median(coldSrv).Seconds()/median(rawSrv).Seconds()), "≤ 1.2")
+}
+
+// nameHeld reports whether err is the server's refusal of a component
+// stream because its name is still connected (a stream conflict): the
+// server has not yet read the close of the last stream of that name.
+func nameHeld(err error) bool {
+	var se *xmpp.StreamError
+	return errors.As(err, &se) && se.Condition == xmpp.ErrStreamConflict
 }
 
 // perfServerOptions returns the server options of the resync and
