@@ -156,6 +156,10 @@ type fakeServer struct {
 	// gives them with Prosody's details, and a probe of one of them is
 	// answered with the presence of each of its sessions.
 	sessions int
+	// bareList, set before the service connects, makes the session list
+	// name the users without Prosody's details, as ejabberd's does: the
+	// service then asks user-stats for each (admin.OnlineSessions).
+	bareList bool
 	// listDelay, set before the service connects, holds the serve loop
 	// that long before each session list is answered: a busy server.
 	listDelay time.Duration
@@ -462,6 +466,9 @@ func (f *fakeServer) listEntry(b []byte, u int) []byte {
 	b = append(b, "<value>"...)
 	b = fakeUser(b, u)
 	b = append(b, "</value>"...)
+	if f.bareList {
+		return b
+	}
 	for _, r := range f.resources {
 		b = append(b, "<value> - "...)
 		b = append(b, r...)

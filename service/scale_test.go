@@ -104,10 +104,13 @@ type scaleFixture struct {
 // actual node as items says, in roster mode (the users are probed; no
 // wait for a privilege grant), and returns once it is online. The clock
 // runs from just before Run to the phase online.
-func scaleStart(tb testing.TB, n int, items fakeItems) *scaleFixture {
+func scaleStart(tb testing.TB, n int, items fakeItems, set ...func(*fakeServer)) *scaleFixture {
 	tb.Helper()
 	f := newFakeServer(tb)
 	f.sessions, f.items = n, items
+	for _, s := range set {
+		s(f)
+	}
 	fx := &scaleFixture{f: f, n: n}
 	rs := &runningService{m: metrics.New("bench"), st: &status.Tracker{}, done: make(chan error, 1)}
 	cfg := f.config()
@@ -355,6 +358,42 @@ func BenchmarkScaleResync(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkWarmStartUserStats is a warm start of 10 000 connections (as
+// BenchmarkScaleResync's), the session list given with Prosody's details
+// (details) or naming the users only, as ejabberd's does (user-stats): the
+// service then asks user-stats once per user. cpu-ns/conn is the
+// process's CPU (the service's and the fake's) per connection.
+//
+//	go test -run='^$' -bench=WarmStartUserStats -benchtime=3x ./service/
+func BenchmarkWarmStartUserStats(b *testing.B) {
+	const n = 10000
+	for _, bare := range []bool{false, true} {
+		name := "details"
+		if bare {
+			name = "user-stats"
+		}
+		b.Run(name, func(b *testing.B) {
+			var took, cpu time.Duration
+			b.StopTimer()
+			for range b.N {
+				b.StartTimer()
+				fx := scaleStart(b, n, itemsWarm, func(f *fakeServer) { f.bareList = bare })
+				b.StopTimer()
+				took += fx.took
+				cpu += fx.cpu
+				fx.check(b, itemsWarm)
+				if got, want := fx.f.userStats.Load(), map[bool]int64{false: 0, true: n}[bare]; got != want {
+					b.Fatalf("user-stats asked %d times, want %d", got, want)
+				}
+				fx.stop(b)
+			}
+			per := float64(b.N) * n
+			b.ReportMetric(float64(took.Nanoseconds())/per, "ns/conn")
+			b.ReportMetric(float64(cpu.Nanoseconds())/per, "cpu-ns/conn")
+		})
 	}
 }
 
