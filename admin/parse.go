@@ -60,7 +60,17 @@ type note struct {
 
 // decodeCommand finds the first <command/> element in b (the inner XML of an
 // IQ result) and decodes it. The namespace must be XEP-0050's or absent.
+// The answers servers send are read by fastCommand (fastparse.go); the
+// rest by encoding/xml (decodeCommandXML).
 func decodeCommand(b []byte) (*command, error) {
+	if c, ok := fastCommand(b); ok {
+		return c, nil
+	}
+	return decodeCommandXML(b)
+}
+
+// decodeCommandXML is decodeCommand with encoding/xml.
+func decodeCommandXML(b []byte) (*command, error) {
 	d := xml.NewDecoder(bytes.NewReader(b))
 	for {
 		tok, err := d.Token()
