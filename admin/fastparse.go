@@ -173,12 +173,12 @@ func (p *fastParser) text() (s string, ok bool) {
 	start, ent := p.i, false
 	for p.i < len(b) && b[p.i] != '<' {
 		c := b[p.i]
-		if c != '\r' && xmpp.IsTextPlain(c) {
-			p.i++
-			continue
-		}
 		if c == '\r' {
 			return "", false
+		}
+		if xmpp.IsTextPlain(c) {
+			p.i++
+			continue
 		}
 		next, res := xmpp.ScanText(b, p.i)
 		if res != xmpp.ScanDone {
@@ -255,14 +255,13 @@ func (p *fastParser) form(c *command) bool {
 	}
 	for !empty {
 		name, end, ok := p.child("x")
-		switch {
-		case !ok || !end && name != "field":
+		if !ok {
 			return false
-		case end:
-			empty = true
-			continue
 		}
-		if !p.field(&f) {
+		if end {
+			break
+		}
+		if name != "field" || !p.field(&f) {
 			return false
 		}
 	}
@@ -289,12 +288,14 @@ func (p *fastParser) field(f *xmpp.Form) bool {
 	}
 	for !empty {
 		name, end, ok := p.child("field")
-		switch {
-		case !ok || !end && name != "value":
+		if !ok {
 			return false
-		case end:
-			empty = true
-			continue
+		}
+		if end {
+			break
+		}
+		if name != "value" {
+			return false
 		}
 		v, ok := p.textElement("value", noAttr)
 		if !ok {
