@@ -152,6 +152,22 @@ func (p *fastParser) child(parent string) (name string, end, ok bool) {
 	return string(b[p.i+1 : e]), false, true
 }
 
+// children reads parent's child elements up to its end tag: each must be a
+// want, read by read; anything else gives up.
+func (p *fastParser) children(parent, want string, read func() bool) bool {
+	for {
+		name, end, ok := p.child(parent)
+		switch {
+		case !ok:
+			return false
+		case end:
+			return true
+		case name != want || !read():
+			return false
+		}
+	}
+}
+
 // endTag reads </name> at p.i.
 func (p *fastParser) endTag(name string) bool {
 	b := p.b
@@ -253,17 +269,8 @@ func (p *fastParser) form(c *command) bool {
 	if !ok || !hasNS {
 		return false
 	}
-	for !empty {
-		name, end, ok := p.child("x")
-		if !ok {
-			return false
-		}
-		if end {
-			break
-		}
-		if name != "field" || !p.field(&f) {
-			return false
-		}
+	if !empty && !p.children("x", "field", func() bool { return p.field(&f) }) {
+		return false
 	}
 	c.Forms = append(c.Forms, f)
 	return true
@@ -286,22 +293,12 @@ func (p *fastParser) field(f *xmpp.Form) bool {
 	if !ok {
 		return false
 	}
-	for !empty {
-		name, end, ok := p.child("field")
-		if !ok {
-			return false
-		}
-		if end {
-			break
-		}
-		if name != "value" {
-			return false
-		}
+	if !empty && !p.children("field", "value", func() bool {
 		v, ok := p.textElement("value", noAttr)
-		if !ok {
-			return false
-		}
 		fd.Values = append(fd.Values, v)
+		return ok
+	}) {
+		return false
 	}
 	f.Fields = append(f.Fields, fd)
 	return true
