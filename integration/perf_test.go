@@ -461,6 +461,24 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 		g := srv.Pid()
 		return procCPU(t, func(_, pgrp int) bool { return pgrp == g })
 	}
+	// quiet waits until the server is idle (under 10 % of a core over a
+	// quarter of a second; 20 s at most) and returns the CPU it used and
+	// the time it took meanwhile: what a step left the server to do after
+	// it ended (the component's presence to each subscriber at online and
+	// at a clean stop), kept out of the next step's count.
+	quiet := func() (used, took time.Duration) {
+		begin, c0 := time.Now(), serverCPU()
+		last := c0
+		for time.Since(begin) < 20*time.Second {
+			time.Sleep(250 * time.Millisecond)
+			c := serverCPU()
+			if c-last <= 20*time.Millisecond {
+				break
+			}
+			last = c
+		}
+		return serverCPU() - c0, time.Since(begin)
+	}
 	way := load.LearnProbe
 	switch {
 	case mode == "privileged" && srv.Kind == "prosody":
@@ -496,11 +514,15 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 	for r := range rounds {
 		// Warm: a quick restart, nothing changed.
 		svc.Stop()
+		stopUsed, stopTook := quiet()
 		c0 := serverCPU()
 		lines0 := len(svc.LogLines())
 		w := timeOnline()
 		warmSrv = append(warmSrv, serverCPU()-c0)
 		warmSvc := svc.cpu(t) // a new process: all of its CPU so far
+		tailUsed, tailTook := quiet()
+		t.Logf("round %d: the server's CPU after the clean stop until quiet: %v in %v; after the warm start's online: %v in %v (not in the warm start's count)",
+			r+1, stopUsed, stopTook.Round(time.Millisecond), tailUsed, tailTook.Round(time.Millisecond))
 		warm = append(warm, w)
 		logStart(r, "warm", lines0)
 		// A user whose probe answer came after the grace is published just
@@ -512,6 +534,7 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 		// the presence of every session, the way of this mode (lists and
 		// probes; Prosody's push after the handshake; ejabberd's API).
 		svc.Stop()
+		quiet()
 		c0 = serverCPU()
 		var learn load.LearnReport
 		var err error

@@ -139,6 +139,32 @@ func (f *fifo[T]) pop() T {
 	return v
 }
 
+// filter keeps, in order, the elements for which keep holds, and returns
+// how many it dropped.
+func (f *fifo[T]) filter(keep func(T) bool) (dropped int) {
+	var zero T
+	n := f.n
+	w := 0 // the kept ones so far, from head
+	for r := range n {
+		v := f.s[(f.head+r)%len(f.s)]
+		if keep(v) {
+			f.s[(f.head+w)%len(f.s)] = v
+			w++
+		}
+	}
+	for i := w; i < n; i++ {
+		f.s[(f.head+i)%len(f.s)] = zero // let the GC have what it held
+	}
+	f.n = w
+	if w == 0 {
+		f.head = 0
+		if len(f.s) > fifoKeep {
+			f.s = nil
+		}
+	}
+	return n - w
+}
+
 // actualKeep is the most changes of the actual node whose map is kept once
 // they are sent.
 const actualKeep = 4096
@@ -247,6 +273,29 @@ func (q *Queue) Live(c presence.Conn) error {
 	q.live.push(c)
 	q.signal()
 	return nil
+}
+
+// EachLive calls f with each live event waiting, in order. f must not
+// call the queue.
+func (q *Queue) EachLive(f func(presence.Conn)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i := range q.live.len() {
+		f(q.live.s[(q.live.head+i)%len(q.live.s)])
+	}
+}
+
+// FilterLive drops the live events waiting for which keep returns false;
+// keep is called with each, in order, and must not call the queue. The
+// others stay in their order. It returns how many it dropped.
+func (q *Queue) FilterLive(keep func(presence.Conn) bool) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := q.live.filter(keep)
+	if n > 0 {
+		q.settle()
+	}
+	return n
 }
 
 // Actual queues the publication of c on the actual node, on the state lane.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1163,4 +1164,93 @@ func TestFifo(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { f.push(1); f.pop() }); n != 0 {
 		t.Errorf("%v allocations per push and pop with a backlog, want 0", n)
 	}
+}
+
+// TestFifoFilter: filter keeps the elements it is told to, in order, in a
+// ring that has wrapped, and the ring goes on from there.
+func TestFifoFilter(t *testing.T) {
+	var f fifo[int]
+	for i := range 16 {
+		f.push(i)
+	}
+	for range 10 {
+		f.pop() // head at 10: the next pushes wrap
+	}
+	for i := 16; i < 24; i++ {
+		f.push(i)
+	}
+	var seen []int
+	if n := f.filter(func(v int) bool { seen = append(seen, v); return v%3 != 0 }); n != 4 {
+		t.Errorf("filter dropped %d, want 4 (12, 15, 18, 21)", n)
+	}
+	if want := []int{10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23}; !slices.Equal(seen, want) {
+		t.Errorf("filter saw %v, want %v", seen, want)
+	}
+	f.push(24)
+	var got []int
+	for f.len() > 0 {
+		got = append(got, f.pop())
+	}
+	if want := []int{10, 11, 13, 14, 16, 17, 19, 20, 22, 23, 24}; !slices.Equal(got, want) {
+		t.Errorf("after filter: %v, want %v", got, want)
+	}
+	f.push(1)
+	if n := f.filter(func(int) bool { return false }); n != 1 || f.len() != 0 {
+		t.Errorf("filter of all: dropped %d, %d left", n, f.len())
+	}
+	f.push(2)
+	if got := f.pop(); got != 2 {
+		t.Errorf("pop after emptied by filter = %d, want 2", got)
+	}
+}
+
+// TestQueueFilterLive: held live events can be looked at and dropped; the
+// others go out in their order once the lane is let go, and Drained closes
+// when filtering empties it.
+func TestQueueFilterLive(t *testing.T) {
+	f := &fakeStarter{auto: true}
+	q, start := newTestQueue(t, f, 8, 0, nil)
+	q.SetLiveShare(-1)
+	start()
+	for i, jid := range []string{"a@x/r", "b@x/r", "a@x/r", "c@x/r"} {
+		if err := q.Live(user(jid, presence.Away, fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var each []string
+	q.EachLive(func(c presence.Conn) { each = append(each, c.JID+" "+c.Text) })
+	if want := []string{"a@x/r 0", "b@x/r 1", "a@x/r 2", "c@x/r 3"}; !slices.Equal(each, want) {
+		t.Errorf("EachLive: %q, want %q", each, want)
+	}
+	if n := q.FilterLive(func(c presence.Conn) bool { return c.Text != "0" && c.JID != "c@x/r" }); n != 2 {
+		t.Errorf("FilterLive dropped %d, want 2", n)
+	}
+	if n := q.Len(); n != 2 {
+		t.Errorf("Len = %d after the filter, want 2", n)
+	}
+	quiet()
+	if n := f.started(); n != 0 {
+		t.Fatalf("%d requests started with the lane held", n)
+	}
+	q.SetLiveShare(1)
+	f.waitStarted(2)
+	var sent []string
+	for _, r := range f.requests() {
+		sent = append(sent, r.Node+" "+r.ID+" "+r.User.Text)
+	}
+	if want := []string{testLive + " b@x/r 1", testLive + " a@x/r 2"}; !slices.Equal(sent, want) {
+		t.Errorf("sent %q, want %q", sent, want)
+	}
+	waitClosed(t, q.Drained(), "Drained after the events went out")
+
+	q.SetLiveShare(-1)
+	if err := q.Live(user("d@x/r", presence.DND, "")); err != nil {
+		t.Fatal(err)
+	}
+	drained := q.Drained()
+	if closed(drained) {
+		t.Fatal("Drained closed with an event held")
+	}
+	q.FilterLive(func(presence.Conn) bool { return false })
+	waitClosed(t, drained, "Drained once the filter emptied the lane")
 }

@@ -64,8 +64,12 @@ type resync struct {
 	earlyDone       bool      // the early converge has run
 	// nodeHas is the actual node as the early converge saw it: the
 	// prefetched items, with the overlay of a relist laid over them.
-	nodeHas    map[string]presence.Conn
-	purged     bool // the early converge purged the node (sync.purge_stale)
+	nodeHas map[string]presence.Conn
+	purged  bool // the early converge purged the node (sync.purge_stale)
+	// fresh: the state was empty when the resync began (the process's
+	// first start): each connection found is a change to it, and a live
+	// event (dropUnchangedLive).
+	fresh      bool
 	earlyBusy  bool // its requests are not all answered: no grace yet
 	probesSent bool // armGrace ran
 }
@@ -99,7 +103,7 @@ func (ss *session) beginResync(gen uint64, kind resyncKind) {
 	if ss.resync != nil {
 		ss.resync.stopTimers()
 	}
-	ss.resync = &resync{gen: gen, kind: kind, start: time.Now(), seq: ss.svc.state.Seq()}
+	ss.resync = &resync{gen: gen, kind: kind, start: time.Now(), seq: ss.svc.state.Seq(), fresh: ss.svc.state.Len() == 0}
 	ss.early = nil // the last initial resync failed before its converge
 	publishInit := kind == initial
 	ss.crew.spawn(func(ctx context.Context) {
@@ -601,6 +605,10 @@ func (ss *session) converge(read nodeRead) {
 		ss.queue.Actual(c)
 	}
 	ss.actualOn = true
+	unchanged := 0
+	if rs.kind == initial && rs.fresh {
+		unchanged = ss.dropUnchangedLive(read)
+	}
 	fixes := len(plan.Retract) + len(plan.Publish) + len(bad)
 	if rs.kind != initial {
 		ss.svc.metrics.Fixes.WithLabelValues("item_retracted").Add(float64(len(plan.Retract) + len(bad)))
@@ -616,8 +624,47 @@ func (ss *session) converge(read nodeRead) {
 	}
 	ev.Str("kind", rs.kind.String()).Int("connections", state.Len()).Int("users", state.Users()).
 		Int("items", len(read.conns)+len(read.bad)).Int("publish", len(plan.Publish)).Int("retract", len(plan.Retract)+len(bad)).
-		Int("ghosts", rs.ghosts).Bool("purged", rs.purged).Dur("listed_ms", rs.listed).Dur("settled_ms", rs.settled).
+		Int("ghosts", rs.ghosts).Bool("purged", rs.purged).Int("live_unchanged", unchanged).Dur("listed_ms", rs.listed).Dur("settled_ms", rs.settled).
 		Dur("took_ms", time.Since(rs.start)).Msg("resync")
+}
+
+// dropUnchangedLive drops, at the converge of a fresh initial resync, the
+// held live events that tell readers nothing new. The state was empty, so
+// each connection found was a change to it and queued an event; but one
+// found as the actual node held it when read (what readers had before
+// this start: a warm restart finds every connection so) did not change.
+// Each connection's events are dropped until its first that differs from
+// its item; from that one on, all of its events stay, in their order. It
+// returns how many it dropped. Only the connections with an event held
+// are looked up: at most MaxLive, however large the node.
+func (ss *session) dropUnchangedLive(read nodeRead) int {
+	type seen struct {
+		item    presence.Conn
+		onNode  bool // the node holds an item for the connection
+		changed bool // one of its events was kept: the later ones are too
+	}
+	held := make(map[string]seen)
+	ss.queue.EachLive(func(c presence.Conn) { held[c.JID] = seen{} })
+	if len(held) == 0 {
+		return 0
+	}
+	for _, c := range read.conns {
+		if _, ok := held[c.JID]; ok {
+			held[c.JID] = seen{item: c, onNode: true}
+		}
+	}
+	return ss.queue.FilterLive(func(c presence.Conn) bool {
+		s := held[c.JID]
+		if s.changed {
+			return true
+		}
+		if s.onNode && s.item.SameState(c) {
+			return false
+		}
+		s.changed = true
+		held[c.JID] = s
+		return true
+	})
 }
 
 // finishResync records the end of a resync, done or failed.

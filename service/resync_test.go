@@ -173,3 +173,52 @@ func TestGraceHeldByEarlyChanges(t *testing.T) {
 		t.Fatalf("not settled after the grace with nothing queued (phase %v)", ss.life.phase)
 	}
 }
+
+// TestDropUnchangedLive: at the converge of a fresh start, each
+// connection's held live events are dropped while they say what the
+// actual node held; from its first event that differs on, all of its
+// events stay, in their order; so do those of connections the node did
+// not hold, and their ends.
+func TestDropUnchangedLive(t *testing.T) {
+	s := New(newFakeServer(t).config(), zerolog.New(io.Discard), nil, nil)
+	ss := newSession(s, nil)
+	ss.queue = nodes.NewQueue(&startCounter{started: make(chan struct{}, 16)}, nodes.QueueConfig{LiveShare: -1}, nil)
+	conn := func(jid string, show presence.Show, text string) presence.Conn {
+		return presence.Conn{JID: jid, Show: show, Text: text, IP: "10.0.0.1", Since: time.Unix(1, 0)}
+	}
+	node := nodeRead{conns: []presence.Conn{
+		conn("a@x/r", presence.Away, "lunch"),
+		conn("b@x/r", presence.Away, "lunch"),
+		conn("d@x/r", presence.Online, ""),
+		conn("e@x/r", presence.XA, "gone"),
+		conn("f@x/r", presence.Online, ""), // no event: not looked at
+	}}
+	held := []presence.Conn{
+		conn("a@x/r", presence.Away, "lunch"),  // as on the node: dropped
+		conn("b@x/r", presence.DND, "meeting"), // differs: kept
+		conn("a@x/r", presence.DND, "meeting"), // a changed: kept
+		conn("a@x/r", presence.Away, "lunch"),  // back as on the node, after a change: kept
+		conn("c@x/r", presence.Online, ""),     // not on the node: kept
+		conn("d@x/r", presence.Offline, ""),    // ended: kept
+		conn("e@x/r", presence.XA, "gone"),     // as on the node, twice: both dropped
+		conn("e@x/r", presence.XA, "gone"),
+	}
+	held[0].Since = time.Unix(2, 0) // found later than the item says: still the same state
+	for _, c := range held {
+		if err := ss.queue.Live(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := ss.dropUnchangedLive(node); n != 3 {
+		t.Errorf("dropped %d, want 3", n)
+	}
+	var left []string
+	ss.queue.EachLive(func(c presence.Conn) { left = append(left, c.JID+" "+string(c.Show)) })
+	want := []string{"b@x/r dnd", "a@x/r dnd", "a@x/r away", "c@x/r online", "d@x/r offline"}
+	if fmt.Sprint(left) != fmt.Sprint(want) {
+		t.Errorf("left %q, want %q", left, want)
+	}
+	if n := ss.dropUnchangedLive(nodeRead{}); n != 0 {
+		t.Errorf("against an empty node: dropped %d, want 0", n)
+	}
+}
