@@ -504,8 +504,8 @@ func perfResync(t *testing.T, start startFunc, n int, mode string) {
 				t.Logf("service log: %v %v %v", l["time"], l["level"], l["message"])
 			}
 			if l["message"] == "resync" || l["message"] == "online" {
-				t.Logf("round %d: %s start: %v publish=%v retract=%v purged=%v listed_ms=%v settled_ms=%v took_ms=%v", r+1, kind, l["message"], l["publish"], l["retract"],
-					l["purged"], l["listed_ms"], l["settled_ms"], l["took_ms"])
+				t.Logf("round %d: %s start: %v publish=%v retract=%v purged=%v live_unchanged=%v listed_ms=%v settled_ms=%v took_ms=%v", r+1, kind, l["message"], l["publish"], l["retract"],
+					l["purged"], l["live_unchanged"], l["listed_ms"], l["settled_ms"], l["took_ms"])
 			}
 		}
 	}
