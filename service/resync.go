@@ -64,12 +64,8 @@ type resync struct {
 	earlyDone       bool      // the early converge has run
 	// nodeHas is the actual node as the early converge saw it: the
 	// prefetched items, with the overlay of a relist laid over them.
-	nodeHas map[string]presence.Conn
-	purged  bool // the early converge purged the node (sync.purge_stale)
-	// fresh: the state was empty when the resync began (the process's
-	// first start): each connection found is a change to it, and a live
-	// event (dropUnchangedLive).
-	fresh      bool
+	nodeHas    map[string]presence.Conn
+	purged     bool // the early converge purged the node (sync.purge_stale)
 	earlyBusy  bool // its requests are not all answered: no grace yet
 	probesSent bool // armGrace ran
 }
@@ -103,7 +99,7 @@ func (ss *session) beginResync(gen uint64, kind resyncKind) {
 	if ss.resync != nil {
 		ss.resync.stopTimers()
 	}
-	ss.resync = &resync{gen: gen, kind: kind, start: time.Now(), seq: ss.svc.state.Seq(), fresh: ss.svc.state.Len() == 0}
+	ss.resync = &resync{gen: gen, kind: kind, start: time.Now(), seq: ss.svc.state.Seq()}
 	ss.early = nil // the last initial resync failed before its converge
 	publishInit := kind == initial
 	ss.crew.spawn(func(ctx context.Context) {
@@ -606,8 +602,10 @@ func (ss *session) converge(read nodeRead) {
 	}
 	ss.actualOn = true
 	unchanged := 0
-	if rs.kind == initial && rs.fresh {
+	if rs.kind == initial && ss.fresh {
+		// After a retry too: the events of the attempts before are held.
 		unchanged = ss.dropUnchangedLive(read)
+		ss.fresh = false
 	}
 	fixes := len(plan.Retract) + len(plan.Publish) + len(bad)
 	if rs.kind != initial {
@@ -628,8 +626,9 @@ func (ss *session) converge(read nodeRead) {
 		Dur("took_ms", time.Since(rs.start)).Msg("resync")
 }
 
-// dropUnchangedLive drops, at the converge of a fresh initial resync, the
-// held live events that tell readers nothing new. The state was empty, so
+// dropUnchangedLive drops, at the converge of a fresh session's initial
+// resync (session.fresh), the held live events that tell readers nothing
+// new. The state was empty, so
 // each connection found was a change to it and queued an event; but one
 // found as the actual node held it when read (what readers had before
 // this start: a warm restart finds every connection so) did not change.

@@ -32,6 +32,11 @@ type session struct {
 	// queueStart is closed (doStartQueue) once the nodes exist: the queue
 	// sends nothing before, so nothing goes to a node that is not there.
 	queueStart chan struct{}
+	// fresh: the state was empty when the session began (the process's
+	// start) and no initial resync has converged since: each connection
+	// found is a change to the state and holds a live event, which the
+	// converge drops if the node held the connection so (dropUnchangedLive).
+	fresh bool
 	// lastAnswer returns when the server last answered a request (the
 	// pool's), nil in tests that do no I/O: see patient.
 	lastAnswer func() time.Time
@@ -113,6 +118,7 @@ func newSession(s *Service, l *component.Pool) *session {
 		srv:        &server{addrs: addrs, streams: make([]stream, len(addrs))},
 		queueStart: make(chan struct{}),
 		addrs:      newAddrs(),
+		fresh:      s.state.Len() == 0,
 	}
 	if l != nil {
 		ss.srv.link, ss.srv.events = l, l.Events()
