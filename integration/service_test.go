@@ -8,6 +8,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -299,11 +300,36 @@ func TestIntegrationServiceRestart(t *testing.T) {
 		st := dial(t, srv, reader, "status")
 		evs := events(t, st)
 		subscribe(t, st, srv, testNodes.Status)
+		subscribe(t, st, srv, testNodes.Live)
 		svc.Start()
 		next(t, evs, "init", func(e eventItem) bool { return e.Node == testNodes.Status && statusOf(e) == "init" })
 		next(t, evs, "online", func(e eventItem) bool { return e.Node == testNodes.Status && statusOf(e) == "online" })
 		if got := actualItems(t, st, srv); !matches(got, want) {
 			t.Fatalf("actual when online was published:\n%swant %v", describe(got), want)
+		}
+		// The live events of the start go out after online, in order, then
+		// that of a change made now: only the connections that differ from
+		// what the node held have one (a new one, a changed one), not those
+		// found as the node held them.
+		last := names[7] + "@localhost/r1"
+		if err := clients[names[7]].Presence("away", "after the restart", 0); err != nil {
+			t.Fatal(err)
+		}
+		want[last] = conn{show: presence.Away, text: "after the restart", ip: "127.0.0.1"}
+		var live []string
+		next(t, evs, "the live event of the change after online", func(e eventItem) bool {
+			if e.Node != testNodes.Live {
+				return false
+			}
+			if e.ID == last && userOf(t, e).Text == "after the restart" {
+				return true
+			}
+			live = append(live, e.ID+" "+string(userOf(t, e).Show))
+			return false
+		})
+		slices.Sort(live)
+		if wantLive := []string{names[3] + "@localhost/r2 chat", names[4] + "@localhost/r1 xa"}; !slices.Equal(live, wantLive) {
+			t.Errorf("live events of the restart: %q, want %q", live, wantLive)
 		}
 		waitView(t, w, want)
 	})
