@@ -139,21 +139,23 @@ func (f *fifo[T]) pop() T {
 	return v
 }
 
+// at returns the place of the i-th element from the first (i < len()).
+func (f *fifo[T]) at(i int) *T { return &f.s[(f.head+i)%len(f.s)] }
+
 // filter keeps, in order, the elements for which keep holds, and returns
 // how many it dropped.
 func (f *fifo[T]) filter(keep func(T) bool) (dropped int) {
 	var zero T
 	n := f.n
-	w := 0 // the kept ones so far, from head
+	w := 0 // the kept ones so far, from the first
 	for r := range n {
-		v := f.s[(f.head+r)%len(f.s)]
-		if keep(v) {
-			f.s[(f.head+w)%len(f.s)] = v
+		if v := *f.at(r); keep(v) {
+			*f.at(w) = v
 			w++
 		}
 	}
 	for i := w; i < n; i++ {
-		f.s[(f.head+i)%len(f.s)] = zero // let the GC have what it held
+		*f.at(i) = zero // let the GC have what it held
 	}
 	f.n = w
 	if w == 0 {
@@ -281,7 +283,7 @@ func (q *Queue) EachLive(f func(presence.Conn)) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for i := range q.live.len() {
-		f(q.live.s[(q.live.head+i)%len(q.live.s)])
+		f(*q.live.at(i))
 	}
 }
 

@@ -628,19 +628,18 @@ func (ss *session) converge(read nodeRead) {
 
 // dropUnchangedLive drops, at the converge of a fresh session's initial
 // resync (session.fresh), the held live events that tell readers nothing
-// new. The state was empty, so
-// each connection found was a change to it and queued an event; but one
-// found as the actual node held it when read (what readers had before
-// this start: a warm restart finds every connection so) did not change.
-// Each connection's events are dropped until its first that differs from
-// its item; from that one on, all of its events stay, in their order. It
-// returns how many it dropped. Only the connections with an event held
-// are looked up: at most MaxLive, however large the node.
+// new. The state was empty, so each connection found was a change to it
+// and queued an event; but one found as the actual node held it when read
+// (what readers had before this start: a warm restart finds every
+// connection so) did not change. Each connection's events are dropped
+// until its first that differs from its item; from that one on, all of
+// its events stay, in their order. It returns how many it dropped. Only
+// the connections with an event held are looked up: at most MaxLive,
+// however large the node.
 func (ss *session) dropUnchangedLive(read nodeRead) int {
 	type seen struct {
-		item    presence.Conn
-		onNode  bool // the node holds an item for the connection
-		changed bool // one of its events was kept: the later ones are too
+		item    presence.Conn // the node's item; none (no JID: never the same state) if it has none
+		changed bool          // one of its events was kept: the later ones are too
 	}
 	held := make(map[string]seen)
 	ss.queue.EachLive(func(c presence.Conn) { held[c.JID] = seen{} })
@@ -649,7 +648,7 @@ func (ss *session) dropUnchangedLive(read nodeRead) int {
 	}
 	for _, c := range read.conns {
 		if _, ok := held[c.JID]; ok {
-			held[c.JID] = seen{item: c, onNode: true}
+			held[c.JID] = seen{item: c}
 		}
 	}
 	return ss.queue.FilterLive(func(c presence.Conn) bool {
@@ -657,7 +656,7 @@ func (ss *session) dropUnchangedLive(read nodeRead) int {
 		if s.changed {
 			return true
 		}
-		if s.onNode && s.item.SameState(c) {
+		if s.item.SameState(c) {
 			return false
 		}
 		s.changed = true
