@@ -317,11 +317,7 @@ func (c *Cluster) startEpmd() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("cluster epmd: %w", err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
+	p := startedProcess(cmd)
 	c.epmd = p
 	// The port must be held by our epmd: a second epmd on a taken port
 	// exits 0 without a word, and the first one would answer.

@@ -3,9 +3,12 @@ package testserver
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestTail(t *testing.T) {
@@ -66,4 +69,42 @@ func TestLogSince(t *testing.T) {
 	if logSince(filepath.Join(t.TempDir(), "none"), 0, "x") {
 		t.Error("found in a missing file")
 	}
+}
+
+// TestStopWakesProsodyAfterShutdown stands a shell script in for a Prosody
+// that logs its shutdown on SIGTERM and then sleeps in its main loop until
+// some signal wakes it (see wakeAfterShutdown): Stop must wake it and see
+// it exit, not kill it after stopTimeout and fail.
+func TestStopWakesProsodyAfterShutdown(t *testing.T) {
+	dir := t.TempDir()
+	s := &Server{Kind: Prosody, Dir: dir, LogPath: filepath.Join(dir, "prosody.log")}
+	script := `trap 'printf "Dec 04 21:14:37 general\tinfo\tShutdown complete\n" >> prosody.log' TERM
+trap 'echo woken > woken; exit 0' USR1
+: > ready
+while :; do sleep 0.05; done`
+	cmd := exec.Command("sh", "-c", script)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.proc = startedProcess(cmd)
+	t.Cleanup(func() { _ = s.Kill() })
+	for !exists(filepath.Join(dir, "ready")) {
+		if s.proc.exited() {
+			t.Fatalf("the stand-in exited before it was ready: %v", s.proc.waitErr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if !exists(filepath.Join(dir, "woken")) {
+		t.Error("the stand-in exited without being sent SIGUSR1")
+	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

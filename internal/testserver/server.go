@@ -116,6 +116,17 @@ type process struct {
 	waitErr error         // valid after done is closed
 }
 
+// startedProcess watches cmd, just started: done closes when it has exited
+// and been reaped.
+func startedProcess(cmd *exec.Cmd) *process {
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	return p
+}
+
 func (p *process) exited() bool {
 	select {
 	case <-p.done:
@@ -537,11 +548,7 @@ func (s *Server) Start() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.Kind, err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
+	p := startedProcess(cmd)
 	s.proc = p
 	if err := s.waitReady(p, logStart, began.Add(startTimeout)); err != nil {
 		s.killLocked()
@@ -648,12 +655,16 @@ func (s *Server) Stop() error {
 	deadline := time.After(stopTimeout)
 	poll := time.NewTicker(100 * time.Millisecond)
 	defer poll.Stop()
+	var complete time.Time // when Prosody was first seen to have logged shutdownDone
 	for {
 		select {
 		case <-p.done:
 			s.proc = nil
 			return nil
 		case <-poll.C:
+			if s.Kind == Prosody {
+				s.wakeAfterShutdown(p, logStart, &complete)
+			}
 			// Prosody 0.12.3 hangs in its shutdown when a c2s connection
 			// is half closed at that moment (mod_c2s.lua:469 calls close
 			// on a session that has none). It would never exit: kill it.
@@ -673,6 +684,38 @@ func (s *Server) Stop() error {
 	s.killLocked()
 	return fmt.Errorf("stop %s (pid %d): still running %v after SIGTERM, killed", s.Kind, p.cmd.Process.Pid, stopTimeout)
 }
+
+// wakeAfterShutdown sends Prosody SIGUSR1, once a second, from a second
+// after it logged shutdownDone since logStart (complete keeps when it was
+// first seen).
+//
+// Prosody 0.12.3 runs a signal's Lua handler at the next Lua instruction,
+// not in the C handler. Its main loop (net/server_epoll.lua, loop) computes
+// how long to wait from its timers, then calls epoll_wait. When SIGTERM
+// lands between the two, the whole shutdown runs there: it closes every
+// connection, adds a 1 s timer, logs "Shutdown complete", and returns into
+// an epoll_wait with the delay computed before, up to the next timer
+// (299.999 s, seen with gdb). The loop would exit at once on waking: it
+// has no connection left. About one stop in a thousand hung so; any signal
+// with a handler interrupts the wait, and SIGUSR1 only logs "Received
+// SIGUSR1" (mod_posix). A Prosody still closing connections takes the
+// signal the same way.
+func (s *Server) wakeAfterShutdown(p *process, logStart int64, complete *time.Time) {
+	switch {
+	case complete.IsZero():
+		if logSince(s.LogPath, logStart, shutdownDone) {
+			*complete = time.Now()
+		}
+	case time.Since(*complete) >= time.Second:
+		*complete = time.Now()
+		_ = p.cmd.Process.Signal(syscall.SIGUSR1)
+	}
+}
+
+// shutdownDone is the last line Prosody 0.12.3 logs at info level before
+// it closes its connections and leaves its main loop
+// (util/startup.lua, startup.shutdown).
+const shutdownDone = "\tinfo\tShutdown complete"
 
 // shutdownBug is in what Prosody 0.12.3 logs when its shutdown hangs: an
 // error raised in mod_c2s's shutdown handler, line 469, either there
