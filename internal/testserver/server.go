@@ -692,14 +692,14 @@ func (s *Server) Stop() error {
 // Prosody 0.12.3 runs a signal's Lua handler at the next Lua instruction,
 // not in the C handler. Its main loop (net/server_epoll.lua, loop) computes
 // how long to wait from its timers, then calls epoll_wait. When SIGTERM
-// lands between the two, the whole shutdown runs there: it closes every
-// connection, adds a 1 s timer, logs "Shutdown complete", and returns into
-// an epoll_wait with the delay computed before, up to the next timer
-// (299.999 s, seen with gdb). The loop would exit at once on waking: it
-// has no connection left. About one stop in a thousand hung so; any signal
-// with a handler interrupts the wait, and SIGUSR1 only logs "Received
-// SIGUSR1" (mod_posix). A Prosody still closing connections takes the
-// signal the same way.
+// lands between the two, the whole shutdown runs there: it logs "Shutdown
+// complete", asks every connection to close and adds a 1 s timer, and the
+// loop goes into an epoll_wait with the delay computed before, up to the
+// next timer (299.999 s, seen with gdb). Woken, the loop ends at once.
+// About one stop in 2000 hung so (docs/prosody.md); any signal with a
+// handler interrupts the wait, and SIGUSR1 only logs "Received SIGUSR1"
+// (mod_posix). A Prosody still closing connections takes the signal the
+// same way.
 func (s *Server) wakeAfterShutdown(p *process, logStart int64, complete *time.Time) {
 	switch {
 	case complete.IsZero():
