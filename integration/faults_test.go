@@ -218,7 +218,7 @@ func deleteOwned(t testing.TB, admin *c2s.Client, srv *testserver.Server, node s
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	if _, err := admin.IQ(ctx, "set", srv.Pubsub, []byte("<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='"+node+"'/></pubsub>")); err != nil {
+	if _, err := admin.IQ(ctx, "set", srv.Pubsub, deleteRequest(node)); err != nil {
 		t.Fatalf("%s deletes %s: %v", admin.Bare(), node, err)
 	}
 }
@@ -246,7 +246,6 @@ func TestIntegrationEjabberdDeleteRace(t *testing.T) {
 	}
 	defer pub.Close()
 	const node = "race"
-	owner := "<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'>"
 	payload := []byte("<x xmlns='urn:example:race'/>")
 	for round := 0; round < 20; round++ {
 		// The node, with boss as a second owner, so that the delete runs in
@@ -269,7 +268,7 @@ func TestIntegrationEjabberdDeleteRace(t *testing.T) {
 			}()
 		}
 		time.Sleep(time.Duration(5+round) * time.Millisecond)
-		_, derr := boss.IQ(ctx, "set", srv.Pubsub, []byte(owner+"<delete node='"+node+"'/></pubsub>"))
+		_, derr := boss.IQ(ctx, "set", srv.Pubsub, deleteRequest(node))
 		time.Sleep(20 * time.Millisecond)
 		stop.Store(true)
 		wg.Wait()
@@ -281,7 +280,7 @@ func TestIntegrationEjabberdDeleteRace(t *testing.T) {
 		if _, err := pub.IQ(ctx, "set", srv.Pubsub, pubsub.PurgeRequest(nil, node)); err != nil {
 			t.Fatalf("round %d: purge: %v", round, err)
 		}
-		if _, err := pub.IQ(ctx, "set", srv.Pubsub, []byte(owner+"<delete node='"+node+"'/></pubsub>")); err != nil {
+		if _, err := pub.IQ(ctx, "set", srv.Pubsub, deleteRequest(node)); err != nil {
 			t.Fatalf("round %d: delete: %v", round, err)
 		}
 		if _, err := pub.IQ(ctx, "set", srv.Pubsub, pubsub.PublishRequest(nil, node, "fresh", payload)); err != nil {
@@ -327,9 +326,14 @@ func deleteNode(t testing.TB, srv *testserver.Server, node string) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.IQ(ctx, "set", srv.Pubsub, []byte("<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='"+node+"'/></pubsub>")); err != nil {
+	if _, err := c.IQ(ctx, "set", srv.Pubsub, deleteRequest(node)); err != nil {
 		t.Fatalf("delete %s as %s: %v", node, name, err)
 	}
+}
+
+// deleteRequest is the payload of an owner's request to delete node.
+func deleteRequest(node string) []byte {
+	return []byte("<pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><delete node='" + node + "'/></pubsub>")
 }
 
 // 5. No admin rights: a clear error, /readyz 503, one stream kept (no crash

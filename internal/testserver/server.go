@@ -662,20 +662,22 @@ func (s *Server) Stop() error {
 			s.proc = nil
 			return nil
 		case <-poll.C:
-			if s.Kind == Prosody {
-				s.wakeAfterShutdown(p, logStart, &complete)
+			if s.Kind != Prosody {
+				continue
 			}
+			// The whole log since the SIGTERM: the traceback and the
+			// lines after it (a bounce per presence while the component
+			// is away, with privileged presence) can be many.
+			since := logText(s.LogPath, logStart)
 			// Prosody 0.12.3 hangs in its shutdown when a c2s connection
 			// is half closed at that moment (mod_c2s.lua:469 calls close
 			// on a session that has none). It would never exit: kill it.
 			// Its data is already saved; this is not the test's failure.
-			// The whole log since the SIGTERM: the traceback and the
-			// lines after it (a bounce per presence while the component
-			// is away, with privileged presence) can be many.
-			if s.Kind == Prosody && logSince(s.LogPath, logStart, shutdownBug) {
+			if strings.Contains(since, shutdownBug) {
 				s.killLocked()
 				return nil
 			}
+			s.wakeAfterShutdown(p, strings.Contains(since, shutdownDone), &complete)
 			continue
 		case <-deadline:
 		}
@@ -686,8 +688,8 @@ func (s *Server) Stop() error {
 }
 
 // wakeAfterShutdown sends Prosody SIGUSR1, once a second, from a second
-// after it logged shutdownDone since logStart (complete keeps when it was
-// first seen).
+// after it logged shutdownDone (done; complete keeps when it was first
+// seen).
 //
 // Prosody 0.12.3 runs a signal's Lua handler at the next Lua instruction,
 // not in the C handler. Its main loop (net/server_epoll.lua, loop) computes
@@ -700,12 +702,11 @@ func (s *Server) Stop() error {
 // handler interrupts the wait, and SIGUSR1 only logs "Received SIGUSR1"
 // (mod_posix). A Prosody still closing connections takes the signal the
 // same way.
-func (s *Server) wakeAfterShutdown(p *process, logStart int64, complete *time.Time) {
+func (s *Server) wakeAfterShutdown(p *process, done bool, complete *time.Time) {
 	switch {
+	case !done:
 	case complete.IsZero():
-		if logSince(s.LogPath, logStart, shutdownDone) {
-			*complete = time.Now()
-		}
+		*complete = time.Now()
 	case time.Since(*complete) >= time.Second:
 		*complete = time.Now()
 		_ = p.cmd.Process.Signal(syscall.SIGUSR1)
@@ -837,13 +838,22 @@ func tail(path string, n int) string {
 // logSince reports whether the file at path holds sub after its first
 // offset bytes.
 func logSince(path string, offset int64, sub string) bool {
+	return strings.Contains(logText(path, offset), sub)
+}
+
+// logText returns the file at path after its first offset bytes (16 MiB at
+// most), or "" when it cannot be read.
+func logText(path string, offset int64) string {
 	f, err := os.Open(path)
 	if err != nil {
-		return false
+		return ""
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.NewSectionReader(f, offset, 1<<24))
-	return err == nil && strings.Contains(string(b), sub)
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 func fileSize(path string) int64 {
