@@ -17,6 +17,7 @@ import (
 	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/internal/xmpp"
+	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
 )
@@ -236,21 +237,96 @@ func deleteOwned(t testing.TB, admin *c2s.Client, srv *testserver.Server, node s
 // users change presence.
 func TestIntegrationEjabberdDeleteRace(t *testing.T) {
 	srv := testserver.StartEjabberd(t)
-	createUsers(t, srv, "boss")
-	boss := dial(t, srv, "boss", "d")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	pub := dialComponent(t, srv)
+	id, round := stuckItem(t, srv, pub, "race", func(round, w, k int) string { return fmt.Sprintf("r%d-w%d-%d", round, w, k) },
+		[]byte("<x xmlns='urn:example:race'/>"))
+	if id == "" {
+		t.Fatal("20 rounds of deletes during publishes left no item behind: ejabberd no longer keeps them (see the comment)")
+	}
+	t.Logf("round %d: %s: retract answered item-not-found, still listed", round, id)
+}
+
+// TestIntegrationStuckItemWarned: an item of the actual node that ejabberd
+// keeps (TestIntegrationEjabberdDeleteRace's recipe, run on the actual
+// node before the service starts, with a gone connection's item) is
+// warned of by name, counted in pubpresence_actual_stuck_items, and not
+// counted as a reconciliation's fix, however often it is retracted.
+func TestIntegrationStuckItemWarned(t *testing.T) {
+	srv := testserver.StartEjabberd(t)
+	pub := dialComponent(t, srv)
+	id, _ := stuckItem(t, srv, pub, testNodes.Actual, func(round, w, k int) string {
+		return fmt.Sprintf("gone@%s/r%d-w%d-%d", srv.Domain, round, w, k)
+	}, nil)
+	if id == "" {
+		t.Fatal("20 rounds of deletes during publishes left no item behind: ejabberd no longer keeps them (TestIntegrationEjabberdDeleteRace)")
+	}
+	pub.Close() // the service takes the component's name
+	svc := startService(t, srv, func(o *svcOptions) { o.reconcile = "1s" })
+	waitUntil(t, "online", func() bool { return svc.Ready() == http.StatusOK })
+	waitUntil(t, "the stuck item counted", func() bool { return svc.Metric(t, "pubpresence_actual_stuck_items") >= 1 })
+	reconciled := func() float64 { return svc.Metric(t, `pubpresence_syncs_total{kind="reconcile",result="ok"}`) }
+	r := reconciled()
+	waitUntil(t, "three reconciliations more", func() bool { return reconciled() >= r+3 })
+	var warned []map[string]any
+	for _, l := range svc.LogLines() {
+		if msg, _ := l["message"].(string); strings.Contains(msg, "no request removes them") {
+			warned = append(warned, l)
+		}
+	}
+	if len(warned) != 1 {
+		t.Errorf("%d warnings of stuck items, want 1 (once, not at each reconciliation): %v", len(warned), warned)
+	} else if ids := fmt.Sprint(warned[0]["ids"]); warned[0]["level"] != "warn" || !strings.Contains(ids, id) {
+		t.Errorf("the warning does not name %s: %v", id, warned[0])
+	} else {
+		t.Logf("warned: %v", warned[0])
+	}
+	if n := svc.Metric(t, "pubpresence_actual_stuck_items"); n < 1 {
+		t.Errorf("pubpresence_actual_stuck_items = %v after more reconciliations, want at least 1", n)
+	}
+	if n := svc.Metric(t, `pubpresence_reconcile_fixes_total{kind="item_retracted"}`); n != 0 {
+		t.Errorf("%v items counted retracted by reconciliations, want 0: nobody was online, only stuck items were retracted", n)
+	}
+	t.Logf("item-not-found counted %v times in pubpresence_iq_errors_total", svc.Metric(t, `pubpresence_iq_errors_total{condition="item-not-found"}`))
+}
+
+// dialComponent connects to srv with the component's name, until the test
+// ends.
+func dialComponent(t testing.TB, srv *testserver.Server) *component.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	pub, err := component.Dial(ctx, component.Config{Address: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pub.Close()
-	const node = "race"
-	payload := []byte("<x xmlns='urn:example:race'/>")
+	t.Cleanup(func() { _ = pub.Close() })
+	return pub
+}
+
+// stuckItem makes ejabberd 23.01 keep an item on node for good, as
+// pub (the component) owns it: in each round, pub publishes from 8
+// goroutines (ids from id, payload nil: the item of a connection of that
+// full JID) while a user who owns the node too deletes it. It returns the
+// first item that then survived pub's purge and delete of the node and
+// pub's retract (answered item-not-found), with its round; "" if 20 rounds
+// left none. What pub published last (the node's "fresh" item) is
+// retracted; the node is left with the stuck items alone.
+func stuckItem(t testing.TB, srv *testserver.Server, pub *component.Conn, node string, id func(round, w, k int) string, payload []byte) (string, int) {
+	t.Helper()
+	createUsers(t, srv, "boss")
+	boss := dial(t, srv, "boss", "d")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	item := func(id string) []byte {
+		if payload != nil {
+			return payload
+		}
+		return nodes.AppendUser(nil, presence.Conn{JID: id, Show: presence.Online, Since: time.Now().UTC().Truncate(time.Second)}, true)
+	}
 	for round := 0; round < 20; round++ {
 		// The node, with boss as a second owner, so that the delete runs in
 		// boss's session while the component's publishes run in its own.
-		if _, err := pub.IQ(ctx, "set", srv.Pubsub, pubsub.PublishRequest(nil, node, "seed", payload)); err != nil {
+		if _, err := pub.IQ(ctx, "set", srv.Pubsub, pubsub.PublishRequest(nil, node, "seed", item(id(round, 0, -1)))); err != nil {
 			t.Fatalf("round %d: publish: %v", round, err)
 		}
 		if err := pubsub.SetAffiliations(ctx, pub, srv.Pubsub, node, map[string]string{boss.Bare(): "owner"}); err != nil {
@@ -263,7 +339,8 @@ func TestIntegrationEjabberdDeleteRace(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for k := 0; !stop.Load(); k++ {
-					_, _ = pub.IQ(ctx, "set", srv.Pubsub, pubsub.PublishRequest(nil, node, fmt.Sprintf("r%d-w%d-%d", round, w, k), payload))
+					i := id(round, w, k)
+					_, _ = pub.IQ(ctx, "set", srv.Pubsub, pubsub.PublishRequest(nil, node, i, item(i)))
 				}
 			}()
 		}
@@ -283,7 +360,7 @@ func TestIntegrationEjabberdDeleteRace(t *testing.T) {
 		if _, err := pub.IQ(ctx, "set", srv.Pubsub, deleteRequest(node)); err != nil {
 			t.Fatalf("round %d: delete: %v", round, err)
 		}
-		if _, err := pub.IQ(ctx, "set", srv.Pubsub, pubsub.PublishRequest(nil, node, "fresh", payload)); err != nil {
+		if _, err := pub.IQ(ctx, "set", srv.Pubsub, pubsub.PublishRequest(nil, node, "fresh", item(id(round, 0, -2)))); err != nil {
 			t.Fatalf("round %d: publish on the new node: %v", round, err)
 		}
 		items, err := pubsub.Items(ctx, pub, srv.Pubsub, node)
@@ -304,14 +381,16 @@ func TestIntegrationEjabberdDeleteRace(t *testing.T) {
 			}
 			for _, a := range after {
 				if a.ID == it.ID {
-					t.Logf("round %d: %d items on the new node besides the fresh one; %s: retract answered item-not-found, still listed", round, len(items)-1, it.ID)
-					return
+					if _, err := pub.IQ(ctx, "set", srv.Pubsub, pubsub.RetractRequest(nil, node, "fresh")); err != nil {
+						t.Fatalf("round %d: retract the fresh item: %v", round, err)
+					}
+					return it.ID, round
 				}
 			}
 			t.Fatalf("round %d: item %s: retract answered item-not-found, yet it is gone", round, it.ID)
 		}
 	}
-	t.Fatal("20 rounds of deletes during publishes left no item behind: ejabberd no longer keeps them (see the comment)")
+	return "", 0
 }
 
 // deleteNode deletes node as Prosody's admin, the harness's admin

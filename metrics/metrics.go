@@ -34,6 +34,7 @@ type Metrics struct {
 	SyncSeconds    *prometheus.HistogramVec
 	SyncSessions   prometheus.Gauge       // sessions the last sync found on the server
 	Fixes          *prometheus.CounterVec // reconciliation fixes by kind
+	StuckItems     prometheus.Gauge       // actual node items the server lists and will not retract
 	QueueDepth     prometheus.Gauge
 	LiveDropped    prometheus.Counter
 	RepliesDropped prometheus.Counter
@@ -163,8 +164,10 @@ func New(version string) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}, []string{"kind"}),
 		SyncSessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_sync_sessions", Help: "Online sessions the server listed at the last resync."}),
 		Fixes:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pubpresence_reconcile_fixes_total", Help: "Differences a periodic reconciliation corrected, by kind (ghost: connection gone from the server; missing: connection the state lacked; item_retracted, item_published: items of the actual node)."}, []string{"kind"}),
-		QueueDepth:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_publish_queue_depth", Help: "Pubsub requests queued, not yet sent."}),
-		LiveDropped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_live_dropped_total", Help: "Live events dropped because the publish queue was full."}),
+		StuckItems: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_actual_stuck_items",
+			Help: "Items of the actual node that the server still listed at the last resync though it had answered their retract with item-not-found: it keeps them and no request removes them (ejabberd 23.01, after a node was deleted while items were published to it)."}),
+		QueueDepth:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "pubpresence_publish_queue_depth", Help: "Pubsub requests queued, not yet sent."}),
+		LiveDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_live_dropped_total", Help: "Live events dropped because the publish queue was full."}),
 		WriteWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_write_waits_total",
 			Help: "Writes to the server that took xmpp's write timeout (10 s) and went on because the server was still sending: a busy server."}),
 		RepliesDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "pubpresence_replies_dropped_total",
@@ -201,7 +204,7 @@ func New(version string) *Metrics {
 			Help: "Always 1; the labels say which build runs."}, []string{"version", "goversion"}),
 	}
 	r.MustRegister(m.State, m.Phase, m.Connected, m.Connections, m.Users, m.Events, m.Malformed, m.Requests,
-		m.RequestSeconds, m.IQErrors, m.Reconnects, m.Syncs, m.SyncSeconds, m.SyncSessions, m.Fixes,
+		m.RequestSeconds, m.IQErrors, m.Reconnects, m.Syncs, m.SyncSeconds, m.SyncSessions, m.Fixes, m.StuckItems,
 		m.QueueDepth, m.LiveDropped, m.RepliesDropped, m.WriteWaits, m.Reloads, m.BuildInfo, m.Foreign,
 		m.Tracking, m.Unknown, m.Excluded, m.StreamUp,
 		m.HTTPRequests, m.HTTPUnauthorized, m.HTTPTokens, m.HTTPStreams, m.HTTPRefused, m.HTTPSnapshots, m.HTTPResumes, m.HTTPClosed,

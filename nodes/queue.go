@@ -55,6 +55,10 @@ type Result struct {
 	ID       string
 	Err      error
 	Duration time.Duration
+	// Absent: a retract the server answered item-not-found. It counts as
+	// done (Err is nil): the item was not there, as far as the server
+	// says.
+	Absent bool
 }
 
 // ErrQueueFull is returned when a live event cannot be queued.
@@ -531,10 +535,11 @@ func (q *Queue) Run(ctx context.Context) {
 		s.busy = false
 		inflight--
 		free = append(free, s)
-		if err != nil && s.what == "retract" && errors.Is(err, xmpp.ErrItemNotFound) {
+		absent := err != nil && s.what == "retract" && errors.Is(err, xmpp.ErrItemNotFound)
+		if absent {
 			err = nil
 		}
-		q.report(Result{Node: s.node, Op: s.what, ID: s.id, Err: err, Duration: time.Since(s.start)})
+		q.report(Result{Node: s.node, Op: s.what, ID: s.id, Err: err, Duration: time.Since(s.start), Absent: absent})
 		q.done()
 	}
 	var answered []*slot // taken from q.answers, reused

@@ -874,7 +874,7 @@ func TestQueueResults(t *testing.T) {
 		testLive + " publish unsent@example.org/r":          "start",
 		testActual + " publish a@example.org/r":             "ok",
 		testActual + " publish forbidden-pub@example.org/r": "forbidden",
-		testActual + " retract gone@example.org/r":          "ok", // item-not-found: already gone
+		testActual + " retract gone@example.org/r":          "ok", // item-not-found: already gone (Absent)
 		testActual + " retract forbidden@example.org/r":     "forbidden",
 		"status publish current":                            "ok",
 	}
@@ -904,6 +904,9 @@ func TestQueueResults(t *testing.T) {
 		}
 		if r.Duration < 0 {
 			t.Errorf("%s: Duration %v", key, r.Duration)
+		}
+		if want := r.ID == "gone@example.org/r"; r.Absent != want {
+			t.Errorf("%s: Absent %v, want %v", key, r.Absent, want)
 		}
 	}
 	for key := range want {

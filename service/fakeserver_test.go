@@ -182,6 +182,11 @@ type fakeServer struct {
 	// would share pubsub.
 	created *sync.Map
 
+	// retractGone answers every retract with item-not-found, as ejabberd
+	// 23.01 does for an item it keeps (docs/ejabberd.md); itemsGone makes
+	// the actual node's fetch list nothing, whatever items says.
+	retractGone, itemsGone atomic.Bool
+
 	keepLast   atomic.Bool // keep a copy of the last actual publish (tests)
 	lmu        sync.Mutex
 	lastActual []byte
@@ -354,6 +359,10 @@ func (f *fakeServer) answer(c *xmpptest.Conn, out []byte, e *xmpptest.Element) (
 		return fakeResult(out, id, to, "", nil), false
 	case bytes.HasPrefix(in, []byte(fakeRetractPrefix)):
 		f.retracts.Add(1)
+		if f.retractGone.Load() {
+			out = fakeIQOpen(out, "error", id, to)
+			return append(out, "<error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"...), true
+		}
 		return fakeResult(out, id, to, "", nil), true
 	case bytes.HasPrefix(in, []byte(fakePurgePrefix)) && string(upTo(in[len(fakePurgePrefix):], '\'')) == f.nodes.Actual:
 		if f.failPurge.Add(-1) >= 0 {
@@ -390,7 +399,11 @@ func (f *fakeServer) answer(c *xmpptest.Conn, out []byte, e *xmpptest.Element) (
 	case bytes.HasPrefix(in, []byte(fakeItemsPrefix)) && string(upTo(in[len(fakeItemsPrefix):], '\'')) == f.nodes.Actual &&
 		f.items != itemsNone:
 		open := fakeItemsPrefix + f.nodes.Actual + "'>"
-		out = f.writeChunked(c, fakeResultOpen(out, id, to), f.sessions, f.item, open, "</items></pubsub></iq>")
+		n := f.sessions
+		if f.itemsGone.Load() {
+			n = 0
+		}
+		out = f.writeChunked(c, fakeResultOpen(out, id, to), n, f.item, open, "</items></pubsub></iq>")
 		f.itemsAt.Store(time.Now().UnixNano())
 		return out, false
 	case string(typ) == "get" && bytes.HasPrefix(in, []byte(fakeFormOpen)):

@@ -164,11 +164,14 @@ func (ss *session) readActual(ctx context.Context) (nodeRead, error) {
 	cfg := ss.svc.cfg()
 	ctx, cancel := ss.patient(ctx)
 	defer cancel()
+	asked := time.Now()
 	items, err := pubsub.Items(ctx, ss.srv, cfg.XMPP.Pubsub, cfg.Nodes.Actual)
 	if err != nil {
 		return nodeRead{}, err
 	}
-	return parseNode(items), nil
+	read := parseNode(items)
+	read.asked = asked
+	return read, nil
 }
 
 // nodeRead is the actual node as a fetch read it, parsed once: the early
@@ -176,6 +179,7 @@ func (ss *session) readActual(ctx context.Context) (nodeRead, error) {
 type nodeRead struct {
 	conns []presence.Conn // the items that are a connection's
 	bad   []string        // the ids of the others
+	asked time.Time       // when the fetch was sent
 }
 
 // parseNode parses items: an item is a connection's when its payload

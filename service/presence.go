@@ -186,6 +186,9 @@ func (ss *session) apply(c presence.Conn) {
 		f.Set(c)
 	}
 	ss.publishLive(c)
+	if len(ss.absent) > 0 {
+		delete(ss.absent, c.JID) // published again: its retract's answer is old news
+	}
 	switch {
 	case ss.actualOn:
 		ss.queue.Actual(c)

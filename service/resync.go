@@ -594,7 +594,10 @@ func (ss *session) converge(read nodeRead) {
 			f.Set(c) // the node's since, which readers of the nodes hold
 		}
 	}
-	for _, id := range append(plan.Retract, bad...) {
+	retract := append(plan.Retract, bad...)
+	// Retracted all the same, but not counted as fixes.
+	stuck := ss.stuckItems(retract, read.asked)
+	for _, id := range retract {
 		ss.queue.Retract(id)
 	}
 	for _, c := range plan.Publish {
@@ -607,9 +610,9 @@ func (ss *session) converge(read nodeRead) {
 		unchanged = ss.dropUnchangedLive(read)
 		ss.fresh = false
 	}
-	fixes := len(plan.Retract) + len(plan.Publish) + len(bad)
+	fixes := len(retract) - stuck + len(plan.Publish)
 	if rs.kind != initial {
-		ss.svc.metrics.Fixes.WithLabelValues("item_retracted").Add(float64(len(plan.Retract) + len(bad)))
+		ss.svc.metrics.Fixes.WithLabelValues("item_retracted").Add(float64(len(retract) - stuck))
 		ss.svc.metrics.Fixes.WithLabelValues("item_published").Add(float64(len(plan.Publish)))
 		if fixes == 0 && rs.ghosts == 0 {
 			ss.clock.repair.Reset()
@@ -621,7 +624,7 @@ func (ss *session) converge(read nodeRead) {
 		ev = ss.svc.log.Debug()
 	}
 	ev.Str("kind", rs.kind.String()).Int("connections", state.Len()).Int("users", state.Users()).
-		Int("items", len(read.conns)+len(read.bad)).Int("publish", len(plan.Publish)).Int("retract", len(plan.Retract)+len(bad)).
+		Int("items", len(read.conns)+len(read.bad)).Int("publish", len(plan.Publish)).Int("retract", len(retract)).Int("stuck", stuck).
 		Int("ghosts", rs.ghosts).Bool("purged", rs.purged).Int("live_unchanged", unchanged).Dur("listed_ms", rs.listed).Dur("settled_ms", rs.settled).
 		Dur("took_ms", time.Since(rs.start)).Msg("resync")
 }

@@ -57,6 +57,11 @@ type session struct {
 	// purgeRefused: the server answered a purge of the actual node with an
 	// error; this session retracts item by item (sync.purge_stale).
 	purgeRefused bool
+	// absent: the actual node's ids whose retract the server answered
+	// item-not-found since the last converge, and when; stuck: the ids
+	// the last converge found stuck (stuck.go).
+	absent map[string]time.Time
+	stuck  map[string]bool
 }
 
 // crew runs the session's goroutines: each is started by spawn, ends soon
@@ -328,6 +333,9 @@ func (ss *session) dispatch(ev any) {
 			ss.decide(ev.stream, false)
 		}
 		return
+	case evAbsent:
+		ss.noteAbsent(ev)
+		return
 	case evRequestFailed:
 		ss.requestFailed(ev)
 	}
@@ -494,6 +502,9 @@ func (ss *session) reloaded() {
 // it counts the request, and sends a failure to the loop as an event.
 func (ss *session) published(r nodes.Result) {
 	result := "ok"
+	if r.Absent && r.Node == ss.svc.cfg().Nodes.Actual {
+		ss.crew.post(evAbsent{id: r.ID, at: time.Now()})
+	}
 	if r.Err != nil {
 		result = "error"
 		n := ss.svc.cfg().Nodes
