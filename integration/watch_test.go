@@ -147,6 +147,30 @@ func TestIntegrationFollower(t *testing.T) {
 		svc.status(watch.StatusOnline)
 		wait("the new snapshot", connsAre(watch.StatusOnline, "d@localhost/1=xa"))
 
+		// The service's live events may go out ahead of its writes to
+		// actual: a follower that comes between the two has neither the
+		// event (before its subscription) nor the item (after its fetch)
+		// until the item's notification, which it applies.
+		svc.publish("presence/live", "late@localhost/1", presence.Away)
+		cl2, err := c2s.Dial(ctx, c2s.Config{Addr: s.C2SAddr, JID: "watcher@" + s.Domain, Password: "pw", Resource: "w2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f2 := watch.NewFollower(cl2, s.Pubsub, watch.DefaultNodes())
+		ran2 := make(chan error, 1)
+		go func() { ran2 <- f2.Run(runCtx) }()
+		t.Cleanup(func() { cl2.Close(); <-ran2 })
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if st, conns, err := f2.WaitFor(wctx, connsAre(watch.StatusOnline, "d@localhost/1=xa")); err != nil {
+			t.Fatalf("a second follower's snapshot: view is %q %+v: %v", st, conns, err)
+		}
+		svc.publish("presence/actual", "late@localhost/1", presence.Away)
+		if st, conns, err := f2.WaitFor(wctx, connsAre(watch.StatusOnline, "d@localhost/1=xa", "late@localhost/1=away")); err != nil {
+			t.Fatalf("the item written after the snapshot: view is %q %+v: %v", st, conns, err)
+		}
+		cancel()
+		wait("the first follower, with the same item", connsAre(watch.StatusOnline, "d@localhost/1=xa", "late@localhost/1=away"))
+
 		subscribed := func(node string) bool {
 			inner := svc.request("get", pubsub.NSOwner, "<subscriptions node='"+node+"'/>")
 			return strings.Contains(string(inner), "jid='"+cl.JID()+"'") || strings.Contains(string(inner), `jid="`+cl.JID()+`"`)

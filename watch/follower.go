@@ -75,7 +75,8 @@ type session interface {
 //     whose current item the server sends on subscription (on_sub);
 //  2. while the status is not "online", discard what live says;
 //  3. on "online", fetch every item of the actual node: that is the state;
-//  4. from then on, apply live items (and retracts on actual) in order.
+//  4. from then on, apply live items, and the items and retracts of
+//     actual, in order.
 //
 // When the status goes back to "init" (the service restarted) it starts
 // again at step 2, keeping the last state until the new snapshot arrives.
@@ -268,12 +269,20 @@ func (f *Follower) Run(ctx context.Context) (err error) {
 					}
 				}
 			case f.nodes.Actual:
+				// Publishes too: the service's live events may go out ahead
+				// of its writes to actual, so a connection's last event
+				// can come before the subscription and its item after the
+				// fetch. The notifications of both nodes come in the order
+				// the service sent them, and an item is never older than
+				// an event sent before it.
 				if ev.Purge || ev.Delete {
 					onChange(change{clear: true})
 				}
 				for _, it := range ev.Items {
 					if it.Retract {
 						onChange(change{ev: Event{ID: it.ID, Conn: presence.Conn{JID: it.ID, Show: presence.Offline}}})
+					} else if e, ok := parseUser(it.Item); ok {
+						onChange(change{ev: e})
 					}
 				}
 			}

@@ -121,6 +121,11 @@ func retract(jid string) c2s.Stanza {
 	return notification(names.Actual, "<retract id='"+jid+"'/>")
 }
 
+// published is the notification of an item published on presence/actual.
+func published(jid string, show presence.Show) c2s.Stanza {
+	return notification(names.Actual, userItem(jid, show))
+}
+
 func actualItems(conns ...string) []pubsub.Item {
 	var items []pubsub.Item
 	for _, c := range conns {
@@ -329,6 +334,31 @@ func TestFollowerServiceRestart(t *testing.T) {
 	h.want(StatusOnline, "c@l/1=xa")
 	h.send(live("c@l/1", presence.Chat))
 	h.want(StatusOnline, "c@l/1=chat")
+}
+
+// TestFollowerAppliesActualItems: the service's live events may go out
+// ahead of its writes to presence/actual. A connection whose last live
+// event came before the subscription, and whose item was written after
+// the fetch, is in the view once that item's notification comes; one
+// while the fetch is on its way is replayed on top of the snapshot, in
+// order with the live events. (A follower that ignored them lacked a
+// connection for good: TestIntegrationFaultServerRestart on ejabberd.)
+func TestFollowerAppliesActualItems(t *testing.T) {
+	h := startFollower(t, nil)
+	h.send(live("late@l/1", presence.Away)) // before online: discarded
+	h.send(statusNote(StatusOnline))
+	r := <-h.sess.fetches
+	h.send(published("n@l/1", presence.Chat), live("n@l/1", presence.XA))
+	h.send(c2s.Stanza{Name: "message", From: "someone@else"}) // Run has handled those
+	r.reply <- fetchReply{items: actualItems("a@l/1=online")}
+	h.want(StatusOnline, "a@l/1=online", "n@l/1=xa")
+	h.send(published("late@l/1", presence.Away))
+	h.want(StatusOnline, "a@l/1=online", "late@l/1=away", "n@l/1=xa")
+	h.send(published("a@l/1", presence.DND), retract("n@l/1"))
+	h.want(StatusOnline, "a@l/1=dnd", "late@l/1=away")
+	if got, want := h.events(), []string{"n@l/1=chat", "n@l/1=xa", "late@l/1=away", "a@l/1=dnd", "n@l/1=offline"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("events = %v, want %v", got, want)
+	}
 }
 
 // A fetch overtaken by a restart is dropped: only the newer snapshot counts.
