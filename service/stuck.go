@@ -63,20 +63,9 @@ func (ss *session) stuckItems(retract []string, asked time.Time) int {
 			delete(ss.absent, id)
 		}
 	}
-	for id := range ss.stuck {
-		if stuck[id] {
-			continue
-		}
-		// Gone after all (or no longer retracted): warn again should it
-		// come back.
-		delete(ss.stuck, id)
-	}
-	for _, id := range fresh {
-		if ss.stuck == nil {
-			ss.stuck = make(map[string]bool)
-		}
-		ss.stuck[id] = true
-	}
+	// One no longer stuck (gone after all) is warned of again should it
+	// come back.
+	ss.stuck = stuck
 	ss.svc.metrics.StuckItems.Set(float64(len(stuck)))
 	if len(fresh) > 0 {
 		ss.svc.log.Warn().Str("node", ss.svc.cfg().Nodes.Actual).Int("items", len(fresh)).Strs("ids", fresh[:min(len(fresh), 10)]).
