@@ -58,8 +58,8 @@ type session struct {
 	// error; this session retracts item by item (sync.purge_stale).
 	purgeRefused bool
 	// absent: the actual node's ids whose retract the server answered
-	// item-not-found since the last converge, and when; stuck: the ids
-	// the last converge found stuck (stuck.go).
+	// item-not-found, and when, until a converge judges them; stuck: the
+	// ids the last converge found stuck (stuck.go).
 	absent map[string]time.Time
 	stuck  map[string]bool
 }
