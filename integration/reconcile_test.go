@@ -68,10 +68,7 @@ func TestIntegrationReconcile(t *testing.T) {
 		haddr, name, secret := srv.Harness()
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		owner, err := component.Dial(ctx, component.Config{Address: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret})
-		if err != nil {
-			t.Fatal(err)
-		}
+		owner := dialComponent(t, srv)
 		if _, err := pubsub.Ensure(ctx, owner, srv.Pubsub, pubsub.NodeConfig{Node: testNodes.Actual, Persist: true, MaxItems: "max", SendLast: "never", AccessModel: "whitelist"}); err != nil {
 			t.Fatal(err)
 		}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/presence"
@@ -330,11 +329,8 @@ func formerMember(t testing.TB, srv *testserver.Server, jid string, nodeNames ..
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	c, err := component.Dial(ctx, component.Config{Address: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialComponent(t, srv)
+	defer c.Close() // before the service starts
 	for _, n := range nodeNames {
 		if _, err := pubsub.Ensure(ctx, c, srv.Pubsub, pubsub.NodeConfig{Node: n, Persist: true, MaxItems: "1", SendLast: "never", AccessModel: "whitelist"}); err != nil {
 			t.Fatal(err)

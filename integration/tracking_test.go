@@ -3,13 +3,11 @@
 package integration
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/testserver"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
@@ -284,13 +282,7 @@ func TestIntegrationGrantLost(t *testing.T) {
 	w := watcher(t, srv)
 	waitView(t, w, map[string]conn{"alice@localhost/r": {show: presence.Online, ip: "127.0.0.1"}})
 
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	other, err := component.Dial(ctx, component.Config{Address: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = other.Close()
+	_ = dialComponent(t, srv).Close()
 	closed := time.Now()
 	shows := []string{"away", "dnd", "xa", "chat"}
 	for i := 0; !svc.Logged("reconnecting to be granted privileged presence again"); i++ {
