@@ -289,20 +289,6 @@ func TestIntegrationStuckItemWarned(t *testing.T) {
 	t.Logf("item-not-found counted %v times in pubpresence_iq_errors_total", svc.Metric(t, `pubpresence_iq_errors_total{condition="item-not-found"}`))
 }
 
-// dialComponent connects to srv with the component's name, until the test
-// ends.
-func dialComponent(t testing.TB, srv *testserver.Server) *component.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	pub, err := component.Dial(ctx, component.Config{Address: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pub.Close() })
-	return pub
-}
-
 // stuckItem makes ejabberd 23.01 keep an item on node for good, as
 // pub (the component) owns it: in each round, pub publishes from 8
 // goroutines (ids from id, payload nil: the item of a connection of that

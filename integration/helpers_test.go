@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pubpresence/pubpresence/component"
 	"github.com/pubpresence/pubpresence/internal/c2s"
 	"github.com/pubpresence/pubpresence/internal/load"
 	"github.com/pubpresence/pubpresence/internal/testserver"
@@ -457,6 +458,20 @@ func onlineAt(t testing.TB, srv *testserver.Server, addr, local, resource string
 		t.Fatal(err)
 	}
 	return cl
+}
+
+// dialComponent connects to srv with the component's name, until the test
+// ends.
+func dialComponent(t testing.TB, srv *testserver.Server) *component.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	pub, err := component.Dial(ctx, component.Config{Address: srv.ComponentAddr, Name: srv.Component, Secret: srv.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pub.Close() })
+	return pub
 }
 
 // watcher logs the reader in and follows the nodes as docs/protocol.md says a client does.
