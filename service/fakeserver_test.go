@@ -747,6 +747,19 @@ func startService(tb testing.TB, f *fakeServer, setup ...func(*runningService)) 
 	return rs
 }
 
+// runService starts a service with cfg against the fake whose config it
+// was, logging to log, and stops it when the test ends.
+func runService(tb testing.TB, cfg *config.Config, log zerolog.Logger) *runningService {
+	tb.Helper()
+	rs := &runningService{m: metrics.New("test"), st: &status.Tracker{}, done: make(chan error, 1)}
+	rs.svc = New(cfg, log, rs.m, rs.st)
+	ctx, cancel := context.WithCancel(context.Background())
+	rs.cancel = cancel
+	go func() { rs.done <- rs.svc.Run(ctx) }()
+	tb.Cleanup(func() { rs.stop(tb) })
+	return rs
+}
+
 // stop stops the service cleanly and waits for Run to return.
 func (rs *runningService) stop(tb testing.TB) {
 	tb.Helper()

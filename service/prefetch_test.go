@@ -2,7 +2,6 @@ package service
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"strings"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pubpresence/pubpresence/config"
-	"github.com/pubpresence/pubpresence/metrics"
 	"github.com/pubpresence/pubpresence/nodes"
 	"github.com/pubpresence/pubpresence/presence"
 	"github.com/pubpresence/pubpresence/pubsub"
@@ -30,14 +28,9 @@ func TestInitialSyncEarlyRetracts(t *testing.T) {
 	f := newFakeServer(t)
 	f.sessions, f.items = n, itemsStale
 	f.silent.Store(n) // user n-1 answers only when the test says
-	rs := &runningService{m: metrics.New("test"), st: &status.Tracker{}, done: make(chan error, 1)}
 	cfg := f.config()
 	cfg.Sync.ProbeGrace.Duration = fakeWait
-	rs.svc = New(cfg, zerolog.New(io.Discard), rs.m, rs.st)
-	ctx, cancel := context.WithCancel(context.Background())
-	rs.cancel = cancel
-	go func() { rs.done <- rs.svc.Run(ctx) }()
-	t.Cleanup(func() { rs.stop(t) })
+	rs := runService(t, cfg, zerolog.New(io.Discard))
 
 	f.waitFor("the stale items retracted", func() bool { return f.retracts.Load() == n })
 	if p := rs.st.Phase(); p == status.Online || f.online.Load() > 0 {
@@ -86,15 +79,10 @@ func TestInitialSyncPurge(t *testing.T) {
 			f := newFakeServer(t)
 			f.sessions, f.items = n, tc.items
 			f.failPurge.Store(tc.fail)
-			rs := &runningService{m: metrics.New("test"), st: &status.Tracker{}, done: make(chan error, 1)}
 			cfg := f.config()
 			cfg.Sync.PurgeStale = true
 			cfg.Tracking.Mode = config.TrackRoster
-			rs.svc = New(cfg, zerolog.New(io.Discard), rs.m, rs.st)
-			ctx, cancel := context.WithCancel(context.Background())
-			rs.cancel = cancel
-			go func() { rs.done <- rs.svc.Run(ctx) }()
-			t.Cleanup(func() { rs.stop(t) })
+			rs := runService(t, cfg, zerolog.New(io.Discard))
 
 			f.waitFor("online", func() bool { return f.online.Load() > 0 && rs.st.Phase() == status.Online })
 			if got := f.purges.Load(); got != tc.purges {
@@ -221,14 +209,9 @@ func TestBurstBeforePings(t *testing.T) {
 	// n, with all n published and some retracted.)
 	f.grant, f.burst, f.sessions = prosodyGrant, n, n
 	var logs syncBuffer
-	rs := &runningService{m: metrics.New("test"), st: &status.Tracker{}, done: make(chan error, 1)}
 	cfg := f.config()
 	cfg.Tracking.Mode = config.TrackPrivileged
-	rs.svc = New(cfg, zerolog.New(&logs), rs.m, rs.st)
-	ctx, cancel := context.WithCancel(context.Background())
-	rs.cancel = cancel
-	go func() { rs.done <- rs.svc.Run(ctx) }()
-	t.Cleanup(func() { rs.stop(t) })
+	rs := runService(t, cfg, zerolog.New(&logs))
 	f.waitFor("online and every connection tracked and on actual", func() bool {
 		return f.online.Load() > 0 && f.actual.Load() >= n &&
 			rs.metric(t, "pubpresence_tracked_connections") == n

@@ -1,7 +1,6 @@
 package service
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +8,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pubpresence/pubpresence/config"
-	"github.com/pubpresence/pubpresence/metrics"
 	"github.com/pubpresence/pubpresence/status"
 )
 
@@ -26,15 +24,10 @@ func TestStuckItems(t *testing.T) {
 	f.sessions, f.items = n, itemsStale
 	f.retractGone.Store(true)
 	var logs syncBuffer
-	rs := &runningService{m: metrics.New("test"), st: &status.Tracker{}, done: make(chan error, 1)}
 	cfg := f.config()
 	cfg.Tracking.Mode = config.TrackRoster
 	cfg.Sync.ReconcileInterval = config.Duration{Duration: 200 * time.Millisecond}
-	rs.svc = New(cfg, zerolog.New(&logs), rs.m, rs.st)
-	ctx, cancel := context.WithCancel(context.Background())
-	rs.cancel = cancel
-	go func() { rs.done <- rs.svc.Run(ctx) }()
-	t.Cleanup(func() { rs.stop(t) })
+	rs := runService(t, cfg, zerolog.New(&logs))
 
 	stuck := func() float64 { return rs.metric(t, "pubpresence_actual_stuck_items") }
 	fixes := func() float64 { return rs.metric(t, "pubpresence_reconcile_fixes_total", "kind", "item_retracted") }

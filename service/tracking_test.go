@@ -36,13 +36,9 @@ func trackedService(t *testing.T, f *fakeServer, edit func(*config.Config)) *run
 // nodes of a cluster): online may be published through any of them.
 func trackedServiceOf(t *testing.T, f *fakeServer, edit func(*config.Config), fakes ...*fakeServer) *runningService {
 	t.Helper()
-	rs := &runningService{m: metrics.New("test"), st: &status.Tracker{}, done: make(chan error, 1)}
 	cfg := f.config()
 	edit(cfg)
-	rs.svc = New(cfg, zerolog.New(io.Discard), rs.m, rs.st)
-	ctx, cancel := context.WithCancel(context.Background())
-	rs.cancel = cancel
-	go func() { rs.done <- rs.svc.Run(ctx) }()
+	rs := runService(t, cfg, zerolog.New(io.Discard))
 	f.waitFor("online", func() bool {
 		var online int64
 		for _, g := range fakes {
@@ -50,7 +46,6 @@ func trackedServiceOf(t *testing.T, f *fakeServer, edit func(*config.Config), fa
 		}
 		return online > 0 && rs.st.Phase() == status.Online
 	})
-	t.Cleanup(func() { rs.stop(t) })
 	return rs
 }
 
